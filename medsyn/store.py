@@ -1,0 +1,335 @@
+"""The knowledge-graph store: one interface, an embedded Oxigraph implementation.
+
+Every other module talks to a :class:`Store`; ``medsyn.remote_store`` implements the same interface over a
+SPARQL 1.1 endpoint. SELECT results are lists of ``{variable: pyoxigraph term}`` dicts on both.
+
+>>> s = OxigraphStore.in_memory()
+>>> s.update('INSERT DATA { GRAPH <urn:g> { <urn:a> <urn:p> "1" } }')
+>>> [row["o"].value for row in s.query("SELECT ?o WHERE { ?s ?p ?o }")]
+['1']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import IO, Any, Protocol, runtime_checkable
+
+from pyoxigraph import (
+    BlankNode,
+    DefaultGraph,
+    Literal,
+    NamedNode,
+    Quad,
+    QueryBoolean,
+    QuerySolutions,
+    RdfFormat,
+    Triple,
+)
+from pyoxigraph import (
+    Store as _OxStore,
+)
+
+from medsyn.errors import InputError, StoreError
+
+Term = NamedNode | BlankNode | Literal | Triple
+Row = dict[str, Term]
+Bindings = Mapping[str, Term | str | int | float | bool]
+
+FORMATS: dict[str, RdfFormat] = {
+    "ttl": RdfFormat.TURTLE,
+    "turtle": RdfFormat.TURTLE,
+    "nt": RdfFormat.N_TRIPLES,
+    "nq": RdfFormat.N_QUADS,
+    "trig": RdfFormat.TRIG,
+    "owl": RdfFormat.RDF_XML,
+    "rdf": RdfFormat.RDF_XML,
+    "xml": RdfFormat.RDF_XML,
+}
+
+
+def bind_query(sparql: str, bindings: Bindings) -> str:
+    r"""Bind parameters by a ``VALUES`` row at the start of the outermost WHERE group.
+
+    Terms are written in N-Triples syntax by pyoxigraph (escaped), so a bound string can never alter the query.
+    Works the same on every SPARQL 1.1 engine, unlike engine-specific substitution.
+
+    >>> print(bind_query("SELECT ?s WHERE { ?s ?p ?o }", {"o": 'x" }'}))
+    SELECT ?s WHERE { VALUES (?o) { ("x\" }") } ?s ?p ?o }
+    """
+    names = list(bindings)
+    for n in names:
+        if not n.isidentifier():
+            raise InputError(f"invalid SPARQL parameter name {n!r}")
+    row = " ".join(str(to_term(bindings[n])) for n in names)
+    values = "VALUES (" + " ".join("?" + n for n in names) + ") { (" + row + ") } "
+    pos = _where_brace(sparql)
+    return sparql[: pos + 1] + " " + values + sparql[pos + 1 :].lstrip(" ")
+
+
+_IRI = re.compile(r"<[^<>\"{}|^`\\\s]*>")
+_KEYWORD = re.compile(r"(?i)(CONSTRUCT|WHERE)\b")
+
+
+def _where_brace(sparql: str) -> int:
+    """Index of the '{' opening the outermost WHERE group, skipping IRIs, strings, comments and a
+    CONSTRUCT template."""
+    i, n = 0, len(sparql)
+    construct = where = False
+    while i < n:
+        c = sparql[i]
+        if c == "#":
+            j = sparql.find("\n", i)
+            i = n if j < 0 else j + 1
+        elif c in "\"'":
+            j = i + 1
+            while j < n and sparql[j] != c:
+                j += 2 if sparql[j] == "\\" else 1
+            i = j + 1
+        elif c == "<" and (m := _IRI.match(sparql, i)):
+            i = m.end()
+        elif c == "{":
+            if where or not construct:
+                return i
+            depth, i = 1, i + 1  # skip the CONSTRUCT template
+            while i < n and depth:
+                depth += {"{": 1, "}": -1}.get(sparql[i], 0)
+                i += 1
+        elif (i == 0 or not sparql[i - 1].isalnum()) and (m := _KEYWORD.match(sparql, i)):
+            construct = construct or m.group(1).upper() == "CONSTRUCT"
+            where = where or m.group(1).upper() == "WHERE"
+            i = m.end()
+        else:
+            i += 1
+    raise InputError("cannot bind parameters: the query has no WHERE group")
+
+
+def rdf_format(name: str) -> RdfFormat:
+    """Map a short format name or file suffix (``ttl``, ``nq``, ``owl``...) to an Oxigraph format."""
+    try:
+        return FORMATS[name.lower().lstrip(".")]
+    except KeyError:
+        raise InputError(f"unknown RDF format {name!r}; expected one of {', '.join(sorted(FORMATS))}") from None
+
+
+def to_term(value: Term | str | int | float | bool) -> Term:
+    """Python value -> RDF term for query bindings. Strings become plain literals; pass a NamedNode for IRIs."""
+    if isinstance(value, NamedNode | BlankNode | Literal | Triple):
+        return value
+    if isinstance(value, bool):
+        return Literal("true" if value else "false", datatype=NamedNode("http://www.w3.org/2001/XMLSchema#boolean"))
+    if isinstance(value, int):
+        return Literal(str(value), datatype=NamedNode("http://www.w3.org/2001/XMLSchema#integer"))
+    if isinstance(value, float):
+        return Literal(repr(value), datatype=NamedNode("http://www.w3.org/2001/XMLSchema#double"))
+    if isinstance(value, str):
+        return Literal(value)
+    raise TypeError(f"cannot bind {type(value).__name__} in a SPARQL query")
+
+
+def to_python(term: Term | None) -> Any:
+    """RDF term -> Python value: IRIs to str, typed numeric/boolean literals to numbers/bools."""
+    if term is None:
+        return None
+    if isinstance(term, Literal):
+        dt = term.datatype.value.rsplit("#", 1)[-1]
+        if dt in {"integer", "int", "long", "nonNegativeInteger", "positiveInteger"}:
+            return int(term.value)
+        if dt in {"double", "float", "decimal"}:
+            return float(term.value)
+        if dt == "boolean":
+            return term.value in {"true", "1"}
+        return term.value
+    return term.value
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What every store offers. Writes are atomic: they all apply or none does."""
+
+    def query(self, sparql: str, *, bindings: Bindings | None = None, union: bool = True) -> Any:
+        """SELECT -> list of rows, ASK -> bool, CONSTRUCT/DESCRIBE -> list of triples."""
+
+    def update(self, sparql: str, *, bindings: Bindings | None = None) -> None:
+        """Run a SPARQL update as one transaction."""
+
+    def add_quads(self, quads: Iterable[Quad]) -> None:
+        """Insert quads as one transaction."""
+
+    def load(self, data: bytes | str | Path, *, format: str, graph: NamedNode | None = None) -> None:
+        """Parse and insert an RDF document as one transaction (into ``graph`` for triple formats)."""
+
+    def dump(self, *, format: str, graph: NamedNode | None = None) -> bytes:
+        """Serialize the whole dataset (quad formats) or one graph (triple formats)."""
+
+    def named_graphs(self) -> list[NamedNode]: ...
+
+    def clear_graph(self, graph: NamedNode) -> None:
+        """Remove every triple of a named graph as one transaction."""
+
+    def close(self) -> None: ...
+
+
+class OxigraphStore:
+    """An embedded, persistent Oxigraph store (RocksDB on disk) or an in-memory one.
+
+    One process owns an on-disk store: a second read-write open of the same directory raises StoreError.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, read_only: bool = False) -> None:
+        self.path = Path(path) if path is not None else None
+        try:
+            if self.path is None:
+                self._store = _OxStore()
+            elif read_only:
+                if not self.path.exists():
+                    raise StoreError(f"store {self.path} does not exist; build it with `medsyn kg build`")
+                self._store = _OxStore.read_only(str(self.path))
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._store = _OxStore(str(self.path))
+        except OSError as exc:
+            msg = str(exc)
+            if "lock" in msg.lower():
+                raise StoreError(
+                    f"store {self.path} is locked by another process (is `medsyn serve` running on it? "
+                    "then use --endpoint URL)"
+                ) from None
+            raise StoreError(f"cannot open store {self.path}: {msg.splitlines()[0] if msg else exc!r}") from None
+
+    @classmethod
+    def in_memory(cls) -> OxigraphStore:
+        return cls(None)
+
+    @property
+    def raw(self) -> _OxStore:
+        """The underlying ``pyoxigraph.Store`` for bulk work that needs it."""
+        return self._store
+
+    def query(self, sparql: str, *, bindings: Bindings | None = None, union: bool = True) -> Any:
+        if bindings:
+            sparql = bind_query(sparql, bindings)
+        try:
+            result = self._store.query(sparql, use_default_graph_as_union=union)
+        except SyntaxError as exc:
+            raise InputError(f"SPARQL syntax error: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"query failed: {exc}") from None
+        if isinstance(result, QueryBoolean):
+            return bool(result)
+        if isinstance(result, QuerySolutions):
+            names = [v.value for v in result.variables]
+            rows: list[Row] = []
+            for sol in result:
+                row: Row = {}
+                for name in names:
+                    t = sol[name]
+                    if t is not None:
+                        row[name] = t
+                rows.append(row)
+            return rows
+        return list(result)
+
+    def update(self, sparql: str, *, bindings: Bindings | None = None) -> None:
+        if bindings:
+            # Oxigraph has no substitutions for updates; bind by a VALUES-free rewrite is unsafe, so refuse.
+            raise TypeError("bindings are not supported for updates; build quads and call add_quads instead")
+        try:
+            self._store.update(sparql)
+        except SyntaxError as exc:
+            raise InputError(f"SPARQL update syntax error: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"update failed: {exc}") from None
+
+    def add_quads(self, quads: Iterable[Quad]) -> None:
+        try:
+            self._store.extend(quads)
+        except OSError as exc:
+            raise StoreError(f"write failed: {exc}") from None
+
+    def remove_quads(self, quads: Iterable[Quad]) -> None:
+        """Remove quads as one transaction (one DELETE DATA update)."""
+        body = quads_to_sparql_data(quads)
+        if body:
+            self.update("DELETE DATA { " + body + " }")
+
+    def load(self, data: bytes | str | Path, *, format: str, graph: NamedNode | None = None) -> None:
+        fmt = rdf_format(format)
+        to_graph = graph if graph is not None and not fmt.supports_datasets else None
+        try:
+            if isinstance(data, Path):
+                self._store.load(path=str(data), format=fmt, to_graph=to_graph)
+            else:
+                raw = data.encode("utf-8") if isinstance(data, str) else data
+                self._store.load(io.BytesIO(raw), format=fmt, to_graph=to_graph)
+        except SyntaxError as exc:
+            where = str(data) if isinstance(data, Path) else "input"
+            raise InputError(f"{where}: RDF syntax error: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"load failed: {exc}") from None
+
+    def dump(self, *, format: str, graph: NamedNode | None = None) -> bytes:
+        fmt = rdf_format(format)
+        out: IO[bytes] = io.BytesIO()
+        if fmt.supports_datasets:
+            self._store.dump(out, format=fmt, from_graph=graph) if graph else self._store.dump(out, format=fmt)
+        else:
+            self._store.dump(out, format=fmt, from_graph=graph if graph is not None else DefaultGraph())
+        return out.getvalue()  # type: ignore[attr-defined]
+
+    def named_graphs(self) -> list[NamedNode]:
+        return sorted((g for g in self._store.named_graphs() if isinstance(g, NamedNode)), key=lambda g: g.value)
+
+    def clear_graph(self, graph: NamedNode) -> None:
+        self.update(f"DROP SILENT GRAPH <{graph.value}>")
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def flush(self) -> None:
+        if self.path is not None:
+            self._store.flush()
+
+    def close(self) -> None:
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self._store.flush()
+        del self._store
+
+    def __enter__(self) -> OxigraphStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def quads_to_sparql_data(quads: Iterable[Quad]) -> str:
+    """The body of an INSERT DATA / DELETE DATA block; pyoxigraph terms print as escaped N-Triples terms."""
+    parts = []
+    for q in quads:
+        triple = f"{q.subject} {q.predicate} {q.object} ."
+        parts.append(triple if isinstance(q.graph_name, DefaultGraph) else f"GRAPH {q.graph_name} {{ {triple} }}")
+    return "\n".join(parts)
+
+
+def open_store(
+    store: str | Path | None = None,
+    *,
+    endpoint: str | None = None,
+    read_only: bool = False,
+    **endpoint_options: Any,
+) -> Store:
+    """Open the embedded store at ``store`` (default ``.medsyn/store``) or a remote SPARQL ``endpoint``.
+
+    ``endpoint_options`` (update_endpoint, user, password, token) go to the remote store.
+    """
+    if endpoint:
+        from medsyn.remote_store import RemoteStore  # local import: only the remote path needs SPARQLWrapper
+
+        return RemoteStore(endpoint, **endpoint_options)
+    from medsyn.paths import default_store_dir
+
+    return OxigraphStore(Path(store) if store is not None else default_store_dir(), read_only=read_only)
