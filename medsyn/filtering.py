@@ -1,0 +1,71 @@
+"""The quality filter: score a generated note and decide whether to keep it.
+
+Two scores, both lexical and deterministic (no model download), from :mod:`medsyn.textsim`:
+
+* ``recall``: share of the requested symptoms the note mentions. Stem-based, not lemmatised and not an embedding:
+  a symptom counts when at least half of its content-word Snowball stems (or 4-letter stem prefixes) occur in the
+  note. The paper used BERTScore recall >= 0.65 instead; stem recall is stricter on paraphrases, so the default
+  threshold is a little lower.
+* ``similarity``: share of the note's word 3-gram shingles that also occur in the example note (containment). A note
+  that copies its example scores near 1 and is rejected as memorised; the paper's BERTScore precision against the
+  example played the opposite role (keep notes close in style), which lexical overlap cannot measure without
+  rewarding copies.
+
+>>> cfg = FilterConfig(min_recall=0.5, max_similarity=0.6)
+>>> s = score_note("Жалобы на головную боль и тошноту.", ["головная боль", "тошнота"], "Боль в колене.")
+>>> s.recall, decide(s, cfg)
+(1.0, (True, ''))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from medsyn.errors import InputError
+from medsyn.textsim import containment, shingles, symptom_recall, tokens
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    min_recall: float = 0.5
+    """Reject a note mentioning fewer than this share of the requested symptoms."""
+    max_similarity: float = 0.6
+    """Reject a note with more than this share of its 3-gram shingles copied from the example note."""
+    min_words: int = 5
+    """Reject notes shorter than this many words."""
+
+    def __post_init__(self) -> None:
+        for name in ("min_recall", "max_similarity"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise InputError(f"--{name.replace('_', '-')} must be in [0, 1], got {v}")
+        if self.min_words < 0:
+            raise InputError(f"min_words must be >= 0, got {self.min_words}")
+
+
+@dataclass(frozen=True)
+class Scores:
+    recall: float
+    similarity: float
+    words: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def score_note(text: str, symptoms: Sequence[str], example: str | None) -> Scores:
+    """Symptom recall, copy-similarity to the example (0 without an example) and word count."""
+    sim = containment(shingles(text), shingles(example)) if example else 0.0
+    return Scores(recall=symptom_recall(text, symptoms), similarity=sim, words=len(tokens(text)))
+
+
+def decide(scores: Scores, config: FilterConfig) -> tuple[bool, str]:
+    """(accepted, reason of rejection or '')."""
+    if scores.words < config.min_words:
+        return False, f"too short ({scores.words} words < {config.min_words})"
+    if scores.recall < config.min_recall:
+        return False, f"symptom recall {scores.recall:.2f} < {config.min_recall}"
+    if scores.similarity > config.max_similarity:
+        return False, f"copies the example note (similarity {scores.similarity:.2f} > {config.max_similarity})"
+    return True, ""

@@ -1,0 +1,110 @@
+"""``onto check``: curator work lists — near-duplicate symptom labels and codes that need attention.
+
+Two symptoms are near-duplicates when their labels reduce to the same set of content-word stems (Snowball
+stemmer of ``medsyn.textsim``, function words dropped): "боль в пояснице" / "Боли в пояснице" /
+"поясничная боль" differ in IRI (IRIs follow the exact normalised label) but mean the same. Each group comes
+with the merge command that folds it into its most linked member.
+
+>>> stem_key("Боли в пояснице") == stem_key("боль в пояснице")
+True
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from medsyn.queries import run_named
+from medsyn.store import Store, to_python
+from medsyn.textsim import content_stems
+
+
+def stem_key(label: str) -> frozenset[str]:
+    """The order-free set of content stems a label means."""
+    return frozenset(content_stems(label))
+
+
+@dataclass(frozen=True)
+class SymptomRef:
+    iri: str
+    label: str
+    links: int
+
+
+@dataclass
+class CheckReport:
+    duplicate_groups: list[list[SymptomRef]] = field(default_factory=list)
+    codes_without_symptoms: list[dict[str, Any]] = field(default_factory=list)
+    codes_without_parent: list[dict[str, Any]] = field(default_factory=list)
+    codes_without_label: list[dict[str, Any]] = field(default_factory=list)
+    unmapped_codes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (
+            self.duplicate_groups
+            or self.codes_without_symptoms
+            or self.codes_without_parent
+            or self.codes_without_label
+            or self.unmapped_codes
+        )
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "near_duplicate_groups": len(self.duplicate_groups),
+            "near_duplicate_symptoms": sum(len(g) for g in self.duplicate_groups),
+            "codes_without_symptoms": len(self.codes_without_symptoms),
+            "codes_without_parent": len(self.codes_without_parent),
+            "codes_without_label": len(self.codes_without_label),
+            "unmapped_codes": len(self.unmapped_codes),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "counts": self.counts(),
+            "near_duplicates": [
+                {"keep": g[0].label, "merge": merge_commands(g), "symptoms": [s.__dict__ for s in g]}
+                for g in self.duplicate_groups
+            ],
+            "codes_without_symptoms": self.codes_without_symptoms,
+            "codes_without_parent": self.codes_without_parent,
+            "codes_without_label": self.codes_without_label,
+            "unmapped_codes": self.unmapped_codes,
+        }
+
+
+def near_duplicates(store: Store) -> list[list[SymptomRef]]:
+    """Groups of distinct symptoms with the same stem set, most linked first; groups sorted by first label."""
+    per_symptom: dict[str, SymptomRef] = {}
+    for r in run_named(store, "curation/check_symptom_usage"):
+        iri, label, links = r["symptom"].value, str(r["label"].value), int(to_python(r["links"]))
+        known = per_symptom.get(iri)
+        # A symptom labelled in several languages groups by its first label in sort order (stable output).
+        if known is None or label < known.label:
+            per_symptom[iri] = SymptomRef(iri, label, links)
+    groups: dict[frozenset[str], list[SymptomRef]] = {}
+    for ref in per_symptom.values():
+        key = stem_key(ref.label)
+        if key:
+            groups.setdefault(key, []).append(ref)
+    out = [sorted(g, key=lambda s: (-s.links, s.label, s.iri)) for g in groups.values() if len(g) > 1]
+    return sorted(out, key=lambda g: g[0].label)
+
+
+def merge_commands(group: list[SymptomRef]) -> list[str]:
+    keep = group[0]
+    return [f"medsyn onto merge-symptoms {shlex.quote(keep.label)} {shlex.quote(o.label)}" for o in group[1:]]
+
+
+def check(store: Store) -> CheckReport:
+    def rows(name: str) -> list[dict[str, Any]]:
+        return [{k: to_python(v) for k, v in r.items()} for r in run_named(store, name)]
+
+    return CheckReport(
+        duplicate_groups=near_duplicates(store),
+        codes_without_symptoms=rows("curation/check_codes_without_symptoms"),
+        codes_without_parent=rows("curation/check_codes_without_parent"),
+        codes_without_label=rows("curation/check_codes_without_label"),
+        unmapped_codes=rows("curation/check_unmapped_codes"),
+    )

@@ -1,0 +1,285 @@
+"""Prompt templates: JSON files in this package rendered with LangChain ``ChatPromptTemplate``.
+
+A template file holds ``name``, ``language``, ``description``, ``source`` and ``messages`` (a list of
+``[role, text]`` pairs, role ``system`` or ``user``). Texts use Python ``str.format`` placeholders only
+(``template_format="f-string"``, never Jinja), and a placeholder must be one of :data:`VARIABLES`: a template from an
+untrusted file can therefore not reach attributes, indexes or code. Literal braces are written ``{{`` / ``}}``.
+
+The content hash (sha256 over the canonical JSON of the messages) identifies a template in provenance: editing the
+description does not change it, editing a message does.
+
+>>> t = load_template("paper_ru")
+>>> t.name, len(t.content_hash)
+('paper_ru', 64)
+>>> from medsyn.samples import Sample
+>>> s = Sample(id="s1", index=0, strategy="paper", seed=1, code="M54.5", category="M54",
+...            symptoms=["боль в пояснице", "скованность"], symptom_iris=["x", "y"], example_text="Боли в спине.")
+>>> msgs = t.render(s)
+>>> [m["role"] for m in msgs], "боль в пояснице; скованность" in msgs[1]["content"]
+(['system', 'user'], True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medsyn.errors import InputError
+from medsyn.samples import Sample
+
+if TYPE_CHECKING:
+    from langchain_core.prompts import ChatPromptTemplate
+
+DEFAULT_TEMPLATE = "paper_ru"
+
+VARIABLES: dict[str, str] = {
+    "example": "text of the real example note (a generic opening when the sample has none)",
+    "symptoms": "sampled symptoms joined by '; ' (the paper's format)",
+    "symptoms_comma": "sampled symptoms joined by ', ', lower case (the KG-prior prompts' format)",
+    "code": "the sampled ICD-10 code",
+    "category": "its 3-character category",
+    "disease": "the disease name (empty when unknown)",
+    "patient": "demographics as a noun phrase, e.g. 'женатый некурящий мужчина 45 лет'",
+    "conj": "relative pronoun agreeing with the patient's sex ('который' / 'которая')",
+    "age": "patient age in years",
+    "sex": "patient sex ('male' / 'female')",
+}
+"""The only placeholders a template may use."""
+
+_ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "ai": "assistant"}
+_NEEDS_DEMOGRAPHICS = frozenset({"patient", "conj", "age", "sex"})
+
+# The authors' fallback example for categories without a real note (scripts/taskgen/make_taskgen.py).
+_GENERIC_EXAMPLE = {"ru": "Пациент обратился с жалобами.", "en": "The patient presented with complaints."}
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A chat prompt: ordered (role, text) messages plus metadata."""
+
+    name: str
+    language: str
+    messages: tuple[tuple[str, str], ...]
+    description: str = ""
+    source: str = ""
+    path: str | None = None
+    variables: frozenset[str] = field(default=frozenset())
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the canonical JSON of the messages (what is sent to the model)."""
+        return _messages_hash(self.messages)
+
+    @property
+    def needs_demographics(self) -> bool:
+        return bool(self.variables & _NEEDS_DEMOGRAPHICS)
+
+    def as_langchain(self) -> ChatPromptTemplate:
+        """The LangChain ``ChatPromptTemplate`` (f-string format) of this template."""
+        return _chat_template(self.messages)
+
+    def check_sample(self, sample: Sample) -> None:
+        """Raise InputError when the sample lacks a field this template needs."""
+        if self.needs_demographics and not sample.demographics:
+            raise InputError(f"template {self.name!r} needs demographics, sample {sample.id} has none")
+
+    def variables_for(self, sample: Sample) -> dict[str, str]:
+        """The placeholder values of a sample (only those the template uses)."""
+        return {k: v for k, v in sample_variables(sample, self.language).items() if k in self.variables}
+
+    def render(self, sample: Sample) -> list[dict[str, str]]:
+        """OpenAI-style chat messages ``[{"role", "content"}]`` for one sample."""
+        self.check_sample(sample)
+        lc = self.as_langchain()
+        out = []
+        for msg in lc.format_messages(**self.variables_for(sample)):
+            role = _ROLES.get(msg.type, msg.type)
+            out.append({"role": role, "content": str(msg.content)})
+        return out
+
+
+def _messages_hash(messages: tuple[tuple[str, str], ...]) -> str:
+    canon = json.dumps([list(m) for m in messages], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+
+
+@lru_cache(maxsize=64)
+def _chat_template(messages: tuple[tuple[str, str], ...]) -> ChatPromptTemplate:
+    from langchain_core.prompts import ChatPromptTemplate
+
+    return ChatPromptTemplate.from_messages(list(messages), template_format="f-string")
+
+
+def _placeholders(text: str, where: str) -> set[str]:
+    names: set[str] = set()
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise InputError(f"{where}: bad placeholder syntax ({exc}); write literal braces as {{{{ and }}}}") from None
+    for _, name, spec, conv in parsed:
+        if name is None:
+            continue
+        if name not in VARIABLES or spec or conv:
+            raise InputError(
+                f"{where}: placeholder {{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}} is not "
+                f"allowed; use one of {', '.join(sorted(VARIABLES))}"
+            )
+        names.add(name)
+    return names
+
+
+def parse_template(data: Any, *, where: str) -> PromptTemplate:
+    """Validate the decoded JSON of a template file."""
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: a template is a JSON object")
+    msgs = data.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise InputError(f"{where}: 'messages' must be a non-empty list of [role, text] pairs")
+    messages: list[tuple[str, str]] = []
+    variables: set[str] = set()
+    for i, m in enumerate(msgs):
+        if not (isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m)):
+            raise InputError(f"{where}: messages[{i}] must be [role, text]")
+        role, text = m
+        if role not in _ROLES:
+            raise InputError(f"{where}: messages[{i}] has unknown role {role!r}; use system or user")
+        variables |= _placeholders(text, f"{where}: messages[{i}]")
+        messages.append((_ROLES[role], text))
+    if not any(r == "user" for r, _ in messages):
+        raise InputError(f"{where}: a template needs a user message")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{where}: 'name' must be a non-empty string")
+    language = data.get("language", "ru")
+    if language not in _GENERIC_EXAMPLE:
+        raise InputError(f"{where}: 'language' must be one of {', '.join(_GENERIC_EXAMPLE)}")
+    return PromptTemplate(
+        name=name,
+        language=language,
+        messages=tuple(messages),
+        description=str(data.get("description", "")),
+        source=str(data.get("source", "")),
+        path=where,
+        variables=frozenset(variables),
+    )
+
+
+def list_templates() -> list[str]:
+    """Names of the templates shipped in the package."""
+    pkg = resources.files(__name__)
+    return sorted(p.name[:-5] for p in pkg.iterdir() if p.name.endswith(".json"))
+
+
+@lru_cache(maxsize=32)
+def load_template(name_or_path: str = DEFAULT_TEMPLATE) -> PromptTemplate:
+    """A packaged template by name (``paper_ru``, ``demographics_ru``, ``paper_en``) or a JSON file path."""
+    if name_or_path in list_templates():
+        res = resources.files(__name__).joinpath(name_or_path + ".json")
+        text, where = res.read_text(encoding="utf-8"), f"template {name_or_path}"
+    else:
+        p = Path(name_or_path)
+        if not p.is_file():
+            raise InputError(
+                f"unknown template {name_or_path!r}: not a packaged template ({', '.join(list_templates())}) nor a file"
+            )
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read template: {exc}", path=p) from None
+        where = str(p)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
+    return parse_template(data, where=where)
+
+
+# ------------------------------------------------------------------------------------------ sample -> variables
+_MARITAL_RU = {
+    ("male", True): "женатый",
+    ("male", False): "неженатый",
+    ("female", True): "замужняя",
+    ("female", False): "незамужняя",
+}
+
+
+def _married(value: Any) -> bool | None:
+    if isinstance(value, bool | int):
+        return bool(value)
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in {"married", "женат", "замужем", "женатый", "замужняя", "1", "true"}:
+            return True
+        if v in {"single", "divorced", "widowed", "unmarried", "не женат", "не замужем", "0", "false"}:
+            return False
+    return None
+
+
+def _years_ru(age: int) -> str:
+    if age % 10 == 1 and age % 100 != 11:
+        return "год"
+    if age % 10 in (2, 3, 4) and age % 100 not in (12, 13, 14):
+        return "года"
+    return "лет"
+
+
+def patient_phrase(demographics: dict[str, Any], language: str = "ru") -> tuple[str, str]:
+    """(noun phrase, relative pronoun) describing a patient, e.g. ('женатый курящий мужчина 45 лет', 'который').
+
+    >>> patient_phrase({"age": 21, "sex": "female", "marital_status": "single", "smoking": False})
+    ('незамужняя некурящая женщина 21 год', 'которая')
+    """
+    sex = str(demographics.get("sex", "")).lower()
+    female = sex in {"female", "f", "женский", "ж"}
+    age = demographics.get("age")
+    married = _married(demographics.get("marital_status"))
+    smoking = demographics.get("smoking")
+    if language == "en":
+        parts = []
+        if married is not None:
+            parts.append("married" if married else "unmarried")
+        if smoking is not None:
+            parts.append("smoking" if smoking else "non-smoking")
+        parts.append("woman" if female else "man")
+        if isinstance(age, int):
+            parts.append(f"aged {age}")
+        return " ".join(parts), "who"
+    parts = []
+    if married is not None:
+        parts.append(_MARITAL_RU["female" if female else "male", married])
+    elif demographics.get("marital_status"):
+        parts.append(str(demographics["marital_status"]))
+    if smoking is not None:
+        parts.append(("курящая" if smoking else "некурящая") if female else ("курящий" if smoking else "некурящий"))
+    parts.append("женщина" if female else "мужчина")
+    if isinstance(age, int):
+        parts.append(f"{age} {_years_ru(age)}")
+    return " ".join(parts), ("которая" if female else "который")
+
+
+def sample_variables(sample: Sample, language: str = "ru") -> dict[str, str]:
+    """Every placeholder value of a sample; demographic ones only when the sample has demographics."""
+    example = (sample.example_text or "").strip() or _GENERIC_EXAMPLE[language]
+    out = {
+        "example": example,
+        "symptoms": "; ".join(sample.symptoms),
+        "symptoms_comma": ", ".join(sample.symptoms).lower(),
+        "code": sample.code,
+        "category": sample.category,
+        "disease": sample.disease_name or "",
+    }
+    if sample.demographics:
+        patient, conj = patient_phrase(sample.demographics, language)
+        out.update(
+            patient=patient,
+            conj=conj,
+            age=str(sample.demographics.get("age", "")),
+            sex=str(sample.demographics.get("sex", "")),
+        )
+    return out

@@ -1,0 +1,144 @@
+"""Code weights of the paper: how many notes each ICD-10 category gets.
+
+``w(C) = J3(N_symp(C)) * J3(N_exmp(C))`` with ``J(x) = log(1 + x)`` applied three times. The triple logarithm
+flattens the long tail, so a category with 10x more notes gets only a little more weight.
+
+- ``N_exmp(C)``: real example notes of the category with at least ``min_words`` words (30 in the authors' code).
+- ``N_symp(C)``: unique symptoms over the codes of the category that have symptoms, divided by the number of those
+  codes (the authors' ``get_symptoms_mean``). A category with symptoms attached directly counts as its own code.
+
+The counts come from ``sparql/sampling/category_*_counts.rq``; only the logarithms are computed here (SPARQL 1.1 has
+no ``log``).
+
+>>> round(float(j3(10)), 6)
+0.732135
+>>> plan_counts([CodeWeight("A00", 1, 1, 1, 1.0, 1.0), CodeWeight("B00", 1, 1, 1, 1.0, 3.0)], 8)
+{'A00': 2, 'B00': 6}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from medsyn.errors import InputError
+from medsyn.queries import run_named
+from medsyn.store import Store, to_python
+from medsyn.vocab import is_valid_code, normalize_code
+
+DEFAULT_SOURCES: tuple[str, ...] = ("wikimed",)
+MIN_WORDS = 30
+"""The authors' ``--min-sample-words``: shorter real notes are no style examples and do not count in N_exmp."""
+
+
+def j3(x: ArrayLike) -> NDArray[np.float64]:
+    """``log(1 + log(1 + log(1 + x)))``, elementwise."""
+    return np.log1p(np.log1p(np.log1p(np.asarray(x, dtype=np.float64))))
+
+
+@dataclass(frozen=True)
+class CodeWeight:
+    """The weight of one 3-character category and the counts it was computed from."""
+
+    category: str
+    n_examples: int
+    n_codes: int
+    n_symptoms: int
+    n_symp: float
+    weight: float
+
+    @classmethod
+    def of(cls, category: str, n_examples: int, n_codes: int, n_symptoms: int) -> CodeWeight:
+        n_symp = n_symptoms / n_codes if n_codes else 0.0
+        return cls(category, n_examples, n_codes, n_symptoms, n_symp, float(j3(n_symp) * j3(n_examples)))
+
+
+def source_list(sources: str | Sequence[str]) -> tuple[str, ...]:
+    """Normalise a source selection (``"wikimed,hsdn"`` or a sequence) to sorted unique names."""
+    items = sources.replace(",", " ").split() if isinstance(sources, str) else [s.strip() for s in sources]
+    names = tuple(sorted({s for s in items if s}))
+    if not names:
+        raise InputError("no symptom source given; expected e.g. 'wikimed'")
+    for s in names:
+        if not all(c.isalnum() or c in "-_." for c in s):
+            raise InputError(f"invalid source name {s!r}")
+    return names
+
+
+def code_weights(
+    store: Store, *, sources: str | Sequence[str] = DEFAULT_SOURCES, min_words: int = MIN_WORDS
+) -> list[CodeWeight]:
+    """Weights of every category that has symptoms from ``sources``, sorted by category.
+
+    Raises InputError when the graph has no such category (an empty graph, or a source it does not hold).
+    """
+    names = source_list(sources)
+    if min_words < 0:
+        raise InputError(f"min_words must be >= 0, got {min_words}")
+    symptom_rows = run_named(store, "sampling/category_symptom_counts", sources=" ".join(names))
+    if not symptom_rows:
+        raise InputError(
+            f"the graph has no ICD-10 categories with symptoms from source(s) {', '.join(names)}; "
+            "build it with `medsyn kg build` or choose another source"
+        )
+    example_rows = run_named(store, "sampling/category_example_counts", minWords=int(min_words))
+    examples = {row["category"].value: int(to_python(row["nExamples"])) for row in example_rows}
+    out = [
+        CodeWeight.of(
+            str(to_python(row["notation"])),
+            examples.get(row["category"].value, 0),
+            int(to_python(row["nCodes"])),
+            int(to_python(row["nSymptoms"])),
+        )
+        for row in symptom_rows
+    ]
+    return sorted(out, key=lambda w: w.category)
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, int]:
+    """``["Z00=10", "M54=3"]`` -> ``{"Z00": 10, "M54": 3}``; a malformed item raises InputError."""
+    out: dict[str, int] = {}
+    for item in items:
+        code, sep, count = item.partition("=")
+        code = normalize_code(code)
+        if not sep or not is_valid_code(code):
+            raise InputError(f"invalid override {item!r}; expected CODE=COUNT, e.g. Z00=10")
+        try:
+            n = int(count)
+        except ValueError:
+            raise InputError(f"invalid override {item!r}: {count!r} is not an integer") from None
+        if n < 0:
+            raise InputError(f"invalid override {item!r}: the count must be >= 0")
+        out[code] = n
+    return out
+
+
+def plan_counts(
+    weights: Sequence[CodeWeight], total: int, *, overrides: Mapping[str, int] | None = None
+) -> dict[str, int]:
+    """Notes per category: ``round(w / sum(w) * total)``, with ``overrides`` fixing the count of some categories.
+
+    Overridden categories leave the normalisation (the authors zeroed Z00's weight, then forced it to 10) and take
+    their count out of ``total``, so the plan sums to ``total`` up to rounding. Rounding is half-to-even, as the
+    authors' ``np.round``. Categories planned at 0 are kept in the result.
+    """
+    if total < 1:
+        raise InputError(f"total must be >= 1, got {total}")
+    fixed = {normalize_code(k): int(v) for k, v in (overrides or {}).items()}
+    known = {w.category for w in weights}
+    unknown = sorted(set(fixed) - known)
+    if unknown:
+        raise InputError(
+            f"override for unknown category {unknown[0]}; known categories: {len(known)} (see `medsyn weights`)"
+        )
+    rest = [w for w in weights if w.category not in fixed]
+    budget = max(total - sum(fixed.values()), 0)
+    mass = sum(w.weight for w in rest)
+    if mass <= 0 and budget > 0:
+        raise InputError("every category without an override has weight 0; nothing to share the total between")
+    counts = {w.category: int(np.round(w.weight / mass * budget)) if mass > 0 else 0 for w in rest}
+    counts.update(fixed)
+    return dict(sorted(counts.items()))

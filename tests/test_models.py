@@ -1,0 +1,106 @@
+"""medsyn.models: base resolution, loading, the tiny test LLaMA, adapter identity and base checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from medsyn.errors import InputError
+from medsyn.models import (
+    MANIFEST_NAME,
+    SMOLLM2_GGUF,
+    adapter_hash,
+    base_fingerprint,
+    base_name,
+    check_adapter_base,
+    load_causal_lm,
+    make_tiny_llama,
+    resolve_base,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("m") / "tiny", seed=0)
+
+
+def _make_adapter(base: Path, out: Path, *, seed: int = 0) -> Path:
+    """A real (untrained) PEFT LoRA adapter of ``base`` with a manifest, as medsyn.finetune writes it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from medsyn.models import load_base
+
+    model, _ = load_base(str(base))
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    )
+    peft_model.save_pretrained(str(out))
+    manifest = {"base": base_name(str(base)), "base_fingerprint": base_fingerprint(str(base))}
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+    return out
+
+
+def test_tiny_llama_loads_and_generates(tiny: Path) -> None:
+    assert resolve_base(str(tiny)) == (tiny.resolve(), None)
+    model, tok = load_causal_lm(str(tiny))
+    assert not model.training
+    assert tok.padding_side == "left" and tok.pad_token == "<pad>"
+    enc = tok(["Жалобы на боль", "кашель"], return_tensors="pt", padding=True)
+    out = model.generate(**enc, max_new_tokens=4, do_sample=False)
+    assert out.shape == (2, enc.input_ids.shape[1] + 4)
+    assert load_causal_lm(str(tiny))[0] is model  # cached per (spec, adapter)
+    text = tok.apply_chat_template([{"role": "user", "content": "привет"}], tokenize=False, add_generation_prompt=True)
+    assert "привет" in text
+
+
+def test_tiny_llama_is_seeded(tmp_path: Path, tiny: Path) -> None:
+    again = make_tiny_llama(tmp_path / "again", seed=0)
+    other = make_tiny_llama(tmp_path / "other", seed=1)
+    assert base_fingerprint(str(again)) == base_fingerprint(str(tiny))
+    assert base_fingerprint(str(other)) != base_fingerprint(str(tiny))
+
+
+def test_resolve_smollm2() -> None:
+    directory, gguf = resolve_base("smollm2")
+    assert gguf == SMOLLM2_GGUF and (directory / gguf).is_file()
+    assert resolve_base(str(directory / gguf)) == (directory, gguf)
+
+
+def test_not_a_causal_lm(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    with pytest.raises(InputError, match=r"not a causal LM \(config.json has model_type=bert\)"):
+        resolve_base(str(tmp_path))
+    with pytest.raises(InputError, match=r"no config\.json"):
+        resolve_base(str(tmp_path / ".."))
+    with pytest.raises(InputError, match=r"base model not found"):
+        resolve_base(str(tmp_path / "absent"))
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"config.json: invalid JSON"):
+        resolve_base(str(tmp_path))
+
+
+def test_adapter_hash_and_base_check(tmp_path: Path, tiny: Path) -> None:
+    adapter = _make_adapter(tiny, tmp_path / "adapter")
+    h = adapter_hash(adapter)
+    assert h.startswith("sha256:") and len(h) == 7 + 64
+    copy = tmp_path / "copy"
+    shutil.copytree(adapter, copy)
+    (copy / MANIFEST_NAME).write_text(json.dumps({"base": "x", "note": "manifest is not hashed"}))
+    assert adapter_hash(copy) == h
+    assert check_adapter_base(adapter, str(tiny))["base"] == str(tiny.resolve())
+
+    model, _ = load_causal_lm(str(tiny), adapter=adapter)
+    assert type(model).__name__ == "PeftModelForCausalLM" and not model.training
+
+    other = make_tiny_llama(tmp_path / "other", seed=7)
+    with pytest.raises(InputError, match=rf"adapter {adapter} was trained for base {tiny.resolve()}, not {other}"):
+        load_causal_lm(str(other), adapter=adapter)
+
+    (adapter / MANIFEST_NAME).unlink()
+    with pytest.raises(InputError, match=r"incomplete adapter"):
+        load_causal_lm(str(tiny), adapter=adapter)
