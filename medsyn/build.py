@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyoxigraph import BlankNode, CanonicalizationAlgorithm, Dataset, Literal, Quad, RdfFormat
+from pyoxigraph import BlankNode, CanonicalizationAlgorithm, Dataset, Literal, Quad, RdfFormat, parse
 
 from medsyn.errors import InputError, StoreError
 from medsyn.importers import SOURCES, resolve
@@ -76,7 +76,7 @@ def build_kg(
     _check_target(target)
     tmp = target.parent / f".{target.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        with _progress(progress, len(names) + 3) as step:
+        with _progress(progress, len(names) + 4) as step:
             report = _build_into(tmp, data, names, step)
             step("swapping in the new store")
             _swap(tmp, target)
@@ -134,7 +134,10 @@ def _build_into(tmp: Path, data: Path, names: list[str], step: _Step) -> BuildRe
     try:
         step("ontology")
         try:
-            store.raw.bulk_load(path=str(ONTOLOGY_FILE), format=RdfFormat.TURTLE, to_graph=ONTOLOGY_GRAPH)
+            quads = [
+                Quad(q.subject, q.predicate, q.object, ONTOLOGY_GRAPH)
+                for q in parse(path=str(ONTOLOGY_FILE), format=RdfFormat.TURTLE)
+            ]
         except SyntaxError as exc:
             raise InputError(f"TBox syntax error: {exc}", path=ONTOLOGY_FILE) from None
         ctx = BuildContext(data=data)
@@ -142,12 +145,15 @@ def _build_into(tmp: Path, data: Path, names: list[str], step: _Step) -> BuildRe
         for name in names:
             step(f"source {name}")
             t0 = time.perf_counter()
-            quads = SOURCES[name].loader()(ctx)
-            try:
-                store.raw.bulk_extend(quads)
-            except OSError as exc:
-                raise StoreError(f"cannot write {tmp}: {exc}") from None
+            quads += SOURCES[name].loader()(ctx)
             timings[name] = time.perf_counter() - t0
+        step("writing the store")
+        # One bulk write: each bulk_extend call writes and ingests its own SST files, a fixed cost per call.
+        try:
+            store.raw.bulk_extend(quads)
+        except OSError as exc:
+            raise StoreError(f"cannot write {tmp}: {exc}") from None
+        del quads
         step("content hash and counts")
         version = content_hash(store.raw.quads_for_pattern(None, None, None, None))
         triples = len(store)

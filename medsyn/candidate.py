@@ -56,6 +56,11 @@ class Candidate:
         if graph in self._copied:
             return
         self._copied.add(graph)
+        if isinstance(self.base, OxigraphStore):  # in-process: copy quads directly, no serialisation round trip
+            quads = list(self.base.raw.quads_for_pattern(None, None, None, graph))
+            self.before.raw.extend(quads)
+            self.after.raw.extend(quads)
+            return
         data = self.base.dump(format="nt", graph=graph)
         if data:
             self.before.load(data, format="nt", graph=graph)
@@ -118,20 +123,23 @@ class Candidate:
             raise ValidationError("change refused, nothing was written: " + "; ".join(found[:3]) + more)
 
     def focus_nodes(self) -> set[NamedNode | BlankNode]:
-        """Nodes the change touches, plus nodes that point at them (an association whose symptom vanished)."""
+        """Nodes the change touches, plus nodes that point at a node losing a type (an association whose
+        symptom vanished): only a lost type can break a neighbour's sh:class constraint."""
         nodes: set[NamedNode | BlankNode] = set()
+        untyped: set[NamedNode | BlankNode] = set()
         for q in (*self._added, *self._removed):
             nodes.add(q.subject)  # type: ignore[arg-type]
             if q.predicate != RDF_TYPE and _instance(q.object):
                 nodes.add(q.object)  # type: ignore[arg-type]
-        for n in list(nodes):
-            if _instance(n):
-                for store in (self.before, self.after):
-                    nodes.update(
-                        q.subject  # type: ignore[misc]
-                        for q in store.raw.quads_for_pattern(None, None, n, None)
-                        if q.predicate != RDF_TYPE
-                    )
+        for q in self._removed:
+            if q.predicate == RDF_TYPE and _instance(q.subject):
+                untyped.add(q.subject)  # type: ignore[arg-type]
+        for n in untyped:
+            nodes.update(
+                q.subject  # type: ignore[misc]
+                for q in self.after.raw.quads_for_pattern(None, None, n, None)
+                if q.predicate != RDF_TYPE
+            )
         return nodes
 
     def _shacl_problems(self) -> list[str]:

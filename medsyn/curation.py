@@ -101,7 +101,7 @@ def add_symptom(
     weight = _require_weight(weight)
     norm = _require_label(label)
     src, g = _require_source(store, source)
-    sym = symptom_iri(label)
+    sym = find_symptom(store, label)
     c = Candidate(store, [g])
     plan = Plan("add-symptom", "", c, used={disease, src})
     if source == CURATION_SOURCE and not run_named(store, "curation/knowledge_sources", s=src):
@@ -156,7 +156,7 @@ def remove_symptom(
     dry_run: bool = False,
 ) -> Result:
     """Remove a symptom's links (all, or those of one code and/or source); the symptom goes with its last link."""
-    sym = _symptom_ref(label)
+    sym = find_symptom(store, label)
     disease = _require_code(store, code)[0] if code is not None else None
     src = source_iri(source) if source is not None else None
     links = [
@@ -197,23 +197,33 @@ def relabel(
     _require_label(new_label)
     if is_valid_code(normalize_code(target)) and run_named(store, "curation/code", code=code_iri(target)):
         return _relabel_code(store, target, new_label, lang=lang, by=by, dry_run=dry_run)
-    old = _symptom_ref(target)
+    old = find_symptom(store, target)
     if not run_named(store, "curation/node_triples", node=old):
         raise ValidationError(f"{target!r} is neither an ICD-10 code nor a symptom of the graph")
-    new = symptom_iri(new_label)
-    c = Candidate(store, _graphs_of_node(store, old))
-    plan = Plan("relabel", f"relabel symptom {target.strip()!r} as {new_label.strip()!r}", c)
-    if new == old:
-        for q in list(c.after.raw.quads_for_pattern(old, rdfs("label"), None, None)):
-            if isinstance(q.object, Literal) and q.object.language == lang:
-                c.remove([q])
-                c.add([Quad(old, rdfs("label"), Literal(new_label.strip(), language=lang), q.graph_name)])
-        plan.used.add(old)
-        return _finish(store, plan, by=by, dry_run=dry_run)
-    if run_named(store, "curation/node_triples", node=new):
+    other = find_symptom(store, new_label)
+    if other != old and run_named(store, "curation/node_triples", node=other):
         raise ValidationError(
             f"a symptom labelled {new_label!r} already exists; use `medsyn onto merge-symptoms` to merge them"
         )
+    c = Candidate(store, _graphs_of_node(store, old))
+    plan = Plan("relabel", f"relabel symptom {target.strip()!r} ({lang}) as {new_label.strip()!r}", c)
+    same_lang = [
+        q
+        for q in c.after.raw.quads_for_pattern(old, rdfs("label"), None, None)
+        if isinstance(q.object, Literal) and q.object.language == lang
+    ]
+    new = symptom_iri(new_label)
+    # The IRI follows the label it was minted from; relabelling another language's label keeps the IRI.
+    minted_from_lang = any(symptom_iri(str(q.object.value)) == old for q in same_lang)
+    if new == old or not minted_from_lang:
+        graphs = {q.graph_name for q in same_lang} or {
+            q.graph_name for q in c.after.raw.quads_for_pattern(old, RDF_TYPE, None, None)
+        }
+        c.remove(same_lang)
+        c.add(Quad(old, rdfs("label"), Literal(new_label.strip(), language=lang), g) for g in graphs)  # type: ignore[arg-type]
+        c.add(Quad(old, skos("altLabel"), q.object, q.graph_name) for q in same_lang if new != old)
+        plan.used.add(old)
+        return _finish(store, plan, by=by, dry_run=dry_run)
     _move_symptom(store, c, plan, old, new, new_label=Literal(new_label.strip(), language=lang))
     return _finish(store, plan, by=by, dry_run=dry_run)
 
@@ -221,7 +231,7 @@ def relabel(
 def merge_symptoms(store: Store, keep: str, drop: str, *, by: str | None = None, dry_run: bool = False) -> Result:
     """Merge symptom ``drop`` into ``keep``: its links move to ``keep`` (one link per code and source, the larger
     weight wins), its labels become ``skos:altLabel`` of ``keep``, and ``drop`` is removed."""
-    a, b = _symptom_ref(keep), _symptom_ref(drop)
+    a, b = find_symptom(store, keep), find_symptom(store, drop)
     if a == b:
         raise ValidationError(f"{keep!r} and {drop!r} are the same symptom (same normalised label)")
     for ref, iri in ((keep, a), (drop, b)):
@@ -462,13 +472,28 @@ def _curation_source_quads() -> list[Quad]:
     ]
 
 
-def _symptom_ref(text: str) -> NamedNode:
-    """A symptom by label (any spelling with the same normal form) or by its IRI."""
+def find_symptom(store: Store, text: str) -> NamedNode:
+    """A symptom by IRI, or by any of its labels (same normal form); the IRI the label would mint when none.
+
+    A symptom's IRI follows one label (the one it was built from), so an English or alternative label is looked
+    up; two different symptoms answering to the label is an error naming both.
+    """
     t = text.strip()
     if t.startswith(ID + "symptom/"):
         return NamedNode(t)
-    _require_label(t)
-    return symptom_iri(t)
+    norm = _require_label(t)
+    minted = symptom_iri(t)
+    if run_named(store, "curation/node_triples", node=minted):
+        return minted
+    found = {
+        r["symptom"]
+        for r in run_named(store, "curation/symptom_by_label", text=t)
+        if normalize_label(str(r["label"].value)) == norm
+    }
+    if len(found) > 1:
+        names = ", ".join(sorted(f.value for f in found))  # type: ignore[union-attr]
+        raise ValidationError(f"label {t!r} names several symptoms ({names}); pass the IRI")
+    return found.pop() if found else minted  # type: ignore[return-value]
 
 
 def _graphs_of_node(store: Store, node: NamedNode) -> set[NamedNode]:

@@ -177,6 +177,19 @@ def prepare_tokenizer(tokenizer: Any, *, padding_side: str = "left") -> Any:
     return tokenizer
 
 
+def load_tokenizer(spec: str) -> Any:
+    """Only the tokenizer of a base (e.g. to count tokens), left-padded with a pad token."""
+    from transformers import AutoTokenizer
+
+    directory, gguf = resolve_base(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), **({"gguf_file": gguf} if gguf else {}))
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{spec}: cannot load tokenizer: {first}") from None
+    return prepare_tokenizer(tokenizer)
+
+
 def load_base(spec: str, *, device: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
     """Load a base model and its tokenizer (not cached, train mode untouched). GGUF weights are dequantized."""
     import torch

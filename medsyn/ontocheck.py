@@ -74,20 +74,40 @@ class CheckReport:
         }
 
 
-def near_duplicates(store: Store) -> list[list[SymptomRef]]:
-    """Groups of distinct symptoms with the same stem set, most linked first; groups sorted by first label."""
-    per_symptom: dict[str, SymptomRef] = {}
+def near_duplicates(store: Store, *, lang: str = "ru") -> list[list[SymptomRef]]:
+    """Groups of distinct symptoms sharing a label's stem set (in any language), most linked first.
+
+    Symptoms carry labels in several languages; two symptoms are joined when any of their labels match, and
+    groups are the connected sets. Each symptom is shown by its ``lang`` label when it has one.
+    """
+    shown: dict[str, tuple[int, str]] = {}
+    links: dict[str, int] = {}
+    by_key: dict[frozenset[str], set[str]] = {}
     for r in run_named(store, "curation/check_symptom_usage"):
-        iri, label, links = r["symptom"].value, str(r["label"].value), int(to_python(r["links"]))
-        known = per_symptom.get(iri)
-        # A symptom labelled in several languages groups by its first label in sort order (stable output).
-        if known is None or label < known.label:
-            per_symptom[iri] = SymptomRef(iri, label, links)
-    groups: dict[frozenset[str], list[SymptomRef]] = {}
-    for ref in per_symptom.values():
-        key = stem_key(ref.label)
+        iri, term = r["symptom"].value, r["label"]
+        label = str(term.value)
+        links[iri] = int(to_python(r["links"]))
+        rank = (0 if getattr(term, "language", None) == lang else 1, label)
+        if iri not in shown or rank < shown[iri]:
+            shown[iri] = rank
+        key = stem_key(label)
         if key:
-            groups.setdefault(key, []).append(ref)
+            by_key.setdefault(key, set()).add(iri)
+    parent = {iri: iri for iri in links}
+
+    def root(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for members in by_key.values():
+        first, *rest = sorted(members)
+        for other in rest:
+            parent[root(other)] = root(first)
+    groups: dict[str, list[SymptomRef]] = {}
+    for iri in links:
+        groups.setdefault(root(iri), []).append(SymptomRef(iri, shown[iri][1], links[iri]))
     out = [sorted(g, key=lambda s: (-s.links, s.label, s.iri)) for g in groups.values() if len(g) > 1]
     return sorted(out, key=lambda g: g[0].label)
 

@@ -9,6 +9,7 @@ association IRI holds a fact does not matter, so a restored snapshot or an OWL r
 from __future__ import annotations
 
 from collections.abc import Iterator
+import re
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from medsyn.store import FORMATS, OxigraphStore, Store, to_python
 from medsyn.vocab import graph_iri
 
 WEIGHT_TOLERANCE = 1e-9
+_LANG_TAG = re.compile(r"@[A-Za-z]+(-[A-Za-z0-9]+)*$")
 
 
 @dataclass
@@ -112,7 +114,8 @@ def diff_snapshots(old: Snapshot, new: Snapshot) -> OntoDiff:
 
     def link(key: tuple[str, str, str], w: float | None, side: Snapshot) -> dict[str, Any]:
         labels = side.symptoms.get(key[1], [])
-        return {"code": key[0], "symptom": key[1], "label": labels[0] if labels else "", "source": key[2], "weight": w}
+        label = _LANG_TAG.sub("", labels[0]) if labels else ""
+        return {"code": key[0], "symptom": key[1], "label": label, "source": key[2], "weight": w}
 
     d.added_links = [link(k, new.links[k], new) for k in sorted(new.links.keys() - old.links.keys())]
     d.removed_links = [link(k, old.links[k], old) for k in sorted(old.links.keys() - new.links.keys())]

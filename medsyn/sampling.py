@@ -8,10 +8,10 @@ the seed and positioned at row ``i``. The same seed therefore gives the same sam
 chunk size, and sample ``i`` of a longer run equals sample ``i`` of a shorter one.
 
 >>> from medsyn.store import OxigraphStore
->>> draw_samples(OxigraphStore.in_memory(), n=1)
+>>> draw_samples(OxigraphStore.in_memory(), n=1)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-medsyn.errors.InputError: the graph has no ICD-10 categories with symptoms from source(s) wikimed; build it with `medsyn kg build` or choose another source
+medsyn.errors.InputError: the graph has no ICD-10 categories with symptoms from source(s) wikimed; build it ...
 """
 
 from __future__ import annotations

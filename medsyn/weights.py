@@ -7,11 +7,11 @@ flattens the long tail, so a category with 10x more notes gets only a little mor
 - ``N_symp(C)``: unique symptoms over the codes of the category that have symptoms, divided by the number of those
   codes (the authors' ``get_symptoms_mean``). A category with symptoms attached directly counts as its own code.
 
-The counts come from ``sparql/sampling/category_*_counts.rq``; only the logarithms are computed here (SPARQL 1.1 has
-no ``log``).
+The counts come from the SPARQL tables of the sampler (``sparql/sampling/``); the logarithms are computed here
+(SPARQL 1.1 has no ``log``).
 
 >>> round(float(j3(10)), 6)
-0.732135
+0.798928
 >>> plan_counts([CodeWeight("A00", 1, 1, 1, 1.0, 1.0), CodeWeight("B00", 1, 1, 1, 1.0, 3.0)], 8)
 {'A00': 2, 'B00': 6}
 """
@@ -25,8 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from medsyn.errors import InputError
-from medsyn.queries import run_named
-from medsyn.store import Store, to_python
+from medsyn.store import Store
 from medsyn.vocab import is_valid_code, normalize_code
 
 DEFAULT_SOURCES: tuple[str, ...] = ("wikimed",)
@@ -73,29 +72,18 @@ def code_weights(
 ) -> list[CodeWeight]:
     """Weights of every category that has symptoms from ``sources``, sorted by category.
 
-    Raises InputError when the graph has no such category (an empty graph, or a source it does not hold).
+    The counts come from the sampling tables (``sparql/sampling/codes.rq``, ``code_symptoms.rq``,
+    ``example_notes.rq``), so the weights are exactly those the sampler draws with. Raises InputError when the graph
+    has no such category (an empty graph, or a source it does not hold).
     """
-    names = source_list(sources)
-    if min_words < 0:
-        raise InputError(f"min_words must be >= 0, got {min_words}")
-    symptom_rows = run_named(store, "sampling/category_symptom_counts", sources=" ".join(names))
-    if not symptom_rows:
-        raise InputError(
-            f"the graph has no ICD-10 categories with symptoms from source(s) {', '.join(names)}; "
-            "build it with `medsyn kg build` or choose another source"
-        )
-    example_rows = run_named(store, "sampling/category_example_counts", minWords=int(min_words))
-    examples = {row["category"].value: int(to_python(row["nExamples"])) for row in example_rows}
-    out = [
-        CodeWeight.of(
-            str(to_python(row["notation"])),
-            examples.get(row["category"].value, 0),
-            int(to_python(row["nCodes"])),
-            int(to_python(row["nSymptoms"])),
-        )
-        for row in symptom_rows
-    ]
-    return sorted(out, key=lambda w: w.category)
+    from medsyn.strategies.tables import load_tables  # the tables module builds on this one
+
+    return load_tables(store, sources=sources, min_words=min_words).weights
+
+
+def weights_from_counts(counts: Mapping[str, tuple[int, int, int]]) -> list[CodeWeight]:
+    """``{category: (N_examples, codes with symptoms, unique symptoms)}`` -> weights sorted by category."""
+    return [CodeWeight.of(cat, *counts[cat]) for cat in sorted(counts)]
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, int]:

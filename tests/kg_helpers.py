@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+
+from medsyn.store import OxigraphStore
 
 
 def data_with(real: Path, tmp: Path, rel: str, content: bytes) -> Path:
@@ -26,3 +30,14 @@ def _mirror(src: Path, dst: Path, parts: tuple[str, ...]) -> None:
             shutil.copyfile(child, dst / child.name)
         else:
             (dst / child.name).symlink_to(child)
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[OxigraphStore]:
+    """A read-only store, closed on exit (OxigraphStore.close() flushes, which read-only stores refuse)."""
+    s = OxigraphStore(path, read_only=True)
+    try:
+        yield s
+    finally:
+        with contextlib.suppress(RuntimeError):
+            s.close()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kg_helpers import data_with
+from kg_helpers import data_with, read_only
 from pyoxigraph import BlankNode, RdfFormat, parse
 
 from medsyn.build import build_kg, content_hash, graph_version
@@ -19,10 +20,9 @@ SMALL = ["wikimed"]  # + the register, always included: a ~3 s build
 
 
 @pytest.fixture(scope="module")
-def kg(kg_store_dir: Path) -> OxigraphStore:
-    s = OxigraphStore(kg_store_dir, read_only=True)
-    yield s
-    del s
+def kg(kg_store_dir: Path) -> Iterator[OxigraphStore]:
+    with read_only(kg_store_dir) as s:
+        yield s
 
 
 def test_full_build_counts(kg: OxigraphStore) -> None:
@@ -43,7 +43,9 @@ def test_iris_are_stable(kg: OxigraphStore) -> None:
     a = association_iri("symptom", "G35", "головная боль", "wikimed")
     assert a.value == "https://w3id.org/medsyn/id/assoc/symptom/8c2a1c7776aa7f74f194706b"
     assert kg.query("ASK { ?a ?p ?o }", bindings={"a": a})
-    assert kg.query("ASK { ?c <http://www.w3.org/2004/02/skos/core#notation> 'K29.60' }", bindings={"c": code_iri("K29.60")})
+    assert kg.query(
+        "ASK { ?c <http://www.w3.org/2004/02/skos/core#notation> 'K29.60' }", bindings={"c": code_iri("K29.60")}
+    )
 
 
 def test_same_input_same_triple_set(tmp_path: Path, shared_data: Path) -> None:
@@ -52,7 +54,7 @@ def test_same_input_same_triple_set(tmp_path: Path, shared_data: Path) -> None:
     assert r1.version == r2.version and r1.triples == r2.triples
     dumps = []
     for p in (tmp_path / "a", tmp_path / "b"):
-        with OxigraphStore(p, read_only=True) as s:
+        with read_only(p) as s:
             # Blank nodes (TBox axioms) get fresh labels per load; everything else must match exactly.
             dumps.append(
                 {
@@ -83,7 +85,7 @@ def test_failed_build_keeps_previous_store(tmp_path: Path, shared_data: Path) ->
     # rumedtop3 runs last: the failure comes after every other source was written to the new store.
     with pytest.raises(InputError, match=r"train_v1\.jsonl:2: invalid JSON"):
         build_kg(target, data=broken, sources=[*SMALL, "rumedtop3", "hsdn"], progress=False)
-    with OxigraphStore(target, read_only=True) as s:
+    with read_only(target) as s:
         assert graph_version(s) == good.version
         assert "ExampleNote" not in class_counts(s)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "store"]  # no temp or set-aside folders left

@@ -161,12 +161,12 @@ def test_cli_errors_are_one_line(tmp_path: Path, tiny: Path) -> None:
 
 def test_smollm2_one_step(tmp_path: Path, data: Path) -> None:
     """The real default base: its tokenizer masks the prompt, one LoRA step runs, the adapter reloads."""
-    cfg = TrainConfig(lr=2e-4, batch_size=2, micro_batch_size=2, max_len=64, max_steps=1, max_eval=2)
+    cfg = TrainConfig(lr=2e-4, batch_size=2, micro_batch_size=2, max_len=192, max_steps=1, max_train=4, max_eval=2)
     manifest = finetune("smollm2", data, tmp_path / "adapter", config=cfg, progress=False)
     assert manifest["base"] == "smollm2" and manifest["base_model_type"] == "llama"
     assert manifest["metrics"]["eval_loss_base"] > 0 and manifest["metrics"]["steps"] == 1
     model, tok = load_causal_lm("smollm2", adapter=tmp_path / "adapter")
-    _, labels = encode_record(tok, build_prompt("Продолжи запись.", "Жалобы на"), "кашель.", max_len=64)
+    _, labels = encode_record(tok, build_prompt("Продолжи запись.", "Жалобы на"), "кашель.", max_len=192)
     assert labels[-1] == tok.eos_token_id and labels.count(IGNORE_INDEX) == len(
         tok(build_prompt("Продолжи запись.", "Жалобы на"))["input_ids"]
     )

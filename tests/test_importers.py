@@ -10,13 +10,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from kg_helpers import data_with
 from pyoxigraph import Quad
 
 from medsyn.errors import InputError
 from medsyn.importers import SOURCES, resolve
 from medsyn.importers._common import BuildContext
 from medsyn.vocab import MS, code_iri, normalize_label, symptom_iri
-from kg_helpers import data_with
 
 WIKIMED = "medsyn/mkg/rumedtop3_wikimed_symptoms_equipped_with_rumedprime.json"
 REGISTER = "mkb10_ru_minzdrav/mkb10_1.2.643.5.1.13.13.11.1005_v2.27.csv"
@@ -58,7 +58,9 @@ def test_who_adds_missing_codes_and_english_titles(hierarchy: tuple[BuildContext
 
 def test_sex_restrictions_propagate_to_subcodes(hierarchy: tuple[BuildContext, dict[str, list[Quad]]]) -> None:
     _, out = hierarchy
-    sex = {q.subject.value: q.object.value for q in out["sex-restrictions"] if q.predicate.value == MS + "sexRestriction"}
+    sex = {
+        q.subject.value: q.object.value for q in out["sex-restrictions"] if q.predicate.value == MS + "sexRestriction"
+    }
     assert sex[code_iri("C61").value] == "male"
     assert sex[code_iri("C53.0").value] == "female"
     assert code_iri("M54").value not in sex
@@ -107,7 +109,9 @@ def test_hsdn_weights_normalised_per_code(shared_data: Path) -> None:
         }
     assert len(assoc) == len(pairs) < 25_615  # 25,615 listed pairs; translations shared by MeSH terms merge
     headache = symptom_iri("головная боль, цефалгия").value
-    labels = {(q.object.value, q.object.language) for q in out if q.subject.value == headache and "label" in q.predicate.value}
+    labels = {
+        (q.object.value, q.object.language) for q in out if q.subject.value == headache and "label" in q.predicate.value
+    }
     assert ("Headache", "en") in labels
 
 
@@ -143,7 +147,7 @@ def test_sider4_is_flagged_non_commercial(shared_data: Path) -> None:
     flags = [q.object.value for q in out if q.predicate.value == MS + "nonCommercial"]
     assert flags == ["true"]
     freqs = [float(q.object.value) for q in out if q.predicate.value == MS + "frequency"]
-    assert 0.0 <= min(freqs) and max(freqs) <= 1.0
+    assert min(freqs) >= 0.0 and max(freqs) <= 1.0
     assert "sider4" not in resolve(None) and "sider4" in resolve(["all"])
 
 
@@ -190,7 +194,7 @@ def test_register_missing_header_field(shared_data: Path, tmp_path: Path) -> Non
 
 def test_wikimed_duplicate_key(shared_data: Path, tmp_path: Path) -> None:
     rel = "medsyn/mkg/rumedtop3_wikimed_symptoms_equipped_with_rumedprime.json"
-    raw = _real(shared_data, rel).rstrip().rstrip(b"}") + ', "G35": ["x"]}'.encode()
+    raw = _real(shared_data, rel).rstrip().rstrip(b"}") + b', "G35": ["x"]}'
     data = data_with(shared_data, tmp_path, rel, raw)
     ctx = BuildContext(data=data)
     SOURCES["icd10-minzdrav"].loader()(ctx)
@@ -212,7 +216,7 @@ def test_rumedtop3_bad_line(shared_data: Path, tmp_path: Path) -> None:
 def test_sider_bad_frequency(shared_data: Path, tmp_path: Path) -> None:
     rel = "sider4/meddra_freq.tsv.gz"
     rows = gzip.decompress(_real(shared_data, rel)).split(b"\n")[:50]
-    rows[2] = b"\t".join(rows[2].split(b"\t")[:5] + [b"lots"] + rows[2].split(b"\t")[6:])
+    rows[2] = b"\t".join([*rows[2].split(b"\t")[:5], b"lots", *rows[2].split(b"\t")[6:]])
     data = data_with(shared_data, tmp_path, rel, gzip.compress(b"\n".join(rows)))
     ctx = BuildContext(data=data)
     SOURCES["icd10-minzdrav"].loader()(ctx)

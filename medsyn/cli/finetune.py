@@ -33,9 +33,9 @@ def ift(
     opts = BuildOptions(seed=seed, eval_fraction=eval_fraction, example_share=example_share)
     tok = None
     if tokenizer:
-        from medsyn.models import load_base
+        from medsyn.models import load_tokenizer
 
-        _, tok = load_base(tokenizer, device="cpu")
+        tok = load_tokenizer(tokenizer)
     kg = None
     if store is not None or endpoint is not None:
         from medsyn.store import open_store

@@ -49,8 +49,16 @@ def _opened(store: Path | None, endpoint: str | None, *, read_only: bool = False
 
 
 def _short(term: Any) -> str:
+    """A term for a table cell: prefixed IRIs, literals as "value"@lang or "value"^^xsd:type."""
+    from pyoxigraph import Literal
+
     from medsyn.vocab import GRAPH, ID, PREFIXES
 
+    if isinstance(term, Literal):
+        if term.language:
+            return f'"{term.value}"@{term.language}'
+        dt = _short(term.datatype)
+        return f'"{term.value}"' if dt == "xsd:string" else f'"{term.value}"^^{dt}'
     text = str(term)
     if text.startswith("<") and text.endswith(">"):
         iri = text[1:-1]

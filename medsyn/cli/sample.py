@@ -110,7 +110,7 @@ def sample(
     ] = None,
     total: TotalOpt = AUTHORS_TOTAL,
     override: OverrideOpt = None,
-    temperature: Annotated[float, typer.Option("--temperature", help="Softmax temperature T (softmax strategy).")] = 10.0,
+    temperature: Annotated[float, typer.Option("--temperature", help="Softmax temperature T (softmax only).")] = 10.0,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
     sources: SourcesOpt = "wikimed",
     min_words: MinWordsOpt = 30,
@@ -144,13 +144,20 @@ def sample(
                 known = {w.category for w in ws}
                 cats = {normalize_code(c)[:3] for c in selected}
                 for c in sorted(cats - known):
-                    raise InputError(f"unknown code {c}: no category with symptoms from {sources} (see `medsyn weights`)")
+                    raise InputError(
+                        f"unknown code {c}: no category with symptoms from {sources}; see `medsyn weights`"
+                    )
                 ws = [w for w in ws if w.category in cats]
             counts = plan_counts(ws, total, overrides=parse_overrides(override or []))
         size = sum(counts.values()) if counts is not None else int(n or 0)
         with Progress(
-            TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
-            transient=True, disable=size < 50_000,
+            TextColumn("sampling"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            disable=size < 50_000,
         ) as bar:
             task = bar.add_task("sampling", total=size)
             samples = draw_samples(

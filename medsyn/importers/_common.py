@@ -92,7 +92,8 @@ def read_text(path: Path) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise InputError(f"not UTF-8 text (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})", path=path, line=line)
+        bad = raw[exc.start : exc.start + 1]
+        raise InputError(f"not UTF-8 text (byte {exc.start}: {bad!r})", path=path, line=line) from None
 
 
 def read_table(

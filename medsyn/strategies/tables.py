@@ -9,6 +9,7 @@ store, whatever order its engine returns rows in.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -20,8 +21,8 @@ from numpy.typing import NDArray
 from medsyn.errors import InputError
 from medsyn.queries import run_named
 from medsyn.store import Row, Store, to_python
-from medsyn.vocab import code_iri, is_valid_code, normalize_code
-from medsyn.weights import DEFAULT_SOURCES, MIN_WORDS, CodeWeight, code_weights, source_list
+from medsyn.vocab import code_iri, is_valid_code, normalize_code, source_iri
+from medsyn.weights import DEFAULT_SOURCES, MIN_WORDS, CodeWeight, source_list, weights_from_counts
 
 WEIGHTED_SOURCE = "hsdn"
 """Source of weighted (TF-IDF) symptoms for the softmax strategy."""
@@ -120,20 +121,27 @@ def load_tables(
     names = source_list(sources)
     version = graph_version(store)
     key = (version, names, min_words, lang, weighted_source, drugs)
+    hit = None
     if cache and version is not None:
-        try:
+        with contextlib.suppress(TypeError):  # a store that cannot be weakly referenced is simply not cached
             hit = _CACHE.get(store, {}).get(key)
-        except TypeError:  # a store that cannot be weakly referenced is simply not cached
-            hit = None
-        if hit is not None:
-            return hit
+    if hit is not None:
+        return hit
     tables = _fetch(store, version, names, min_words, lang, weighted_source, drugs)
     if cache and version is not None:
-        try:
+        with contextlib.suppress(TypeError):
             _CACHE.setdefault(store, {})[key] = tables
-        except TypeError:
-            pass
     return tables
+
+
+def _source_rows(store: Store, names: Sequence[str]) -> tuple[list[Row], list[Row]]:
+    """Rows of ``codes.rq`` and ``code_symptoms.rq`` for each source, one query per source and table."""
+    code_rows: list[Row] = []
+    symptom_rows: list[Row] = []
+    for name in names:
+        code_rows += run_named(store, "sampling/codes", source=source_iri(name))
+        symptom_rows += run_named(store, "sampling/code_symptoms", source=source_iri(name))
+    return code_rows, symptom_rows
 
 
 def _fetch(
@@ -145,60 +153,69 @@ def _fetch(
     weighted_source: str | None,
     drugs: bool,
 ) -> SamplingTables:
-    weights = code_weights(store, sources=names, min_words=min_words)
-    cat_index = {w.category: i for i, w in enumerate(weights)}
-    joined = " ".join(names)
-
-    code_rows = run_named(store, "sampling/codes", sources=joined + (f" {weighted_source}" if weighted_source else ""))
-    code_info: dict[str, tuple[str, str, str | None]] = {}
-    for row in code_rows:
+    if min_words < 0:
+        raise InputError(f"min_words must be >= 0, got {min_words}")
+    code_rows, symptom_rows = _source_rows(store, names)
+    w_code_rows, weighted_rows = _source_rows(store, [weighted_source]) if weighted_source else ([], [])
+    if not symptom_rows:
+        raise InputError(
+            f"the graph has no ICD-10 categories with symptoms from source(s) {', '.join(names)}; "
+            "build it with `medsyn kg build` or choose another source"
+        )
+    code_info: dict[str, tuple[str, str, str | None]] = {}  # code IRI -> (notation, category notation, sex)
+    for row in (*code_rows, *w_code_rows):
         sex = row.get("sex")
         code_info[row["code"].value] = (
             str(row["notation"].value),
             str(row["categoryNotation"].value),
             sex.value if sex is not None else None,
         )
-    code_labels = _labels(code_rows, "code")
-    code_iris = sorted((iri for iri in code_info if code_info[iri][1] in cat_index), key=lambda i: code_info[i][0])
-    code_index = {iri: i for i, iri in enumerate(code_iris)}
-
-    symptom_rows = run_named(store, "sampling/code_symptoms", sources=joined)
-    weighted_rows = run_named(store, "sampling/code_symptoms", sources=weighted_source) if weighted_source else []
+    code_labels = _labels([*code_rows, *w_code_rows], "code")
     sym_labels = _labels([*symptom_rows, *weighted_rows], "symptom")
-    sym_iri = sorted(sym_labels.keys() | {r["symptom"].value for r in (*symptom_rows, *weighted_rows)})
+    sym_iri = sorted({r["symptom"].value for r in (*symptom_rows, *weighted_rows)})
     sym_index = {iri: i for i, iri in enumerate(sym_iri)}
 
-    code_symptoms: list[set[int]] = [set() for _ in code_iris]
+    by_code: dict[str, set[int]] = defaultdict(set)
     for row in symptom_rows:
-        c = code_index.get(row["code"].value)
-        if c is not None:
-            code_symptoms[c].add(sym_index[row["symptom"].value])
-    cat_codes: list[list[int]] = [[] for _ in weights]
+        if row["code"].value in code_info:
+            by_code[row["code"].value].add(sym_index[row["symptom"].value])
+    cat_names = sorted({code_info[iri][1] for iri in by_code})
+    cat_index = {c: i for i, c in enumerate(cat_names)}
+    code_iris = sorted((i for i in code_info if code_info[i][1] in cat_index), key=lambda i: code_info[i][0])
+    code_index = {iri: i for i, iri in enumerate(code_iris)}
+    code_symptoms = [sorted(by_code.get(iri, ())) for iri in code_iris]
+    cat_codes: list[list[int]] = [[] for _ in cat_names]
+    cat_symptoms: list[set[int]] = [set() for _ in cat_names]
     for c, iri in enumerate(code_iris):
         if code_symptoms[c]:
-            cat_codes[cat_index[code_info[iri][1]]].append(c)
+            ci = cat_index[code_info[iri][1]]
+            cat_codes[ci].append(c)
+            cat_symptoms[ci].update(code_symptoms[c])
 
     note_rows = run_named(store, "sampling/example_notes")
     notes = sorted(
         (str(r["noteId"].value), r["note"].value, str(r["text"].value), r["category"].value, to_python(r.get("words")))
         for r in note_rows
     )
-    cat_by_iri = {code_iri(w.category).value: i for i, w in enumerate(weights)}
-    long_notes: list[list[int]] = [[] for _ in weights]
-    all_notes: list[list[int]] = [[] for _ in weights]
+    cat_by_iri = {code_iri(c).value: i for i, c in enumerate(cat_names)}
+    long_notes: list[list[int]] = [[] for _ in cat_names]
+    all_notes: list[list[int]] = [[] for _ in cat_names]
     for i, (_nid, _iri, _text, cat_iri, words) in enumerate(notes):
-        ci = cat_by_iri.get(cat_iri, -1)
-        if ci < 0:
+        ci = cat_by_iri.get(cat_iri)
+        if ci is None:
             continue
         all_notes[ci].append(i)
         if words is not None and int(words) >= min_words:
             long_notes[ci].append(i)
 
+    weights = weights_from_counts(
+        {c: (len(long_notes[i]), len(cat_codes[i]), len(cat_symptoms[i])) for i, c in enumerate(cat_names)}
+    )
     tables = SamplingTables(
         kg_version=version,
         sources=names,
         weights=weights,
-        cat_notation=[w.category for w in weights],
+        cat_notation=cat_names,
         cat_weight=np.array([w.weight for w in weights], dtype=np.float64),
         cat_codes=cat_codes,
         cat_notes=[long or every for long, every in zip(long_notes, all_notes, strict=True)],
@@ -206,7 +223,7 @@ def _fetch(
         code_iris=code_iris,
         code_label=[pick_label(code_labels.get(i, []), lang) for i in code_iris],
         code_sex=[code_info[i][2] for i in code_iris],
-        code_symptoms=[sorted(s) for s in code_symptoms],
+        code_symptoms=code_symptoms,
         sym_iri=sym_iri,
         sym_label=[pick_label(sym_labels.get(i, []), lang) or i.rsplit("/", 1)[-1] for i in sym_iri],
         note_id=[n[0] for n in notes],
@@ -216,7 +233,7 @@ def _fetch(
     if weighted_source:
         tables = _add_weighted(tables, weighted_rows, code_index, code_info, sym_index)
     if drugs:
-        tables = _add_drugs(store, tables, code_index, code_info, lang)
+        tables = _add_drugs(store, tables, code_info, lang)
     return tables
 
 
@@ -249,7 +266,6 @@ def _add_weighted(
 def _add_drugs(
     store: Store,
     tables: SamplingTables,
-    code_index: dict[str, int],
     code_info: dict[str, tuple[str, str, str | None]],
     lang: str,
 ) -> SamplingTables:

@@ -257,8 +257,8 @@ async def _serve_connection(state: _State, reader: asyncio.StreamReader, writer:
             await writer.drain()
             if headers.get("connection", "").lower() == "close":
                 return
-    except (ConnectionError, asyncio.IncompleteReadError):
-        return
+    except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+        return  # a cancelled handler (server shutdown) ends quietly
     finally:
         with contextlib.suppress(Exception):
             writer.close()

@@ -1,0 +1,146 @@
+"""Start and stop real SPARQL servers for tests and benchmarks: the Oxigraph server binary and ``medsyn serve``.
+
+Each runs as a child process on a free 127.0.0.1 port, is ready when its HTTP port answers, and is terminated (then
+killed if it lingers) when the context exits, so no test leaves a server behind.
+
+    with oxigraph_server(tmp_path / "ox") as ox:
+        RemoteStore(ox.query_url).query("ASK {}")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from medsyn.errors import StoreError
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A started server: its process, base URL and the SPARQL routes clients need."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    query_url: str
+    update_url: str
+    store_url: str
+    log_path: Path
+    token: str | None = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def oxigraph_binary() -> str:
+    """The ``oxigraph`` server binary of the ``oxigraph`` package: beside this Python, else on PATH."""
+    beside = Path(sys.executable).parent / "oxigraph"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("oxigraph")
+    if not found:
+        raise StoreError("the oxigraph server binary is missing; install the `oxigraph` package")
+    return found
+
+
+def wait_ready(process: subprocess.Popen[bytes], url: str, log_path: Path, *, timeout_s: float = 30.0) -> None:
+    """Poll ``url`` until it answers (any HTTP status); fail early when the process exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log = log_path.read_text(errors="replace").strip().splitlines()
+            raise StoreError(f"server exited with {process.returncode}: {log[-1] if log else 'no output'}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    stop(process)
+    raise StoreError(f"server at {url} not ready after {timeout_s:g} s")
+
+
+def stop(process: subprocess.Popen[bytes], *, timeout_s: float = 15.0) -> None:
+    """SIGTERM (a clean shutdown that flushes the store), then SIGKILL if the process does not exit in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout_s)
+
+
+@contextlib.contextmanager
+def _started(
+    args: Sequence[str], *, port: int, log_path: Path, ready_path: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:  # a file, not a pipe: a chatty server can never block on a full pipe
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(process, base + ready_path, log_path)
+        yield process, base
+    finally:
+        stop(process)
+
+
+@contextlib.contextmanager
+def oxigraph_server(
+    location: Path | None,
+    *,
+    port: int | None = None,
+    union_default_graph: bool = False,
+    timeout_s: float | None = None,
+    log_path: Path | None = None,
+) -> Iterator[RunningServer]:
+    """``oxigraph serve --location DIR --bind 127.0.0.1:PORT`` (in memory when ``location`` is None)."""
+    port = port or free_port()
+    args = [oxigraph_binary(), "serve", "--bind", f"127.0.0.1:{port}"]
+    if location is not None:
+        args += ["--location", str(location)]
+    if union_default_graph:
+        args.append("--union-default-graph")
+    if timeout_s is not None:
+        args += ["--timeout-s", str(int(timeout_s))]
+    log_path = log_path or Path(location or Path.cwd()).with_suffix(".oxigraph.log")
+    with _started(args, port=port, log_path=log_path, ready_path="/") as (process, base):
+        yield RunningServer(process, base, base + "/query", base + "/update", base + "/store", log_path)
+
+
+@contextlib.contextmanager
+def medsyn_server(
+    store: Path,
+    *,
+    port: int | None = None,
+    token: str | None = None,
+    extra_args: Sequence[str] = (),
+    log_path: Path | None = None,
+) -> Iterator[RunningServer]:
+    """``medsyn serve --store DIR`` as a child process (the same code path users run)."""
+    port = port or free_port()
+    args = [sys.executable, "-m", "medsyn", "serve", "--store", str(store), "--port", str(port), *extra_args]
+    env = dict(os.environ)
+    env.pop("MEDSYN_SERVE_TOKEN", None)
+    if token is not None:
+        env["MEDSYN_SERVE_TOKEN"] = token  # through the environment: a token on argv shows up in `ps`
+    log_path = log_path or store.with_suffix(".serve.log")
+    with _started(args, port=port, log_path=log_path, ready_path="/health", env=env) as (process, base):
+        yield RunningServer(process, base, base + "/sparql", base + "/update", base + "/store", log_path, token)

@@ -1,0 +1,241 @@
+"""The generation engine end to end against a real local OpenAI-compatible server: filtering, retries, per-code
+targets, budgets, resume after kill -9, and the CLI's one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from medsyn.backends import get_backend
+from medsyn.errors import InputError
+from medsyn.filtering import FilterConfig, decide, score_note
+from medsyn.generation import (
+    FAILURES_FILE,
+    NOTES_FILE,
+    RUN_FILE,
+    GenerationConfig,
+    generate,
+    read_records,
+)
+from medsyn.replies import parse_reply
+from medsyn.samples import write_samples
+from medsyn.store import OxigraphStore
+from medsyn.testing import demo_samples
+from medsyn.testing.openai_server import FakeOpenAIServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(latency=0.0) as srv:
+        yield srv
+
+
+def run(srv: FakeOpenAIServer, samples: list, out: Path, store: OxigraphStore | None = None, **cfg: object):
+    be = get_backend(
+        "openai", base_url=srv.base_url, concurrency=4, backoff_base=0.01, max_retries=3, price=cfg.pop("price", None)
+    )
+    return generate(samples, out, store=store or OxigraphStore.in_memory(), backend=be, config=GenerationConfig(**cfg))  # type: ignore[arg-type]
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+# ------------------------------------------------------------------------------------------ replies and filter
+def test_reply_classification() -> None:
+    assert parse_reply("").status == "empty"
+    assert parse_reply(None, refusal="no").status == "refused"
+    assert parse_reply("I'm sorry, but I can't help with that.").status == "refused"
+    assert parse_reply("```\nЖалобы на кашель.\n```").text == "Жалобы на кашель."
+    assert parse_reply("x", finish_reason="content_filter").status == "filtered"
+    long_note = "Пациент жалуется на кашель. " * 30 + "Извините, но я не могу сказать точнее."
+    assert parse_reply(long_note).ok  # a note that merely contains an apology is a note
+
+
+def test_filter_rejects_copies_and_missing_symptoms() -> None:
+    example = "Боли в поясничном отделе позвоночника после подъёма тяжести, усиливаются при ходьбе."
+    cfg = FilterConfig(min_recall=0.5, max_similarity=0.6, min_words=3)
+    copy = score_note(example, ["боль в пояснице"], example)
+    assert copy.similarity == 1.0 and decide(copy, cfg)[0] is False
+    off = score_note("Жалобы на сыпь на коже рук и зуд в течение недели.", ["кашель", "лихорадка"], example)
+    assert off.recall == 0.0 and "recall" in decide(off, cfg)[1]
+    good = score_note("Беспокоят кашель и лихорадка до 38 градусов третий день.", ["кашель", "лихорадка"], example)
+    assert decide(good, cfg) == (True, "")
+    with pytest.raises(InputError):
+        FilterConfig(min_recall=1.5)
+
+
+# ------------------------------------------------------------------------------------------ engine
+def test_generates_exactly_n_notes_despite_failures(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    server.configure(script=["429", "500", "refusal", "empty", "truncated", "refusal_field"])
+    samples = demo_samples(12)
+    s = run(server, samples, tmp_path / "out")
+    notes, fails = lines(tmp_path / "out" / NOTES_FILE), lines(tmp_path / "out" / FAILURES_FILE)
+    assert s.status == "done" and s.accepted == 12 == len(notes)
+    assert sorted(n["sample_id"] for n in notes) == sorted(x.id for x in samples)
+    assert sorted(f["status"] for f in fails) == ["empty", "refused", "refused", "truncated"]
+    n0 = notes[0]
+    for key in ("id", "code", "model", "prompt", "symptoms", "example_id", "response", "scores"):
+        assert key in n0
+    assert n0["model"] == "gpt-4" and n0["scores"]["recall"] == 1.0 and n0["accepted"] is True
+    assert all(sym.lower() in n0["response"].lower() for sym in n0["symptoms"])
+    run_doc = json.loads((tmp_path / "out" / RUN_FILE).read_text())
+    assert run_doc["status"] == "done" and run_doc["totals"]["accepted"] == 12
+    assert run_doc["totals"]["cost_usd"] == pytest.approx(s.cost_usd) and s.cost_usd > 0
+
+
+def test_rejected_notes_go_to_failures_and_give_up_after_max_attempts(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    s = run(server, demo_samples(3), tmp_path / "o", filter=FilterConfig(min_words=10_000), max_attempts=2)
+    assert s.status == "incomplete" and s.accepted == 0 and s.rejected == 6
+    fails = lines(tmp_path / "o" / FAILURES_FILE)
+    assert {f["status"] for f in fails} == {"rejected"} and all("too short" in f["reason"] for f in fails)
+    assert (
+        sorted((f["sample_id"], f["attempt"]) for f in fails)[:2]
+        == sorted((f["sample_id"], f["attempt"]) for f in fails)[:2]
+    )
+
+
+def test_target_per_code_keeps_generating_until_k(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    server.configure(script=["refusal", "empty", "refusal", "truncated"])
+    samples = demo_samples(4, categories=("M54", "J06"))  # 2 samples per code, cycled
+    s = run(server, samples, tmp_path / "o", target_per_code=5)
+    notes = lines(tmp_path / "o" / NOTES_FILE)
+    assert s.status == "done"
+    assert sorted(n["code"] for n in notes) == ["J06"] * 5 + ["M54"] * 5
+    assert len({n["id"] for n in notes}) == 10
+
+
+def test_max_cost_stops_cleanly_and_a_bigger_budget_resumes(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    samples = demo_samples(30)
+    out = tmp_path / "o"
+    s = run(server, samples, out, price=(1.0, 1.0), max_cost=2.0)  # each note costs ~0.3 USD
+    assert s.status == "budget" and 0 < s.accepted < 30
+    assert s.cost_usd <= 2.0 + 0.5  # at most the notes already in flight beyond the estimate
+    s2 = run(server, samples, out, price=(1.0, 1.0), max_cost=100.0)
+    assert s2.status == "done" and s2.accepted == 30 == len(lines(out / NOTES_FILE))
+
+
+def test_torn_last_line_is_cut_and_resume_completes(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    samples = demo_samples(6)
+    out = tmp_path / "o"
+    store = OxigraphStore.in_memory()
+    run(server, samples, out, store=store)
+    notes_path = out / NOTES_FILE
+    kept = notes_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    notes_path.write_text("".join(kept[:4]) + kept[4][: len(kept[4]) // 2], encoding="utf-8")  # torn 5th line
+    s = run(server, samples, out, store=store)
+    notes = lines(notes_path)
+    assert s.status == "done" and len(notes) == 6 and len({n["sample_id"] for n in notes}) == 6
+    assert s.generated_now == 2
+
+
+def test_other_parameters_on_the_same_dir_are_refused(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    samples = demo_samples(2)
+    run(server, samples, tmp_path / "o")
+    with pytest.raises(InputError, match="other parameters"):
+        run(server, samples, tmp_path / "o", temperature=0.2)
+    with pytest.raises(InputError, match="other parameters"):
+        run(server, demo_samples(3), tmp_path / "o")
+
+
+def test_corrupt_middle_line_is_reported(tmp_path: Path) -> None:
+    p = tmp_path / NOTES_FILE
+    p.write_text('{"id": "a", "sample_id": "s"}\nnot json\n{"id": "b", "sample_id": "t"}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"notes.jsonl:2"):
+        read_records(p)
+
+
+# ------------------------------------------------------------------------------------------ CLI and kill -9
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OPENAI_API_KEY": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "medsyn", "generate", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
+    r = _cli(
+        "--samples",
+        str(tmp_path / "missing.jsonl"),
+        "--out",
+        str(tmp_path / "o"),
+        "--store",
+        str(tmp_path / "st"),
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("error:") and "samples file not found" in r.stderr
+    r = _cli("--n", "3", "--samples", "x", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "exactly one of" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_kill_9_then_same_command_resumes_to_exactly_n(tmp_path: Path) -> None:
+    n = 30
+    samples_file = tmp_path / "samples.jsonl"
+    write_samples(samples_file, demo_samples(n))
+    out, store_dir = tmp_path / "out", tmp_path / "store"
+    with FakeOpenAIServer(latency=0.15, rates={"refusal": 0.1}) as srv:
+        args = [
+            "--samples",
+            str(samples_file),
+            "--backend",
+            "openai",
+            "--base-url",
+            srv.base_url,
+            "--out",
+            str(out),
+            "--store",
+            str(store_dir),
+            "--concurrency",
+            "3",
+            "--no-progress",
+        ]
+        env = {**os.environ, "OPENAI_API_KEY": ""}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "medsyn", "generate", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                p = out / NOTES_FILE
+                if p.exists() and p.read_bytes().count(b"\n") >= 5:
+                    break
+                time.sleep(0.02)
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        before = len(read_records(out / NOTES_FILE))
+        assert 5 <= before < n
+        r = _cli(*args)
+        assert r.returncode == 0, r.stderr
+    notes = lines(out / NOTES_FILE)  # every line parses: no torn line left
+    assert len(notes) == n and len({x["sample_id"] for x in notes}) == n and len({x["id"] for x in notes}) == n
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "done" and summary["generated_now"] < n + 10
+    with OxigraphStore(store_dir) as st:
+        rows = st.query(
+            "PREFIX ms: <https://w3id.org/medsyn/ontology#> SELECT (COUNT(?n) AS ?c) WHERE { ?n a ms:SyntheticNote ; "
+            "ms:accepted true }"
+        )
+        assert int(rows[0]["c"].value) == n

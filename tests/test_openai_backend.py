@@ -1,0 +1,132 @@
+"""The openai backend against a real HTTP server on 127.0.0.1 that speaks the chat completions API."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator
+from email.utils import formatdate
+from time import time
+
+import pytest
+
+from medsyn.backends import ChatRequest, Completion, get_backend
+from medsyn.backends.openai_backend import BackendError, OpenAIBackend, retry_after_seconds
+from medsyn.backends.pricing import cost_usd, parse_price, price_for
+from medsyn.errors import InputError
+from medsyn.replies import parse_reply
+from medsyn.testing.openai_server import FakeOpenAIServer
+
+MESSAGES = [
+    {"role": "system", "content": "Ответ должен быть на русском языке."},
+    {"role": "user", "content": "Исходный анамнез:\nболи в спине\n\nиспользуя их всех:\nкашель; лихорадка.\n\nВсё."},
+]
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(latency=0.0) as srv:
+        yield srv
+
+
+def backend(srv: FakeOpenAIServer, **kw: object) -> OpenAIBackend:
+    opts: dict[str, object] = dict(base_url=srv.base_url, backoff_base=0.01, max_retries=3)
+    opts.update(kw)
+    return get_backend("openai", **opts)  # type: ignore[return-value]
+
+
+def call(b: OpenAIBackend, n: int = 1) -> list[Completion]:
+    async def run() -> list[Completion]:
+        try:
+            reqs = [ChatRequest(key=str(i), messages=MESSAGES, seed=i) for i in range(n)]
+            return [c for r in await asyncio.gather(*(b.complete([q]) for q in reqs)) for c in r]
+        finally:
+            await b.aclose()
+
+    return asyncio.run(run())
+
+
+def test_reply_usage_and_cost(server: FakeOpenAIServer) -> None:
+    (c,) = call(backend(server))
+    assert c.error is None and c.finish_reason == "stop"
+    assert "кашель" in (c.text or "") and "лихорадка" in (c.text or "")
+    assert c.prompt_tokens > 0 and c.completion_tokens > 0
+    assert c.cost_usd == pytest.approx(cost_usd(c.prompt_tokens, c.completion_tokens, (0.03, 0.06)))
+    assert parse_reply(c.text, finish_reason=c.finish_reason).ok
+
+
+def test_429_honours_retry_after_and_pauses(server: FakeOpenAIServer) -> None:
+    server.configure(script=["429", "429"], retry_after=0.3)
+    (c,) = call(backend(server, backoff_base=0.0))
+    st = server.stats()
+    assert c.error is None and c.retries == 2
+    assert st["by_action"] == {"429": 2, "ok": 1}
+    gaps = [b - a for a, b in zip(st["arrivals"], st["arrivals"][1:], strict=False)]
+    assert all(g >= 0.29 for g in gaps), gaps  # the client waited at least Retry-After, not its own 0 s backoff
+
+
+def test_500_is_retried_with_backoff(server: FakeOpenAIServer) -> None:
+    server.configure(script=["500", "500"])
+    (c,) = call(backend(server))
+    assert c.error is None and c.retries == 2
+
+
+def test_persistent_500_becomes_a_recorded_failure(server: FakeOpenAIServer) -> None:
+    server.configure(rates={"500": 1.0})
+    (c,) = call(backend(server, max_retries=2))
+    assert c.text is None and c.error is not None and "HTTP 500" in c.error and "gave up after 2" in c.error
+    assert server.stats()["requests"] == 3
+
+
+def test_slow_reply_times_out_and_is_retried(server: FakeOpenAIServer) -> None:
+    server.configure(script=["hang"])
+    (c,) = call(backend(server, timeout=0.3))
+    assert c.error is None and c.retries == 1
+
+
+def test_refusal_field_and_text_refusals_are_failures(server: FakeOpenAIServer) -> None:
+    server.configure(script=["refusal_field", "refusal", "empty", "truncated"])
+    cs = call(backend(server, concurrency=1), n=4)
+    statuses = sorted(parse_reply(c.text, finish_reason=c.finish_reason, refusal=c.refusal).status for c in cs)
+    assert statuses == ["empty", "refused", "refused", "truncated"]
+
+
+def test_bad_key_stops_the_run_with_one_line(server: FakeOpenAIServer) -> None:
+    server.configure(api_key="right")
+    with pytest.raises(BackendError, match=r"authentication failed \(401\)"):
+        call(backend(server, api_key="wrong"))
+
+
+def test_requests_per_minute_limit_spaces_requests(server: FakeOpenAIServer) -> None:
+    call(backend(server, rpm=600), n=5)  # one request per 0.1 s
+    arr = server.stats()["arrivals"]
+    assert len(arr) == 5
+    # Slots are 0.1 s apart from the first start; the first arrival may lag by its connection set-up.
+    later = arr[1:]
+    assert all(b - a >= 0.09 for a, b in itertools.pairwise(later)), arr
+
+
+def test_missing_key_without_base_url_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(InputError, match="OPENAI_API_KEY"):
+        get_backend("openai")
+    with pytest.raises(InputError, match="unknown backend"):
+        get_backend("nope")
+
+
+def test_retry_after_parsing() -> None:
+    assert retry_after_seconds({"retry-after": "2"}) == 2.0
+    assert retry_after_seconds({"retry-after-ms": "250"}) == 0.25
+    later = retry_after_seconds({"retry-after": formatdate(time() + 30, usegmt=True)})
+    assert later is not None and 25 < later <= 31
+    assert retry_after_seconds({}) is None and retry_after_seconds({"retry-after": "soon"}) is None
+
+
+def test_price_table_and_overrides() -> None:
+    assert price_for("gpt-4") == (0.03, 0.06)
+    assert price_for("gpt-4o-mini-2024-07-18") == (0.00015, 0.0006)
+    assert price_for("llama3:8b") == (0.0, 0.0)
+    assert price_for("gpt-4", parse_price("1,2")) == (1.0, 2.0)
+    with pytest.raises(InputError):
+        parse_price("cheap")
