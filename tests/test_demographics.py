@@ -87,5 +87,5 @@ def test_bad_input(pop: Population, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="population table not found"):
         load_population(tmp_path)
     (tmp_path / "EdgeGenderRU_2022.csv").write_text("Age,M_City,F_City,M_Countryside\n1,2,3,4\n")
-    with pytest.raises(InputError, match="EdgeGenderRU_2022.csv:2: missing column F_Countryside"):
+    with pytest.raises(InputError, match=r"EdgeGenderRU_2022\.csv:2: missing column F_Countryside"):
         load_population(tmp_path)

@@ -8,12 +8,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from sampling_graph import real_graph
 
 from medsyn.cli import main
 from medsyn.samples import read_samples
 from medsyn.sampling import draw_samples
 from medsyn.store import OxigraphStore
-from sampling_graph import real_graph
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sampling_graph import GraphBuilder, real_graph
 from scipy.stats import chisquare
 
 from medsyn.errors import InputError
@@ -18,7 +19,6 @@ from medsyn.strategies import available_strategies, get_strategy, register_strat
 from medsyn.strategies.paper import PaperStrategy
 from medsyn.strategies.tables import SamplingTables, load_tables
 from medsyn.vocab import code_iri
-from sampling_graph import GraphBuilder, real_graph
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from sampling_graph import GraphBuilder, real_graph
 
 from medsyn.errors import InputError
 from medsyn.store import OxigraphStore
 from medsyn.vocab import normalize_label
 from medsyn.weights import CodeWeight, code_weights, parse_overrides, plan_counts
-from sampling_graph import GraphBuilder, real_graph
 
 
 def J3(x: float) -> float:
