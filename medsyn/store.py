@@ -276,7 +276,13 @@ class OxigraphStore:
         fmt = rdf_format(format)
         out: IO[bytes] = io.BytesIO()
         if fmt.supports_datasets:
-            self._store.dump(out, format=fmt, from_graph=graph) if graph else self._store.dump(out, format=fmt)
+            if graph is None:
+                self._store.dump(out, format=fmt)
+            else:
+                # Oxigraph drops the graph name when dumping one graph; a quad format must keep it to reload.
+                from pyoxigraph import serialize
+
+                serialize(self._store.quads_for_pattern(None, None, None, graph), out, format=fmt)
         else:
             self._store.dump(out, format=fmt, from_graph=graph if graph is not None else DefaultGraph())
         return out.getvalue()  # type: ignore[attr-defined]

@@ -35,7 +35,7 @@ def code_kind(code: str) -> str:
     """``"chapter"``, ``"block"``, ``"category"`` or ``"subcode"`` from the shape of a canonical code.
 
     >>> [code_kind(c) for c in ("XIII", "M50-M54", "M54", "M54.5", "S02.00")]
-    ['chapter', 'block', 'category', 'subcode']
+    ['chapter', 'block', 'category', 'subcode', 'subcode']
     """
     if re.fullmatch(r"[IVXL]+", code):
         return "chapter"
