@@ -99,6 +99,7 @@ def add_symptom(
     """
     disease, notation = _require_code(store, code)
     weight = _require_weight(weight)
+    _require_lang(lang)
     norm = _require_label(label)
     src, g = _require_source(store, source)
     sym = find_symptom(store, label)
@@ -195,6 +196,7 @@ def relabel(
     refused: that is a merge.
     """
     _require_label(new_label)
+    _require_lang(lang)
     if is_valid_code(normalize_code(target)) and run_named(store, "curation/code", code=code_iri(target)):
         return _relabel_code(store, target, new_label, lang=lang, by=by, dry_run=dry_run)
     old = find_symptom(store, target)
@@ -441,6 +443,13 @@ def _require_weight(weight: float) -> float:
     if not math.isfinite(w) or w <= 0:
         raise ValidationError(f"weight {weight!r} is out of range: a symptom weight is a finite number above 0")
     return w
+
+
+def _require_lang(lang: str) -> None:
+    try:
+        Literal("x", language=lang)
+    except ValueError:
+        raise InputError(f"invalid language tag {lang!r} (expected e.g. ru or en)") from None
 
 
 def _require_label(label: str) -> str:

@@ -88,6 +88,15 @@ def set_name(path: Path) -> str:
     return stem.removeprefix("ru_")
 
 
+def display_path(path: str | Path) -> str:
+    """``path`` relative to the shared data folder when it lies there, so reports do not leak a machine's layout."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(data_dir().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def normalise_code(raw: str) -> str:
     """``"M54.5"`` -> ``"M54"``: RuMedTop3 predicts the 3-character category (as its builder does)."""
     return raw.strip().upper().split(".")[0]
@@ -162,7 +171,8 @@ def read_notes(path: str | Path, *, accepted_only: bool = True, name: str | None
                 if fmt is None:
                     fmt = line_fmt
                 elif line_fmt != fmt:
-                    raise InputError(f"line is in {line_fmt} layout but the file started in {fmt} layout", path=p, line=i)
+                    msg = f"line is in {line_fmt} layout but the file started in {fmt} layout"
+                    raise InputError(msg, path=p, line=i)
                 note, accepted = _parse(obj, fmt, p, i)
                 if accepted or not accepted_only:
                     notes.append(note)

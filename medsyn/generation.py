@@ -48,7 +48,7 @@ from medsyn.provenance import (
     run_quads,
 )
 from medsyn.replies import parse_reply
-from medsyn.samples import Sample, read_samples, write_samples
+from medsyn.samples import Sample, read_samples
 from medsyn.store import Store
 
 NOTES_FILE = "notes.jsonl"
@@ -56,6 +56,8 @@ FAILURES_FILE = "failures.jsonl"
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
 _RUN_JSON_EVERY_S = 5.0
+_PROV_BATCH = 256
+_PROV_EVERY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -231,10 +233,15 @@ def _make_groups(samples: Sequence[Sample], config: GenerationConfig) -> list[_G
 
 
 # ------------------------------------------------------------------------------------------------ the run
-def _samples_hash(samples: Sequence[Sample]) -> str:
+def _sample_line(s: Sample) -> str:
+    """``Sample.to_json()`` without ``dataclasses.asdict``'s deep copies (same text: the fields are JSON values)."""
+    return json.dumps(vars(s), ensure_ascii=False, sort_keys=True)
+
+
+def _samples_hash(lines: Sequence[str]) -> str:
     h = hashlib.sha256()
-    for s in samples:
-        h.update(s.to_json().encode("utf-8") + b"\n")
+    for line in lines:
+        h.update(line.encode("utf-8") + b"\n")
     return h.hexdigest()
 
 
@@ -422,6 +429,7 @@ class _Engine:
     ) -> None:
         self.sampling = dict(sampling or {})
         self.samples = list(samples)
+        self._sample_lines = [_sample_line(s) for s in self.samples]
         self.out = out_dir
         self.store = store
         self.backend = backend
@@ -432,12 +440,14 @@ class _Engine:
         self.totals = _Totals()
         self.attempts_now = 0
         self.status = "running"
+        self._prov: list[dict[str, Any]] = []
+        self._prov_t = time.monotonic()
 
     # ---------------------------------------------------------------- run identity and run.json
     def _identity(self) -> dict[str, Any]:
         c = self.config
         return {
-            "samples_sha256": _samples_hash(self.samples),
+            "samples_sha256": _samples_hash(self._sample_lines),
             "n_samples": len(self.samples),
             "template": self.template.name,
             "template_hash": self.template.content_hash,
@@ -475,7 +485,7 @@ class _Engine:
                 raise InputError(f"{self.out} has notes but no {RUN_FILE}; choose another --out")
             created = now_iso()
             run_id = hashlib.sha256(f"{ihash}\x1f{created}".encode()).hexdigest()[:16]
-            write_samples(self.out / SAMPLES_FILE, self.samples)
+            atomic_write_text(self.out / SAMPLES_FILE, "".join(line + "\n" for line in self._sample_lines))
         self.run = RunInfo(
             run_id=run_id,
             started=created,
@@ -654,6 +664,7 @@ class _Engine:
             bar.close()
             notes_out.close()
             fail_out.close()
+            self._flush_provenance()
             with contextlib.suppress(Exception):
                 finish_run(self.store, self.run, ended=now_iso(), totals=self.totals.to_dict())
             self._write_run_json()
@@ -704,8 +715,17 @@ class _Engine:
                 if _has_note(rec):
                     with_notes.append(rec)
                 sched.requeue(g, front=True)
-        if with_notes:
-            add_notes(self.store, self.run, with_notes)
+        # Provenance is written in batches (one transaction each): it is rebuilt from the JSONL on resume, so a
+        # crash loses nothing, and large transactions cost far less per note.
+        self._prov.extend(with_notes)
+        if len(self._prov) >= _PROV_BATCH or time.monotonic() - self._prov_t > _PROV_EVERY_S:
+            self._flush_provenance()
+
+    def _flush_provenance(self) -> None:
+        if self._prov:
+            add_notes(self.store, self.run, self._prov)
+            self._prov = []
+        self._prov_t = time.monotonic()
 
 
 def _has_note(rec: Mapping[str, Any]) -> bool:

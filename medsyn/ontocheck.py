@@ -21,8 +21,14 @@ from medsyn.textsim import content_stems
 
 
 def stem_key(label: str) -> frozenset[str]:
-    """The order-free set of content stems a label means."""
-    return frozenset(content_stems(label))
+    """The order-free set of content stems a label means.
+
+    Hyphens join their parts first, so a one-letter prefix still counts: "Х-образное" is not "О-образное".
+
+    >>> stem_key("Х-образное искривление ног") == stem_key("о-образное искривление ног")
+    False
+    """
+    return frozenset(content_stems(label.replace("-", "")))
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ association IRI holds a fact does not matter, so a restored snapshot or an OWL r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import ast
 import os
-import socket
 import urllib.error
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -48,7 +47,7 @@ from SPARQLWrapper import POST, SELECT, URLENCODED, SPARQLWrapper
 from SPARQLWrapper.SPARQLExceptions import SPARQLWrapperException, Unauthorized
 
 from medsyn.errors import InputError, StoreError
-from medsyn.store import Bindings, Row, bind_query, quads_to_sparql_data, rdf_format
+from medsyn.store import Bindings, OxigraphStore, Row, bind_query, quads_to_sparql_data, rdf_format
 
 TRUNCATED_HEADER = "X-Medsyn-Truncated"
 # Results and graphs in one Accept header: the server answers whichever fits the query form.
@@ -290,10 +289,12 @@ class RemoteStore:
             raise StoreError(f"{url}: HTTP {exc.code}: {_first_line(text) or exc.reason}") from None
         except urllib.error.URLError as exc:
             reason = exc.reason
-            if isinstance(reason, TimeoutError | socket.timeout):
+            if isinstance(reason, TimeoutError):
                 raise StoreError(f"{url} did not answer within {self.timeout:g} s") from None
-            raise StoreError(f"cannot reach SPARQL endpoint {url}: {getattr(reason, 'strerror', None) or reason}") from None
-        except (TimeoutError, socket.timeout):
+            raise StoreError(
+                f"cannot reach SPARQL endpoint {url}: {getattr(reason, 'strerror', None) or reason}"
+            ) from None
+        except TimeoutError:
             raise StoreError(f"{url} did not answer within {self.timeout:g} s") from None
         except (ConnectionError, OSError) as exc:
             raise StoreError(f"connection to {url} failed: {exc}") from None
@@ -304,6 +305,27 @@ class RemoteStore:
                 f"{url} cut the result short ({truncated}); add LIMIT/OFFSET or ask for a higher --max-rows"
             )
         return body, (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+
+
+def copy_graphs(source: OxigraphStore, target: RemoteStore, *, graphs: Sequence[NamedNode] | None = None) -> int:
+    """Publish named graphs of an embedded store to an endpoint, replacing them there; returns the quads sent.
+
+    This is how a graph built locally (``medsyn kg build``) reaches a SPARQL server. Each graph is dropped on the
+    endpoint, then inserted in batches: not one transaction, so a failure leaves that graph partial on the server
+    and the error names it; running the copy again replaces it whole.
+    """
+    total = 0
+    for g in graphs if graphs is not None else source.named_graphs():
+        quads = list(source.raw.quads_for_pattern(None, None, None, g))
+        try:
+            target.clear_graph(g)
+            target.add_quads(quads)
+        except StoreError as exc:
+            raise StoreError(
+                f"copying graph <{g.value}> to {target.endpoint} failed; run the copy again ({exc})"
+            ) from None
+        total += len(quads)
+    return total
 
 
 def _check_url(url: str, what: str) -> str:

@@ -199,7 +199,8 @@ def run_quads(run_id: str = RUN_ID, notes: list[tuple[str, str, list[str], str, 
             Quad(gen, ms("seed"), Literal("42", datatype=xsd("integer")), g),
             Quad(gen, ms("graphVersion"), Literal("sha256:graph-v1"), g),
         ]
-        q += [Quad(gen, ms("usedSymptom"), symptom_iri(s), g) for s in symptoms]
+        # A symptom is given by label (IRI minted as the importers do) or by IRI.
+        q += [Quad(gen, ms("usedSymptom"), NamedNode(s) if s.startswith(ID) else symptom_iri(s), g) for s in symptoms]
     return q
 
 

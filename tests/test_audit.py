@@ -106,7 +106,7 @@ def test_verify_bad_input_names_file_and_line(store: OxigraphStore, tmp_path: Pa
     (tmp_path / "notes.jsonl").write_text('{"id": "n1", "response": "x"}\nnot json\n', encoding="utf-8")
     with pytest.raises(InputError, match=r"notes.jsonl:2: invalid JSON"):
         audit.verify(store, tmp_path)
-    with pytest.raises(InputError, match="no notes.jsonl or failures.jsonl"):
+    with pytest.raises(InputError, match=r"no notes\.jsonl or failures\.jsonl"):
         audit.verify(store, tmp_path / "empty")
 
 
@@ -130,25 +130,48 @@ def test_sources_summary(store: OxigraphStore) -> None:
 
 def test_audit_on_the_real_built_graph(kg_store_dir: Path, tmp_path: Path) -> None:
     """Provenance written against the real graph: lineage finds real knowledge sources of real symptoms."""
-    from medsyn.queries import run_query
     from mkg_small import run_quads
+
+    from medsyn.queries import run_query
 
     store = OxigraphStore(kg_store_dir, read_only=True)
     rows = run_query(
         store,
-        "PREFIX ms: <https://w3id.org/medsyn/ontology#> PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#> "
-        "SELECT ?code ?label WHERE { ?a ms:disease/ms:category ?cat ; ms:symptom/rdfs:label ?label ; "
-        "ms:disease/<http://www.w3.org/2004/02/skos/core#notation> ?code . "
+        "PREFIX ms: <https://w3id.org/medsyn/ontology#> "
+        "SELECT ?code ?symptom ?ex WHERE { ?a ms:disease ?d ; ms:symptom ?symptom ; ms:source ?src . "
+        "?d ms:category ?cat ; <http://www.w3.org/2004/02/skos/core#notation> ?code . "
         "?n a ms:ExampleNote ; ms:code ?cat ; ms:noteId ?ex } LIMIT 1",
     )
-    code, label = rows[0]["code"].value, rows[0]["label"].value
+    code, symptom, example = (rows[0][k].value for k in ("code", "symptom", "ex"))
     copy = OxigraphStore.in_memory()
     copy.load(store.dump(format="nq"), format="nq")
     with contextlib.suppress(RuntimeError):  # a read-only store refuses the flush in close()
         store.close()
-    copy.add_quads(run_quads("real", [("r1", code, [label], "no-such-example", "Жалобы.")]))
+    notes = [("r1", code, [symptom], example, "Жалобы на боль.")]
+    copy.add_quads(run_quads("real", notes))
     lin = audit.note_lineage(copy, "r1")
-    assert lin.symptoms[0]["sources"], "the real graph should name the source of a real symptom link"
+    assert lin.symptoms[0]["label"] and lin.symptoms[0]["sources"]
+    assert lin.facts["exampleSource"].endswith("/source/rumedtop3")
     assert lin.current_graph_version and lin.current_graph_version.startswith("sha256:")
-    write_notes(tmp_path, [("r1", code, [label], "x", "Жалобы.")])
+    assert {r["source"].rsplit("/", 1)[-1] for r in audit.sources_summary(copy)} >= {"rumedtop3"}
+    write_notes(tmp_path, notes)
     assert not audit.verify(copy, tmp_path).failed
+
+
+def test_audit_and_curation_over_a_sparql_endpoint(tmp_path: Path) -> None:
+    """The same queries through RemoteStore against the real Oxigraph server binary."""
+    from medsyn.remote_store import RemoteStore
+    from medsyn.testing.servers import oxigraph_server
+
+    with oxigraph_server(tmp_path / "ox") as server:
+        remote = RemoteStore(server.query_url)
+        remote.load(build_store().dump(format="nq"), format="nq")
+        lin = audit.note_lineage(remote, "n2")
+        assert lin.facts["usedNotation"] == "G43.0" and len(lin.symptoms) == 2
+        write_notes(tmp_path / "run")
+        assert not audit.verify(remote, tmp_path / "run").failed
+        assert audit.run_summary(remote, RUN_ID).accepted == 2
+        curation.merge_symptoms(remote, "головная боль", "головные боли", by="remote")
+        assert not audit.note_lineage(remote, "n2").symptoms[0]["replaced_by"]
+        with pytest.raises(InputError):
+            curation.add_symptom(remote, "M54.5", "x", weight=1.0, source="wikimed", by="r", lang="ru ")

@@ -239,3 +239,28 @@ def test_kill_9_then_same_command_resumes_to_exactly_n(tmp_path: Path) -> None:
             "ms:accepted true }"
         )
         assert int(rows[0]["c"].value) == n
+
+
+def test_cli_samples_from_the_graph_and_records_its_version(shared_data: Path, tmp_path: Path) -> None:
+    from sampling_graph import real_graph
+
+    store_dir = tmp_path / "store"
+    with OxigraphStore(store_dir) as st:
+        real_graph(shared_data, version="kg-test").into(st)
+    with FakeOpenAIServer() as srv:
+        common = ["--backend", "openai", "--base-url", srv.base_url, "--store", str(store_dir), "--no-progress"]
+        r = _cli("--n", "4", "--seed", "3", "--out", str(tmp_path / "a"), *common)
+        assert r.returncode == 0, r.stderr
+        r2 = _cli("--plan", "weights", "--total", "200", "--concurrency", "16", "--out", str(tmp_path / "b"), *common)
+        assert r2.returncode == 0, r2.stderr
+        again = _cli("--n", "4", "--seed", "3", "--out", str(tmp_path / "a"), *common)  # finished run: no-op
+        assert json.loads(again.stdout.splitlines()[-1])["generated_now"] == 0
+    a = lines(tmp_path / "a" / NOTES_FILE)
+    assert len(a) == 4 and all(n["kg_version"] == "kg-test" for n in a)
+    assert 150 <= len(lines(tmp_path / "b" / NOTES_FILE)) <= 250  # per-code rounding of the plan
+    with OxigraphStore(store_dir) as st:
+        rows = st.query(
+            "PREFIX ms: <https://w3id.org/medsyn/ontology#> SELECT DISTINCT ?v WHERE { ?r a ms:GenerationRun ; "
+            "ms:graphVersion ?v }"
+        )
+    assert [x["v"].value for x in rows] == ["kg-test"]

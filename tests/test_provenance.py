@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,7 @@ def test_generation_activity_links_inputs(generated: tuple) -> None:
         assert r["th"].value == load_template("paper_ru").content_hash
         assert r["kg"].value == "demo"  # the samples' own KG version wins over the run default
         assert int(r["seed"].value) == rec["seed"]
-        assert r["start"].value <= r["end"].value
+        assert datetime.fromisoformat(r["start"].value) <= datetime.fromisoformat(r["end"].value)
         used = store.query(P + "SELECT ?s WHERE { ?gen ms:usedSymptom ?s }", bindings={"gen": r["gen"]})
         assert {u["s"].value for u in used} == {symptom_iri(x).value for x in s.symptoms}
 

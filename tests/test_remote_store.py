@@ -13,7 +13,7 @@ from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, parse
 from sparql_cases import BULK_GRAPH, CASES, Case, bulk_quads, canonical, load_dataset
 
 from medsyn.errors import InputError, StoreError
-from medsyn.remote_store import RemoteStore
+from medsyn.remote_store import RemoteStore, copy_graphs
 from medsyn.store import OxigraphStore, Store, open_store
 from medsyn.testing.servers import RunningServer, free_port, medsyn_server, oxigraph_server
 from medsyn.vocab import GRAPH
@@ -132,7 +132,7 @@ def test_malformed_query_is_one_line_input_error(remote: RemoteStore) -> None:
 def test_malformed_rdf_names_the_input(remote: RemoteStore, tmp_path: Path) -> None:
     bad = tmp_path / "bad.ttl"
     bad.write_text("<urn:a> <urn:b> .\n", encoding="utf-8")
-    with pytest.raises(InputError, match="bad.ttl"):
+    with pytest.raises(InputError, match=r"bad\.ttl"):
         remote.load(bad, format="ttl")
 
 
@@ -186,3 +186,15 @@ def test_kg_query_cli_over_endpoint(server: RunningServer) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "M54.5" in proc.stdout
+
+
+def test_copy_graphs_replaces_them_on_the_endpoint(remote: RemoteStore) -> None:
+    g = NamedNode("urn:medsyn:test:published")
+    remote.add_quads([Quad(NamedNode("urn:stale"), NamedNode("urn:p"), Literal("old"), g)])
+    local = OxigraphStore.in_memory()
+    local.add_quads(Quad(NamedNode(f"urn:n{i}"), NamedNode("urn:p"), Literal(str(i)), g) for i in range(30))
+    small = RemoteStore(remote.endpoint, token=remote.token, batch_size=7)
+    assert copy_graphs(local, small) == 30
+    rows = remote.query("SELECT ?s WHERE { GRAPH <urn:medsyn:test:published> { ?s ?p ?o } }", union=False)
+    assert len(rows) == 30 and NamedNode("urn:stale") not in {r["s"] for r in rows}
+    remote.clear_graph(g)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from sampling_graph import GraphBuilder, real_graph
 from scipy.stats import chisquare
 
+import medsyn.strategies
 from medsyn.errors import InputError
 from medsyn.samples import Sample, sample_id
 from medsyn.sampling import CHUNK, draw_samples, uniform_rows
@@ -18,7 +20,8 @@ from medsyn.store import OxigraphStore
 from medsyn.strategies import available_strategies, get_strategy, register_strategy
 from medsyn.strategies.paper import PaperStrategy
 from medsyn.strategies.tables import SamplingTables, load_tables
-from medsyn.vocab import code_iri
+from medsyn.vocab import code_iri, source_iri
+from medsyn.weights import code_weights
 
 
 @pytest.fixture(scope="module")
@@ -259,8 +262,12 @@ class OnlyFirstSymptom(PaperStrategy):
         ]
 
 
-def test_strategies_are_pluggable_by_name_class_or_instance(tables: SamplingTables) -> None:
+def test_strategies_are_pluggable_by_name_class_or_instance(
+    tables: SamplingTables, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert {"paper", "softmax"} <= set(available_strategies())
+    # A registry copy for this test, so the test strategy does not leak into the rest of the session.
+    monkeypatch.setattr(medsyn.strategies, "_REGISTRY", dict(medsyn.strategies._REGISTRY))
     register_strategy("first-only", OnlyFirstSymptom)
     by_name = draw_samples(tables, n=50, strategy="first-only", seed=1)
     assert all(len(s.symptoms) == 1 for s in by_name)
@@ -274,3 +281,52 @@ def test_strategies_are_pluggable_by_name_class_or_instance(tables: SamplingTabl
 def test_sample_code_iris_follow_the_data_model(tables: SamplingTables) -> None:
     s = draw_samples(tables, n=1, seed=1)[0]
     assert code_iri(s.code).value in tables.code_iris
+
+
+# ---------------------------------------------------------------- the real built graph
+
+
+def _pairs(kg: OxigraphStore, sparql: str) -> set[tuple[str, ...]]:
+    """Rows of an independent check query (written here, not the sampler's .rq files) as tuples of strings."""
+    prefix = "PREFIX ms: <https://w3id.org/medsyn/ontology#>\n"
+    return {tuple(t.value for t in row.values()) for row in kg.query(prefix + sparql)}
+
+
+@pytest.mark.slow
+def test_both_strategies_sample_real_facts_from_the_built_graph(kg_store_dir: Path) -> None:
+    kg = OxigraphStore(kg_store_dir, read_only=True)
+    try:
+        weights = code_weights(kg)
+        assert len(weights) == 105  # the RuMedTop3 categories of the WikiMed map
+        assert 0 < sum(w.weight > 0 for w in weights) < 105
+        # What the graph itself says, queried without the sampler's tables.
+        notes = _pairs(
+            kg,
+            "SELECT ?id ?cat ?text WHERE { ?n a ms:ExampleNote ; ms:noteId ?id ; ms:text ?text ;"
+            " ms:code/ms:category ?cat }",
+        )
+        links = _pairs(
+            kg,
+            "SELECT ?code ?sym ?src WHERE { ?a a ms:SymptomAssociation ; ms:disease ?code ; ms:symptom ?sym ;"
+            " ms:source ?src }",
+        )
+        sex = dict(_pairs(kg, "SELECT ?code ?sex WHERE { ?code ms:sexRestriction ?sex }"))
+        wikimed, hsdn = (source_iri(s).value for s in ("wikimed", "hsdn"))
+        for strategy in ("paper", "softmax"):
+            samples = draw_samples(kg, n=400, strategy=strategy, seed=7)
+            assert samples == draw_samples(kg, n=400, strategy=strategy, seed=7, workers=2)
+            for s in samples:
+                assert (s.example_id, code_iri(s.category).value, s.example_text) in notes, s
+                code = code_iri(s.code).value
+                source = hsdn if s.extra.get("symptom_weighting") == "hsdn" else wikimed
+                assert all((code, iri, source) in links for iri in s.symptom_iris), s
+                assert len(set(s.symptom_iris)) == len(s.symptom_iris) >= 1
+                assert s.code[:3] == s.category and s.kg_version is not None
+                if strategy == "softmax":
+                    assert code not in sex or s.demographics["sex"] == sex[code], s
+            if strategy == "softmax":  # the real graph has HSDN weights and drugs for some of the categories
+                assert {s.extra["symptom_weighting"] for s in samples} == {"hsdn", "uniform"}
+                assert any(s.drug is not None for s in samples)
+    finally:
+        with contextlib.suppress(RuntimeError):  # pyoxigraph refuses to flush a read-only store
+            kg.close()

@@ -22,9 +22,11 @@ from pyoxigraph import (
     parse,
     parse_query_results,
 )
-from sparql_cases import CASES, PREFIXES, canonical, load_dataset
+from sparql_cases import CASES, PREFIXES, Case, canonical, load_dataset
 
-from medsyn.store import OxigraphStore
+from medsyn.errors import StoreError
+from medsyn.remote_store import RemoteStore
+from medsyn.store import OxigraphStore, bind_query
 from medsyn.testing.servers import RunningServer, free_port, medsyn_server
 from medsyn.vocab import GRAPH
 
@@ -147,15 +149,13 @@ def test_unacceptable_format_is_406(srv: RunningServer, client: httpx.Client) ->
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_shared_cases_over_http(case: object, srv: RunningServer, client: httpx.Client, embedded: OxigraphStore) -> None:
-    from medsyn.store import bind_query
-
-    sparql = bind_query(case.sparql, case.bindings) if case.bindings else case.sparql  # type: ignore[attr-defined]
+def test_shared_cases_over_http(case: Case, srv: RunningServer, client: httpx.Client, embedded: OxigraphStore) -> None:
+    sparql = bind_query(case.sparql, case.bindings) if case.bindings else case.sparql
     params = {"query": sparql}
-    if case.union:  # type: ignore[attr-defined]
+    if case.union:
         params["union-default-graph"] = "true"
     got = _decode(client.post(srv.query_url, data=params))
-    assert canonical(got) == canonical(embedded.query(sparql, union=case.union))  # type: ignore[attr-defined]
+    assert canonical(got) == canonical(embedded.query(sparql, union=case.union))
 
 
 def test_default_graph_union_and_dataset_parameters(srv: RunningServer, client: httpx.Client) -> None:
@@ -212,9 +212,7 @@ def test_updates_need_the_bearer_token(srv: RunningServer, client: httpx.Client)
 
 
 def test_updates_disabled_without_token(limited: RunningServer, client: httpx.Client) -> None:
-    r = client.post(
-        limited.update_url, data={"update": "CLEAR ALL"}, headers={"Authorization": f"Bearer {TOKEN}"}
-    )
+    r = client.post(limited.update_url, data={"update": "CLEAR ALL"}, headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 403 and "--token" in r.text
     assert client.get(limited.base_url + "/health").json()["updates"] is False
 
@@ -260,15 +258,27 @@ def test_cors_for_the_configured_origin(limited: RunningServer, client: httpx.Cl
 
 
 def test_union_by_default_when_started_so(limited: RunningServer, client: httpx.Client) -> None:
-    r = client.get(limited.query_url, params={"query": 'ASK { ?c <http://www.w3.org/2004/02/skos/core#notation> "M54" }'})
+    r = client.get(
+        limited.query_url, params={"query": 'ASK { ?c <http://www.w3.org/2004/02/skos/core#notation> "M54" }'}
+    )
     assert r.json()["boolean"] is True
+    off = client.get(
+        limited.query_url,
+        params={
+            "query": 'ASK { ?c <http://www.w3.org/2004/02/skos/core#notation> "M54" }',
+            "union-default-graph": "false",
+        },
+    )
+    assert off.json()["boolean"] is False
 
 
 def test_result_cap(limited: RunningServer, client: httpx.Client) -> None:
     r = client.get(limited.query_url, params={"query": "SELECT ?s WHERE { GRAPH ?g { ?s ?p ?o } }"})
     assert r.status_code == 200 and r.headers["x-medsyn-truncated"] == "max-rows=5"
     assert len(r.json()["results"]["bindings"]) == 5
-    graph = client.get(limited.query_url, params={"query": "CONSTRUCT WHERE { ?s ?p ?o }"}, headers={"Accept": "application/n-triples"})
+    graph = client.get(
+        limited.query_url, params={"query": "CONSTRUCT WHERE { ?s ?p ?o }"}, headers={"Accept": "application/n-triples"}
+    )
     assert graph.headers["x-medsyn-truncated"] == "max-rows=5" and graph.text.count("\n") == 5
     small = client.get(limited.query_url, params={"query": "SELECT ?x WHERE { VALUES ?x { 1 2 } }"})
     assert "x-medsyn-truncated" not in small.headers
@@ -312,3 +322,10 @@ def test_cli_errors_are_one_line(srv: RunningServer, tmp_path: Path) -> None:
     )
     assert taken.returncode == 2 and "cannot listen" in taken.stderr
     assert len(taken.stderr.strip().splitlines()) == 1
+
+
+def test_remote_store_refuses_a_truncated_result(limited: RunningServer) -> None:
+    remote = RemoteStore(limited.query_url)
+    with pytest.raises(StoreError, match="max-rows=5"):
+        remote.query("SELECT ?s WHERE { GRAPH ?g { ?s ?p ?o } }")
+    assert len(remote.query("SELECT ?s WHERE { GRAPH ?g { ?s ?p ?o } } LIMIT 5")) == 5

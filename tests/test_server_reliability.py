@@ -169,7 +169,11 @@ def _request_kinds(srv: RunningServer) -> list[Callable[[httpx.Client], bool]]:
             200,
             "text/turtle",
         ),
-        lambda c: ok(c.get(store, params={"graph": GRAPH + "meta"}, headers={"Accept": "application/n-triples"}), 200, "application/n-triples"),
+        lambda c: ok(
+            c.get(store, params={"graph": GRAPH + "meta"}, headers={"Accept": "application/n-triples"}),
+            200,
+            "application/n-triples",
+        ),
         lambda c: ok(c.get(srv.base_url + "/health"), 200, "application/json"),
         lambda c: ok(c.get(q, params={"query": "SELECT ?x WHERE {"}), 400, "text/plain"),
     ]
@@ -250,7 +254,10 @@ def test_killed_client_leaves_server_healthy(srv: RunningServer) -> None:
         proc.wait(timeout=10)
     # a body promised but never sent, and a connection that says nothing at all
     with socket.create_connection((host, port)) as s:
-        s.sendall(b"POST /sparql HTTP/1.1\r\nHost: x\r\nContent-Type: application/sparql-query\r\nContent-Length: 1000\r\n\r\nSELECT")
+        s.sendall(
+            b"POST /sparql HTTP/1.1\r\nHost: x\r\nContent-Type: application/sparql-query\r\n"
+            b"Content-Length: 1000\r\n\r\nSELECT"
+        )
     with socket.create_connection((host, port)):
         pass
     with httpx.Client(timeout=30) as client:

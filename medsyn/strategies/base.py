@@ -8,8 +8,9 @@ indexed by sample number (see ``medsyn.sampling.uniform_rows``), samples do not 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +20,7 @@ from medsyn.strategies.tables import SamplingTables
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
+ObjectArray = NDArray[np.object_]
 
 
 @dataclass(frozen=True)
@@ -45,14 +47,40 @@ class Strategy(Protocol):
         ...
 
 
-def pick_from(lists: list[list[int]], which: IntArray, u: FloatArray) -> IntArray:
+def flat_lists(lists: Sequence[Sequence[int]]) -> tuple[IntArray, IntArray, IntArray]:
+    """``lists`` as one flat array with the offset and length of each list, for vectorised lookups.
+
+    >>> [a.tolist() for a in flat_lists([[7, 8], [], [9]])]
+    [[7, 8, 9, -1], [0, 2, 2], [2, 0, 1]]
+
+    A trailing -1 gives empty lists a harmless position to read.
+    """
+    lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
+    offsets = np.zeros(len(lists), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=offsets[1:])
+    flat = np.fromiter((v for x in lists for v in x), dtype=np.int64, count=int(lengths.sum()))
+    return np.append(flat, -1), offsets, lengths
+
+
+def pick_from(lists: Sequence[Sequence[int]], which: IntArray, u: FloatArray) -> IntArray:
     """``lists[which[i]][floor(u[i] * len)]`` for every i, vectorised; -1 where the list is empty."""
-    lengths = np.array([len(x) for x in lists], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    flat = np.array([v for x in lists for v in x] + [-1], dtype=np.int64)
+    flat, offsets, lengths = flat_lists(lists)
     n = lengths[which]
     pos = offsets[which] + np.minimum((u * n).astype(np.int64), np.maximum(n - 1, 0))
     return np.where(n > 0, flat[np.where(n > 0, pos, len(flat) - 1)], -1)
+
+
+def lookup(values: Sequence[Any], index: NDArray[np.int64]) -> ObjectArray:
+    """``values[index]`` elementwise for an index array of any shape, with -1 giving None.
+
+    Gathering the strings of a whole chunk with one numpy take replaces a Python lookup per sample and field.
+
+    >>> lookup(["a", "b"], np.array([[1, -1], [0, 0]])).tolist()
+    [['b', None], ['a', 'a']]
+    """
+    table = np.empty(len(values) + 1, dtype=object)  # the last slot, None, is what index -1 reads
+    table[: len(values)] = values
+    return table[index]
 
 
 def distinct_uniform(steps: IntArray) -> IntArray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from medsyn.samples import Sample, sample_id
-from medsyn.strategies.base import FloatArray, IntArray, distinct_uniform, pick_from
+from medsyn.strategies.base import FloatArray, IntArray, distinct_uniform, flat_lists, lookup, pick_from
 from medsyn.strategies.tables import SamplingTables
 
 MIN_SYMPTOMS, MAX_SYMPTOMS = 2, 5
@@ -27,30 +27,46 @@ class PaperStrategy:
     def draw(self, tables: SamplingTables, cats: IntArray, u: FloatArray, start: int, seed: int) -> list[Sample]:
         notes = pick_from(tables.cat_notes, cats, u[:, 1])
         codes = pick_from(tables.cat_codes, cats, u[:, 2])
-        m = np.array([len(tables.code_symptoms[c]) for c in codes], dtype=np.int64)
+        flat, offsets, lengths = flat_lists(tables.code_symptoms)
+        m = lengths[codes]
         k = np.minimum(MIN_SYMPTOMS + (u[:, 3] * (MAX_SYMPTOMS - MIN_SYMPTOMS + 1)).astype(np.int64), m)
         j = np.arange(MAX_SYMPTOMS)
         # Swap targets of the partial Fisher-Yates, j + floor(u * (m - j)), for all samples at once.
         steps = j + (u[:, 4 : 4 + MAX_SYMPTOMS] * np.maximum(m[:, None] - j, 1)).astype(np.int64)
-        picks = distinct_uniform(steps).tolist()
-        out = []
-        for i, (c, n, kk) in enumerate(zip(codes.tolist(), notes.tolist(), k.tolist(), strict=True)):
-            pool = tables.code_symptoms[c]
-            picked = [pool[p] for p in picks[i][:kk]]
-            out.append(
-                Sample(
-                    id=sample_id(seed, self.name, start + i),
-                    index=start + i,
-                    strategy=self.name,
-                    seed=seed,
-                    code=tables.code_notation[c],
-                    category=tables.cat_notation[cats[i]],
-                    symptoms=[tables.sym_label[s] for s in picked],
-                    symptom_iris=[tables.sym_iri[s] for s in picked],
-                    disease_name=tables.code_label[c],
-                    example_id=tables.note_id[n] if n >= 0 else None,
-                    example_text=tables.note_text[n] if n >= 0 else None,
-                    kg_version=tables.kg_version,
-                )
+        picks = distinct_uniform(steps)
+        # Symptom table index of every pick; picks past a sample's k (or its m) are cut off below, so clip them
+        # into the code's own range rather than read a neighbour's symptoms.
+        sym = flat[offsets[codes][:, None] + np.minimum(picks, np.maximum(m[:, None] - 1, 0))]
+        # Every per-sample value is gathered column-wise with numpy; the loop below only slices lists and builds
+        # the Sample objects, which is what a sample costs in Python.
+        labels = lookup(tables.sym_label, sym).tolist()
+        iris = lookup(tables.sym_iri, sym).tolist()
+        columns = zip(
+            lookup(tables.code_notation, codes).tolist(),
+            lookup(tables.cat_notation, cats).tolist(),
+            lookup(tables.code_label, codes).tolist(),
+            lookup(tables.note_id, notes).tolist(),
+            lookup(tables.note_text, notes).tolist(),
+            k.tolist(),
+            labels,
+            iris,
+            strict=True,
+        )
+        name, version = self.name, tables.kg_version
+        return [
+            Sample(
+                id=sample_id(seed, name, i),
+                index=i,
+                strategy=name,
+                seed=seed,
+                code=code,
+                category=cat,
+                symptoms=lab[:kk],
+                symptom_iris=iri[:kk],
+                disease_name=label,
+                example_id=note_id,
+                example_text=text,
+                kg_version=version,
             )
-        return out
+            for i, (code, cat, label, note_id, text, kk, lab, iri) in enumerate(columns, start)
+        ]

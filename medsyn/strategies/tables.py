@@ -57,7 +57,6 @@ class SamplingTables:
     sym_iri: list[str]
     sym_label: list[str]
     note_id: list[str]
-    note_iri: list[str]
     note_text: list[str]
     # Filled only for strategies that need them (see ``load_tables``).
     cat_weighted_codes: list[list[int]] = field(default_factory=list)
@@ -194,13 +193,13 @@ def _fetch(
 
     note_rows = run_named(store, "sampling/example_notes")
     notes = sorted(
-        (str(r["noteId"].value), r["note"].value, str(r["text"].value), r["category"].value, to_python(r.get("words")))
+        (str(r["noteId"].value), str(r["text"].value), r["category"].value, to_python(r.get("words")))
         for r in note_rows
     )
     cat_by_iri = {code_iri(c).value: i for i, c in enumerate(cat_names)}
     long_notes: list[list[int]] = [[] for _ in cat_names]
     all_notes: list[list[int]] = [[] for _ in cat_names]
-    for i, (_nid, _iri, _text, cat_iri, words) in enumerate(notes):
+    for i, (_nid, _text, cat_iri, words) in enumerate(notes):
         ci = cat_by_iri.get(cat_iri)
         if ci is None:
             continue
@@ -227,8 +226,7 @@ def _fetch(
         sym_iri=sym_iri,
         sym_label=[pick_label(sym_labels.get(i, []), lang) or i.rsplit("/", 1)[-1] for i in sym_iri],
         note_id=[n[0] for n in notes],
-        note_iri=[n[1] for n in notes],
-        note_text=[n[2] for n in notes],
+        note_text=[n[1] for n in notes],
     )
     if weighted_source:
         tables = _add_weighted(tables, weighted_rows, code_index, code_info, sym_index)

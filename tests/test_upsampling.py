@@ -1,0 +1,128 @@
+"""Stratified mixing and the whole upsampling grid on a small slice of the real data."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from medsyn.classifier import ClassifierConfig
+from medsyn.eval_data import NoteSet, default_dev, default_synthetic, default_train, read_notes
+from medsyn.upsampling import (
+    REAL,
+    GridPoint,
+    allocate,
+    default_grid,
+    mix,
+    plan,
+    rare_codes,
+    run_grid,
+    stratified_draw,
+    stratified_share,
+    summarise,
+)
+
+
+@pytest.fixture(scope="module")
+def train() -> NoteSet:
+    return read_notes(default_train())
+
+
+@pytest.fixture(scope="module")
+def gpt4() -> NoteSet:
+    return read_notes(default_synthetic()[0])
+
+
+def test_default_grid_is_the_papers() -> None:
+    grid = default_grid()
+    assert len(grid) == 13
+    assert grid[-1].synthetic_only
+    assert {(p.real_share, p.syn_share) for p in grid[:-1]} == {
+        (r, s) for r in (0.5, 0.75, 1.0) for s in (0.0, 0.25, 0.5, 1.0)
+    }
+
+
+@pytest.mark.parametrize("share", [0.5, 0.75, 1.0, 0.01])
+def test_stratified_share_keeps_every_code(train: NoteSet, share: float) -> None:
+    idx = stratified_share(train.codes, share, np.random.default_rng(0))
+    kept = Counter(train.codes[i] for i in idx)
+    full = Counter(train.codes)
+    assert set(kept) == set(full)
+    assert all(kept[c] == max(1, round(share * n)) for c, n in full.items())
+    assert len(set(idx.tolist())) == idx.size
+
+
+def test_allocate_is_proportional_capped_and_covers_codes() -> None:
+    rng = np.random.default_rng(0)
+    avail = {"A": 3, "B": 30, "C": 67}
+    assert allocate(avail, 10, rng) == {"A": 1, "B": 3, "C": 6}
+    assert allocate(avail, 500, rng) == avail
+    small = allocate(avail, 3, rng)
+    assert small == {"A": 1, "B": 1, "C": 1}
+    assert sum(allocate(avail, 2, rng).values()) == 2
+
+
+def test_mix_stratifies_synthetic_and_caps_at_set_size(train: NoteSet, gpt4: NoteSet) -> None:
+    rng = np.random.default_rng(1)
+    half = mix(train, gpt4, GridPoint(0.5, 0.5), rng)
+    assert half.syn_idx.size == round(0.5 * half.real_idx.size)
+    assert set(Counter(gpt4.codes[i] for i in half.syn_idx)) == set(gpt4.codes)
+    assert set(Counter(train.codes[i] for i in half.real_idx)) == set(train.codes)
+    full = mix(train, gpt4, GridPoint(1.0, 1.0), rng)
+    assert full.syn_idx.size == len(gpt4.notes)  # 4,690 asked, 2,378 available: no note used twice
+    by_set = mix(train, gpt4, GridPoint(1.0, 0.25), rng, share_of="set")
+    assert by_set.syn_idx.size == round(0.25 * len(gpt4.notes))
+    only = mix(train, gpt4, GridPoint(0.0, 1.0), rng)
+    assert only.real_idx.size == 0 and only.syn_idx.size == len(gpt4.notes)
+
+
+def test_stratified_draw_never_repeats(gpt4: NoteSet) -> None:
+    idx = stratified_draw(gpt4.codes, 1000, np.random.default_rng(3))
+    assert idx.size == 1000 == len(set(idx.tolist()))
+
+
+def test_plan_is_reproducible_and_shares_real_only_runs(train: NoteSet, gpt4: NoteSet) -> None:
+    other = replace(gpt4, name="other")
+    a = plan(train, [gpt4, other], seeds=[0, 1])
+    b = plan(train, [gpt4, other], seeds=[0, 1])
+    assert [t.real_idx.tolist() for t in a] == [t.real_idx.tolist() for t in b]
+    assert [t.fit_seed for t in a] == [t.fit_seed for t in b]
+    assert len(a) == 2 * (3 + 2 * 10)
+    assert sum(t.set_name == REAL for t in a) == 6
+    seed0 = {t.point: t.real_idx.tolist() for t in a if t.seed == 0 and t.set_name == REAL}
+    seed1 = {t.point: t.real_idx.tolist() for t in a if t.seed == 1 and t.set_name == REAL}
+    assert seed0[GridPoint(0.5, 0.0)] != seed1[GridPoint(0.5, 0.0)]
+
+
+def test_rare_codes_rule(train: NoteSet) -> None:
+    rare = rare_codes(train.codes)
+    counts = Counter(train.codes)
+    cut = np.quantile(list(counts.values()), 0.25)
+    assert rare == {c for c, n in counts.items() if n <= cut}
+    assert 0 < len(rare) < len(counts) / 2
+
+
+def test_whole_grid_on_small_subset(train: NoteSet, gpt4: NoteSet) -> None:
+    codes = {c for c, _ in Counter(train.codes).most_common(12)[4:]}
+    tr = replace(train, notes=[n for n in train.notes if n.code in codes])
+    syn = replace(gpt4, notes=[n for n in gpt4.notes if n.code in codes])
+    dev = read_notes(default_dev())
+    dv = replace(dev, notes=[n for n in dev.notes if n.code in codes])
+    cfg = ClassifierConfig(ngram_range=(3, 4), epochs=2)
+    seen: list[str] = []
+    results = run_grid(tr, dv, [syn], seeds=[0, 1], config=cfg, on_done=lambda r: seen.append(r.set_name))
+    assert len(results) == len(seen) == 2 * 13
+    rows = summarise(results, rare_codes(tr.codes))
+    assert len(rows) == 13
+    base = next(s for s in rows if s.point == GridPoint(1.0, 0.0))
+    assert base.gain == (0.0, 0.0)
+    assert all(s.seeds == 2 for s in rows)
+    assert all(0 <= s.accuracy[0] <= 100 for s in rows)
+    # Real notes of 8 codes beat chance by far, whatever the mix.
+    assert base.accuracy[0] > 100 / len(codes) + 20
+    for r in results:
+        want = len(syn.notes) if r.point.synthetic_only else min(len(syn.notes), round(r.point.syn_share * r.n_real))
+        assert r.n_syn == want
+        assert r.scores.n == len(dv.notes)
