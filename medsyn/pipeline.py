@@ -1,48 +1,63 @@
-"""Whole runs from a config file: build the graph, sample, generate, report.
+"""Whole runs from a config file: a list of ``medsyn`` commands with their options.
 
-A pipeline file is TOML with one table per step; a step runs when its table is present. Keys are the keyword
-arguments of the step's library function, so a notebook user and a config file say the same thing.
+A pipeline is TOML with one ``[[step]]`` table per command. ``command`` names it (``"kg build"``, ``"generate"``,
+``"eval quality"``...) and every other key is one of that command's options, spelled as the option without its
+dashes (``max_tokens`` for ``--max-tokens``). A config file and the command line therefore say the same thing and
+are checked by the same code. ``skip_if_exists = PATH`` skips a step whose output is already there; commands that
+resume (``generate``) simply run again.
 
->>> cfg = parse_pipeline('[sample]\\nn = 2\\nseed = 1\\n', source="inline")
->>> [s.name for s in cfg]
-['sample']
+>>> steps = parse_pipeline('[[step]]\\ncommand = "kg stats"\\n', source="inline")
+>>> steps[0].command, steps[0].options
+('kg stats', {})
 """
 
 from __future__ import annotations
 
-import inspect
+import shlex
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medsyn.errors import InputError
 
-STEP_ORDER = ("kg", "sample", "generate", "quality")
+_RESERVED = {"command", "skip_if_exists", "name"}
 
 
 @dataclass
 class Step:
-    name: str
+    command: str
     options: dict[str, Any] = field(default_factory=dict)
+    skip_if_exists: str | None = None
+    name: str | None = None
+
+    @property
+    def title(self) -> str:
+        return self.name or self.command
 
 
 def parse_pipeline(text: str, *, source: str) -> list[Step]:
-    """Parse pipeline TOML into ordered steps; unknown tables raise InputError naming the file."""
+    """Parse pipeline TOML into steps; a malformed file raises InputError naming the file and step."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"invalid TOML ({exc})", path=source) from None
-    unknown = [k for k in data if k not in STEP_ORDER]
-    if unknown:
-        raise InputError(f"unknown step table [{unknown[0]}]; expected one of {', '.join(STEP_ORDER)}", path=source)
+    extra = sorted(set(data) - {"step", "description"})
+    if extra:
+        raise InputError(f"unknown top-level key {extra[0]!r}; a pipeline is a list of [[step]] tables", path=source)
+    raw = data.get("step")
+    if not isinstance(raw, list) or not raw:
+        raise InputError("no [[step]] tables", path=source)
     steps = []
-    for name in STEP_ORDER:
-        if name in data:
-            if not isinstance(data[name], dict):
-                raise InputError(f"[{name}] must be a table", path=source)
-            steps.append(Step(name, dict(data[name])))
+    for i, table in enumerate(raw, 1):
+        cmd = table.get("command")
+        if not isinstance(cmd, str) or not cmd.strip():
+            raise InputError(f"step {i}: missing 'command' (e.g. command = \"kg build\")", path=source)
+        skip = table.get("skip_if_exists")
+        if skip is not None and not isinstance(skip, str):
+            raise InputError(f"step {i}: skip_if_exists must be a path string", path=source)
+        options = {k: v for k, v in table.items() if k not in _RESERVED}
+        steps.append(Step(cmd.strip(), options, skip, table.get("name")))
     return steps
 
 
@@ -57,12 +72,59 @@ def load_pipeline(path: str | Path) -> list[Step]:
     return parse_pipeline(text, source=str(p))
 
 
-def check_options(func: Callable[..., Any], options: dict[str, Any], *, step: str, source: str) -> None:
-    """Reject keys the step's function does not take, naming the field."""
-    params = inspect.signature(func).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    for key in options:
-        if key not in params:
-            allowed = ", ".join(k for k in params if not k.startswith("_"))
-            raise InputError(f"[{step}] unknown key {key!r} (allowed: {allowed})", path=source)
+# Typer vendors its own click, so the command tree is read by duck typing: a group has ``get_command``.
+def _is_group(node: Any) -> bool:
+    return hasattr(node, "get_command") and hasattr(node, "list_commands")
+
+
+def resolve_command(root: Any, command: str, *, where: str) -> tuple[list[str], Any]:
+    """Find ``"kg build"`` in the CLI tree; unknown names raise InputError naming the step."""
+    path = command.split()
+    node = root
+    for part in path:
+        sub = node.get_command(None, part) if _is_group(node) else None
+        if sub is None:
+            raise InputError(f"{where}: unknown command {command!r}")
+        node = sub
+    if _is_group(node):
+        raise InputError(f"{where}: {command!r} is a command group; name one of its commands")
+    return path, node
+
+
+def step_args(cmd: Any, options: dict[str, Any], *, where: str) -> list[str]:
+    """Translate a step's options into command-line arguments, checking every key against the command."""
+    params = {p.name: p for p in cmd.params if p.name}
+    args: list[str] = []
+    positional: list[str] = []
+    for key, value in options.items():
+        p = params.get(key)
+        if p is None:
+            allowed = ", ".join(sorted(k for k in params if k != "help"))
+            raise InputError(f"{where}: unknown option {key!r} (allowed: {allowed})")
+        values = value if isinstance(value, list) else [value]
+        if p.param_type_name == "argument":
+            positional.extend(str(v) for v in values)
+            continue
+        if p.is_flag and isinstance(value, bool):
+            if value:
+                args.append(p.opts[0])
+            elif p.secondary_opts:
+                args.append(p.secondary_opts[0])
+            continue
+        for v in values:
+            args += [p.opts[0], str(v).lower() if isinstance(v, bool) else str(v)]
+    return [*args, *positional]
+
+
+def plan_pipeline(root: Any, steps: list[Step], *, source: str) -> list[tuple[Step, list[str]]]:
+    """Check every step before running any, so a typo in step 3 does not surface after a long step 2."""
+    planned = []
+    for i, step in enumerate(steps, 1):
+        where = f"{source}: step {i} ({step.command})"
+        path, cmd = resolve_command(root, step.command, where=where)
+        planned.append((step, [*path, *step_args(cmd, step.options, where=where)]))
+    return planned
+
+
+def format_args(args: list[str]) -> str:
+    return "medsyn " + " ".join(shlex.quote(a) for a in args)

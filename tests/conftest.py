@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from medsyn.paths import ROOT, data_dir  # noqa: E402
+from medsyn.paths import ROOT, data_dir
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from importlib import import_module
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from medsyn.errors import MedsynError
 
@@ -55,20 +56,19 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except MedsynError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print("[bold red]error:[/] " + escape(str(exc)), highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]; rerun the same command to resume")
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as exc:  # click's usage errors carry their own exit code and message
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:
+        # Usage errors of Typer's (vendored) click carry their own message and exit code.
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             sys.exit(1)
         raise
 

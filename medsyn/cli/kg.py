@@ -75,11 +75,33 @@ def build(
     ] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Real-data folder (default: $MEDSYN_DATA).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    endpoint: EndpointOpt = None,
 ) -> None:
-    """Build the knowledge graph from the real data; replaces the store atomically."""
+    """Build the knowledge graph from the real data; replaces the store atomically.
+
+    With --endpoint the graph is built locally in a temporary store, then published to the SPARQL server graph by
+    graph (each named graph is replaced there).
+    """
     from medsyn.build import build_kg
 
-    report = build_kg(_store_dir(store), data=data, sources=sources, progress=not quiet)
+    if endpoint:
+        import tempfile
+
+        from medsyn.remote_store import copy_graphs
+        from medsyn.store import OxigraphStore, open_store
+
+        with tempfile.TemporaryDirectory(prefix="medsyn-build-") as tmp:
+            report = build_kg(Path(tmp) / "store", data=data, sources=sources, progress=not quiet)
+            local = OxigraphStore(Path(tmp) / "store", read_only=True)
+            remote = open_store(endpoint=endpoint)
+            try:
+                sent = copy_graphs(local, remote)  # type: ignore[arg-type]
+            finally:
+                local.close()
+                remote.close()
+        console.print(f"published {sent:,} quads to {endpoint}", highlight=False)
+    else:
+        report = build_kg(_store_dir(store), data=data, sources=sources, progress=not quiet)
     ct, gt = _counts_tables(report.class_counts, report.graph_counts)
     console.print(ct)
     console.print(gt)

@@ -1,0 +1,38 @@
+"""``medsyn run PIPELINE.toml``: run a whole pipeline of commands from a config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.rule import Rule
+
+console = Console(stderr=True)
+
+
+def run_command(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline TOML file (see pipelines/).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the commands without running them.")] = False,
+) -> None:
+    """Run every step of a pipeline file in order; rerun it to resume (finished steps are skipped or resume)."""
+    from medsyn.cli import app
+    from medsyn.pipeline import format_args, load_pipeline, plan_pipeline
+
+    root = typer.main.get_command(app)
+    planned = plan_pipeline(root, load_pipeline(pipeline), source=str(pipeline))
+    for i, (step, args) in enumerate(planned, 1):
+        console.print(Rule(f"step {i}/{len(planned)}: {step.title}"))
+        console.print(format_args(args), style="dim", highlight=False, soft_wrap=True)
+        if step.skip_if_exists and Path(step.skip_if_exists).exists():
+            console.print(f"[green]skipped[/]: {step.skip_if_exists} exists")
+            continue
+        if dry_run:
+            continue
+        root.main(args, standalone_mode=False, prog_name="medsyn")
+    console.print(Rule("pipeline done"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)

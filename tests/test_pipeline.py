@@ -1,0 +1,105 @@
+"""Pipelines from config files, and publishing a build to a real SPARQL server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medsyn.errors import InputError
+from medsyn.pipeline import load_pipeline, parse_pipeline, plan_pipeline
+
+MEDSYN = [sys.executable, "-m", "medsyn"]
+
+
+def _root():  # type: ignore[no-untyped-def]
+    import typer
+
+    from medsyn.cli import app
+
+    return typer.main.get_command(app)
+
+
+def test_demo_pipeline_plans_to_real_commands(repo_root: Path) -> None:
+    steps = load_pipeline(repo_root / "pipelines" / "demo.toml")
+    planned = plan_pipeline(_root(), steps, source="demo.toml")
+    commands = [args[: 2 if args[0] in {"kg", "audit", "eval"} else 1] for _, args in planned]
+    assert commands == [["kg", "build"], ["weights"], ["generate"], ["audit", "verify"], ["eval", "quality"]]
+    gen = dict(zip(planned[2][1][1::2], planned[2][1][2::2], strict=False))
+    assert gen["--backend"] == "local" and gen["--model"] == "smollm2"
+
+
+def test_options_translate_flags_lists_and_arguments() -> None:
+    steps = parse_pipeline(
+        '[[step]]\ncommand = "eval quality"\nsynthetic = ["a.jsonl", "b.jsonl"]\ninclude_rejected = true\n'
+        '[[step]]\ncommand = "audit verify"\nfolder = "out"\n[[step]]\ncommand = "generate"\nn = 3\nout = "o"\n'
+        "progress = false\n",
+        source="t.toml",
+    )
+    planned = [args for _, args in plan_pipeline(_root(), steps, source="t.toml")]
+    assert planned[0] == ["eval", "quality", "--synthetic", "a.jsonl", "--synthetic", "b.jsonl", "--include-rejected"]
+    assert planned[1][-1] == "out"
+    assert "--no-progress" in planned[2]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("x = 1", "unknown top-level key 'x'"),
+        ("[[step]]\nn = 1\n", "step 1: missing 'command'"),
+        ('[[step]]\ncommand = "nope"\n', "unknown command 'nope'"),
+        ('[[step]]\ncommand = "kg"\n', "is a command group"),
+        ('[[step]]\ncommand = "generate"\nfoo = 1\n', "unknown option 'foo'"),
+        ("[[step]\n", "invalid TOML"),
+    ],
+)
+def test_bad_pipelines_name_the_file_and_step(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=r"p\.toml") as info:
+        plan_pipeline(_root(), parse_pipeline(text, source="p.toml"), source="p.toml")
+    assert message in str(info.value)
+
+
+def test_run_skips_existing_outputs_and_reports_errors_in_one_line(tmp_path: Path) -> None:
+    marker = tmp_path / "exists"
+    marker.mkdir()
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(
+        f'[[step]]\ncommand = "kg build"\nstore = "{marker}"\nskip_if_exists = "{marker}"\n'
+        f'[[step]]\ncommand = "kg stats"\nstore = "{tmp_path / "missing"}"\n',
+        encoding="utf-8",
+    )
+    r = subprocess.run([*MEDSYN, "run", str(cfg)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "skipped" in r.stderr
+    assert "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "missing" in errors[0]
+
+
+def test_kg_build_publishes_to_a_real_oxigraph_server(tmp_path: Path, shared_data: Path) -> None:
+    from medsyn.remote_store import RemoteStore
+    from medsyn.testing.servers import oxigraph_server
+
+    with oxigraph_server(tmp_path / "ox") as server:
+        r = subprocess.run(
+            [*MEDSYN, "kg", "build", "-q", "--sources", "icd10-minzdrav", "--endpoint", server.query_url],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "MEDSYN_DATA": str(shared_data)},
+        )
+        assert r.returncode == 0, r.stderr
+        assert "published" in r.stdout
+        remote = RemoteStore(server.query_url, update_endpoint=server.update_url)
+        rows = remote.query(
+            "PREFIX ms: <https://w3id.org/medsyn/ontology#> SELECT (COUNT(?c) AS ?n) WHERE { ?c a ms:ICD10Chapter }"
+        )
+        assert int(rows[0]["n"].value) == 22
+        versions = remote.query(
+            "PREFIX ms: <https://w3id.org/medsyn/ontology#> SELECT ?v WHERE { ?b ms:contentHash ?v }"
+        )
+        assert len(versions) == 1
+        remote.close()
