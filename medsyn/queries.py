@@ -1,7 +1,8 @@
 """SPARQL query files in ``sparql/`` and their parameter binding.
 
 Queries are never assembled from user input: a ``.rq`` file declares variables such as ``?code`` and callers
-bind them to RDF terms (SPARQL substitution on Oxigraph, a ``VALUES`` block on a remote endpoint).
+bind them to RDF terms, written as a ``VALUES`` row at the start of the WHERE group (``medsyn.store.bind_query``),
+the same on the embedded store and on any remote SPARQL 1.1 endpoint.
 
 >>> from medsyn.store import OxigraphStore
 >>> s = OxigraphStore.in_memory()

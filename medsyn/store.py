@@ -148,7 +148,11 @@ def to_python(term: Term | None) -> Any:
 
 @runtime_checkable
 class Store(Protocol):
-    """What every store offers. Writes are atomic: they all apply or none does."""
+    """What every store offers.
+
+    On the embedded store every write is one transaction. A remote store sends large writes in batches, one
+    transaction per batch (see ``medsyn.remote_store``), and its error says how much was stored.
+    """
 
     def query(self, sparql: str, *, bindings: Bindings | None = None, union: bool = True) -> Any:
         """SELECT -> list of rows, ASK -> bool, CONSTRUCT/DESCRIBE -> list of triples."""

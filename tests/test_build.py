@@ -117,3 +117,26 @@ def test_unwritable_or_foreign_target(tmp_path: Path, shared_data: Path) -> None
 def test_missing_data_folder(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="data folder not found"):
         build_kg(tmp_path / "s", data=tmp_path / "nowhere", progress=False)
+
+
+def test_graph_version_changes_with_each_curation_activity() -> None:
+    from medsyn.build import graph_version
+    from medsyn.store import OxigraphStore
+
+    s = OxigraphStore.in_memory()
+    assert graph_version(s) is None
+    s.update(
+        "PREFIX ms: <https://w3id.org/medsyn/ontology#> INSERT DATA { GRAPH <https://w3id.org/medsyn/graph/meta> "
+        '{ <urn:build> a ms:KnowledgeGraphBuild ; ms:contentHash "sha256:abc" } }'
+    )
+    assert graph_version(s) == "sha256:abc"
+    versions = set()
+    for i in range(2):
+        s.update(
+            "PREFIX ms: <https://w3id.org/medsyn/ontology#> INSERT DATA { GRAPH "
+            f"<https://w3id.org/medsyn/graph/curation> {{ <urn:act{i}> a ms:CurationActivity }} }}"
+        )
+        v = graph_version(s)
+        assert v is not None and v.startswith("sha256:abc+curated:")
+        versions.add(v)
+    assert len(versions) == 2

@@ -40,6 +40,19 @@ def test_batched_generation_counts_tokens_and_stops_at_the_limit(tiny: Path) -> 
     assert [c.text for c in again] == [c.text for c in out]  # seeded
 
 
+def test_over_long_prompts_fail_alone_instead_of_being_truncated(tiny: Path) -> None:
+    b = get_backend("local", model=str(tiny), batch_size=3, max_input_tokens=150)
+    long = [{"role": "user", "content": "боль в спине " * 200}]
+    reqs = [
+        ChatRequest(key="a", messages=SHORT, seed=1, max_tokens=4),
+        ChatRequest(key="b", messages=long, seed=2, max_tokens=4),
+        ChatRequest(key="c", messages=SHORT, seed=3, max_tokens=4),
+    ]
+    out = complete(b, reqs)  # type: ignore[arg-type]
+    assert out[1].error is not None and "prompt too long" in out[1].error and out[1].text is None
+    assert out[0].error is None and out[2].error is None and out[0].completion_tokens > 0
+
+
 def test_instruction_format_without_chat_template() -> None:
     text = instruction_prompt([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}])
     assert text == "### Задание: S\n### Вход: U\n### Ответ: "

@@ -45,7 +45,7 @@ class LocalBackend:
         adapter: str | Path | None = None,
         device: str | None = None,
         batch_size: int = 4,
-        max_input_tokens: int = 1536,
+        max_input_tokens: int = 2048,
         **_ignored: Any,
     ) -> None:
         if batch_size < 1:
@@ -91,12 +91,27 @@ class LocalBackend:
 
         model, tokenizer = self._load()
         prompts = [self._prompt(tokenizer, r.messages) for r in requests]
+        # Cutting a prompt would drop either the instructions or the generation cue, so an over-long prompt is a
+        # recorded failure, never a silently truncated request.
+        lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        too_long = {i for i, n in enumerate(lengths) if n > self.max_input_tokens}
+        if too_long:
+            fitting = [r for i, r in enumerate(requests) if i not in too_long]
+            done = iter(self.generate_batch(fitting) if fitting else [])
+            return [
+                Completion(
+                    error=f"prompt too long: {lengths[i]} tokens > --max-input-tokens {self.max_input_tokens}",
+                    prompt_tokens=lengths[i],
+                    model=self.model,
+                )
+                if i in too_long
+                else next(done)
+                for i in range(len(requests))
+            ]
         enc = tokenizer(
             prompts,
             return_tensors="pt",
             padding=True,
-            truncation=True,
-            max_length=self.max_input_tokens,
             add_special_tokens=False,
         ).to(model.device)
         max_new = max(r.max_tokens for r in requests)

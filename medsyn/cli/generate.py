@@ -69,6 +69,9 @@ def generate_command(
     adapter: Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter directory (local backend).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Torch device (local backend).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per batch (local backend).")] = 4,
+    max_input_tokens: Annotated[
+        int, typer.Option("--max-input-tokens", help="Longer prompts are recorded as failures (local backend).")
+    ] = 2048,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight (openai backend).")] = 8,
     rpm: Annotated[float | None, typer.Option("--rpm", help="Requests-per-minute limit (openai backend).")] = None,
     max_cost: Annotated[float | None, typer.Option("--max-cost", help="Stop cleanly at this cost in USD.")] = None,
@@ -134,7 +137,7 @@ def generate_command(
             price=parse_price(price) if price else None,
         )
     elif backend == "local":
-        options.update(adapter=adapter, device=device, batch_size=batch_size)
+        options.update(adapter=adapter, device=device, batch_size=batch_size, max_input_tokens=max_input_tokens)
     be = get_backend(backend, **options)
     sampling = {
         "samples_file": str(samples.resolve()) if samples else None,
