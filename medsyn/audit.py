@@ -20,6 +20,7 @@ from typing import Any
 from pyoxigraph import NamedNode
 
 from medsyn.errors import InputError
+from medsyn.generation import NOTE_STATUSES
 from medsyn.queries import run_named
 from medsyn.store import Store, to_python
 from medsyn.vocab import ID, run_iri, synthetic_note_iri
@@ -143,7 +144,8 @@ class VerifyReport:
 def read_note_texts(folder: str | Path) -> tuple[dict[str, str], set[str]]:
     """Note id -> text of a generation directory (or one JSONL file), and the run ids the lines name.
 
-    Lines without a text (failed attempts) are skipped; a malformed line or a repeated id is an InputError
+    Failed attempts (no text, or a status other than accepted/rejected) are skipped; a malformed line or a
+    repeated id is an InputError
     naming file and line.
     """
     p = Path(folder)
@@ -163,7 +165,8 @@ def read_note_texts(folder: str | Path) -> tuple[dict[str, str], set[str]]:
             if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
                 raise InputError("expected a JSON object with a string 'id'", path=f, line=lineno)
             text = rec.get("response")
-            if not isinstance(text, str):
+            # Empty, truncated or refused replies are failed attempts, not notes: they never get provenance.
+            if not isinstance(text, str) or rec.get("status") not in (None, *NOTE_STATUSES):
                 continue
             if rec["id"] in texts:
                 raise InputError(f"note id {rec['id']!r} appears twice", path=f, line=lineno)

@@ -93,7 +93,9 @@ class CodeClassifier:
             raise RuntimeError("fit the classifier first")
         x = self._vec.transform(texts)
         if isinstance(self._model, SGDClassifier):
-            return np.asarray(self._model.decision_function(x))
+            scores = np.asarray(self._model.decision_function(x))
+            # With two codes sklearn returns one margin (for classes_[1]); rank both codes from it.
+            return np.column_stack([-scores, scores]) if scores.ndim == 1 else scores
         return np.asarray(self._model.predict_proba(x))
 
     def top_k(self, texts: Sequence[str], k: int = 3) -> list[list[str]]:

@@ -144,7 +144,7 @@ def read_notes(path: str | Path, *, accepted_only: bool = True, name: str | None
 
     >>> ns = read_notes(default_dev())
     >>> ns.format, len(ns.notes), ns.notes[0].code
-    ('rumedtop3', 848, 'I11')
+    ('rumedtop3', 848, 'E11')
     """
     p = Path(path)
     if not p.is_file():

@@ -55,6 +55,8 @@ NOTES_FILE = "notes.jsonl"
 FAILURES_FILE = "failures.jsonl"
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
+NOTE_STATUSES = ("accepted", "rejected")
+"""Record statuses that carry a scored note (and so provenance); other failures.jsonl lines are failed attempts."""
 _RUN_JSON_EVERY_S = 5.0
 _PROV_BATCH = 256
 _PROV_EVERY_S = 0.5
@@ -730,4 +732,4 @@ class _Engine:
 
 def _has_note(rec: Mapping[str, Any]) -> bool:
     """A record with a scored note text (accepted or rejected by the filter) gets provenance."""
-    return rec.get("status") in ("accepted", "rejected") and bool(rec.get("content_hash"))
+    return rec.get("status") in NOTE_STATUSES and bool(rec.get("content_hash"))

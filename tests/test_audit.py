@@ -95,8 +95,10 @@ def test_verify_reads_rejected_notes_from_failures(store: OxigraphStore, tmp_pat
     write_notes(tmp_path, NOTES[:2])
     rejected = {"id": "n3", "status": "rejected", "response": NOTES[2][4]}
     failed = {"id": "n4", "status": "error", "response": None}
+    # A reply cut at the token limit keeps its partial text in failures.jsonl but is no note: no provenance.
+    truncated = {"id": "n5", "status": "truncated", "response": "Жалобы на боль в"}
     (tmp_path / "failures.jsonl").write_text(
-        json.dumps(rejected, ensure_ascii=False) + "\n" + json.dumps(failed) + "\n", encoding="utf-8"
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in (rejected, failed, truncated)), encoding="utf-8"
     )
     r = audit.verify(store, tmp_path)
     assert not r.failed and r.ok == 3

@@ -68,3 +68,11 @@ def test_fit_rejects_single_code() -> None:
 
     with pytest.raises(InputError, match="two distinct codes"):
         CodeClassifier(CHEAP).fit(["a b c", "d e f"], ["A01", "A01"])
+
+
+def test_two_codes_rank_both() -> None:
+    texts = ["боль в спине", "боль в пояснице", "кашель и насморк", "насморк, кашель"]
+    clf = CodeClassifier(ClassifierConfig(ngram_range=(3, 4), min_df=1, epochs=20)).fit(
+        texts, ["M54", "M54", "J06", "J06"]
+    )
+    assert clf.top_k(["сильный кашель", "боль в спине"], k=3) == [["J06", "M54"], ["M54", "J06"]]
