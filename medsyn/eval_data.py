@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from medsyn.errors import InputError
+from medsyn.generation import FAILURES_FILE, NOTE_STATUSES, NOTES_FILE
 from medsyn.paths import data_dir
 
 Format = Literal["rumedtop3", "generate"]
@@ -139,16 +140,40 @@ def _parse(obj: dict, fmt: Format, path: Path, line: int) -> tuple[Note, bool]:
     return note, accepted
 
 
+GENERATE_FILES = (NOTES_FILE, FAILURES_FILE)
+
+
 def read_notes(path: str | Path, *, accepted_only: bool = True, name: str | None = None) -> NoteSet:
-    """Read a JSONL file of notes in either layout; blank lines are ignored.
+    """Read a JSONL file of notes in either layout (blank lines ignored), or a ``medsyn generate`` output folder
+    (its notes.jsonl and failures.jsonl read as one set).
 
     >>> ns = read_notes(default_dev())
     >>> ns.format, len(ns.notes), ns.notes[0].code
     ('rumedtop3', 848, 'E11')
     """
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():
+        files = [p / n for n in GENERATE_FILES if (p / n).is_file()]
+        if not files:
+            raise InputError(f"no {' or '.join(GENERATE_FILES)} in this folder", path=p)
+    elif p.is_file():
+        files = [p]
+    else:
         raise InputError("no such file", path=p)
+    notes: list[Note] = []
+    warnings: list[str] = []
+    fmt: Format | None = None
+    for f in files:
+        f_notes, f_warnings, f_fmt = _read_file(f, accepted_only=accepted_only)
+        notes += f_notes
+        warnings += f_warnings
+        fmt = fmt or f_fmt
+    if not notes:
+        raise InputError("no notes in file" if fmt is None else "no accepted notes in file", path=p)
+    return NoteSet(name or set_name(p), p, fmt or "rumedtop3", notes, warnings)
+
+
+def _read_file(p: Path, *, accepted_only: bool) -> tuple[list[Note], list[str], Format | None]:
     notes: list[Note] = []
     warnings: list[str] = []
     fmt: Format | None = None
@@ -173,6 +198,10 @@ def read_notes(path: str | Path, *, accepted_only: bool = True, name: str | None
                 elif line_fmt != fmt:
                     msg = f"line is in {line_fmt} layout but the file started in {fmt} layout"
                     raise InputError(msg, path=p, line=i)
+                if fmt == "generate" and obj.get("status") not in (None, *NOTE_STATUSES):
+                    # failures.jsonl also holds failed attempts (errors, truncated replies): not notes.
+                    warnings.append(f"{p}:{i}: {obj.get('id')} is a failed attempt ({obj.get('status')}); skipped")
+                    continue
                 note, accepted = _parse(obj, fmt, p, i)
                 if accepted or not accepted_only:
                     notes.append(note)
@@ -180,9 +209,7 @@ def read_notes(path: str | Path, *, accepted_only: bool = True, name: str | None
                     warnings.append(f"{p}:{i}: note {note.id} was not accepted by the filter; skipped")
         except UnicodeDecodeError:
             raise InputError("not UTF-8 text", path=p) from None
-    if not notes:
-        raise InputError("no notes in file" if fmt is None else "no accepted notes in file", path=p)
-    return NoteSet(name or set_name(p), p, fmt or "rumedtop3", notes, warnings)
+    return notes, warnings, fmt
 
 
 def restrict_codes(notes: NoteSet, known: Iterable[str], *, strict: bool = False, role: str = "train") -> NoteSet:

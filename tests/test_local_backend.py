@@ -53,6 +53,16 @@ def test_over_long_prompts_fail_alone_instead_of_being_truncated(tiny: Path) -> 
     assert out[0].error is None and out[2].error is None and out[0].completion_tokens > 0
 
 
+def test_stop_sequence_ends_the_reply_where_it_first_appears(tiny: Path) -> None:
+    req = [ChatRequest(key="a", messages=SHORT, seed=7, max_tokens=30)]
+    free = complete(get_backend("local", model=str(tiny), stop=()), req)[0]  # type: ignore[arg-type]
+    assert free.text and len(free.text) > 4
+    marker = free.text[len(free.text) // 2]
+    stopped = complete(get_backend("local", model=str(tiny), stop=[marker]), req)[0]  # type: ignore[arg-type]
+    assert stopped.text == free.text[: free.text.find(marker)]
+    assert stopped.finish_reason == "stop"
+
+
 def test_instruction_format_without_chat_template() -> None:
     text = instruction_prompt([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}])
     assert text == "### Задание: S\n### Вход: U\n### Ответ: "

@@ -103,3 +103,25 @@ def test_kg_build_publishes_to_a_real_oxigraph_server(tmp_path: Path, shared_dat
         )
         assert len(versions) == 1
         remote.close()
+
+
+def test_a_generation_folder_reads_as_one_note_set(tmp_path: Path) -> None:
+    import json
+
+    from medsyn.eval_data import read_notes
+
+    def line(i: int, status: str, accepted: bool, text: str | None) -> str:
+        rec = {"id": f"n{i}", "code": "M54", "response": text, "symptoms": ["боль"], "accepted": accepted}
+        return json.dumps({**rec, "status": status}, ensure_ascii=False) + "\n"
+
+    (tmp_path / "notes.jsonl").write_text(line(1, "accepted", True, "Жалобы на боль в спине."), encoding="utf-8")
+    (tmp_path / "failures.jsonl").write_text(
+        line(2, "rejected", False, "Боль.") + line(3, "truncated", False, "Боль в") + line(4, "error", False, None),
+        encoding="utf-8",
+    )
+    assert [n.id for n in read_notes(tmp_path).notes] == ["n1"]
+    both = read_notes(tmp_path, accepted_only=False)
+    assert [n.id for n in both.notes] == ["n1", "n2"] and both.name == tmp_path.name
+    (tmp_path / "notes.jsonl").write_text("", encoding="utf-8")
+    with pytest.raises(InputError, match="no accepted notes"):
+        read_notes(tmp_path)

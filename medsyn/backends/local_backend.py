@@ -46,6 +46,7 @@ class LocalBackend:
         device: str | None = None,
         batch_size: int = 4,
         max_input_tokens: int = 2048,
+        stop: Sequence[str] | None = ("\n\n",),
         **_ignored: Any,
     ) -> None:
         if batch_size < 1:
@@ -56,6 +57,9 @@ class LocalBackend:
         self.device = device
         self.batch_size = batch_size
         self.max_input_tokens = max_input_tokens
+        # A clinical note is one paragraph; small local models rarely emit EOS and ramble on after it, so a
+        # blank line ends the reply (as a stop sequence does for the OpenAI API). Pass stop=() to disable.
+        self.stop = tuple(x for x in (stop or ()) if x)
         self.adapter_hash: str | None = None
         if self.adapter is not None:
             from medsyn.models import adapter_hash
@@ -71,6 +75,7 @@ class LocalBackend:
             "adapter_hash": self.adapter_hash,
             "device": self.device,
             "batch_size": self.batch_size,
+            "stop": list(self.stop),
         }
 
     def _load(self) -> tuple[Any, Any]:
@@ -119,6 +124,8 @@ class LocalBackend:
         seed = int(hashlib.sha256(",".join(str(r.seed) for r in requests).encode()).hexdigest()[:8], 16)
         torch.manual_seed(seed)
         kwargs: dict[str, Any] = {"max_new_tokens": max_new, "pad_token_id": tokenizer.pad_token_id}
+        if self.stop:
+            kwargs.update(stop_strings=list(self.stop), tokenizer=tokenizer)
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature, top_p=0.95)
         else:
@@ -142,9 +149,13 @@ class LocalBackend:
             limit = min(r.max_tokens, max_new)
             finish = "stop" if stopped or len(toks) < limit else "length"
             toks = toks[:limit]
+            text = tokenizer.decode(toks, skip_special_tokens=True)
+            cut = min((j for j in (text.find(x) for x in self.stop) if j >= 0), default=-1)
+            if cut >= 0:
+                text, finish = text[:cut], "stop"
             results.append(
                 Completion(
-                    text=tokenizer.decode(toks, skip_special_tokens=True),
+                    text=text,
                     finish_reason=finish,
                     prompt_tokens=prompt_tokens,
                     completion_tokens=len(toks),

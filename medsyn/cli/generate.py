@@ -72,6 +72,10 @@ def generate_command(
     max_input_tokens: Annotated[
         int, typer.Option("--max-input-tokens", help="Longer prompts are recorded as failures (local backend).")
     ] = 2048,
+    stop: Annotated[
+        list[str] | None,
+        typer.Option("--stop", help="Stop sequence of the local backend (repeat; default: a blank line; '' disables)."),
+    ] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight (openai backend).")] = 8,
     rpm: Annotated[float | None, typer.Option("--rpm", help="Requests-per-minute limit (openai backend).")] = None,
     max_cost: Annotated[float | None, typer.Option("--max-cost", help="Stop cleanly at this cost in USD.")] = None,
@@ -138,6 +142,8 @@ def generate_command(
         )
     elif backend == "local":
         options.update(adapter=adapter, device=device, batch_size=batch_size, max_input_tokens=max_input_tokens)
+        if stop is not None:
+            options["stop"] = [x.replace("\\n", "\n").replace("\\t", "\t") for x in stop]
     be = get_backend(backend, **options)
     sampling = {
         "samples_file": str(samples.resolve()) if samples else None,
