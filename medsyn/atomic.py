@@ -8,6 +8,10 @@ from pathlib import Path
 
 from medsyn.errors import StoreError
 
+# Read once at import: os.umask can only be read by setting it, which is not safe to do while threads write.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to a temp file beside ``path``, fsync it, then rename it over ``path``."""
@@ -18,6 +22,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except OSError as exc:
         raise StoreError(f"cannot write {p}: {exc.strerror or exc}") from None
     try:
+        # mkstemp creates 0600 files; a report or dataset should get the usual permissions (0666 minus umask).
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
