@@ -32,7 +32,15 @@ import numpy as np
 from medsyn.atomic import atomic_write_text
 from medsyn.errors import InputError
 from medsyn.instructions import InstructionRecord, file_sha256, read_dataset
-from medsyn.models import MANIFEST_NAME, adapter_hash, base_fingerprint, base_name, check_adapter_base, load_base
+from medsyn.models import (
+    MANIFEST_NAME,
+    adapter_hash,
+    base_fingerprint,
+    base_name,
+    check_adapter_base,
+    load_base,
+    pick_device,
+)
 
 IGNORE_INDEX = -100
 MANIFEST_FORMAT = "medsyn-adapter/1"
@@ -347,7 +355,7 @@ def finetune(
     from transformers import get_cosine_schedule_with_warmup
 
     torch.manual_seed(cfg.seed)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch.device(pick_device(device))
     bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
     model, tokenizer = load_base(base, device=str(dev), dtype=torch.bfloat16 if bf16 else torch.float32)
     train_ex, dropped = encode_records(tokenizer, train_recs, cfg.max_len)

@@ -16,7 +16,7 @@ Scheduling: every sample is a group wanting one accepted note within ``max_attem
 ``target_per_code=K`` every category is a group wanting K accepted notes, cycling through its samples, within
 ``K * max_attempts`` attempts. A group never has more attempts in flight than it still needs, so a run never
 writes more notes than requested. Transport errors count as attempts within a process, but a resumed run gives
-them another chance.
+them another chance; permanent errors (``Completion.permanent``: a prompt too long, an HTTP 4xx) always count.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from medsyn.provenance import (
     note_id,
     now_iso,
     recorded_note_ids,
-    run_quads,
+    start_run,
 )
 from medsyn.replies import parse_reply
 from medsyn.samples import Sample, read_samples
@@ -540,7 +540,7 @@ class _Engine:
             self.totals.add(rec)
             if rec.get("accepted"):
                 g.accepted += 1
-            if rec.get("status") != "error":
+            if rec.get("status") != "error" or rec.get("permanent"):
                 g.counted += 1
         # Provenance of records written just before a crash may be missing: add it (idempotent).
         have = recorded_note_ids(self.store, self.run)
@@ -586,6 +586,8 @@ class _Engine:
             rec["model_reported"] = comp.model
         if comp.error is not None:
             rec["reason"] = comp.error
+            if comp.permanent:
+                rec["permanent"] = True
             return rec
         reply = parse_reply(comp.text, finish_reason=comp.finish_reason, refusal=comp.refusal)
         rec["response"] = reply.text or None
@@ -624,7 +626,7 @@ class _Engine:
         t0 = time.monotonic()
         self.groups = _make_groups(self.samples, self.config)
         self._open_run()
-        self.store.add_quads(run_quads(self.run))
+        start_run(self.store, self.run)
         self._resume()
         sched = _Scheduler(self.groups)
         notes_out = JsonlAppender(self.out / NOTES_FILE)

@@ -370,6 +370,9 @@ def read_dataset(path: str | Path) -> list[InstructionRecord]:
         split = obj.get("split", "train")
         if split not in ("train", "eval"):
             raise InputError(f"field 'split': expected 'train' or 'eval', got {split!r}", path=p, line=n)
+        extra = obj.get("extra") or {}
+        if not isinstance(extra, dict):
+            raise InputError("field 'extra': expected a JSON object", path=p, line=n)
         known = {f for f in InstructionRecord.__dataclass_fields__}
         records.append(
             InstructionRecord(
@@ -383,7 +386,7 @@ def read_dataset(path: str | Path) -> list[InstructionRecord]:
                 note_id=obj.get("note_id"),
                 source=obj.get("source"),
                 example_id=obj.get("example_id"),
-                extra={k: v for k, v in obj.items() if k not in known} | dict(obj.get("extra") or {}),
+                extra={k: v for k, v in obj.items() if k not in known} | extra,
             )
         )
     if not records:
@@ -528,6 +531,9 @@ def build_dataset(
     train_path = Path(train) if train else defaults["train"]
     dev_path = Path(dev) if dev else defaults["dev"]
     notes = read_notes(train_path)
+    if dev and not dev_path.is_file():
+        # An explicit dev file that is missing must not silently turn off the dev-overlap filter.
+        raise InputError("dev file not found", path=dev_path)
     dev_notes = read_notes(dev_path) if dev_path.is_file() else []
     sources: dict[str, Any] = {"train": {"path": str(train_path), "sha256": file_sha256(train_path)}}
     if store is not None:

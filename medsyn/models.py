@@ -10,11 +10,13 @@ An adapter directory holds PEFT files plus ``medsyn_adapter.json`` (the manifest
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,12 +161,21 @@ def check_adapter_base(adapter_dir: str | Path, spec: str) -> dict[str, Any]:
 
 
 def pick_device(device: str | None = None) -> str:
-    """``device`` when given, else ``cuda`` when a GPU is present, else ``cpu``."""
-    if device:
-        return device
+    """``device`` when given (checked: InputError for an unknown or absent device), else ``cuda`` when a GPU is
+    present, else ``cpu``."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"--device: unknown device {device!r} (expected cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and (
+        not torch.cuda.is_available() or (dev.index is not None and dev.index >= torch.cuda.device_count())
+    ):
+        raise InputError(f"--device {device}: no such CUDA GPU on this machine")
+    return device
 
 
 def prepare_tokenizer(tokenizer: Any, *, padding_side: str = "left") -> Any:
@@ -190,6 +201,30 @@ def load_tokenizer(spec: str) -> Any:
     return prepare_tokenizer(tokenizer)
 
 
+@contextlib.contextmanager
+def _quiet_gguf_loader() -> Iterator[None]:
+    """Route the GGUF loader's bare ``tqdm`` bar through transformers' own, which honours disable_progress_bar().
+
+    ``transformers.modeling_gguf_pytorch_utils`` imports ``tqdm.auto.tqdm`` directly, so its "Converting and
+    de-quantizing GGUF tensors" bar ignores the logging switch. Only the bar is affected; errors still propagate.
+    """
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # a transformers without this module has no such bar
+        yield
+        return
+    saved = getattr(gguf_utils, "tqdm", None)
+    if saved is None:
+        yield
+        return
+    gguf_utils.tqdm = hf_logging.tqdm
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = saved
+
+
 def load_base(spec: str, *, device: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
     """Load a base model and its tokenizer (not cached, train mode untouched). GGUF weights are dequantized."""
     import torch
@@ -201,7 +236,8 @@ def load_base(spec: str, *, device: str | None = None, dtype: Any = None) -> tup
     kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(directory), **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype or torch.float32, **kwargs)
+        with _quiet_gguf_loader():
+            model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype or torch.float32, **kwargs)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{spec}: cannot load causal LM: {first}") from None

@@ -50,14 +50,19 @@ def parse_pipeline(text: str, *, source: str) -> list[Step]:
         raise InputError("no [[step]] tables", path=source)
     steps = []
     for i, table in enumerate(raw, 1):
+        if not isinstance(table, dict):
+            raise InputError(f"step {i}: not a table; write each step as a [[step]] table", path=source)
         cmd = table.get("command")
         if not isinstance(cmd, str) or not cmd.strip():
             raise InputError(f"step {i}: missing 'command' (e.g. command = \"kg build\")", path=source)
         skip = table.get("skip_if_exists")
         if skip is not None and not isinstance(skip, str):
             raise InputError(f"step {i}: skip_if_exists must be a path string", path=source)
+        name = table.get("name")
+        if name is not None and not isinstance(name, str):
+            raise InputError(f"step {i}: name must be a string", path=source)
         options = {k: v for k, v in table.items() if k not in _RESERVED}
-        steps.append(Step(cmd.strip(), options, skip, table.get("name")))
+        steps.append(Step(cmd.strip(), options, skip, name))
     return steps
 
 

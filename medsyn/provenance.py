@@ -25,7 +25,7 @@ from typing import Any
 
 from pyoxigraph import Literal, NamedNode, Quad
 
-from medsyn.store import Store
+from medsyn.store import Store, quads_to_sparql_data
 from medsyn.vocab import (
     ID,
     RDF_TYPE,
@@ -142,6 +142,16 @@ def run_quads(run: RunInfo) -> list[Quad]:
     if run.adapter_hash:
         out.append(Quad(a, ms("adapterHash"), _str(run.adapter_hash), g))
     return out
+
+
+def start_run(store: Store, run: RunInfo) -> None:
+    """Add :func:`run_quads` (one update), replacing the ``ms:parameters`` of an earlier start of the same run: a
+    resumed run may carry another ``max_cost`` or backend options, and the run has one parameters literal."""
+    g, r, p = run.graph, run.iri, ms("parameters")
+    store.update(
+        f"DELETE WHERE {{ GRAPH {g} {{ {r} {p} ?o }} }} ;\n"
+        "INSERT DATA {\n" + quads_to_sparql_data(run_quads(run)) + "\n}"
+    )
 
 
 def note_quads(run: RunInfo, rec: Mapping[str, Any]) -> list[Quad]:

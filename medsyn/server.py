@@ -42,8 +42,8 @@ from pyoxigraph import DefaultGraph, NamedNode, QueryBoolean, QuerySolutions, Rd
 
 from medsyn import sparql_results as results
 from medsyn.errors import InputError, StoreError
+from medsyn.queries import load_query
 from medsyn.store import OxigraphStore
-from medsyn.vocab import GRAPH, MS
 
 PAGE = Path(__file__).resolve().parent / "resources" / "server_page.html"
 MAX_BODY = 64 * 1024 * 1024
@@ -51,9 +51,6 @@ TRUNCATED_HEADER = "X-Medsyn-Truncated"
 QUAD_TYPES = ["application/n-quads", "application/trig"]
 _QUAD_FORMATS = {"application/n-quads": RdfFormat.N_QUADS, "application/trig": RdfFormat.TRIG}
 _FALSE = {"false", "0", "no", "off"}
-_VERSION_QUERY = (
-    f"SELECT ?h WHERE {{ GRAPH <{GRAPH}meta> {{ ?b a <{MS}KnowledgeGraphBuild> ; <{MS}contentHash> ?h }} }} LIMIT 1"
-)
 
 
 @dataclass(frozen=True)
@@ -218,7 +215,7 @@ class SparqlServer(ThreadingHTTPServer):
 
     def health(self) -> Answer:
         try:
-            rows = list(self.store.raw.query(_VERSION_QUERY))
+            rows = list(self.store.raw.query(load_query("kg/graph_version")))
             graphs = sum(1 for _ in self.store.raw.named_graphs())
         except OSError as exc:
             return Answer(503, f"store unavailable: {exc}\n".encode())
@@ -226,7 +223,7 @@ class SparqlServer(ThreadingHTTPServer):
             "status": "ok",
             "store": str(self.store.path) if self.store.path else None,
             "namedGraphs": graphs,
-            "graphVersion": rows[0]["h"].value if rows else None,
+            "graphVersion": rows[0]["hash"].value if rows else None,
             "updates": self.config.token is not None,
             "maxRows": self.config.max_rows,
             "timeoutSeconds": self.config.timeout_s,

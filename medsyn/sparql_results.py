@@ -152,7 +152,8 @@ def write_solutions(variables: Sequence[str], rows: Sequence[Solution], media_ty
     raise ValueError(f"no result writer for {media_type}")
 
 
-def _json_term(term: NamedNode | BlankNode | Literal | Triple) -> dict[str, Any]:
+def json_term(term: NamedNode | BlankNode | Literal | Triple) -> dict[str, Any]:
+    """One RDF term in the SPARQL 1.1 JSON results format (triple terms as in SPARQL 1.2)."""
     if isinstance(term, NamedNode):
         return {"type": "uri", "value": term.value}
     if isinstance(term, BlankNode):
@@ -167,16 +168,16 @@ def _json_term(term: NamedNode | BlankNode | Literal | Triple) -> dict[str, Any]
     return {
         "type": "triple",
         "value": {
-            "subject": _json_term(term.subject),
-            "predicate": _json_term(term.predicate),
-            "object": _json_term(term.object),
+            "subject": json_term(term.subject),
+            "predicate": json_term(term.predicate),
+            "object": json_term(term.object),
         },
     }
 
 
 def _json(variables: Sequence[str], rows: Sequence[Solution]) -> bytes:
     bindings = [
-        {name: _json_term(term) for name, term in zip(variables, row, strict=True) if term is not None} for row in rows
+        {name: json_term(term) for name, term in zip(variables, row, strict=True) if term is not None} for row in rows
     ]
     doc = {"head": {"vars": list(variables)}, "results": {"bindings": bindings}}
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -66,19 +66,20 @@ def reason(source: Store | Sequence[str | Path]) -> Consistency:
     with tempfile.TemporaryDirectory(prefix="medsyn-owl-") as tmp:
         files = _as_files(source, Path(tmp))
         world = owlready2.World()
-        triples = 0
-        for f in files:
-            world.get_ontology(f.resolve().as_uri()).load()
-        triples = len(world.graph)
-        try:
-            with world.get_ontology("http://medsyn.invalid/inferred#"):
-                owlready2.sync_reasoner_hermit(world, infer_property_values=False, debug=0)
-        except owlready2.OwlReadyInconsistentOntologyError as exc:
-            return Consistency(False, time.perf_counter() - started, triples, _first_line(exc))
-        except (owlready2.OwlReadyJavaError, FileNotFoundError, OSError) as exc:
-            from medsyn.errors import ValidationError
+        try:  # closed also when a file fails to load
+            for f in files:
+                world.get_ontology(f.resolve().as_uri()).load()
+            triples = len(world.graph)
+            try:
+                with world.get_ontology("http://medsyn.invalid/inferred#"):
+                    owlready2.sync_reasoner_hermit(world, infer_property_values=False, debug=0)
+            except owlready2.OwlReadyInconsistentOntologyError as exc:
+                return Consistency(False, time.perf_counter() - started, triples, _first_line(exc))
+            except (owlready2.OwlReadyJavaError, FileNotFoundError, OSError) as exc:
+                from medsyn.errors import ValidationError
 
-            raise ValidationError(f"the OWL reasoner could not run (is Java installed?): {_first_line(exc)}") from None
+                msg = f"the OWL reasoner could not run (is Java installed?): {_first_line(exc)}"
+                raise ValidationError(msg) from None
         finally:
             world.close()
     return Consistency(True, time.perf_counter() - started, triples)

@@ -142,7 +142,7 @@ def test_bad_settings(tmp_path: Path, tiny: Path, data: Path) -> None:
         finetune(str(tiny), data, tmp_path / "x", config=TrainConfig(target_modules=("nope",)), progress=False)
 
 
-def test_cli_errors_are_one_line(tmp_path: Path, tiny: Path) -> None:
+def test_cli_errors_are_one_line(tmp_path: Path, tiny: Path, data: Path) -> None:
     bad = tmp_path / "ift.jsonl"
     bad.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "a"}\n', encoding="utf-8")
     not_lm = tmp_path / "enc"
@@ -151,6 +151,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, tiny: Path) -> None:
     cases = [
         (["finetune", "--base", str(tiny), "--data", str(bad)], f"{bad}:2: field 'output': missing or empty"),
         (["finetune", "--base", str(not_lm), "--data", str(bad)], "not a causal LM (config.json has model_type=bert)"),
+        (["finetune", "--base", str(tiny), "--data", str(data), "--device", "gpu"], "unknown device 'gpu'"),
     ]
     for args, message in cases:
         cmd = [sys.executable, "-m", "medsyn", *args, "--out", str(tmp_path / "out")]

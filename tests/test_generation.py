@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from medsyn.backends import get_backend
+from medsyn.backends import Completion, get_backend
 from medsyn.errors import InputError
 from medsyn.filtering import FilterConfig, decide, score_note
 from medsyn.generation import (
@@ -264,3 +264,34 @@ def test_cli_samples_from_the_graph_and_records_its_version(shared_data: Path, t
             "ms:graphVersion ?v }"
         )
     assert [x["v"].value for x in rows] == ["kg-test"]
+
+
+class _FailingBackend:
+    """Fails every request with an error, permanent ("prompt too long") or transient (a transport failure)."""
+
+    name, model, adapter_hash, batch_size, max_concurrency = "failing", "m", None, 1, 1
+
+    def __init__(self, *, permanent: bool) -> None:
+        self.permanent, self.calls = permanent, 0
+
+    async def complete(self, requests: list) -> list[Completion]:
+        self.calls += len(requests)
+        return [Completion(error="prompt too long", permanent=self.permanent) for _ in requests]
+
+    def describe(self) -> dict:
+        return {"backend": self.name}
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("permanent", "retried"), [(True, 0), (False, 1)])
+def test_resume_retries_transport_errors_but_not_permanent_ones(tmp_path: Path, permanent: bool, retried: int) -> None:
+    samples, store = demo_samples(1), OxigraphStore.in_memory()
+    cfg = GenerationConfig(max_attempts=1)
+    first = generate(samples, tmp_path / "o", store=store, backend=_FailingBackend(permanent=permanent), config=cfg)
+    assert first.status == "incomplete" and first.failed == 1 and first.generated_now == 1
+    again = _FailingBackend(permanent=permanent)
+    s = generate(samples, tmp_path / "o", store=store, backend=again, config=cfg)
+    assert again.calls == retried == s.generated_now and s.status == "incomplete"
+    assert [f.get("permanent", False) for f in lines(tmp_path / "o" / FAILURES_FILE)] == [permanent] * (1 + retried)

@@ -151,6 +151,7 @@ def test_symptoms_from_store_match_json(real: dict[str, Path]) -> None:
         ('{"instruction": "a", "input": "x"}\n', r"ift\.jsonl:1: field 'output': missing or empty"),
         ('["a"]\n', r"ift\.jsonl:1: expected a JSON object"),
         ('{"instruction": "a", "output": "b", "split": "dev"}\n', r"ift\.jsonl:1: field 'split'"),
+        ('{"instruction": "a", "output": "b", "extra": "x"}\n', r"ift\.jsonl:1: field 'extra'"),
     ],
 )
 def test_bad_dataset_lines(tmp_path: Path, content: str, message: str) -> None:
@@ -158,6 +159,13 @@ def test_bad_dataset_lines(tmp_path: Path, content: str, message: str) -> None:
     path.write_text(content, encoding="utf-8")
     with pytest.raises(InputError, match=message):
         read_dataset(path)
+
+
+def test_explicit_missing_dev_file_is_an_error(tmp_path: Path, real: dict[str, Path]) -> None:
+    # Silently skipping it would also skip the dev-overlap filter and leak dev notes into training.
+    with pytest.raises(InputError, match=r"nope\.jsonl: dev file not found"):
+        build_dataset(tmp_path / "ift.jsonl", train=real["train"], dev=tmp_path / "nope.jsonl", symptom_map=real["map"])
+    assert not (tmp_path / "ift.jsonl").exists()
 
 
 def test_bad_notes_file(tmp_path: Path) -> None:

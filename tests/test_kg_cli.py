@@ -112,3 +112,22 @@ def test_build_refuses_locked_store_and_bad_data(small_store: Path, tmp_path: Pa
     p = medsyn("kg", "build", "-q", store=small_store, data=empty)
     assert_one_line_error(p, "mkb10_ru_minzdrav")
     assert_one_line_error(medsyn("kg", "build", "--sources", "nope", store=small_store), "unknown source 'nope'")
+    # A bad endpoint is refused before the build runs (the empty data folder would fail the build first).
+    assert_one_line_error(
+        medsyn("kg", "build", "-q", "--endpoint", "ftp://example.org/sparql", data=empty), "http(s) URL"
+    )
+
+
+def test_query_json_writes_triple_terms_as_sparql_results() -> None:
+    from medsyn.cli.kg import format_result
+
+    rows = OxigraphStore.in_memory().query("SELECT ?t WHERE { BIND(<<( <urn:a> <urn:b> <urn:c> )>> AS ?t) }")
+    term = json.loads(format_result(rows, "json"))["results"]["bindings"][0]["t"]
+    assert term == {
+        "type": "triple",
+        "value": {
+            "subject": {"type": "uri", "value": "urn:a"},
+            "predicate": {"type": "uri", "value": "urn:b"},
+            "object": {"type": "uri", "value": "urn:c"},
+        },
+    }

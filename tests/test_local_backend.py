@@ -50,6 +50,7 @@ def test_over_long_prompts_fail_alone_instead_of_being_truncated(tiny: Path) -> 
     ]
     out = complete(b, reqs)  # type: ignore[arg-type]
     assert out[1].error is not None and "prompt too long" in out[1].error and out[1].text is None
+    assert out[1].permanent is True  # counted as an attempt on resume: it would fail again
     assert out[0].error is None and out[2].error is None and out[0].completion_tokens > 0
 
 

@@ -18,6 +18,7 @@ from medsyn.models import (
     check_adapter_base,
     load_causal_lm,
     make_tiny_llama,
+    pick_device,
     resolve_base,
 )
 
@@ -104,3 +105,26 @@ def test_adapter_hash_and_base_check(tmp_path: Path, tiny: Path) -> None:
     (adapter / MANIFEST_NAME).unlink()
     with pytest.raises(InputError, match=r"incomplete adapter"):
         load_causal_lm(str(tiny), adapter=adapter)
+
+
+def test_smollm2_gguf_load_prints_no_progress_bar(capfd: pytest.CaptureFixture[str]) -> None:
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    from medsyn.models import load_base
+
+    bare = gguf_utils.tqdm
+    model, tok = load_base("smollm2", device="cpu")
+    assert model.config.model_type == "llama" and tok.pad_token is not None
+    assert "de-quantizing" not in capfd.readouterr().err
+    assert gguf_utils.tqdm is bare  # the loader's own tqdm is put back afterwards
+
+
+def test_pick_device_rejects_unknown_or_absent_devices() -> None:
+    import torch
+
+    assert pick_device("cpu") == "cpu"
+    assert pick_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(InputError, match=r"unknown device 'gpu'"):
+        pick_device("gpu")
+    with pytest.raises(InputError, match=r"--device cuda:99: no such CUDA GPU"):
+        pick_device("cuda:99")

@@ -76,6 +76,20 @@ def test_persistent_500_becomes_a_recorded_failure(server: FakeOpenAIServer) -> 
     (c,) = call(backend(server, max_retries=2))
     assert c.text is None and c.error is not None and "HTTP 500" in c.error and "gave up after 2" in c.error
     assert server.stats()["requests"] == 3
+    assert c.permanent is False  # a resumed run tries it again
+
+
+def test_other_4xx_is_a_permanent_failure_not_retried(server: FakeOpenAIServer) -> None:
+    b = backend(server)
+
+    async def run() -> list[Completion]:
+        try:  # messages that are not a list: the server answers 400
+            return await b.complete([ChatRequest(key="x", messages="bad", seed=0)])  # type: ignore[arg-type]
+        finally:
+            await b.aclose()
+
+    (c,) = asyncio.run(run())
+    assert c.error is not None and "HTTP 400" in c.error and c.permanent is True and c.retries == 0
 
 
 def test_slow_reply_times_out_and_is_retried(server: FakeOpenAIServer) -> None:

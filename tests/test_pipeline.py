@@ -54,6 +54,8 @@ def test_options_translate_flags_lists_and_arguments() -> None:
         ('[[step]]\ncommand = "kg"\n', "is a command group"),
         ('[[step]]\ncommand = "generate"\nfoo = 1\n', "unknown option 'foo'"),
         ("[[step]\n", "invalid TOML"),
+        ("step = [1]\n", "step 1: not a table"),
+        ('[[step]]\ncommand = "kg stats"\nname = 3\n', "step 1: name must be a string"),
     ],
 )
 def test_bad_pipelines_name_the_file_and_step(text: str, message: str) -> None:

@@ -159,3 +159,13 @@ def test_resume_restores_missing_provenance(tmp_path: Path) -> None:
         again()
         assert srv.stats()["requests"] == n_requests  # nothing regenerated
     assert store.query(P + f"ASK {{ ?n ms:noteId '{rec['id']}' ; ms:accepted true }}")
+
+
+def test_a_resume_with_a_bigger_budget_keeps_one_parameters_literal(tmp_path: Path) -> None:
+    store = OxigraphStore.in_memory()
+    with FakeOpenAIServer() as srv:
+        for cap in (1.0, 2.0):  # --max-cost may be raised on resume; the run keeps one ms:parameters, the latest
+            be = get_backend("openai", base_url=srv.base_url, concurrency=2)
+            generate(demo_samples(2), tmp_path / "o", store=store, backend=be, config=GenerationConfig(max_cost=cap))
+    rows = store.query(P + "SELECT ?p WHERE { ?run a ms:GenerationRun ; ms:parameters ?p }")
+    assert [json.loads(r["p"].value)["max_cost"] for r in rows] == [2.0]

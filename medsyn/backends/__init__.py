@@ -38,6 +38,9 @@ class Completion:
     cost_usd: float = 0.0
     error: str | None = None
     """Set when no reply came back (after retries): the request is a failure, not a note."""
+    permanent: bool = False
+    """With ``error``: the same request would fail again (a prompt too long, an HTTP 400), so a resumed run counts
+    it as an attempt; other errors (transport failures) are tried again on resume."""
     retries: int = 0
     model: str | None = None
     """The model name the server reported."""

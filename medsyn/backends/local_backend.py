@@ -106,6 +106,7 @@ class LocalBackend:
             return [
                 Completion(
                     error=f"prompt too long: {lengths[i]} tokens > --max-input-tokens {self.max_input_tokens}",
+                    permanent=True,
                     prompt_tokens=lengths[i],
                     model=self.model,
                 )

@@ -192,7 +192,7 @@ class OpenAIBackend:
                 if status == 404:
                     raise BackendError(f"{self._where()}: model {self.model!r} not found (404): {msg}") from None
                 if status != 429 and status < 500 and status != 408:
-                    return Completion(error=f"HTTP {status}: {msg}", retries=attempt)
+                    return Completion(error=f"HTTP {status}: {msg}", permanent=True, retries=attempt)
                 last = f"HTTP {status}: {msg}"
                 wait = retry_after_seconds(exc.response.headers)
                 if wait is not None:

@@ -90,10 +90,11 @@ def build(
         from medsyn.remote_store import copy_graphs
         from medsyn.store import OxigraphStore, open_store
 
+        # Opened first: a bad URL or credentials setting is reported before minutes of building, not after.
+        remote = open_store(endpoint=endpoint)
         with tempfile.TemporaryDirectory(prefix="medsyn-build-") as tmp:
             report = build_kg(Path(tmp) / "store", data=data, sources=sources, progress=not quiet)
             local = OxigraphStore(Path(tmp) / "store", read_only=True)
-            remote = open_store(endpoint=endpoint)
             try:
                 sent = copy_graphs(local, remote)  # type: ignore[arg-type]
             finally:
@@ -109,7 +110,7 @@ def build(
         if n:
             console.print(f"[yellow]{name}[/]: {n:,} facts dropped (no ICD-10 mapping or unknown id)")
     console.print(
-        f"built [bold]{report.store}[/] from {', '.join(report.sources)}: {report.triples:,} triples in "
+        f"built [bold]{endpoint or report.store}[/] from {', '.join(report.sources)}: {report.triples:,} triples in "
         f"{report.seconds:.1f} s ({report.triples_per_second:,.0f} triples/s); version {report.version}",
         highlight=False,
     )
@@ -174,9 +175,14 @@ def format_result(result: Any, fmt: str) -> str:
     for r in rows:
         names += [k for k in r if k not in names]
     if fmt == "json":
+        from medsyn.sparql_results import json_term
+
         return (
             json.dumps(
-                {"head": {"vars": names}, "results": {"bindings": [_json_row(r) for r in rows]}},
+                {
+                    "head": {"vars": names},
+                    "results": {"bindings": [{k: json_term(t) for k, t in r.items()} for r in rows]},
+                },
                 ensure_ascii=False,
                 indent=1,
             )
@@ -200,27 +206,6 @@ def format_result(result: Any, fmt: str) -> str:
     out = Console(file=io.StringIO(), width=console.width, force_terminal=False)
     out.print(table)
     return out.file.getvalue()  # type: ignore[attr-defined,no-any-return]
-
-
-def _json_row(row: dict[str, Any]) -> dict[str, dict[str, str]]:
-    from pyoxigraph import BlankNode, Literal, NamedNode
-
-    out: dict[str, dict[str, str]] = {}
-    for k, t in row.items():
-        if isinstance(t, NamedNode):
-            out[k] = {"type": "uri", "value": t.value}
-        elif isinstance(t, BlankNode):
-            out[k] = {"type": "bnode", "value": t.value}
-        elif isinstance(t, Literal):
-            d: dict[str, str] = {"type": "literal", "value": t.value}
-            if t.language:
-                d["xml:lang"] = t.language
-            elif t.datatype.value != "http://www.w3.org/2001/XMLSchema#string":
-                d["datatype"] = t.datatype.value
-            out[k] = d
-        else:
-            out[k] = {"type": "triple", "value": str(t)}
-    return out
 
 
 @app.command()
