@@ -2,7 +2,8 @@
 
 The graph is built into a fresh directory beside the target and swapped in by renames only when every source
 imported cleanly, so a failed build leaves the previous store as it was. The version of a build is a sha256 over
-the sorted canonical N-Quads of every graph except ``graph/meta`` (which holds the version and a timestamp). In a notebook (the tests build the same graph)::
+the sorted canonical N-Quads of every graph except ``graph/meta`` (which holds the version and a timestamp).
+In a notebook (the tests build the same graph)::
 
     report = build_kg(".medsyn/store")
     report.version, report.class_counts["ICD10Category"]   # ('sha256:…', 2058)
