@@ -251,11 +251,25 @@ def _load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> 
     torch.set_rng_state(ts["torch_rng"])
     if ts["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(ts["cuda_rng"])
-    return json.loads((path / "state.json").read_text(encoding="utf-8"))
+    return _read_json(path / "state.json")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A training state or manifest file; a damaged one is named in one error line, with the way out."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"unreadable ({exc}); delete it or rerun with --restart", path=path) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object; delete it or rerun with --restart", path=path)
+    return data
 
 
 def _check_resumable(ckpt: Path, run: dict[str, Any], out: Path) -> None:
-    saved = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))["run"]
+    state = _read_json(ckpt / "state.json")
+    if not isinstance(state.get("run"), dict):
+        raise InputError("no 'run' object; delete it or rerun with --restart", path=ckpt / "state.json")
+    saved = state["run"]
     diff = sorted(k for k in set(saved) | set(run) if saved.get(k) != run.get(k))
     if diff:
         raise InputError(
@@ -341,7 +355,7 @@ def finetune(
         for p in [out / "checkpoints", *(out / n for n in (MANIFEST_NAME, "adapter_config.json"))]:
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     if (out / MANIFEST_NAME).is_file():
-        done = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+        done = _read_json(out / MANIFEST_NAME)
         if done.get("run") == run:
             return done
         raise InputError(f"{out}: holds an adapter of a different run; use another --out, or --restart to replace it")

@@ -140,6 +140,11 @@ def test_bad_settings(tmp_path: Path, tiny: Path, data: Path) -> None:
         TrainConfig(batch_size=10, micro_batch_size=4)
     with pytest.raises(InputError, match=r"target_modules: "):
         finetune(str(tiny), data, tmp_path / "x", config=TrainConfig(target_modules=("nope",)), progress=False)
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / MANIFEST_NAME).write_text("{broken", encoding="utf-8")
+    with pytest.raises(InputError, match=r"medsyn_adapter\.json: unreadable .*--restart"):
+        finetune(str(tiny), data, damaged, config=TrainConfig(max_steps=1), progress=False)
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, tiny: Path, data: Path) -> None:
