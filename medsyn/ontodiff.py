@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,8 +158,7 @@ def open_side(path: str | Path) -> Iterator[Store]:
     try:
         yield store
     finally:
-        with suppress(RuntimeError):  # a read-only Oxigraph store refuses the flush in close()
-            store.close()
+        store.close()
 
 
 def _local(iri: str) -> str:

@@ -39,5 +39,4 @@ def read_only(path: Path) -> Iterator[OxigraphStore]:
     try:
         yield s
     finally:
-        with contextlib.suppress(RuntimeError):
-            s.close()
+        s.close()

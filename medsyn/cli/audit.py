@@ -37,8 +37,7 @@ def _opened(store: Path | None, endpoint: str | None) -> Iterator[Store]:
     try:
         yield s
     finally:
-        with contextlib.suppress(RuntimeError):  # read-only Oxigraph stores refuse the flush in close()
-            s.close()
+        s.close()
 
 
 def _echo_json(data: Any) -> None:

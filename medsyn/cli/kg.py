@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -37,12 +36,6 @@ def _open(store: Path | None, endpoint: str | None, *, read_only: bool = True) -
     from medsyn.store import open_store
 
     return open_store(_store_dir(store) if not endpoint else None, endpoint=endpoint, read_only=read_only)
-
-
-def _close(store: Any) -> None:
-    # OxigraphStore.close() flushes, which pyoxigraph refuses on read-only stores (RuntimeError); nothing to flush.
-    with contextlib.suppress(RuntimeError):
-        store.close()
 
 
 def _counts_tables(class_counts: dict[str, int], graph_counts: dict[str, int]) -> tuple[Table, Table]:
@@ -126,7 +119,7 @@ def stats(store: StoreOpt = None, endpoint: EndpointOpt = None) -> None:
         ct, gt = _counts_tables(class_counts(s), graph_counts(s))
         info = build_info(s)
     finally:
-        _close(s)
+        s.close()
     console.print(ct)
     console.print(gt)
     if info:
@@ -158,7 +151,7 @@ def query(
     try:
         result = s.query(text)
     finally:
-        _close(s)
+        s.close()
     sys.stdout.write(format_result(result, fmt))
 
 
@@ -223,7 +216,7 @@ def export(
     try:
         data = export_bytes(s, fmt, graph=graph)
     finally:
-        _close(s)
+        s.close()
     if out is None:
         sys.stdout.buffer.write(data)
         return
@@ -248,7 +241,7 @@ def validate(
         results = run_checks(s)
         consistency = reason(s) if reasoner else None
     finally:
-        _close(s)
+        s.close()
     table = Table(title="SPARQL checks")
     table.add_column("check")
     table.add_column("offending rows", justify="right")

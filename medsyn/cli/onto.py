@@ -43,9 +43,7 @@ def _opened(store: Path | None, endpoint: str | None, *, read_only: bool = False
     try:
         yield s
     finally:
-        # A read-only Oxigraph store refuses the flush in close(); there is nothing to flush.
-        with contextlib.suppress(RuntimeError):
-            s.close()
+        s.close()
 
 
 def _short(term: Any) -> str:

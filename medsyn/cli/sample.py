@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import Counter
 from pathlib import Path
@@ -42,12 +41,6 @@ def _open(store: Path | None, endpoint: str | None) -> Any:
     return open_store(None if endpoint else (store or default_store_dir()), endpoint=endpoint, read_only=True)
 
 
-def _close(store: Any) -> None:
-    # pyoxigraph refuses to flush a read-only store (RuntimeError); there is nothing to flush.
-    with contextlib.suppress(RuntimeError):
-        store.close()
-
-
 def _split(items: list[str] | None) -> list[str]:
     return [c for item in items or [] for c in item.replace(",", " ").split()]
 
@@ -67,7 +60,7 @@ def weights(
     try:
         ws = code_weights(kg, sources=sources, min_words=min_words)
     finally:
-        _close(kg)
+        kg.close()
     plan = plan_counts(ws, total, overrides=parse_overrides(override or []))
     mass = sum(w.weight for w in ws) or 1.0
     table = Table(title=f"Code weights ({len(ws)} categories, {sum(w.weight > 0 for w in ws)} with weight > 0)")
@@ -174,7 +167,7 @@ def sample(
                 progress=lambda k: bar.advance(task, k),
             )
     finally:
-        _close(kg)
+        kg.close()
     write_samples(out, samples)
     elapsed = time.perf_counter() - started
     per_cat = Counter(s.category for s in samples)
