@@ -47,9 +47,9 @@ from SPARQLWrapper import POST, SELECT, URLENCODED, SPARQLWrapper
 from SPARQLWrapper.SPARQLExceptions import SPARQLWrapperException, Unauthorized
 
 from medsyn.errors import InputError, StoreError
+from medsyn.sparql_results import TRUNCATED_HEADER
 from medsyn.store import Bindings, OxigraphStore, Row, bind_query, quads_to_sparql_data, rdf_format
 
-TRUNCATED_HEADER = "X-Medsyn-Truncated"
 # Results and graphs in one Accept header: the server answers whichever fits the query form.
 _ACCEPT = (
     "application/sparql-results+json, application/n-triples;q=0.9, text/turtle;q=0.8, "

@@ -47,7 +47,7 @@ from medsyn.store import OxigraphStore
 
 PAGE = Path(__file__).resolve().parent / "resources" / "server_page.html"
 MAX_BODY = 64 * 1024 * 1024
-TRUNCATED_HEADER = "X-Medsyn-Truncated"
+TRUNCATED_HEADER = results.TRUNCATED_HEADER
 QUAD_TYPES = ["application/n-quads", "application/trig"]
 _QUAD_FORMATS = {"application/n-quads": RdfFormat.N_QUADS, "application/trig": RdfFormat.TRIG}
 _FALSE = {"false", "0", "no", "off"}

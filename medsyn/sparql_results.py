@@ -25,6 +25,8 @@ from medsyn.vocab import PREFIXES
 
 Solution = Sequence[NamedNode | BlankNode | Literal | Triple | None]
 
+TRUNCATED_HEADER = "X-Medsyn-Truncated"
+"""Response header of `medsyn serve` when a result hit the row cap; RemoteStore reports it."""
 XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 RDF_LANG_STRING = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"
 
