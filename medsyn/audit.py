@@ -21,6 +21,7 @@ from pyoxigraph import NamedNode
 
 from medsyn.errors import InputError
 from medsyn.generation import NOTE_STATUSES
+from medsyn.jsonl import read_jsonl
 from medsyn.queries import run_named
 from medsyn.store import Store, to_python
 from medsyn.vocab import ID, run_iri, synthetic_note_iri
@@ -155,15 +156,9 @@ def read_note_texts(folder: str | Path) -> tuple[dict[str, str], set[str]]:
     texts: dict[str, str] = {}
     runs: set[str] = set()
     for f in files:
-        for lineno, line in enumerate(f.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"invalid JSON ({exc.msg})", path=f, line=lineno) from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
-                raise InputError("expected a JSON object with a string 'id'", path=f, line=lineno)
+        for lineno, rec in read_jsonl(f):
+            if not isinstance(rec.get("id"), str):
+                raise InputError("expected a string 'id'", path=f, line=lineno)
             text = rec.get("response")
             # Empty, truncated or refused replies are failed attempts, not notes: they never get provenance.
             if not isinstance(text, str) or rec.get("status") not in (None, *NOTE_STATUSES):

@@ -30,6 +30,7 @@ import numpy as np
 
 from medsyn.atomic import atomic_write_text
 from medsyn.errors import InputError
+from medsyn.jsonl import read_jsonl
 
 PROMPT_TEMPLATE = "### Задание: {instruction}\n### Вход: {input}\n### Ответ: "
 
@@ -109,27 +110,6 @@ def split_of(note_id: str, *, seed: int, eval_fraction: float) -> str:
 # ---------------------------------------------------------------- reading notes and symptoms
 
 
-def _read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    try:
-        fh = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    with fh:
-        try:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    raise InputError("empty line", path=path, line=n)
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=path, line=n) from None
-                if not isinstance(obj, dict):
-                    raise InputError("expected a JSON object", path=path, line=n)
-                yield n, obj
-        except UnicodeDecodeError as exc:
-            raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
-
-
 def _text_field(obj: Mapping[str, Any], names: Iterable[str], *, path: Path, line: int, what: str) -> str:
     for name in names:
         value = obj.get(name)
@@ -143,7 +123,7 @@ def read_notes(path: str | Path, *, source: str = "rumedtop3") -> list[Note]:
     ``text``/``response`` and ``category`` (a list-valued ``symptoms`` is then the symptom set used)."""
     p = Path(path)
     notes = []
-    for n, obj in _read_jsonl(p):
+    for n, obj in read_jsonl(p, blank_lines="error"):
         nid = _text_field(obj, ("idx", "note_id", "id"), path=p, line=n, what="note id")
         text = _text_field(obj, ("text", "response", "note", "symptoms"), path=p, line=n, what="note text")
         code = _text_field(obj, ("category", "code"), path=p, line=n, what="ICD-10 code")
@@ -359,7 +339,7 @@ def read_dataset(path: str | Path) -> list[InstructionRecord]:
     """
     p = Path(path)
     records = []
-    for n, obj in _read_jsonl(p):
+    for n, obj in read_jsonl(p, blank_lines="error"):
         for name in ("instruction", "output"):
             value = obj.get(name)
             if not isinstance(value, str) or not value.strip():

@@ -69,22 +69,17 @@ class Sample:
 
 def read_samples(path: str | Path) -> list[Sample]:
     """Read a samples JSONL file; a bad line raises InputError naming ``file:line``."""
+    from medsyn.jsonl import read_jsonl
+
     p = Path(path)
+    if not p.is_file():
+        raise InputError("samples file not found", path=p)
     out: list[Sample] = []
-    try:
-        fh = p.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("samples file not found", path=p) from None
-    with fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(Sample.from_json(line))
-            except json.JSONDecodeError as exc:
-                raise InputError(f"invalid JSON ({exc.msg})", path=p, line=n) from None
-            except (InputError, TypeError) as exc:
-                raise InputError(str(exc), path=p, line=n) from None
+    for n, obj in read_jsonl(p):
+        try:
+            out.append(Sample.from_dict(obj))
+        except (InputError, TypeError) as exc:
+            raise InputError(str(exc), path=p, line=n) from None
     return out
 
 

@@ -75,3 +75,35 @@ def test_read_only_store_closes_and_a_second_writer_is_refused(tmp_path: Path) -
     writer.close()
     with pytest.raises(StoreError, match="does not exist"):
         OxigraphStore(tmp_path / "nope", read_only=True)
+
+
+def test_samples_file_errors_name_the_line(tmp_path: Path) -> None:
+    from medsyn.samples import Sample, read_samples, write_samples
+
+    s = Sample(
+        id="s",
+        index=0,
+        strategy="paper",
+        seed=1,
+        code="M54.5",
+        category="M54",
+        symptoms=["боль"],
+        symptom_iris=["urn:x"],
+    )
+    good = tmp_path / "ok.jsonl"
+    write_samples(good, [s])
+    assert read_samples(good) == [s]
+    cases = [
+        (good.read_text(encoding="utf-8") + "[1]\n", ":2: expected a JSON object"),
+        ('{"id": "s"}\n', ":1: sample is missing field(s): index"),
+        (good.read_text(encoding="utf-8") + "{oops\n", ":2: invalid JSON"),
+    ]
+    for text, message in cases:
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(InputError) as info:
+            read_samples(bad)
+        assert message in str(info.value)
+    (tmp_path / "latin.jsonl").write_bytes(b'{"id": "\xff"}\n')
+    with pytest.raises(InputError, match=r"latin\.jsonl:1: not UTF-8 text"):
+        read_samples(tmp_path / "latin.jsonl")

@@ -9,7 +9,6 @@ import csv
 import gzip
 import hashlib
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from pyoxigraph import Literal, NamedNode, Quad
 
+from medsyn import jsonl
 from medsyn.errors import InputError
 from medsyn.vocab import (
     DCTERMS,
@@ -127,16 +127,8 @@ def read_table(
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON ({exc.msg}, column {exc.colno})", path=path, line=lineno) from None
-        if not isinstance(obj, dict):
-            raise InputError("expected a JSON object", path=path, line=lineno)
-        yield lineno, obj
+    """A source's JSONL lines (see :func:`medsyn.jsonl.read_jsonl`); a missing file is a missing source."""
+    return jsonl.read_jsonl(require_file(path))
 
 
 def file_hash(paths: list[Path]) -> str:
