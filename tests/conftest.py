@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from medsyn.paths import ROOT, data_dir
+from medsyn.store import OxigraphStore
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +36,14 @@ def kg_store_dir(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) ->
     path = tmp_path_factory.mktemp("kg") / "store"
     build_kg(path, data=shared_data, progress=False)
     return path
+
+
+@pytest.fixture(scope="module")
+def embedded() -> Iterator[OxigraphStore]:
+    """The shared SPARQL query-case dataset (tests/sparql_cases.py) in an embedded store: the reference answers."""
+    from sparql_cases import load_dataset
+
+    s = OxigraphStore.in_memory()
+    load_dataset(s)
+    yield s
+    s.close()

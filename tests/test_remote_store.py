@@ -22,14 +22,6 @@ TOKEN = "test-token-7"
 
 
 @pytest.fixture(scope="module")
-def embedded() -> Iterator[OxigraphStore]:
-    s = OxigraphStore.in_memory()
-    load_dataset(s)
-    yield s
-    s.close()
-
-
-@pytest.fixture(scope="module")
 def oxigraph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     with oxigraph_server(tmp_path_factory.mktemp("ox") / "store") as server:
         # A small batch size makes the bulk part of the dataset go in several INSERT DATA requests.

@@ -45,14 +45,6 @@ def _make_store(path: Path, *, filler: int = 0) -> Path:
 
 
 @pytest.fixture(scope="module")
-def embedded() -> Iterator[OxigraphStore]:
-    s = OxigraphStore.in_memory()
-    load_dataset(s)
-    yield s
-    s.close()
-
-
-@pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     store = _make_store(tmp_path_factory.mktemp("serve") / "store")
     with medsyn_server(store, token=TOKEN) as server:
