@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from medsyn.atomic import atomic_write_text
+from medsyn.atomic import atomic_dir, atomic_write_text
 from medsyn.errors import InputError
 from medsyn.instructions import InstructionRecord, file_sha256, read_dataset
 from medsyn.models import (
@@ -216,9 +216,7 @@ def _save_checkpoint(out: Path, model: Any, optimizer: Any, scheduler: Any, stat
     ckdir = out / "checkpoints"
     ckdir.mkdir(parents=True, exist_ok=True)
     final = ckdir / f"step-{state['step']:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=ckdir))
-    tmp.chmod(0o755)
-    try:
+    with atomic_dir(final) as tmp:
         model.save_pretrained(str(tmp))
         trainer_state = {
             "optimizer": optimizer.state_dict(),
@@ -228,12 +226,6 @@ def _save_checkpoint(out: Path, model: Any, optimizer: Any, scheduler: Any, stat
         }
         torch.save(trainer_state, tmp / STATE_NAME)
         (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for old in _checkpoints(out)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -537,10 +529,7 @@ def merge(adapter: str | Path, out: str | Path, *, base: str | None = None) -> P
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     if out.exists():
         raise InputError(f"{out}: already exists; choose a new output directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
+    with atomic_dir(out) as tmp:
         merged.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         info = {
@@ -549,10 +538,6 @@ def merge(adapter: str | Path, out: str | Path, *, base: str | None = None) -> P
             "adapter_manifest": manifest,
         }
         (tmp / "medsyn_merged.json").write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
