@@ -36,7 +36,7 @@ from medsyn.atomic import atomic_write_text
 from medsyn.backends import Backend, ChatRequest, Completion
 from medsyn.errors import InputError, StoreError
 from medsyn.filtering import FilterConfig, decide, score_note
-from medsyn.prompts import DEFAULT_TEMPLATE, PromptTemplate, load_template
+from medsyn.prompts import DEFAULT_TEMPLATE, PromptTemplate, load_template, sample_examples
 from medsyn.provenance import (
     RunInfo,
     add_notes,
@@ -390,6 +390,11 @@ async def agenerate(
 ) -> RunSummary:
     """The async form of :func:`generate` (call it from a running event loop)."""
     cfg = config or GenerationConfig()
+    template = load_template(cfg.template)
+    if template.shots:
+        from medsyn.sampling import add_examples
+
+        samples = add_examples(store, samples, template.shots, seed=cfg.seed)
     engine = _Engine(
         samples, Path(out_dir), store=store, backend=backend, config=cfg, graph_version=graph_version, sampling=sampling
     )
@@ -564,6 +569,7 @@ class _Engine:
             "symptoms": sample.symptoms,
             "symptom_iris": sample.symptom_iris,
             "example_id": sample.example_id,
+            "example_ids": [i for i, _ in sample_examples(sample)[: self.template.shots or 1] if i],
             "response": None,
             "scores": None,
             "accepted": False,
@@ -594,7 +600,8 @@ class _Engine:
         if not reply.ok:
             rec["status"], rec["reason"] = reply.status, reply.reason
             return rec
-        scores = score_note(reply.text, sample.symptoms, sample.example_text)
+        shown = [t for _, t in sample_examples(sample)[: self.template.shots or 1]]
+        scores = score_note(reply.text, sample.symptoms, shown)
         ok, why = decide(scores, self.config.filter)
         rec.update(
             scores=scores.to_dict(),
@@ -609,12 +616,16 @@ class _Engine:
         prepared = []
         for g, s, a in jobs:
             nid = note_id(self.run.run_id, s.id, a)
+            t = self.template
+            text = t.render_text(s) if t.mode == "completion" else None
             req = ChatRequest(
                 key=nid,
-                messages=self.template.render(s),
+                messages=[{"role": "user", "content": text}] if text is not None else t.render(s),
                 seed=_request_seed(self.config.seed, nid),
                 temperature=self.config.temperature,
                 max_tokens=self.config.max_tokens,
+                prompt=text,
+                stop=t.stop or None,
             )
             prepared.append((g, s, a, nid, req))
         started = now_iso()

@@ -181,3 +181,52 @@ def draw_samples(
             if progress:
                 progress(b - a)
     return out
+
+
+def add_examples(
+    store: Store | SamplingTables,
+    samples: Sequence[Sample],
+    k: int,
+    *,
+    seed: int = 0,
+    min_words: int = 5,
+    max_words: int = 80,
+) -> list[Sample]:
+    """Give each sample up to ``k`` distinct real example notes of its category, for few-shot prompts.
+
+    The sample's own example comes first when it has at most ``max_words`` words; the others are drawn uniformly
+    without replacement from the category's notes of ``min_words`` to ``max_words`` words, by a generator keyed by
+    (seed, sample id), so the same sample always gets the same examples whatever else is in the run. The word
+        bounds keep K shots inside a small model's context (a few real notes run to hundreds of words). They go to
+    ``sample.extra["examples"]`` as ``{"id", "text"}``
+    (the run's samples.jsonl keeps them, and each note's provenance names them). Samples that already have
+    examples, or whose category has no notes in the graph, are returned unchanged.
+    """
+    import dataclasses
+    import hashlib
+
+    if k < 1:
+        raise InputError(f"k (few-shot examples) must be >= 1, got {k}")
+    tables = store if isinstance(store, SamplingTables) else load_tables(store, min_words=0)
+    index = tables.category_index()
+    words = [len(t.split()) for t in tables.note_text]
+
+    def fits(j: int) -> bool:
+        return min_words <= words[j] <= max_words
+
+    out: list[Sample] = []
+    for s in samples:
+        ci = index.get(s.category)
+        if "examples" in s.extra or ci is None:
+            out.append(s)
+            continue
+        own = bool(s.example_text) and min_words <= len(s.example_text.split()) <= max_words
+        pool = [j for j in tables.cat_notes[ci] if tables.note_id[j] != s.example_id and fits(j)]
+        key = int(hashlib.sha256(f"{seed}\x1f{s.id}".encode()).hexdigest()[:32], 16)
+        rng = np.random.Generator(np.random.Philox(key=key))
+        want = k - (1 if own else 0)
+        picks = rng.choice(len(pool), size=min(want, len(pool)), replace=False).tolist() if want > 0 and pool else []
+        chosen = [{"id": s.example_id, "text": s.example_text}] if own else []
+        chosen += [{"id": tables.note_id[pool[p]], "text": tables.note_text[pool[p]]} for p in picks]
+        out.append(dataclasses.replace(s, extra={**s.extra, "examples": chosen}))
+    return out

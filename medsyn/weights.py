@@ -130,3 +130,37 @@ def plan_counts(
     counts = {w.category: int(np.round(w.weight / mass * budget)) if mass > 0 else 0 for w in rest}
     counts.update(fixed)
     return dict(sorted(counts.items()))
+
+
+def topup_counts(real_counts: Mapping[str, int], total: int) -> dict[str, int]:
+    """Notes per category that top up the categories with the fewest real notes first (water-filling).
+
+    Each of the ``total`` notes goes to the category whose real plus planned notes are fewest (ties by code), so
+    the plan raises the rarest codes to a common level: the upsampling the paper's rare-code result rests on.
+    The plan sums to ``total`` exactly; categories planned at 0 are kept in the result.
+
+    >>> topup_counts({"A00": 1, "B00": 5, "C00": 10}, 6)
+    {'A00': 5, 'B00': 1, 'C00': 0}
+    """
+    import heapq
+
+    if total < 1:
+        raise InputError(f"total must be >= 1, got {total}")
+    if not real_counts:
+        raise InputError("no categories to top up")
+    planned = dict.fromkeys(sorted(real_counts), 0)
+    heap = [(int(n), cat) for cat, n in sorted(real_counts.items())]
+    heapq.heapify(heap)
+    for _ in range(total):
+        n, cat = heapq.heappop(heap)
+        planned[cat] += 1
+        heapq.heappush(heap, (n + 1, cat))
+    return planned
+
+
+def real_note_counts(store: Store, *, sources: str | Sequence[str] = DEFAULT_SOURCES) -> dict[str, int]:
+    """Real example notes per category (any length), for the categories the sampler can draw."""
+    from medsyn.strategies.tables import load_tables
+
+    tables = load_tables(store, sources=sources, min_words=0)
+    return {cat: len(notes) for cat, notes in zip(tables.cat_notation, tables.cat_notes, strict=True)}

@@ -9,6 +9,10 @@ retry policy lives here so that it is visible, testable and shared across reques
 * ``rpm`` spaces request starts (client-side requests-per-minute limit);
 * 401/403/404 stop the run with one clear line; other 4xx fail the one request.
 
+A request with a completion prompt (``ChatRequest.prompt``, from a ``"mode": "completion"`` template) goes to
+``/completions`` (the API base models are served with: vLLM, llama.cpp server, TGI); chat messages go to
+``/chat/completions``.
+
 Requests go through the client's low-level ``post`` with a plain JSON body, and the reply JSON is read directly,
 rather than through ``chat.completions.create`` and its pydantic models: the typed path costs ~3 ms of CPU per
 request (parameter transformation and response validation), which would cap throughput at high concurrency; the
@@ -170,10 +174,15 @@ class OpenAIBackend:
 
         kwargs: dict[str, Any] = {
             "model": self.model,
-            "messages": req.messages,
             "temperature": req.temperature,
             "max_tokens": req.max_tokens,
         }
+        if req.prompt is not None:
+            path, kwargs["prompt"] = "/completions", req.prompt
+        else:
+            path, kwargs["messages"] = "/chat/completions", req.messages
+        if req.stop:
+            kwargs["stop"] = list(req.stop)
         if self.send_seed:
             kwargs["seed"] = req.seed
         last = ""
@@ -182,7 +191,7 @@ class OpenAIBackend:
             lane = self._lane()
             lane[1] += 1
             try:
-                content = await lane[0].post("/chat/completions", body=kwargs, cast_to=bytes)
+                content = await lane[0].post(path, body=kwargs, cast_to=bytes)
                 return self._parse(content, attempt)
             except openai.APIStatusError as exc:
                 status = exc.status_code
@@ -216,9 +225,12 @@ class OpenAIBackend:
         try:
             data = json.loads(content)
             choice = data["choices"][0]
-            message = choice.get("message") or {}
+            # A /completions reply carries choices[0].text instead of a message.
+            message = choice.get("message") or ({"content": choice["text"]} if "text" in choice else None)
+            if not isinstance(message, dict):
+                raise TypeError
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            return Completion(error="malformed reply: no choices[0].message", retries=retries)
+            return Completion(error="malformed reply: no choices[0].message or choices[0].text", retries=retries)
         usage = data.get("usage") or {}
         pt = int(usage.get("prompt_tokens") or 0)
         ct = int(usage.get("completion_tokens") or 0)

@@ -14,6 +14,12 @@ from medsyn.errors import InputError
 
 console = Console(stderr=True)
 
+PLANS = ("weights", "topup")
+"""``weights``: the paper's w(C) shares; ``topup``: the categories with the fewest real notes first."""
+DEFAULT_TEMPLATES = {"openai": "paper_ru", "local": "paper_fewshot_ru", "llamacpp": "paper_fewshot_ru"}
+"""The prompt a backend gets without --template: the paper's chat prompt for chat models (GPT-4), the few-shot
+completion prompt for the small local base models."""
+
 
 def _sample(
     store: Any,
@@ -33,13 +39,16 @@ def _sample(
     code_list = [c for c in (codes or "").replace(",", " ").split() if c] or None
     if plan is None:
         return list(draw_samples(store, n=n, strategy=strategy, seed=seed, codes=code_list))
-    if plan != "weights":
-        raise InputError(f"--plan must be 'weights', got {plan!r}")
+    if plan not in PLANS:
+        raise InputError(f"--plan must be one of {', '.join(PLANS)}, got {plan!r}")
     if total is None:
-        raise InputError("--plan weights needs --total N")
-    from medsyn.weights import code_weights, parse_overrides, plan_counts
+        raise InputError(f"--plan {plan} needs --total N")
+    from medsyn.weights import code_weights, parse_overrides, plan_counts, real_note_counts, topup_counts
 
-    counts = plan_counts(code_weights(store), total, overrides=parse_overrides(overrides))
+    if plan == "topup":
+        counts = {**topup_counts(real_note_counts(store), total), **parse_overrides(overrides)}
+    else:
+        counts = plan_counts(code_weights(store), total, overrides=parse_overrides(overrides))
     return list(draw_samples(store, plan=counts, strategy=strategy, seed=seed, codes=code_list))
 
 
@@ -47,7 +56,10 @@ def generate_command(
     out: Annotated[Path, typer.Option("--out", help="Output directory (notes.jsonl, failures.jsonl, run.json).")],
     n: Annotated[int | None, typer.Option("--n", help="Number of samples (notes) to generate.")] = None,
     plan: Annotated[
-        str | None, typer.Option("--plan", help="'weights': notes per code from the paper's code weights.")
+        str | None,
+        typer.Option(
+            "--plan", help="'weights': notes per code from the paper's code weights; 'topup': rarest codes first."
+        ),
     ] = None,
     total: Annotated[int | None, typer.Option("--total", help="Total notes of a --plan.")] = None,
     override: Annotated[
@@ -59,9 +71,14 @@ def generate_command(
     strategy: Annotated[str, typer.Option("--strategy", help="Sampling strategy.")] = "paper",
     codes: Annotated[str | None, typer.Option("--codes", help="Restrict sampling to these codes (comma list).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of sampling and generation.")] = 0,
-    backend: Annotated[str, typer.Option("--backend", help="openai or local.")] = "openai",
+    backend: Annotated[
+        str, typer.Option("--backend", help="openai, local (transformers) or llamacpp (GGUF in llama.cpp).")
+    ] = "openai",
     model: Annotated[
-        str | None, typer.Option("--model", help="Model name (openai: gpt-4) or base spec (local: smollm2 or a dir).")
+        str | None,
+        typer.Option(
+            "--model", help="Model name (openai: gpt-4) or base spec (local/llamacpp: gemma3, smollm2, a dir, a .gguf)."
+        ),
     ] = None,
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint (vLLM, llama.cpp, Ollama).")
@@ -74,8 +91,14 @@ def generate_command(
     ] = 2048,
     stop: Annotated[
         list[str] | None,
-        typer.Option("--stop", help="Stop sequence of the local backend (repeat; default: a blank line; '' disables)."),
+        typer.Option(
+            "--stop",
+            help="Stop sequence of the local/llamacpp backend when the template names none "
+            "(repeat; default: a blank line; '' disables).",
+        ),
     ] = None,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads per decode step (llamacpp backend).")] = 1,
+    parallel: Annotated[int, typer.Option("--parallel", help="Requests decoded at once (llamacpp backend slots).")] = 1,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight (openai backend).")] = 8,
     rpm: Annotated[float | None, typer.Option("--rpm", help="Requests-per-minute limit (openai backend).")] = None,
     max_cost: Annotated[float | None, typer.Option("--max-cost", help="Stop cleanly at this cost in USD.")] = None,
@@ -94,9 +117,17 @@ def generate_command(
     max_similarity: Annotated[
         float, typer.Option("--max-similarity", help="Maximum share of shingles copied from the example.")
     ] = 0.6,
+    max_repetition: Annotated[
+        float, typer.Option("--max-repetition", help="Maximum share of repeated word 3-grams (generation loops).")
+    ] = 0.3,
     template: Annotated[
-        str, typer.Option("--template", help="paper_ru, demographics_ru, paper_en or a template JSON file.")
-    ] = "paper_ru",
+        str | None,
+        typer.Option(
+            "--template",
+            help="paper_ru, paper_fewshot_ru, demographics_ru, paper_en or a template JSON file "
+            "(default: paper_ru for openai, paper_fewshot_ru for local and llamacpp).",
+        ),
+    ] = None,
     temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature.")] = 1.0,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Maximum tokens per note.")] = 1024,
     store: Annotated[
@@ -121,14 +152,14 @@ def generate_command(
     if n is not None and n < 1:
         raise InputError(f"--n must be >= 1, got {n}")
     config = GenerationConfig(
-        template=template,
+        template=template or DEFAULT_TEMPLATES.get(backend, "paper_ru"),
         seed=seed,
         temperature=temperature,
         max_tokens=max_tokens,
         max_attempts=max_attempts,
         target_per_code=target_per_code,
         max_cost=max_cost,
-        filter=FilterConfig(min_recall=min_recall, max_similarity=max_similarity),
+        filter=FilterConfig(min_recall=min_recall, max_similarity=max_similarity, max_repetition=max_repetition),
     )
     options: dict[str, Any] = {"model": model, "seed": seed}
     if backend == "openai":
@@ -140,8 +171,12 @@ def generate_command(
             max_retries=max_retries,
             price=parse_price(price) if price else None,
         )
-    elif backend == "local":
-        options.update(adapter=adapter, device=device, batch_size=batch_size, max_input_tokens=max_input_tokens)
+    elif backend in ("local", "llamacpp"):
+        options.update(adapter=adapter, max_input_tokens=max_input_tokens)
+        if backend == "local":
+            options.update(device=device, batch_size=batch_size)
+        else:
+            options.update(threads=threads, parallel=parallel)
         if stop is not None:
             options["stop"] = [x.replace("\\n", "\n").replace("\\t", "\t") for x in stop]
     be = get_backend(backend, **options)
