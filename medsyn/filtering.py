@@ -1,11 +1,14 @@
 """The quality filter: score a generated note and decide whether to keep it.
 
-Two scores, both lexical and deterministic (no model download), from :mod:`medsyn.textsim`:
+Two scores, both lexical and deterministic (no model download):
 
-* ``recall``: share of the requested symptoms the note mentions. Stem-based, not lemmatised and not an embedding:
-  a symptom counts when at least half of its content-word Snowball stems (or 4-letter stem prefixes) occur in the
-  note. The paper used BERTScore recall >= 0.65 instead; stem recall is stricter on paraphrases, so the default
-  threshold is a little lower.
+* ``recall``: share of the requested symptoms the note states as present
+  (:func:`medsyn.symptom_mentions.symptom_recall`). A symptom counts when all its content words have a lemma
+  (pymorphy3) in one sentence of the note, close together and outside a negation's scope: "головная боль" does not
+  mention "головокружение", "правом колене" not "левом колене", and "Отрицает тошноту и рвоту" mentions neither.
+  Paraphrases with other lemmas ("частые позывы" for "учащенное мочеиспускание") are missed; the paper used
+  BERTScore recall >= 0.65 instead, so the default threshold is a little lower. Precision and recall of the matcher
+  on a labelled table: docs/generation.md.
 * ``similarity``: share of the note's word 3-gram shingles that also occur in the example note (containment). A note
   that copies its example scores near 1 and is rejected as memorised; the paper's BERTScore precision against the
   example played the opposite role (keep notes close in style), which lexical overlap cannot measure without
@@ -17,6 +20,8 @@ Two scores, both lexical and deterministic (no model download), from :mod:`medsy
 >>> s = score_note("Жалобы на головную боль и тошноту.", ["головная боль", "тошнота"], "Боль в колене.")
 >>> s.recall, decide(s, cfg)
 (1.0, (True, ''))
+>>> score_note("Жалобы на головную боль, тошноты нет.", ["головная боль", "тошнота"], None).recall
+0.5
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from medsyn.errors import InputError
-from medsyn.textsim import containment, shingles, symptom_recall, tokens
+from medsyn.symptom_mentions import symptom_recall
+from medsyn.textsim import containment, shingles, tokens
 
 
 @dataclass(frozen=True)

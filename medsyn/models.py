@@ -158,10 +158,31 @@ def base_fingerprint(spec: str) -> str:
     return h.hexdigest()
 
 
-def adapter_hash(adapter_dir: str | Path) -> str:
-    """sha256 over the adapter's files (names and bytes, sorted by name).
+# PEFT keeps these config fields as sets and writes them as lists in the process's set order (string hashing is
+# salted per process), so bit-identical adapters wrote different adapter_config.json bytes.
+_SET_FIELDS = frozenset(["target_modules", "exclude_modules", "feedforward_modules"])
 
-    The manifest, PEFT's generated README.md, hidden files and sub-folders (checkpoints) are not part of it.
+
+def _canonical_config(path: Path) -> bytes:
+    """adapter_config.json as sorted-key compact JSON with its set fields as sorted lists."""
+    try:
+        config = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"not valid JSON ({e})", path=path) from None
+    if not isinstance(config, dict):
+        raise InputError("not a JSON object", path=path)
+    for key in _SET_FIELDS & config.keys():
+        if isinstance(config[key], list):
+            config[key] = sorted(config[key], key=str)
+    return json.dumps(config, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def adapter_hash(adapter_dir: str | Path) -> str:
+    """sha256 over the adapter's files (names and bytes, sorted by name); adapter_config.json in canonical form.
+
+    The manifest, PEFT's generated README.md, hidden files and sub-folders (checkpoints) are not part of it. The
+    config is hashed as sorted-key JSON with set fields (``target_modules``) sorted, so the hash names what the
+    adapter is, not the order one process happened to write.
     """
     d = Path(adapter_dir)
     if not d.is_dir():
@@ -170,9 +191,12 @@ def adapter_hash(adapter_dir: str | Path) -> str:
     for f in sorted(d.iterdir(), key=lambda q: q.name):
         if f.is_file() and f.name not in _NOT_HASHED and not f.name.startswith("."):
             h.update(f.name.encode() + b"\0")
-            with f.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
+            if f.name == "adapter_config.json":
+                h.update(_canonical_config(f))
+            else:
+                with f.open("rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
             h.update(b"\0")
     return "sha256:" + h.hexdigest()
 

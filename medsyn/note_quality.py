@@ -3,7 +3,7 @@
 * diversity: distinct-n (unique / total word n-grams) on equally many real and synthetic notes, because distinct-n
   falls as a corpus grows and the sets differ in size;
 * lengths in words;
-* symptom recall of the requested symptoms (:func:`medsyn.textsim.symptom_recall`);
+* symptom recall of the requested symptoms (:func:`medsyn.symptom_mentions.symptom_recall`: lemmas, negation scope);
 * copying: word 3-shingle Jaccard and containment (:mod:`medsyn.textsim`) of every synthetic note against the real
   note it was prompted with (``example_id`` of ``medsyn generate`` output; for sets without it, the closest real
   note of the same code stands in) and against the whole train set. Computed exactly with a sparse shingle
@@ -22,7 +22,8 @@ import numpy as np
 from scipy import sparse
 
 from medsyn.eval_data import NoteSet
-from medsyn.textsim import shingles, symptom_recall, tokens
+from medsyn.symptom_mentions import symptom_recall
+from medsyn.textsim import shingles, tokens
 
 NEAR_DUPLICATE = 0.5  # word 3-shingle Jaccard at or above which a note counts as a near-copy
 

@@ -1,10 +1,8 @@
 """Russian text similarity shared by the quality filter and the evaluation report.
 
-Symptom recall is lemma-free but stem-based: a symptom counts as mentioned when most of its content-word stems
-(Snowball Russian stemmer) occur in the note. This is cheap, deterministic and needs no model download.
+Word tokens, Snowball stems (the curator's near-duplicate labels) and shingle overlap. Whether a note mentions a
+symptom is :mod:`medsyn.symptom_mentions` (lemmas and negation).
 
->>> symptom_recall("Жалобы на сильные головные боли и тошноту", ["головная боль", "тошнота", "сыпь"])
-0.6666666666666666
 >>> round(jaccard(shingles("одна и та же фраза"), shingles("одна и та же фраза")), 2)
 1.0
 """
@@ -13,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from functools import lru_cache
 
 import snowballstemmer
 
 _WORD = re.compile(r"[0-9a-zа-яё]+", re.IGNORECASE)
 # Function words carry no symptom meaning; leaving them in would make "боль в спине" match any "в".
-_STOP = frozenset(
+STOPWORDS = frozenset(
     [
         "и",
         "в",
@@ -84,28 +82,7 @@ def stem(word: str) -> str:
 
 
 def content_stems(text: str) -> list[str]:
-    return [stem(t) for t in tokens(text) if t not in _STOP and len(t) > 1]
-
-
-def mentions(note_stems: set[str], symptom: str, *, threshold: float = 0.5) -> bool:
-    """True when at least ``threshold`` of the symptom's content stems occur in the note (prefix match)."""
-    sy = content_stems(symptom)
-    if not sy:
-        return False
-    hit = 0
-    for s in sy:
-        # Russian endings vary more than Snowball trims ("головные"/"головная"): accept a shared 4-char prefix.
-        if s in note_stems or (len(s) >= 4 and any(n.startswith(s[:4]) for n in note_stems)):
-            hit += 1
-    return hit / len(sy) >= threshold
-
-
-def symptom_recall(note: str, symptoms: Sequence[str], *, threshold: float = 0.5) -> float:
-    """Share of requested symptoms mentioned in the note (0 when none were requested)."""
-    if not symptoms:
-        return 0.0
-    ns = set(content_stems(note))
-    return sum(mentions(ns, s, threshold=threshold) for s in symptoms) / len(symptoms)
+    return [stem(t) for t in tokens(text) if t not in STOPWORDS and len(t) > 1]
 
 
 def shingles(text: str, n: int = 3) -> set[str]:
