@@ -34,7 +34,7 @@ from typing import Any
 
 from medsyn.atomic import atomic_write_text
 from medsyn.backends import Backend, ChatRequest, Completion
-from medsyn.errors import InputError, StoreError
+from medsyn.errors import InputError, ParameterError, StoreError
 from medsyn.filtering import FilterConfig, decide, score_note
 from medsyn.prompts import DEFAULT_TEMPLATE, PromptTemplate, load_template
 from medsyn.provenance import (
@@ -78,15 +78,15 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise InputError(f"--max-attempts must be >= 1, got {self.max_attempts}")
+            raise ParameterError(f"{{max_attempts}} must be >= 1, got {self.max_attempts}")
         if self.target_per_code is not None and self.target_per_code < 1:
-            raise InputError(f"--target-per-code must be >= 1, got {self.target_per_code}")
+            raise ParameterError(f"{{target_per_code}} must be >= 1, got {self.target_per_code}")
         if self.max_cost is not None and self.max_cost <= 0:
-            raise InputError(f"--max-cost must be > 0, got {self.max_cost}")
+            raise ParameterError(f"{{max_cost}} must be > 0, got {self.max_cost}")
         if self.max_tokens < 1:
-            raise InputError(f"--max-tokens must be >= 1, got {self.max_tokens}")
+            raise ParameterError(f"{{max_tokens}} must be >= 1, got {self.max_tokens}")
         if not 0.0 <= self.temperature <= 2.0:
-            raise InputError(f"--temperature must be in [0, 2], got {self.temperature}")
+            raise ParameterError(f"{{temperature}} must be in [0, 2], got {self.temperature}")
 
 
 @dataclass
@@ -106,6 +106,11 @@ class RunSummary:
     elapsed_s: float
     generated_now: int
     """Attempts made by this call (the rest were read back from an earlier, interrupted call)."""
+
+    @property
+    def produced_nothing(self) -> bool:
+        """Notes were asked for and none was accepted: the CLI reports this as a finding (exit 1), not success."""
+        return self.requested > 0 and self.accepted == 0
 
     @property
     def notes_per_s(self) -> float:

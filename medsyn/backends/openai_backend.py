@@ -31,7 +31,7 @@ from typing import Any
 from medsyn.backends import ChatRequest, Completion
 from medsyn.backends.pricing import Price, cost_usd, price_for
 from medsyn.backends.ratelimit import RateLimiter
-from medsyn.errors import InputError, MedsynError
+from medsyn.errors import BackendError, InputError
 
 DEFAULT_MODEL = "gpt-4"
 LANE_WIDTH = 8
@@ -44,10 +44,6 @@ def _limits(n: int) -> Any:
     except ImportError:
         import httpx
     return httpx.Limits(max_connections=n, max_keepalive_connections=n)
-
-
-class BackendError(MedsynError):
-    """The backend cannot work at all (bad key, unknown model, unreachable endpoint)."""
 
 
 def retry_after_seconds(headers: Any) -> float | None:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import sys
 from importlib import import_module
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from medsyn.errors import MedsynError
+from medsyn.errors import ExitCode, MedsynError, ParameterError
 
 err_console = Console(stderr=True)
 
@@ -39,38 +40,61 @@ _GROUPS: list[tuple[str, str | None]] = [
 ]
 
 for _module, _group in _GROUPS:
-    try:
-        _mod = import_module(_module)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _module:
-            raise
-        continue
+    _mod = import_module(_module)
     if _group is not None:
         app.add_typer(_mod.app, name=_group)
     else:
         _mod.register(app)
 
 
+def invoke(command: Any, args: list[str] | None = None) -> int:
+    """Run ``command`` (the click command of :data:`app`) on ``args`` and return its exit status.
+
+    Typer returns the code of a ``typer.Exit`` instead of exiting when it does not own the process
+    (``standalone_mode=False``, needed so that errors reach :func:`main`); this returns that code. A command's
+    return value is ignored: commands report through their output and ``typer.Exit``.
+    """
+    result = command.main(args, prog_name="medsyn", standalone_mode=False)
+    return result if isinstance(result, int) and not isinstance(result, bool) else ExitCode.OK
+
+
+def flag_name(param: str) -> str:
+    """The option spelling of a library parameter: ``max_attempts`` -> ``--max-attempts``."""
+    return _FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
+_FLAGS = {"overrides": "--override"}
+"""Library parameters whose option is not simply the dashed name."""
+
+
 def main() -> None:
-    """Entry point: user errors become one ``error:`` line and a non-zero exit, never a traceback."""
+    """Entry point: user errors become one ``error:`` line; the exit status is one of :class:`ExitCode`."""
     try:
-        app(standalone_mode=False)
+        code = invoke(typer.main.get_command(app))
+    except ParameterError as exc:
+        _error(exc.render(flag_name))
+        sys.exit(exc.exit_code)
     except MedsynError as exc:
-        err_console.print("[bold red]error:[/] " + escape(str(exc)), highlight=False, soft_wrap=True)
+        _error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]; rerun the same command to resume")
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except SystemExit:
         raise
     except Exception as exc:
-        # Usage errors of Typer's (vendored) click carry their own message and exit code.
+        # Usage errors of Typer's (vendored) click carry their own message and exit code (2).
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         if type(exc).__name__ == "Abort":
-            sys.exit(1)
+            sys.exit(ExitCode.FINDING)
         raise
+    sys.exit(code)
+
+
+def _error(message: str) -> None:
+    err_console.print("[bold red]error:[/] " + escape(message), highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from medsyn.errors import InputError
+from medsyn.errors import ExitCode, InputError
 
 console = Console(stderr=True)
 
@@ -191,6 +191,15 @@ def generate_command(
     print(json.dumps(s.to_dict(), ensure_ascii=False))
     if s.status == "budget":
         console.print("[yellow]stopped at --max-cost[/]; raise it and rerun the same command to continue")
+    elif s.status == "incomplete":
+        console.print(
+            "[yellow]incomplete[/]: some samples used up --max-attempts without an accepted note "
+            "(failures.jsonl has the reasons)",
+            highlight=False,
+        )
+    if s.produced_nothing:
+        console.print("[red]no note was accepted[/]; see failures.jsonl for the reasons", highlight=False)
+        raise typer.Exit(ExitCode.FINDING)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from medsyn.errors import ExitCode
 
 if TYPE_CHECKING:
     from medsyn.curation import Result
@@ -173,7 +174,7 @@ def diff(
     else:
         _show_diff(d, limit)
     if not d.empty:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FINDING)
 
 
 def _show_diff(d: Any, limit: int) -> None:
