@@ -18,13 +18,14 @@ The counts come from the SPARQL tables of the sampler (``sparql/sampling/``); th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from medsyn.errors import InputError
+from medsyn.errors import InputError, ParameterError
 from medsyn.store import Store
 from medsyn.vocab import is_valid_code, normalize_code
 
@@ -107,26 +108,36 @@ def parse_overrides(items: Sequence[str]) -> dict[str, int]:
 def plan_counts(
     weights: Sequence[CodeWeight], total: int, *, overrides: Mapping[str, int] | None = None
 ) -> dict[str, int]:
-    """Notes per category: ``round(w / sum(w) * total)``, with ``overrides`` fixing the count of some categories.
+    """Notes per category, in proportion to ``w / sum(w)``, summing to exactly ``total``.
 
-    Overridden categories leave the normalisation (the authors zeroed Z00's weight, then forced it to 10) and take
-    their count out of ``total``, so the plan sums to ``total`` up to rounding. Rounding is half-to-even, as the
-    authors' ``np.round``. Categories planned at 0 are kept in the result.
+    ``overrides`` fix the count of some categories: they leave the normalisation (the authors zeroed Z00's weight,
+    then forced it to 10) and take their count out of ``total``. The rest is shared by largest remainder (Hamilton):
+    each category gets the floor of its quota, and the notes left go one each to the largest fractional parts (ties:
+    larger weight first, then category order). Rounding each quota instead (the authors' ``np.round``) plans 0
+    notes for ``total=20`` over the 87 weighted real categories. Categories planned at 0 are kept in the result.
     """
     if total < 1:
-        raise InputError(f"total must be >= 1, got {total}")
+        raise ParameterError(f"{{total}} must be >= 1, got {total}")
     fixed = {normalize_code(k): int(v) for k, v in (overrides or {}).items()}
     known = {w.category for w in weights}
     unknown = sorted(set(fixed) - known)
     if unknown:
-        raise InputError(
-            f"override for unknown category {unknown[0]}; known categories: {len(known)} (see `medsyn weights`)"
+        raise ParameterError(
+            f"{{overrides}} names unknown category {unknown[0]}; known categories: {len(known)} (see `medsyn weights`)"
         )
-    rest = [w for w in weights if w.category not in fixed]
-    budget = max(total - sum(fixed.values()), 0)
+    budget = total - sum(fixed.values())
+    if budget < 0:
+        raise ParameterError(f"{{overrides}} add up to {sum(fixed.values())}, more than {{total}} = {total}")
+    rest = sorted((w for w in weights if w.category not in fixed), key=lambda w: (-w.weight, w.category))
     mass = sum(w.weight for w in rest)
     if mass <= 0 and budget > 0:
-        raise InputError("every category without an override has weight 0; nothing to share the total between")
-    counts = {w.category: int(np.round(w.weight / mass * budget)) if mass > 0 else 0 for w in rest}
-    counts.update(fixed)
-    return dict(sorted(counts.items()))
+        raise ParameterError("every category without an override has weight 0; nothing to share {total} between")
+    quotas = [w.weight / mass * budget if mass > 0 else 0.0 for w in rest]
+    counts = [math.floor(q) for q in quotas]
+    left = budget - sum(counts)
+    # Python's sort is stable: equal remainders keep the (weight, category) order of ``rest``.
+    for i in sorted(range(len(rest)), key=lambda i: counts[i] - quotas[i])[:left]:
+        counts[i] += 1
+    plan = {w.category: c for w, c in zip(rest, counts, strict=True)}
+    plan.update(fixed)
+    return dict(sorted(plan.items()))
