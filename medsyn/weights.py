@@ -30,6 +30,8 @@ from medsyn.store import Store
 from medsyn.vocab import is_valid_code, normalize_code
 
 DEFAULT_SOURCES: tuple[str, ...] = ("wikimed",)
+AUTHORS_TOTAL = 2491
+"""The total the authors shared by weight in make_taskgen.py (before forcing Z00 to 10): the default plan size."""
 MIN_WORDS = 30
 """The authors' ``--min-sample-words``: shorter real notes are no style examples and do not count in N_exmp."""
 
@@ -106,9 +108,9 @@ def parse_overrides(items: Sequence[str]) -> dict[str, int]:
 
 
 def plan_counts(
-    weights: Sequence[CodeWeight], total: int, *, overrides: Mapping[str, int] | None = None
+    weights: Sequence[CodeWeight], total: int | None = None, *, overrides: Mapping[str, int] | None = None
 ) -> dict[str, int]:
-    """Notes per category, in proportion to ``w / sum(w)``, summing to exactly ``total``.
+    """Notes per category, in proportion to ``w / sum(w)``, summing to exactly ``total`` (None: the authors' 2491).
 
     ``overrides`` fix the count of some categories: they leave the normalisation (the authors zeroed Z00's weight,
     then forced it to 10) and take their count out of ``total``. The rest is shared by largest remainder (Hamilton):
@@ -116,6 +118,8 @@ def plan_counts(
     larger weight first, then category order). Rounding each quota instead (the authors' ``np.round``) plans 0
     notes for ``total=20`` over the 87 weighted real categories. Categories planned at 0 are kept in the result.
     """
+    if total is None:
+        total = AUTHORS_TOTAL
     if total < 1:
         raise ParameterError(f"{{total}} must be >= 1, got {total}")
     fixed = {normalize_code(k): int(v) for k, v in (overrides or {}).items()}

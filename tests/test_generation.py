@@ -21,6 +21,7 @@ from medsyn.generation import (
     FAILURES_FILE,
     NOTES_FILE,
     RUN_FILE,
+    SAMPLES_FILE,
     GenerationConfig,
     generate,
     read_records,
@@ -156,10 +157,14 @@ def test_corrupt_middle_line_is_reported(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ CLI and kill -9
+MEDSYN = str(Path(sys.executable).with_name("medsyn"))
+"""The installed console script, as a user runs it."""
+
+
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OPENAI_API_KEY": ""}
     return subprocess.run(
-        [sys.executable, "-m", "medsyn", "generate", *args],
+        [MEDSYN, "generate", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -253,11 +258,37 @@ def test_cli_samples_from_the_graph_and_records_its_version(shared_data: Path, t
         assert r.returncode == 0, r.stderr
         r2 = _cli("--plan", "weights", "--total", "200", "--concurrency", "16", "--out", str(tmp_path / "b"), *common)
         assert r2.returncode == 0, r2.stderr
+        assert json.loads(r2.stdout.splitlines()[-1])["requested"] == 200  # the plan sums to --total
+        # The sampling options are those of `medsyn sample`: --codes restricts a plan, the softmax T is settable.
+        plan = ["--plan", "weights", "--total", "20", "--codes", "M54", "--strategy", "softmax"]
+        r3 = _cli(*plan, "--softmax-temperature", "1e6", "--out", str(tmp_path / "c"), *common)
+        assert r3.returncode == 0, r3.stderr
         again = _cli("--n", "4", "--seed", "3", "--out", str(tmp_path / "a"), *common)  # finished run: no-op
         assert json.loads(again.stdout.splitlines()[-1])["generated_now"] == 0
     a = lines(tmp_path / "a" / NOTES_FILE)
     assert len(a) == 4 and all(n["kg_version"] == "kg-test" for n in a)
-    assert 150 <= len(lines(tmp_path / "b" / NOTES_FILE)) <= 250  # per-code rounding of the plan
+    drawn = lines(tmp_path / "c" / SAMPLES_FILE)
+    assert len(drawn) == 20 and {d["category"] for d in drawn} == {"M54"}
+    assert {d["extra"]["temperature"] for d in drawn} == {1e6}
+    (tmp_path / "s.jsonl").unlink(missing_ok=True)
+    same = subprocess.run(
+        [
+            MEDSYN,
+            "sample",
+            *plan,
+            "--softmax-temperature",
+            "1e6",
+            "--store",
+            str(store_dir),
+            "--out",
+            str(tmp_path / "s.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert same.returncode == 0, same.stderr
+    assert lines(tmp_path / "s.jsonl") == drawn  # one sampling path: the same samples from both commands
     with OxigraphStore(store_dir) as st:
         rows = st.query(
             "PREFIX ms: <https://w3id.org/medsyn/ontology#> SELECT DISTINCT ?v WHERE { ?r a ms:GenerationRun ; "

@@ -12,9 +12,8 @@ import pytest
 
 from medsyn.backends import ChatRequest, Completion, get_backend
 from medsyn.backends.openai_backend import OpenAIBackend, retry_after_seconds
-from medsyn.errors import BackendError
 from medsyn.backends.pricing import cost_usd, parse_price, price_for
-from medsyn.errors import InputError
+from medsyn.errors import BackendError, InputError
 from medsyn.replies import parse_reply
 from medsyn.testing.openai_server import FakeOpenAIServer
 

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
+
 from medsyn.errors import ExitCode
 
 if TYPE_CHECKING:

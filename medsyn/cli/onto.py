@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+
 from medsyn.errors import ExitCode
 
 if TYPE_CHECKING:
