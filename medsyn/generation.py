@@ -36,6 +36,7 @@ from medsyn.atomic import atomic_write_text
 from medsyn.backends import Backend, ChatRequest, Completion
 from medsyn.errors import InputError, ParameterError, StoreError
 from medsyn.filtering import FilterConfig, decide, score_note
+from medsyn.jsonl import read_jsonl
 from medsyn.prompts import DEFAULT_TEMPLATE, PromptTemplate, load_template
 from medsyn.provenance import (
     RunInfo,
@@ -150,28 +151,22 @@ class JsonlAppender:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSONL output file; a torn last line (no newline) is truncated away on disk."""
+    """Records of a JSONL output file (through :func:`medsyn.jsonl.read_jsonl`); a torn last line (no newline) is
+    truncated away on disk first, since a killed process leaves at most that one."""
     if not path.exists():
         return []
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
         with path.open("r+b") as fh:
-            fh.truncate(keep)
-        data = data[:keep]
+            fh.truncate(data.rfind(b"\n") + 1)
     out = []
-    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict) or "id" not in rec or "sample_id" not in rec:
-                raise ValueError("not a note record")
-        except ValueError as exc:
-            raise InputError(
-                f"corrupt output line ({exc}); move the file away to start over", path=path, line=n
-            ) from None
-        out.append(rec)
+    try:
+        for n, rec in read_jsonl(path):
+            if "id" not in rec or "sample_id" not in rec:
+                raise InputError("not a note record (no id or sample_id)", path=path, line=n)
+            out.append(rec)
+    except InputError as exc:
+        raise InputError(f"corrupt output: {exc}; move the file away to start over") from None
     return out
 
 

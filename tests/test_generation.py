@@ -140,6 +140,24 @@ def test_torn_last_line_is_cut_and_resume_completes(server: FakeOpenAIServer, tm
     assert s.generated_now == 2
 
 
+def test_a_line_separator_inside_a_note_does_not_break_resume(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    """U+2028 is legal inside a JSON string and json.dumps(ensure_ascii=False) writes it raw; it is no line end."""
+    from medsyn.eval_data import read_notes
+
+    samples, out, store = demo_samples(3), tmp_path / "o", OxigraphStore.in_memory()
+    run(server, samples, out, store=store)
+    notes_path = out / NOTES_FILE
+    recs = read_records(notes_path)
+    recs[1]["response"] = "Жалобы на боль\u2028в пояснице.\u2029Анамнез: давно."
+    notes_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
+    assert "\u2028" in notes_path.read_text(encoding="utf-8")
+    assert [r["id"] for r in read_records(notes_path)] == [r["id"] for r in recs]
+    s = run(server, samples, out, store=store)  # resumes: nothing left to do
+    assert s.status == "done" and s.generated_now == 0 and s.accepted == 3
+    texts = {n.id: n.text for n in read_notes(out).notes}
+    assert texts[recs[1]["id"]] == recs[1]["response"]
+
+
 def test_other_parameters_on_the_same_dir_are_refused(server: FakeOpenAIServer, tmp_path: Path) -> None:
     samples = demo_samples(2)
     run(server, samples, tmp_path / "o")
@@ -152,7 +170,10 @@ def test_other_parameters_on_the_same_dir_are_refused(server: FakeOpenAIServer, 
 def test_corrupt_middle_line_is_reported(tmp_path: Path) -> None:
     p = tmp_path / NOTES_FILE
     p.write_text('{"id": "a", "sample_id": "s"}\nnot json\n{"id": "b", "sample_id": "t"}\n', encoding="utf-8")
-    with pytest.raises(InputError, match=r"notes.jsonl:2"):
+    with pytest.raises(InputError, match=r"corrupt output: .*notes.jsonl:2: invalid JSON"):
+        read_records(p)
+    p.write_text('{"id": "a", "sample_id": "s"}\n{"id": "b"}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"notes.jsonl:2: not a note record"):
         read_records(p)
 
 
