@@ -252,9 +252,7 @@ class SamplingRequest:
             weights = [w for w in weights if w.category in cats]
         return plan_counts(weights, self.total, overrides=parse_overrides(self.overrides))
 
-    def draw(
-        self, store: Store, *, workers: int = 1, progress: Callable[[int], None] | None = None
-    ) -> list[Sample]:
+    def draw(self, store: Store, *, workers: int = 1, progress: Callable[[int], None] | None = None) -> list[Sample]:
         """The samples of this request, in index order (:func:`draw_samples`)."""
         return self.draw_planned(store, self.counts(store), workers=workers, progress=progress)
 

@@ -106,3 +106,17 @@ def test_library_parameter_errors_are_shown_with_the_option_names(store_dir: Pat
     r = medsyn("generate", "--samples", str(samples), "--max-attempts", "0", "--out", str(tmp_path / "o"))
     assert r.returncode == ExitCode.BAD_INPUT
     assert r.stderr.strip() == "error: --max-attempts must be >= 1, got 0"
+
+
+def test_parameter_names_map_to_the_options_of_the_command_that_ran(tmp_path: Path) -> None:
+    from medsyn.cli import option_names
+    from medsyn.errors import ParameterError
+
+    err = ParameterError("{overrides} add up to 12, more than {total} = 10; {share} stays")
+    options = option_names(["sample", "--n", "3"])
+    assert err.render(lambda p: options.get(p, p)) == "--override add up to 12, more than --total = 10; share stays"
+    assert str(err) == "overrides add up to 12, more than total = 10; share stays"
+    samples = tmp_path / "samples.jsonl"
+    write_samples(samples, demo_samples(1))
+    price = medsyn("generate", "--samples", str(samples), "--price", "cheap", "--out", str(tmp_path / "o"))
+    assert price.returncode == ExitCode.BAD_INPUT and price.stderr.startswith("error: --price must be")

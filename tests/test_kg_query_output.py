@@ -21,7 +21,7 @@ LABEL = NamedNode("http://www.w3.org/2000/01/rdf-schema#label")
 NOTE = NamedNode("urn:note")
 G = NamedNode("urn:g")
 QUADS = [
-    Quad(NamedNode("urn:a"), LABEL, Literal("Боль, \"спина\""), G),
+    Quad(NamedNode("urn:a"), LABEL, Literal('Боль, "спина"'), G),
     Quad(NamedNode("urn:b"), LABEL, Literal("B", language="en"), G),
     Quad(NamedNode("urn:b"), NOTE, Literal("x"), G),
 ]

@@ -58,13 +58,24 @@ def invoke(command: Any, args: list[str] | None = None) -> int:
     return result if isinstance(result, int) and not isinstance(result, bool) else ExitCode.OK
 
 
-def flag_name(param: str) -> str:
-    """The option spelling of a library parameter: ``max_attempts`` -> ``--max-attempts``."""
-    return _FLAGS.get(param, "--" + param.replace("_", "-"))
+def option_names(argv: list[str]) -> dict[str, str]:
+    """``{parameter: option}`` of the command ``argv`` names: ``generate`` -> ``{"max_attempts": "--max-attempts"}``.
+
+    Library parameters an option spells differently are listed in :data:`_ALIASES`.
+    """
+    node: Any = typer.main.get_command(app)
+    for token in argv:
+        sub = node.get_command(None, token) if hasattr(node, "get_command") else None
+        if sub is None:
+            break
+        node = sub
+    names = {p.name: max(p.opts, key=len) for p in getattr(node, "params", []) if p.name and p.opts[0].startswith("-")}
+    names.update({lib: names[opt] for lib, opt in _ALIASES.items() if opt in names})
+    return names
 
 
-_FLAGS = {"overrides": "--override"}
-"""Library parameters whose option is not simply the dashed name."""
+_ALIASES = {"overrides": "override"}
+"""Library parameter -> the command's parameter for the same value, where the names differ."""
 
 
 def main() -> None:
@@ -72,7 +83,8 @@ def main() -> None:
     try:
         code = invoke(typer.main.get_command(app))
     except ParameterError as exc:
-        _error(exc.render(flag_name))
+        options = option_names(sys.argv[1:])
+        _error(exc.render(lambda p: options.get(p, p)))  # a parameter the command has no option for keeps its name
         sys.exit(exc.exit_code)
     except MedsynError as exc:
         _error(str(exc))
