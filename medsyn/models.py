@@ -347,11 +347,6 @@ def load_causal_lm(
     return model, tokenizer
 
 
-def clear_cache() -> None:
-    """Forget the models loaded by :func:`load_causal_lm`."""
-    _CACHE.clear()
-
-
 TINY_TEXTS = [
     "Жалобы на головную боль, головокружение, слабость, повышение артериального давления.",
     "Боль в пояснице с иррадиацией в ногу, усиливается при движении.",

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from medsyn.atomic import atomic_write_bytes, atomic_write_text
+from medsyn.errors import ParameterError
 from medsyn.note_quality import NEAR_DUPLICATE, Quality
 from medsyn.upsampling import BASELINE, REAL, RunResult, Summary, best_per_set, per_code_gain
 
@@ -272,7 +273,7 @@ def quality_rows(qs: Sequence[Quality]) -> tuple[list[str], list[list[str]]]:
 def write_quality_report(out: Path, qs: Sequence[Quality], *, train: str, notes: Sequence[str]) -> Path:
     """``out/quality.md`` plus ``duplicates.png`` and ``lengths.png``."""
     if not qs:
-        raise ValueError("no synthetic sets to report")
+        raise ParameterError("{qs} is empty: no synthetic sets to report")
     out.mkdir(parents=True, exist_ok=True)
     _plot_duplicates(qs, out / "duplicates.png")
     _plot_lengths(qs, out / "lengths.png")

@@ -38,6 +38,8 @@ from medsyn.errors import InputError, StoreError
 Term = NamedNode | BlankNode | Literal | Triple
 Row = dict[str, Term]
 Bindings = Mapping[str, Term | str | int | float | bool]
+QueryResult = QuerySolutions | QueryBoolean | list[Triple]
+"""A query's result as pyoxigraph gives it (CONSTRUCT/DESCRIBE as a list of triples), for its own serializers."""
 
 FORMATS: dict[str, RdfFormat] = {
     "ttl": RdfFormat.TURTLE,
@@ -146,6 +148,16 @@ def to_python(term: Term | None) -> Any:
     return term.value
 
 
+def rows_of(result: QueryResult) -> list[Row] | bool | list[Triple]:
+    """SELECT -> list of ``{variable: term}`` rows (unbound variables left out), ASK -> bool, else the triples."""
+    if isinstance(result, QueryBoolean):
+        return bool(result)
+    if isinstance(result, QuerySolutions):
+        names = [v.value for v in result.variables]
+        return [{n: t for n, t in zip(names, sol, strict=True) if t is not None} for sol in result]
+    return result
+
+
 @runtime_checkable
 class Store(Protocol):
     """What every store offers.
@@ -156,6 +168,9 @@ class Store(Protocol):
 
     def query(self, sparql: str, *, bindings: Bindings | None = None, union: bool = True) -> Any:
         """SELECT -> list of rows, ASK -> bool, CONSTRUCT/DESCRIBE -> list of triples."""
+
+    def results(self, sparql: str, *, union: bool = True) -> QueryResult:
+        """The result with its variables, as pyoxigraph parses it: read it before the store is closed."""
 
     def update(self, sparql: str, *, bindings: Bindings | None = None) -> None:
         """Run a SPARQL update as one transaction."""
@@ -217,25 +232,17 @@ class OxigraphStore:
     def query(self, sparql: str, *, bindings: Bindings | None = None, union: bool = True) -> Any:
         if bindings:
             sparql = bind_query(sparql, bindings)
+        return rows_of(self.results(sparql, union=union))
+
+    def results(self, sparql: str, *, union: bool = True) -> QueryResult:
         try:
             result = self._store.query(sparql, use_default_graph_as_union=union)
         except SyntaxError as exc:
             raise InputError(f"SPARQL syntax error: {exc}") from None
         except OSError as exc:
             raise StoreError(f"query failed: {exc}") from None
-        if isinstance(result, QueryBoolean):
-            return bool(result)
-        if isinstance(result, QuerySolutions):
-            names = [v.value for v in result.variables]
-            rows: list[Row] = []
-            for sol in result:
-                row: Row = {}
-                for name in names:
-                    t = sol[name]
-                    if t is not None:
-                        row[name] = t
-                rows.append(row)
-            return rows
+        if isinstance(result, QueryBoolean | QuerySolutions):
+            return result
         return list(result)
 
     def update(self, sparql: str, *, bindings: Bindings | None = None) -> None:

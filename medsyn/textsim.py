@@ -9,9 +9,7 @@ symptom is :mod:`medsyn.symptom_mentions` (lemmas and negation).
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Iterable
 from functools import lru_cache
 
 import snowballstemmer
@@ -102,39 +100,3 @@ def jaccard(a: set[str], b: set[str]) -> float:
 def containment(a: set[str], b: set[str]) -> float:
     """Share of ``a``'s shingles found in ``b``: high when ``a`` copies ``b``."""
     return len(a & b) / len(a) if a else 0.0
-
-
-_MERSENNE = (1 << 61) - 1
-
-
-class MinHasher:
-    """MinHash signatures for near-duplicate search (estimates Jaccard of shingle sets).
-
-    >>> m = MinHasher(64, seed=0)
-    >>> a, b = m.signature({"x", "y", "z"}), m.signature({"x", "y", "z"})
-    >>> m.similarity(a, b)
-    1.0
-    """
-
-    def __init__(self, num_perm: int = 128, *, seed: int = 0) -> None:
-        import numpy as np
-
-        rng = np.random.default_rng(seed)
-        self._np = np
-        self.a = rng.integers(1, _MERSENNE, size=num_perm, dtype=np.uint64)
-        self.b = rng.integers(0, _MERSENNE, size=num_perm, dtype=np.uint64)
-        self.num_perm = num_perm
-
-    def signature(self, items: Iterable[str]):  # -> np.ndarray
-        np = self._np
-        hs = np.array(
-            [int.from_bytes(hashlib.blake2b(x.encode(), digest_size=8).digest(), "little") >> 3 for x in items],
-            dtype=np.uint64,
-        )
-        if hs.size == 0:
-            return np.full(self.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
-        # (a*h + b) mod p, in uint64 with wrap-around: a universal-enough family for shingle sets.
-        return ((np.outer(hs, self.a) + self.b) % _MERSENNE).min(axis=0)
-
-    def similarity(self, s1, s2) -> float:  # type: ignore[no-untyped-def]
-        return float((s1 == s2).mean())

@@ -35,7 +35,7 @@ from typing import Any
 from medsyn.backends import ChatRequest, Completion
 from medsyn.backends.pricing import Price, cost_usd, price_for
 from medsyn.backends.ratelimit import RateLimiter
-from medsyn.errors import InputError, MedsynError
+from medsyn.errors import BackendError, InputError, ParameterError
 
 DEFAULT_MODEL = "gpt-4"
 LANE_WIDTH = 8
@@ -48,10 +48,6 @@ def _limits(n: int) -> Any:
     except ImportError:
         import httpx
     return httpx.Limits(max_connections=n, max_keepalive_connections=n)
-
-
-class BackendError(MedsynError):
-    """The backend cannot work at all (bad key, unknown model, unreachable endpoint)."""
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -100,9 +96,9 @@ class OpenAIBackend:
         **_ignored: Any,
     ) -> None:
         if concurrency < 1:
-            raise InputError(f"--concurrency must be >= 1, got {concurrency}")
+            raise ParameterError(f"{{concurrency}} must be >= 1, got {concurrency}")
         if rpm is not None and rpm <= 0:
-            raise InputError(f"--rpm must be > 0, got {rpm}")
+            raise ParameterError(f"{{rpm}} must be > 0, got {rpm}")
         self.model = model or DEFAULT_MODEL
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         key = api_key or os.environ.get("OPENAI_API_KEY")

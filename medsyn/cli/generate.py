@@ -10,67 +10,42 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from medsyn.errors import InputError
+from medsyn.cli.sample import (
+    CodesOpt,
+    MinWordsOpt,
+    NOpt,
+    OverrideOpt,
+    PlanOpt,
+    SoftmaxTemperatureOpt,
+    SourcesOpt,
+    StrategyOpt,
+    TotalOpt,
+    sampling_request,
+)
+from medsyn.errors import ExitCode, InputError
 
 console = Console(stderr=True)
 
-PLANS = ("weights", "topup")
-"""``weights``: the paper's w(C) shares; ``topup``: the categories with the fewest real notes first."""
 DEFAULT_TEMPLATES = {"openai": "paper_ru", "local": "paper_fewshot_ru", "llamacpp": "paper_fewshot_ru"}
 """The prompt a backend gets without --template: the paper's chat prompt for chat models (GPT-4), the few-shot
 completion prompt for the small local base models."""
 
 
-def _sample(
-    store: Any,
-    *,
-    n: int | None,
-    plan: str | None,
-    total: int | None,
-    overrides: list[str],
-    strategy: str,
-    seed: int,
-    codes: str | None,
-) -> list[Any]:
-    try:
-        from medsyn.sampling import draw_samples
-    except ImportError:
-        raise InputError("sampling is not available in this installation; pass --samples FILE") from None
-    code_list = [c for c in (codes or "").replace(",", " ").split() if c] or None
-    if plan is None:
-        return list(draw_samples(store, n=n, strategy=strategy, seed=seed, codes=code_list))
-    if plan not in PLANS:
-        raise InputError(f"--plan must be one of {', '.join(PLANS)}, got {plan!r}")
-    if total is None:
-        raise InputError(f"--plan {plan} needs --total N")
-    from medsyn.weights import code_weights, parse_overrides, plan_counts, real_note_counts, topup_counts
-
-    if plan == "topup":
-        counts = {**topup_counts(real_note_counts(store), total), **parse_overrides(overrides)}
-    else:
-        counts = plan_counts(code_weights(store), total, overrides=parse_overrides(overrides))
-    return list(draw_samples(store, plan=counts, strategy=strategy, seed=seed, codes=code_list))
-
-
 def generate_command(
     out: Annotated[Path, typer.Option("--out", help="Output directory (notes.jsonl, failures.jsonl, run.json).")],
-    n: Annotated[int | None, typer.Option("--n", help="Number of samples (notes) to generate.")] = None,
-    plan: Annotated[
-        str | None,
-        typer.Option(
-            "--plan", help="'weights': notes per code from the paper's code weights; 'topup': rarest codes first."
-        ),
-    ] = None,
-    total: Annotated[int | None, typer.Option("--total", help="Total notes of a --plan.")] = None,
-    override: Annotated[
-        list[str] | None, typer.Option("--override", help="CODE=COUNT fixing a code's count in a --plan.")
-    ] = None,
+    n: NOpt = None,
+    plan: PlanOpt = None,
+    total: TotalOpt = None,
+    override: OverrideOpt = None,
     samples: Annotated[
         Path | None, typer.Option("--samples", help="Generate from this samples JSONL instead of sampling.")
     ] = None,
-    strategy: Annotated[str, typer.Option("--strategy", help="Sampling strategy.")] = "paper",
-    codes: Annotated[str | None, typer.Option("--codes", help="Restrict sampling to these codes (comma list).")] = None,
+    strategy: StrategyOpt = "paper",
+    codes: CodesOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of sampling and generation.")] = 0,
+    softmax_temperature: SoftmaxTemperatureOpt = 10.0,
+    sources: SourcesOpt = "wikimed",
+    min_words: MinWordsOpt = 30,
     backend: Annotated[
         str, typer.Option("--backend", help="openai, local (transformers) or llamacpp (GGUF in llama.cpp).")
     ] = "openai",
@@ -128,7 +103,9 @@ def generate_command(
             "(default: paper_ru for openai, paper_fewshot_ru for local and llamacpp).",
         ),
     ] = None,
-    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature.")] = 1.0,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="The model's sampling temperature (not --softmax-temperature).")
+    ] = 1.0,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Maximum tokens per note.")] = 1024,
     store: Annotated[
         Path | None, typer.Option("--store", help="Store directory (default: $MEDSYN_STORE or .medsyn/store).")
@@ -146,11 +123,22 @@ def generate_command(
     from medsyn.samples import read_samples
     from medsyn.store import open_store
 
-    chosen = [name for name, v in (("--n", n), ("--plan", plan), ("--samples", samples)) if v is not None]
-    if len(chosen) != 1:
-        raise InputError("give exactly one of --n N, --plan weights --total N, or --samples FILE")
-    if n is not None and n < 1:
-        raise InputError(f"--n must be >= 1, got {n}")
+    if (samples is not None) == (n is not None or plan is not None):
+        raise InputError("give exactly one of --n N, --plan weights [--total N], or --samples FILE")
+    request = None
+    if samples is None:
+        request = sampling_request(
+            n=n,
+            plan=plan,
+            total=total,
+            override=override,
+            codes=codes,
+            strategy=strategy,
+            seed=seed,
+            softmax_temperature=softmax_temperature,
+            sources=sources,
+            min_words=min_words,
+        )
     config = GenerationConfig(
         template=template or DEFAULT_TEMPLATES.get(backend, "paper_ru"),
         seed=seed,
@@ -180,36 +168,16 @@ def generate_command(
         if stop is not None:
             options["stop"] = [x.replace("\\n", "\n").replace("\\t", "\t") for x in stop]
     be = get_backend(backend, **options)
-    sampling = {
-        "samples_file": str(samples.resolve()) if samples else None,
-        "n": n,
-        "plan": plan,
-        "total": total,
-        "overrides": sorted(override or []),
-        "strategy": strategy,
-        "codes": codes,
-        "seed": seed,
-    }
     st = open_store(store if not endpoint else None, endpoint=endpoint)
     try:
-        if samples is not None:
+        sampling: dict[str, Any] = {}
+        chosen_samples: list[Any] = []
+        if request is not None:
+            sampling = request.to_dict()
+            chosen_samples = load_run_samples(out, sampling) or request.draw(st)
+        elif samples is not None:
+            sampling = {"samples_file": str(samples.resolve())}
             chosen_samples = read_samples(samples)
-        else:
-            resumed = load_run_samples(out, sampling)
-            chosen_samples = (
-                resumed
-                if resumed is not None
-                else _sample(
-                    st,
-                    n=n,
-                    plan=plan,
-                    total=total,
-                    overrides=override or [],
-                    strategy=strategy,
-                    seed=seed,
-                    codes=codes,
-                )
-            )
         summary = generate(
             chosen_samples, out, store=st, backend=be, config=config, sampling=sampling, progress=progress
         )
@@ -226,6 +194,15 @@ def generate_command(
     print(json.dumps(s.to_dict(), ensure_ascii=False))
     if s.status == "budget":
         console.print("[yellow]stopped at --max-cost[/]; raise it and rerun the same command to continue")
+    elif s.status == "incomplete":
+        console.print(
+            "[yellow]incomplete[/]: some samples used up --max-attempts without an accepted note "
+            "(failures.jsonl has the reasons)",
+            highlight=False,
+        )
+    if s.produced_nothing:
+        console.print("[red]no note was accepted[/]; see failures.jsonl for the reasons", highlight=False)
+        raise typer.Exit(ExitCode.FINDING)
 
 
 def register(app: typer.Typer) -> None:
