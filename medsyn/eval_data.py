@@ -38,6 +38,8 @@ class Note:
     line: int
     requested: tuple[str, ...] = ()
     example_id: str | None = None
+    accepted: bool = True
+    """False for a ``medsyn generate`` note the quality filter rejected (read only with ``include_rejected``)."""
 
     @property
     def where(self) -> str:
@@ -136,7 +138,8 @@ def _parse(obj: dict, fmt: Format, path: Path, line: int) -> tuple[Note, bool]:
     if not isinstance(accepted, bool):
         raise InputError("field 'accepted' must be true or false", path=path, line=line)
     example = obj.get("example_id")
-    note = Note(note_id, text, code, str(path), line, tuple(requested), str(example) if example is not None else None)
+    ex = str(example) if example is not None else None
+    note = Note(note_id, text, code, str(path), line, tuple(requested), ex, accepted)
     return note, accepted
 
 

@@ -252,6 +252,12 @@ def quality_rows(qs: Sequence[Quality]) -> tuple[list[str], list[list[str]]]:
             "–",
             *["–" if q.symptom_recall is None else f"{q.symptom_recall:.3f}" for q in qs],
         ],
+        [
+            "code fidelity: top-1 / top-3 (classifier on real train)",
+            "–",
+            *["–" if q.fidelity is None else f"{pct(q.fidelity[0])} / {pct(q.fidelity[1])}" for q in qs],
+        ],
+        ["accepted by the filter", "–", *["–" if q.accept_rate is None else pct(q.accept_rate) for q in qs]],
         ["exact copy of a train note", "–", *[pct(q.exact_train) for q in qs]],
         [f"near-copy of a train note (J ≥ {NEAR_DUPLICATE})", "–", *[pct(q.near_rate("train")) for q in qs]],
         [f"near-copy of its prompt note (J ≥ {NEAR_DUPLICATE})", "–", *[pct(q.near_rate("prompt")) for q in qs]],
