@@ -87,7 +87,7 @@ def test_examples_are_seeded_distinct_and_of_the_sampled_category(graph: Oxigrap
         shots = s.extra["examples"]
         ids = [x["id"] for x in shots]
         assert 1 <= len(ids) <= 5 and len(set(ids)) == len(ids)
-        assert all(train[i]["code"] == s.category and train[i]["symptoms"] == x["text"] for i, x in zip(ids, shots))
+        assert all(train[x["id"]]["code"] == s.category and train[x["id"]]["symptoms"] == x["text"] for x in shots)
         assert all(5 <= len(x["text"].split()) <= 80 for x in shots)
         if s.example_text and len(s.example_text.split()) <= 80:
             assert ids[0] == s.example_id  # the sampler's own example leads
