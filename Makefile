@@ -28,6 +28,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/test-services.sh
 	$(VENV)/bin/python -m pytest -q
+	# A built wheel installed outside the checkout must work on its own (sparql/ and ontology/ ship inside it).
+	bash scripts/wheel-smoke.sh $(PY)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check medsyn tests benchmarks

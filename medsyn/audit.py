@@ -21,6 +21,7 @@ from pyoxigraph import NamedNode
 
 from medsyn.errors import InputError
 from medsyn.generation import NOTE_STATUSES
+from medsyn.graphversion import graph_version
 from medsyn.jsonl import read_jsonl
 from medsyn.queries import run_named
 from medsyn.store import Store, to_python
@@ -104,12 +105,7 @@ def note_lineage(store: Store, ref: str) -> Lineage:
             src = {"source": row["source"], "label": row.get("sourceLabel"), "weight": row.get("weight")}
             if src not in s["sources"]:
                 s["sources"].append(src)
-    return Lineage(note.value, graph, facts, list(symptoms.values()), current_graph_version(store))
-
-
-def current_graph_version(store: Store) -> str | None:
-    rows = run_named(store, "audit/graph_version")
-    return str(rows[0]["hash"].value) if rows else None
+    return Lineage(note.value, graph, facts, list(symptoms.values()), graph_version(store))
 
 
 # ------------------------------------------------------------------------------------------------ verify

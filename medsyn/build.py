@@ -28,7 +28,7 @@ from medsyn.errors import InputError, StoreError
 from medsyn.importers import SOURCES, resolve
 from medsyn.importers._common import BuildContext, integer
 from medsyn.paths import ONTOLOGY_DIR, data_dir
-from medsyn.store import OxigraphStore, Store
+from medsyn.store import OxigraphStore
 from medsyn.vocab import ID, META_GRAPH, ONTOLOGY_GRAPH, RDF_TYPE, ms, prov, source_iri, xsd
 
 ONTOLOGY_FILE = ONTOLOGY_DIR / "medsyn.ttl"
@@ -87,26 +87,6 @@ def build_kg(
     report.store = target
     report.seconds = time.perf_counter() - started
     return report
-
-
-def graph_version(store: Store) -> str | None:
-    """The graph version notes cite: the build's content hash (``ms:contentHash`` in ``graph/meta``), or None.
-
-    Curation edits the graph after the build; when it has, the version gains a suffix naming the set of curation
-    activities (``<build hash>+curated:<count>:<hash>``), so a note generated after an edit never cites the
-    pristine build. Recomputing the full content hash on every edit would cost seconds per change instead.
-    """
-    from medsyn.queries import run_named
-
-    rows = run_named(store, "kg/graph_version")
-    if not rows:
-        return None
-    base = rows[0]["hash"].value
-    activities = sorted(r["activity"].value for r in run_named(store, "kg/curation_activities"))
-    if not activities:
-        return base
-    digest = hashlib.sha256("\n".join(activities).encode("utf-8")).hexdigest()[:16]
-    return f"{base}+curated:{len(activities)}:{digest}"
 
 
 def content_hash(quads: Iterator[Quad]) -> str:

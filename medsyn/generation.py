@@ -264,13 +264,9 @@ def _graph_version(store: Store, samples: Sequence[Sample]) -> str:
     versions = {s.kg_version for s in samples if s.kg_version}
     if len(versions) == 1:
         return versions.pop()
-    try:
-        from medsyn.build import graph_version
+    from medsyn.graphversion import graph_version
 
-        v = graph_version(store)
-    except ImportError:  # the build module is optional for generating from a samples file
-        v = None
-    return v or "unknown"
+    return graph_version(store) or "unknown"
 
 
 def _request_seed(seed: int, nid: str) -> int:

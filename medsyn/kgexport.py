@@ -1,5 +1,5 @@
-"""Serialise the knowledge graph: N-Quads of the dataset, Turtle/N-Triples of one graph or the union, and an
-RDF/XML ``owl`` file of the ontology plus the ICD-10 hierarchy that owlready2 and Protégé open.
+"""Serialise the knowledge graph: N-Quads of the dataset, Turtle/N-Triples of one graph or the union, and the
+RDF/XML ``owl`` file of the ontology plus every ICD-10 code that owlready2 and Protégé open (:mod:`medsyn.owlio`).
 
 Works through the :class:`~medsyn.store.Store` interface only, so it serves remote endpoints too.
 """
@@ -10,7 +10,7 @@ from pyoxigraph import NamedNode, RdfFormat, Triple, parse, serialize
 
 from medsyn.errors import InputError
 from medsyn.store import Store
-from medsyn.vocab import ICD10_GRAPH, ONTOLOGY_GRAPH, PREFIXES
+from medsyn.vocab import PREFIXES
 
 EXPORT_FORMATS = ("ttl", "nt", "nq", "owl")
 
@@ -26,8 +26,10 @@ def export_bytes(store: Store, fmt: str, *, graph: str | None = None) -> bytes:
     g = _graph(store, graph) if graph else None
     if fmt == "owl":
         if g is not None:
-            raise InputError("--graph: the owl export always holds the ontology and ICD-10 graphs")
-        return _serialize(_triples(store, [ONTOLOGY_GRAPH, ICD10_GRAPH]), RdfFormat.RDF_XML)
+            raise InputError("--graph: the owl export always holds the ontology and every ICD-10 code")
+        from medsyn.owlio import owl_bytes
+
+        return owl_bytes(store)[0]
     if fmt == "nq":
         return store.dump(format="nq", graph=g)
     if g is not None:

@@ -297,16 +297,21 @@ def _quiet_gguf_loader() -> Iterator[None]:
 def load_base(spec: str, *, device: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
     """Load a base model and its tokenizer (not cached, train mode untouched). GGUF weights are dequantized."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     directory, gguf = resolve_base(spec)
     kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+    # Dense weights without a quantizer attached: LoRA wraps plain Linear layers, and a model that still carries
+    # the GGUF quantizer refuses save_pretrained ("quantized with gguf and is not serializable"), so merge fails.
+    dense: dict[str, Any] = {"quantization_config": GgufConfig(gguf_file=gguf, dequantize=True)} if gguf else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(directory), **kwargs)
         with _quiet_gguf_loader():
-            model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype or torch.float32, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(directory), dtype=dtype or torch.float32, **kwargs, **dense
+            )
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{spec}: cannot load causal LM: {first}") from None

@@ -1,9 +1,11 @@
 """OWL round trip: export the TBox and ICD-10 hierarchy as one RDF/XML ontology, import an edited one back.
 
-The export opens in Protégé and owlready2: one document, the TBox's ontology header, annotation-property
-declarations for the SKOS/PROV/DC terms the data uses (OWL tools otherwise guess their kind). Symptoms and their
-associations can be added for browsing (``with_symptoms``); import takes back only the TBox and the hierarchy,
-because symptom links belong to knowledge-source graphs and change through ``onto add-symptom`` and friends.
+The one OWL export (``medsyn kg export -f owl`` and ``medsyn onto export-owl`` both write :func:`owl_bytes`) opens
+in Protégé and owlready2: one document, the TBox's ontology header, annotation-property declarations for the
+SKOS/PROV/DC terms the data uses (OWL tools otherwise guess their kind), and every ICD-10 code of the graph, including
+the sub-codes knowledge sources add in their own graphs. Symptoms and their associations can be added for browsing
+(``with_symptoms``); import takes back only the TBox and the hierarchy, because symptom links belong to
+knowledge-source graphs and change through ``onto add-symptom`` and friends.
 
 Import replaces ``graph/ontology`` and ``graph/icd10`` in one update, after validating the changed nodes, and
 drops what OWL editors add on save but the data model does not use (``owl:NamedIndividual`` declarations and the
@@ -17,12 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pyoxigraph import BlankNode, DefaultGraph, NamedNode, Quad
+from pyoxigraph import BlankNode, DefaultGraph, NamedNode, Quad, Triple
 
 from medsyn.atomic import atomic_write_bytes
 from medsyn.candidate import Candidate
 from medsyn.curation import Plan, activity_quads, commit, curator_name
 from medsyn.errors import InputError, ValidationError
+from medsyn.queries import run_named
 from medsyn.store import FORMATS, OxigraphStore, Store, quads_to_sparql_data
 from medsyn.vocab import DCTERMS, ICD10_GRAPH, ID, MS, ONTOLOGY_GRAPH, OWL, PROV, RDF_TYPE, SKOS
 
@@ -36,30 +39,26 @@ EXTERNAL_ANNOTATIONS = [
     NamedNode(DCTERMS + "license"),
     NamedNode(PROV + "wasDerivedFrom"),
 ]
-_SYMPTOM_SIDE = """
-PREFIX ms: <https://w3id.org/medsyn/ontology#>
-CONSTRUCT { ?s ?p ?o } WHERE {
-  { ?s a ms:Symptom } UNION { ?s a ms:SymptomAssociation } UNION { ?s a ms:KnowledgeSource }
-  ?s ?p ?o .
-}
-"""
-
-
-def export_owl(store: Store, out: str | Path, *, with_symptoms: bool = False) -> int:
-    """Write the ontology (+ ICD-10, + symptoms when asked) as RDF/XML; returns the number of triples."""
+def owl_bytes(store: Store, *, with_symptoms: bool = False) -> tuple[bytes, int]:
+    """The ontology, every ICD-10 code (+ symptoms when asked) as RDF/XML, and its number of triples."""
     doc = OxigraphStore.in_memory()
-    for g in (ONTOLOGY_GRAPH, ICD10_GRAPH):
-        data = store.dump(format="nt", graph=g)
-        if data:
-            doc.load(data, format="nt")
+    data = store.dump(format="nt", graph=ONTOLOGY_GRAPH) if ONTOLOGY_GRAPH in store.named_graphs() else b""
+    if data:
+        doc.load(data, format="nt")
+    doc.add_quads(Quad(r["code"], r["p"], r["o"], DefaultGraph()) for r in run_named(store, "owl/codes"))
     if with_symptoms:
-        doc.add_quads(Quad(t.subject, t.predicate, t.object, DefaultGraph()) for t in store.query(_SYMPTOM_SIDE))
+        doc.add_quads(Quad(t.subject, t.predicate, t.object, DefaultGraph()) for t in run_named(store, "owl/symptoms"))
     if not any(True for _ in doc.raw.quads_for_pattern(ONTOLOGY_IRI, RDF_TYPE, NamedNode(OWL + "Ontology"), None)):
         raise ValidationError("the store has no ontology header (graph/ontology is empty); build the graph first")
     doc.add_quads(Quad(p, RDF_TYPE, ANNOTATION_PROPERTY, DefaultGraph()) for p in EXTERNAL_ANNOTATIONS)
-    data = doc.dump(format="owl")
+    return doc.dump(format="owl"), len(doc)
+
+
+def export_owl(store: Store, out: str | Path, *, with_symptoms: bool = False) -> int:
+    """Write :func:`owl_bytes` to ``out`` atomically; returns the number of triples."""
+    data, n = owl_bytes(store, with_symptoms=with_symptoms)
     atomic_write_bytes(out, data)
-    return len(doc)
+    return n
 
 
 @dataclass(frozen=True)
@@ -101,6 +100,10 @@ def import_owl(store: Store, path: str | Path, *, by: str | None = None, dry_run
     if not icd:
         raise ValidationError(f"{p.name} holds no ICD-10 codes; export with `medsyn onto export-owl` first")
     c = Candidate(store, [])
+    # Codes a knowledge source added live in that source's graph (the export includes them): their triples stay
+    # there and are not copied into graph/icd10.
+    elsewhere = {Triple(r["code"], r["p"], r["o"]) for r in run_named(store, "owl/codes") if r["g"] != ICD10_GRAPH}
+    icd = [q for q in icd if q.triple not in elsewhere]
     have_icd = set(c.after.raw.quads_for_pattern(None, None, None, ICD10_GRAPH))
     c.remove(have_icd - set(icd))
     c.add(set(icd) - have_icd)
@@ -144,4 +147,4 @@ def _shape(quads: list[Quad]) -> list[str]:
     return sorted(f"{t(q.subject)} {q.predicate} {t(q.object)}" for q in quads)
 
 
-__all__ = ["ImportResult", "export_owl", "import_owl"]
+__all__ = ["ImportResult", "export_owl", "import_owl", "owl_bytes"]

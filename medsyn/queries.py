@@ -1,8 +1,9 @@
 """SPARQL query files in ``sparql/`` and their parameter binding.
 
-Queries are never assembled from user input: a ``.rq`` file declares variables such as ``?code`` and callers
-bind them to RDF terms, written as a ``VALUES`` row at the start of the WHERE group (``medsyn.store.bind_query``),
-the same on the embedded store and on any remote SPARQL 1.1 endpoint.
+Queries are never assembled from user input: a ``.rq`` file declares its parameters in a header comment
+(``# Parameters: ?code - ...``) and callers bind them to RDF terms, written as a ``VALUES`` row at the start of the
+WHERE group that uses each one, a sub-SELECT's included (``medsyn.store.bind_query``), the same on the embedded
+store and on any remote SPARQL 1.1 endpoint. A parameter a query does not declare, or does not use, is refused.
 
 >>> from medsyn.store import OxigraphStore
 >>> s = OxigraphStore.in_memory()
@@ -12,6 +13,7 @@ the same on the embedded store and on any remote SPARQL 1.1 endpoint.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,17 @@ def load_query(name: str) -> str:
     if not path.is_file():
         raise InputError(f"no SPARQL query named {name!r} (looked for {path})")
     return path.read_text(encoding="utf-8")
+
+
+_DECLARED = re.compile(r"^#\s*Parameters:(.*)$", re.M)
+_PARAM = re.compile(r"\?(\w+)\s+-")
+
+
+@lru_cache(maxsize=256)
+def query_parameters(name: str) -> tuple[str, ...]:
+    """The parameters ``sparql/<name>.rq`` declares in its ``# Parameters: ?a - ..., ?b - ...`` header line."""
+    m = _DECLARED.search(load_query(name))
+    return tuple(_PARAM.findall(m.group(1))) if m else ()
 
 
 def list_queries(folder: str = "") -> list[str]:
@@ -52,5 +65,9 @@ def run_query(store: Store, sparql: str, *, union: bool = True, **params: Term |
 
 
 def run_named(store: Store, name: str, *, union: bool = True, **params: Term | str | int | float | bool) -> Any:
-    """Run ``sparql/<name>.rq`` with named parameters, e.g. ``run_named(s, "symptoms_of_code", code=iri)``."""
+    """Run ``sparql/<name>.rq`` with named parameters, e.g. ``run_named(s, "curation/code", code=iri)``."""
+    undeclared = sorted(set(params) - set(query_parameters(name)))
+    if undeclared:
+        declared = ", ".join("?" + p for p in query_parameters(name)) or "none"
+        raise InputError(f"sparql/{name}.rq has no parameter ?{undeclared[0]} (it declares: {declared})")
     return run_query(store, load_query(name), union=union, **params)

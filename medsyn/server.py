@@ -42,7 +42,7 @@ from pyoxigraph import DefaultGraph, NamedNode, QueryBoolean, QuerySolutions, Rd
 
 from medsyn import sparql_results as results
 from medsyn.errors import InputError, StoreError
-from medsyn.queries import load_query
+from medsyn.graphversion import graph_version
 from medsyn.store import OxigraphStore
 
 PAGE = Path(__file__).resolve().parent / "resources" / "server_page.html"
@@ -215,15 +215,15 @@ class SparqlServer(ThreadingHTTPServer):
 
     def health(self) -> Answer:
         try:
-            rows = list(self.store.raw.query(load_query("kg/graph_version")))
+            version = graph_version(self.store)
             graphs = sum(1 for _ in self.store.raw.named_graphs())
-        except OSError as exc:
+        except (OSError, StoreError) as exc:
             return Answer(503, f"store unavailable: {exc}\n".encode())
         doc = {
             "status": "ok",
             "store": str(self.store.path) if self.store.path else None,
             "namedGraphs": graphs,
-            "graphVersion": rows[0]["hash"].value if rows else None,
+            "graphVersion": version,
             "updates": self.config.token is not None,
             "maxRows": self.config.max_rows,
             "timeoutSeconds": self.config.timeout_s,

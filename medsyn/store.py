@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
@@ -34,6 +33,7 @@ from pyoxigraph import (
 )
 
 from medsyn.errors import InputError, StoreError
+from medsyn.sparql_scopes import binding_sites
 
 Term = NamedNode | BlankNode | Literal | Triple
 Row = dict[str, Term]
@@ -54,59 +54,27 @@ FORMATS: dict[str, RdfFormat] = {
 
 
 def bind_query(sparql: str, bindings: Bindings) -> str:
-    r"""Bind parameters by a ``VALUES`` row at the start of the outermost WHERE group.
+    r"""Bind parameters by a ``VALUES`` row at the start of each WHERE group that uses them.
 
-    Terms are written in N-Triples syntax by pyoxigraph (escaped), so a bound string can never alter the query.
-    Works the same on every SPARQL 1.1 engine, unlike engine-specific substitution.
+    That is the outer WHERE group, or the WHERE group of the sub-SELECT a variable lives in (a row outside a
+    sub-query would not reach into it; see :mod:`medsyn.sparql_scopes`). A parameter the query does not use is
+    refused. Terms are written in N-Triples syntax by pyoxigraph (escaped), so a bound string can never alter the
+    query. Works the same on every SPARQL 1.1 engine, unlike engine-specific substitution.
 
     >>> print(bind_query("SELECT ?s WHERE { ?s ?p ?o }", {"o": 'x" }'}))
     SELECT ?s WHERE { VALUES (?o) { ("x\" }") } ?s ?p ?o }
     """
-    names = list(bindings)
-    for n in names:
+    for n in bindings:
         if not n.isidentifier():
             raise InputError(f"invalid SPARQL parameter name {n!r}")
-    row = " ".join(str(to_term(bindings[n])) for n in names)
-    values = "VALUES (" + " ".join("?" + n for n in names) + ") { (" + row + ") } "
-    pos = _where_brace(sparql)
-    return sparql[: pos + 1] + " " + values + sparql[pos + 1 :].lstrip(" ")
-
-
-_IRI = re.compile(r"<[^<>\"{}|^`\\\s]*>")
-_KEYWORD = re.compile(r"(?i)(CONSTRUCT|WHERE)\b")
-
-
-def _where_brace(sparql: str) -> int:
-    """Index of the '{' opening the outermost WHERE group, skipping IRIs, strings, comments and a
-    CONSTRUCT template."""
-    i, n = 0, len(sparql)
-    construct = where = False
-    while i < n:
-        c = sparql[i]
-        if c == "#":
-            j = sparql.find("\n", i)
-            i = n if j < 0 else j + 1
-        elif c in "\"'":
-            j = i + 1
-            while j < n and sparql[j] != c:
-                j += 2 if sparql[j] == "\\" else 1
-            i = j + 1
-        elif c == "<" and (m := _IRI.match(sparql, i)):
-            i = m.end()
-        elif c == "{":
-            if where or not construct:
-                return i
-            depth, i = 1, i + 1  # skip the CONSTRUCT template
-            while i < n and depth:
-                depth += {"{": 1, "}": -1}.get(sparql[i], 0)
-                i += 1
-        elif (i == 0 or not sparql[i - 1].isalnum()) and (m := _KEYWORD.match(sparql, i)):
-            construct = construct or m.group(1).upper() == "CONSTRUCT"
-            where = where or m.group(1).upper() == "WHERE"
-            i = m.end()
-        else:
-            i += 1
-    raise InputError("cannot bind parameters: the query has no WHERE group")
+    terms = {n: str(to_term(v)) for n, v in bindings.items()}
+    sites = binding_sites(sparql, list(bindings))
+    for pos in sorted(sites, reverse=True):
+        names = sites[pos]
+        values = "VALUES (" + " ".join("?" + n for n in names) + ") { (" + " ".join(terms[n] for n in names) + ") }"
+        rest = sparql[pos + 1 :].lstrip(" ")
+        sparql = sparql[: pos + 1] + " " + values + ("" if rest[:1].isspace() else " ") + rest
+    return sparql
 
 
 def rdf_format(name: str) -> RdfFormat:

@@ -9,6 +9,7 @@ from typing import Any
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, Triple
 
 from medsyn.paths import ONTOLOGY_DIR
+from medsyn.queries import load_query
 from medsyn.store import Store
 from medsyn.vocab import GRAPH, ID, MS
 
@@ -39,6 +40,7 @@ DATASET = (
 }}
 
 <{GRAPH}source/wikimed> {{
+  msid:source\\/wikimed a ms:KnowledgeSource ; rdfs:label "WikiMed" .
   msid:symptom\\/s1 a ms:Symptom ; rdfs:label "боль в пояснице"@ru , "Lower back pain"@en .
   msid:symptom\\/s2 a ms:Symptom ; rdfs:label "скованность \\"утром\\"\\tи\\nвечером"@ru .
   msid:symptom\\/s3 a ms:Symptom ; rdfs:label "лихорадка"@ru .
@@ -65,7 +67,7 @@ DATASET = (
   msid:note\\/synthetic\\/n1 a ms:SyntheticNote , prov:Entity ; ms:noteId "n1" ; ms:code msid:icd10\\/M54 ;
       ms:accepted true ; prov:wasGeneratedBy msid:generation\\/n1 .
   msid:generation\\/n1 a ms:NoteGeneration , prov:Activity ; prov:wasInformedBy msid:run\\/r1 ;
-      ms:usedSymptom msid:symptom\\/s1 , msid:symptom\\/s2 .
+      ms:usedSymptom msid:symptom\\/s1 , msid:symptom\\/s2 ; ms:usedCode msid:icd10\\/M54 .
 }}
 """
 )
@@ -155,7 +157,13 @@ CASES = [
     Case("special_characters", PREFIXES + "SELECT ?l WHERE { msid:symptom\\/s2 rdfs:label ?l }"),
     Case("datetime_and_boolean", PREFIXES + "SELECT ?t ?ok WHERE { ?b prov:generatedAtTime ?t . ?n ms:accepted ?ok }"),
     Case("graph_names", "SELECT DISTINCT ?g WHERE { GRAPH ?g { } }", union=False),
+    # A parameter used only inside a sub-SELECT is bound there, on every store.
+    Case("bound_in_subquery", load_query("sampling/codes"), bindings={"source": NamedNode(ID + "source/wikimed")}),
+    Case("bound_in_subquery_empty", load_query("sampling/codes"), bindings={"source": NamedNode(ID + "source/none")}),
 ]
+
+# Cases whose answer is empty by design.
+EMPTY_CASES = {"empty_result", "ask_false", "bound_in_subquery_empty"}
 
 
 def _term(t: Any) -> str:

@@ -9,8 +9,9 @@ import pytest
 from kg_helpers import data_with, read_only
 from pyoxigraph import BlankNode, RdfFormat, parse
 
-from medsyn.build import build_kg, content_hash, graph_version
+from medsyn.build import build_kg, content_hash
 from medsyn.errors import InputError, StoreError
+from medsyn.graphversion import graph_version
 from medsyn.kgexport import export_bytes
 from medsyn.kgstats import build_info, class_counts, graph_counts
 from medsyn.store import OxigraphStore
@@ -120,7 +121,7 @@ def test_missing_data_folder(tmp_path: Path) -> None:
 
 
 def test_graph_version_changes_with_each_curation_activity() -> None:
-    from medsyn.build import graph_version
+    from medsyn.graphversion import graph_version
     from medsyn.store import OxigraphStore
 
     s = OxigraphStore.in_memory()

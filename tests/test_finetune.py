@@ -165,16 +165,54 @@ def test_cli_errors_are_one_line(tmp_path: Path, tiny: Path, data: Path) -> None
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
-def test_smollm2_one_step(tmp_path: Path, data: Path) -> None:
+@pytest.fixture(scope="module")
+def smollm2_adapter(tmp_path_factory: pytest.TempPathFactory, data: Path) -> Path:
+    """One LoRA step on the real default base (a GGUF file); no warm-up (it would make that step's rate 0) and a
+    large rate, so the adapter visibly changes the model."""
+    out = tmp_path_factory.mktemp("smollm2") / "adapter"
+    cfg = TrainConfig(
+        lr=2e-2, warmup_ratio=0.0, batch_size=2, micro_batch_size=2, max_len=192, max_steps=1, max_train=4, max_eval=2
+    )
+    finetune("smollm2", data, out, config=cfg, progress=False)
+    return out
+
+
+def test_smollm2_one_step(smollm2_adapter: Path) -> None:
     """The real default base: its tokenizer masks the prompt, one LoRA step runs, the adapter reloads."""
-    cfg = TrainConfig(lr=2e-4, batch_size=2, micro_batch_size=2, max_len=192, max_steps=1, max_train=4, max_eval=2)
-    manifest = finetune("smollm2", data, tmp_path / "adapter", config=cfg, progress=False)
+    manifest = json.loads((smollm2_adapter / MANIFEST_NAME).read_text(encoding="utf-8"))
     assert manifest["base"] == "smollm2" and manifest["base_model_type"] == "llama"
     assert manifest["metrics"]["eval_loss_base"] > 0 and manifest["metrics"]["steps"] == 1
-    model, tok = load_causal_lm("smollm2", adapter=tmp_path / "adapter")
+    model, tok = load_causal_lm("smollm2", adapter=smollm2_adapter)
     _, labels = encode_record(tok, build_prompt("Продолжи запись.", "Жалобы на"), "кашель.", max_len=192)
     assert labels[-1] == tok.eos_token_id and labels.count(IGNORE_INDEX) == len(
         tok(build_prompt("Продолжи запись.", "Жалобы на"))["input_ids"]
     )
     enc = tok([build_prompt("Продолжи запись.", "Жалобы на")], return_tensors="pt")
     assert model.generate(**enc, max_new_tokens=3, do_sample=False).shape[1] == enc.input_ids.shape[1] + 3
+
+
+def test_merge_works_on_the_gguf_default_base(smollm2_adapter: Path, tmp_path: Path) -> None:
+    """`medsyn merge` of a smollm2 (GGUF) adapter: the base loads dequantised, the merged model saves and gives the
+    adapter's logits."""
+    import torch
+
+    merged_dir = tmp_path / "merged"
+    medsyn = Path(sys.executable).parent / "medsyn"
+    done = subprocess.run(
+        [str(medsyn), "merge", str(smollm2_adapter), "--out", str(merged_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    config = json.loads((merged_dir / "config.json").read_text(encoding="utf-8"))
+    assert "quantization_config" not in config and config["model_type"] == "llama"
+    with_adapter, tok = load_causal_lm("smollm2", adapter=smollm2_adapter, device="cpu")
+    merged, _ = load_causal_lm(str(merged_dir), device="cpu")
+    base, _ = load_base("smollm2", device="cpu")
+    enc = tok([build_prompt("Продолжи запись.", "Жалобы на")], return_tensors="pt")
+    with torch.no_grad():
+        want, got = with_adapter(**enc).logits, merged(**enc).logits
+        assert torch.allclose(want, got, atol=1e-3)
+        assert (base(**enc).logits - got).abs().max() > 0.05

@@ -62,7 +62,11 @@ def test_weight_outside_unit_interval(damaged: OxigraphStore) -> None:
     )
     results = run_checks(damaged, ["weight_out_of_range", "weight_not_normalised"])
     assert len(results["weight_out_of_range"]) > 50  # every G35 symptom link
-    assert [r["disease"].value for r in results["weight_not_normalised"]] == [f"{ID}icd10/G35"]
+    rows = results["weight_not_normalised"]
+    assert {r["disease"].value for r in rows} == {f"{ID}icd10/G35"}
+    # One row per link whose normalised weight is not raw / max, and one for the group whose maximum is not 1.
+    assert len([r for r in rows if "assoc" in r]) == len(results["weight_out_of_range"])
+    assert [float(r["max"].value) for r in rows if "max" in r] == [1.5]
 
 
 def test_orphan_association_and_symptom_without_label(damaged: OxigraphStore) -> None:

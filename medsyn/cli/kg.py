@@ -109,19 +109,21 @@ def build(
 
 @app.command()
 def stats(store: StoreOpt = None, endpoint: EndpointOpt = None) -> None:
-    """Counts per class and per named graph, and the recorded build version."""
+    """Counts per class and per named graph, and the graph version notes generated now would cite."""
+    from medsyn.graphversion import graph_version
     from medsyn.kgstats import build_info, class_counts, graph_counts
 
     s = _open(store, endpoint)
     try:
         ct, gt = _counts_tables(class_counts(s), graph_counts(s))
         info = build_info(s)
+        version = graph_version(s)
     finally:
         s.close()
     console.print(ct)
     console.print(gt)
     if info:
-        console.print(f"version {info['hash']} built {info['time']} from {', '.join(info['sources'])}", highlight=False)
+        console.print(f"version {version} built {info['time']} from {', '.join(info['sources'])}", highlight=False)
     else:
         console.print("[yellow]no build record in graph/meta[/] (not built by `medsyn kg build`)")
 

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medsyn.errors import InputError
+from medsyn.graphversion import graph_version
 from medsyn.queries import run_named
 from medsyn.store import Row, Store, to_python
 from medsyn.vocab import code_iri, is_valid_code, normalize_code, source_iri
@@ -93,11 +94,6 @@ def _labels(rows: Sequence[Row], key: str) -> dict[str, list[tuple[str, str]]]:
         if label is not None:
             out[row[key].value].append((label.value, getattr(label, "language", None) or ""))
     return out
-
-
-def graph_version(store: Store) -> str | None:
-    rows = run_named(store, "sampling/graph_version")
-    return str(rows[0]["version"].value) if rows else None
 
 
 _CACHE: weakref.WeakKeyDictionary[object, dict[tuple[object, ...], SamplingTables]] = weakref.WeakKeyDictionary()
