@@ -155,10 +155,11 @@ def generate_command(
         "codes": codes,
         "seed": seed,
     }
+    given = read_samples(samples) if samples is not None else None  # bad input is reported before the store opens
     st = open_store(store if not endpoint else None, endpoint=endpoint)
     try:
-        if samples is not None:
-            chosen_samples = read_samples(samples)
+        if given is not None:
+            chosen_samples = given
         else:
             resumed = load_run_samples(out, sampling)
             chosen_samples = (
@@ -188,6 +189,12 @@ def generate_command(
         f"{s.notes_per_s:.1f} attempts/s -> {out}",
         highlight=False,
     )
+    if s.lost:
+        console.print(
+            f"[yellow]{s.lost} notes recorded in the store were missing from {out}[/] (lost lines); they were "
+            "generated again under new ids and listed as 'lost' in failures.jsonl",
+            highlight=False,
+        )
     print(json.dumps(s.to_dict(), ensure_ascii=False))
     if s.status == "budget":
         console.print("[yellow]stopped at --max-cost[/]; raise it and rerun the same command to continue")
