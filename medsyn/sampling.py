@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from medsyn.errors import InputError
-from medsyn.samples import Sample
+from medsyn.samples import MAX_SAMPLES, Sample
 from medsyn.store import Store
 from medsyn.strategies import Strategy, StrategyOptions, get_strategy
 from medsyn.strategies.base import FloatArray, IntArray
@@ -62,6 +62,9 @@ def _check(n: int | None, plan: Mapping[str, int] | None, seed: int, workers: in
         raise InputError("give either n (categories drawn by weight) or plan (counts per category), not both")
     if n is not None and n < 1:
         raise InputError(f"n must be >= 1, got {n}")
+    wanted = n if n is not None else sum(int(v) for v in (plan or {}).values())
+    if wanted > MAX_SAMPLES:
+        raise InputError(f"{wanted:,} samples asked for; at most {MAX_SAMPLES:,} per call (split the run)")
     if not isinstance(seed, int) or seed < 0:
         raise InputError(f"seed must be an integer >= 0, got {seed!r}")
     if workers < 1:

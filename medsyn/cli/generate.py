@@ -120,6 +120,11 @@ def generate_command(
         raise InputError("give exactly one of --n N, --plan weights --total N, or --samples FILE")
     if n is not None and n < 1:
         raise InputError(f"--n must be >= 1, got {n}")
+    from medsyn.samples import MAX_SAMPLES
+
+    for flag, value in (("--n", n), ("--total", total)):
+        if value is not None and value > MAX_SAMPLES:
+            raise InputError(f"{flag} {value:,} is above the limit of {MAX_SAMPLES:,} notes per run; split the run")
     config = GenerationConfig(
         template=template,
         seed=seed,

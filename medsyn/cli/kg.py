@@ -231,6 +231,8 @@ def export(
     """Export the graph. ``owl`` = RDF/XML of the ontology and ICD-10 graphs (opens in owlready2/Protégé)."""
     from medsyn.kgexport import export_bytes
 
+    if out is not None and not out.parent.is_dir():  # a typo in the folder must not create a new tree
+        raise InputError("--out: the folder does not exist; create it first", path=out.parent)
     s = _open(store, endpoint)
     try:
         data = export_bytes(s, fmt, graph=graph)
