@@ -152,7 +152,7 @@ def curation_round(rng: random.Random, work: Path, base: Path) -> Counter[str]:
     )
     c["killed"] += _kill_when(proc, lambda: True, rng.uniform(0.5, 4.0))
     with OxigraphStore(store, read_only=True) as s:
-        linked = bool(s.query("ASK { ?s ?p ?label }", bindings={"label": label}))
+        linked = bool(s.query("ASK { ?s ?p ?o FILTER(STR(?o) = ?label) }", bindings={"label": label}))
         recorded = any(label in str(r.get("change", "")) for r in run_named(s, "curation/history"))
         stale = len(run_named(s, "checks/weight_not_relative_to_max"))
     c["partial changes"] += linked != recorded

@@ -74,6 +74,27 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         raise
 
 
+def writable_folder(path: str | Path, what: str) -> None:
+    """Create folder ``path`` if needed and check it can be written, or raise one line naming ``what``."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create {what} {p}: {exc.strerror or exc}") from None
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot write to {what} {p}: permission denied")
+
+
+def fsync_file(path: str | Path) -> None:
+    """Make the data of an existing file durable (a no-op for a missing one)."""
+    if Path(path).is_file():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def fsync_dir(path: str | Path) -> None:
     """Make a rename or a new file in folder ``path`` durable (the folder entry, not only the data)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -87,9 +108,5 @@ def fsync_tree(root: str | Path) -> None:
     """fsync every file and folder under ``root`` (a checkpoint, a model or a store about to be renamed in)."""
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(os.path.join(dirpath, name))
         fsync_dir(dirpath)

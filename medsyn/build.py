@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pyoxigraph import BlankNode, CanonicalizationAlgorithm, Dataset, Literal, Quad, RdfFormat, parse
 
-from medsyn.atomic import fsync_dir, fsync_tree
+from medsyn.atomic import fsync_dir, fsync_tree, writable_folder
 from medsyn.errors import InputError, StoreError
 from medsyn.importers import SOURCES, resolve
 from medsyn.importers._common import BuildContext, integer
@@ -242,13 +242,7 @@ def _meta_quads(version: str, triples: int, names: list[str]) -> list[Quad]:
 
 def _check_target(target: Path) -> None:
     """Refuse early (before minutes of work) a target that is a file, a foreign folder, locked or unwritable."""
-    parent = target.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create {parent}: {exc.strerror or exc}") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise StoreError(f"cannot write to {parent}: permission denied")
+    writable_folder(target.parent, "the folder of store")
     if target.exists():
         if not target.is_dir():
             raise StoreError(f"{target} exists and is not a store directory")

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medsyn.atomic import atomic_write_text
+from medsyn.atomic import atomic_write_text, fsync_file, writable_folder
 from medsyn.backends import Backend, ChatRequest, Completion
 from medsyn.errors import InputError, StoreError
 from medsyn.filtering import FilterConfig, decide, score_note
@@ -138,6 +138,7 @@ class JsonlAppender:
             self._fh = path.open("ab", buffering=0)
         except OSError as exc:
             raise StoreError(f"cannot open {path}: {exc.strerror or exc}") from None
+        self._dirty = False
 
     def write(self, record: Mapping[str, Any]) -> None:
         data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
@@ -151,7 +152,7 @@ class JsonlAppender:
         self._dirty = True
 
     def sync(self) -> None:
-        if getattr(self, "_dirty", False):
+        if self._dirty:
             try:
                 os.fsync(self._fh.fileno())
             except OSError as exc:
@@ -571,7 +572,7 @@ class _Engine:
         missing = [r for r in [*notes, *failures] if _has_note(r) and r["id"] not in have]
         if missing:
             for name in (NOTES_FILE, FAILURES_FILE):
-                _fsync_file(self.out / name)
+                fsync_file(self.out / name)
             add_notes(self.store, self.run, missing)
 
     def _record_lost(
@@ -809,21 +810,7 @@ def _prepare_out(out: Path) -> None:
     """Refuse, in one line, an output folder that is a file or cannot be created or written."""
     if out.exists() and not out.is_dir():
         raise InputError("--out must be a folder, and this is a file", path=out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise StoreError(f"cannot write to output folder {out}: permission denied")
-
-
-def _fsync_file(path: Path) -> None:
-    if path.is_file():
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    writable_folder(out, "output folder")
 
 
 def _has_note(rec: Mapping[str, Any]) -> bool:
