@@ -35,10 +35,11 @@ from typing import Any
 
 from medsyn.atomic import atomic_write_text, fsync_file, writable_folder
 from medsyn.backends import Backend, ChatRequest, Completion
-from medsyn.errors import InputError, StoreError
+from medsyn.errors import InputError, ParameterError, StoreError
 from medsyn.filtering import FilterConfig, decide, score_note
+from medsyn.jsonl import read_jsonl
 from medsyn.locks import acquire, release
-from medsyn.prompts import DEFAULT_TEMPLATE, PromptTemplate, load_template
+from medsyn.prompts import DEFAULT_TEMPLATE, PromptTemplate, load_template, sample_examples
 from medsyn.provenance import (
     RunInfo,
     add_notes,
@@ -84,15 +85,15 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise InputError(f"--max-attempts must be >= 1, got {self.max_attempts}")
+            raise ParameterError(f"{{max_attempts}} must be >= 1, got {self.max_attempts}")
         if self.target_per_code is not None and self.target_per_code < 1:
-            raise InputError(f"--target-per-code must be >= 1, got {self.target_per_code}")
+            raise ParameterError(f"{{target_per_code}} must be >= 1, got {self.target_per_code}")
         if self.max_cost is not None and self.max_cost <= 0:
-            raise InputError(f"--max-cost must be > 0, got {self.max_cost}")
+            raise ParameterError(f"{{max_cost}} must be > 0, got {self.max_cost}")
         if self.max_tokens < 1:
-            raise InputError(f"--max-tokens must be >= 1, got {self.max_tokens}")
+            raise ParameterError(f"{{max_tokens}} must be >= 1, got {self.max_tokens}")
         if not 0.0 <= self.temperature <= 2.0:
-            raise InputError(f"--temperature must be in [0, 2], got {self.temperature}")
+            raise ParameterError(f"{{temperature}} must be in [0, 2], got {self.temperature}")
 
 
 @dataclass
@@ -114,6 +115,11 @@ class RunSummary:
     """Attempts made by this call (the rest were read back from an earlier, interrupted call)."""
     lost: int = 0
     """Notes the store recorded that the folder no longer had (found on resume; generated again under new ids)."""
+
+    @property
+    def produced_nothing(self) -> bool:
+        """Notes were asked for and none was accepted: the CLI reports this as a finding (exit 1), not success."""
+        return self.requested > 0 and self.accepted == 0
 
     @property
     def notes_per_s(self) -> float:
@@ -166,28 +172,22 @@ class JsonlAppender:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSONL output file; a torn last line (no newline) is truncated away on disk."""
+    """Records of a JSONL output file (through :func:`medsyn.jsonl.read_jsonl`); a torn last line (no newline) is
+    truncated away on disk first, since a killed process leaves at most that one."""
     if not path.exists():
         return []
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
         with path.open("r+b") as fh:
-            fh.truncate(keep)
-        data = data[:keep]
+            fh.truncate(data.rfind(b"\n") + 1)
     out = []
-    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict) or "id" not in rec or "sample_id" not in rec:
-                raise ValueError("not a note record")
-        except ValueError as exc:
-            raise InputError(
-                f"corrupt output line ({exc}); move the file away to start over", path=path, line=n
-            ) from None
-        out.append(rec)
+    try:
+        for n, rec in read_jsonl(path):
+            if "id" not in rec or "sample_id" not in rec:
+                raise InputError("not a note record (no id or sample_id)", path=path, line=n)
+            out.append(rec)
+    except InputError as exc:
+        raise InputError(f"corrupt output: {exc}; move the file away to start over") from None
     return out
 
 
@@ -411,6 +411,11 @@ async def agenerate(
 ) -> RunSummary:
     """The async form of :func:`generate` (call it from a running event loop)."""
     cfg = config or GenerationConfig()
+    template = load_template(cfg.template)
+    if template.shots:
+        from medsyn.sampling import add_examples
+
+        samples = add_examples(store, samples, template.shots, seed=cfg.seed)
     engine = _Engine(
         samples, Path(out_dir), store=store, backend=backend, config=cfg, graph_version=graph_version, sampling=sampling
     )
@@ -623,6 +628,7 @@ class _Engine:
             "symptoms": sample.symptoms,
             "symptom_iris": sample.symptom_iris,
             "example_id": sample.example_id,
+            "example_ids": [i for i, _ in sample_examples(sample)[: self.template.shots or 1] if i],
             "response": None,
             "scores": None,
             "accepted": False,
@@ -653,7 +659,8 @@ class _Engine:
         if not reply.ok:
             rec["status"], rec["reason"] = reply.status, reply.reason
             return rec
-        scores = score_note(reply.text, sample.symptoms, sample.example_text)
+        shown = [t for _, t in sample_examples(sample)[: self.template.shots or 1]]
+        scores = score_note(reply.text, sample.symptoms, shown)
         ok, why = decide(scores, self.config.filter)
         rec.update(
             scores=scores.to_dict(),
@@ -668,12 +675,16 @@ class _Engine:
         prepared = []
         for g, s, a in jobs:
             nid = note_id(self.run.run_id, s.id, a)
+            t = self.template
+            text = t.render_text(s) if t.mode == "completion" else None
             req = ChatRequest(
                 key=nid,
-                messages=self.template.render(s),
+                messages=[{"role": "user", "content": text}] if text is not None else t.render(s),
                 seed=_request_seed(self.config.seed, nid),
                 temperature=self.config.temperature,
                 max_tokens=self.config.max_tokens,
+                prompt=text,
+                stop=t.stop or None,
             )
             prepared.append((g, s, a, nid, req))
         started = now_iso()

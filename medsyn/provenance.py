@@ -189,8 +189,8 @@ def note_quads(run: RunInfo, rec: Mapping[str, Any]) -> list[Quad]:
         Quad(act, ms("costUsd"), _dbl(rec.get("cost_usd", 0.0)), g),
     ]
     out += [Quad(act, ms("usedSymptom"), NamedNode(iri), g) for iri in rec.get("symptom_iris") or []]
-    if rec.get("example_id"):
-        out.append(Quad(act, ms("exampleNote"), example_note_iri(rec["example_id"]), g))
+    examples = rec.get("example_ids") or ([rec["example_id"]] if rec.get("example_id") else [])
+    out += [Quad(act, ms("exampleNote"), example_note_iri(e), g) for e in dict.fromkeys(examples)]
     if not rec["accepted"] and rec.get("reason"):
         out.append(Quad(n, ms("rejectionReason"), _str(rec["reason"]), g))
     return out

@@ -35,7 +35,6 @@ from pyoxigraph import (
     DefaultGraph,
     NamedNode,
     Quad,
-    QueryBoolean,
     QueryResultsFormat,
     RdfFormat,
     Triple,
@@ -48,7 +47,16 @@ from SPARQLWrapper.SPARQLExceptions import SPARQLWrapperException, Unauthorized
 
 from medsyn.errors import InputError, StoreError
 from medsyn.sparql_results import TRUNCATED_HEADER
-from medsyn.store import Bindings, OxigraphStore, Row, bind_query, quads_to_sparql_data, rdf_format
+from medsyn.store import (
+    Bindings,
+    OxigraphStore,
+    QueryResult,
+    Row,
+    bind_query,
+    quads_to_sparql_data,
+    rdf_format,
+    rows_of,
+)
 
 # Results and graphs in one Accept header: the server answers whichever fits the query form.
 _ACCEPT = (
@@ -138,6 +146,12 @@ class RemoteStore:
             sparql = bind_query(sparql, bindings)
         body, ctype = self._send(sparql, update=False, union=union)
         return _decode(body, ctype, self.endpoint)
+
+    def results(self, sparql: str, *, union: bool = True) -> QueryResult:
+        """The endpoint's answer parsed by pyoxigraph: solutions with the endpoint's variables, a boolean, triples."""
+        body, ctype = self._send(sparql, update=False, union=union)
+        _decode(body, ctype, self.endpoint)  # parsing is lazy: check the whole answer before handing it out
+        return _parse(body, ctype, self.endpoint)
 
     def update(self, sparql: str, *, bindings: Bindings | None = None) -> None:
         """Run a SPARQL update in one request (one transaction on Oxigraph and ``medsyn serve``)."""
@@ -335,24 +349,25 @@ def _check_url(url: str, what: str) -> str:
     return url
 
 
-def _decode(body: bytes, ctype: str, url: str) -> Any:
+def _parse(body: bytes, ctype: str, url: str) -> QueryResult:
+    """The answer as pyoxigraph reads it; solutions are parsed lazily, as they are iterated."""
     try:
         if ctype in ("application/sparql-results+json", "application/json"):
-            result = parse_query_results(body, format=QueryResultsFormat.JSON)
-        elif ctype in ("application/sparql-results+xml", "application/xml", "text/xml"):
-            result = parse_query_results(body, format=QueryResultsFormat.XML)
-        else:
-            fmt = RdfFormat.from_media_type(ctype)
-            if fmt is None:
-                raise StoreError(f"{url} answered with an unexpected Content-Type {ctype!r}")
-            return [q.triple for q in parse(body, format=fmt)]
-        if isinstance(result, QueryBoolean):
-            return bool(result)
-        names = [v.value for v in result.variables]
-        rows: list[Row] = []
-        for sol in result:
-            rows.append({n: t for n, t in zip(names, sol, strict=True) if t is not None})
-        return rows
+            return parse_query_results(body, format=QueryResultsFormat.JSON)
+        if ctype in ("application/sparql-results+xml", "application/xml", "text/xml"):
+            return parse_query_results(body, format=QueryResultsFormat.XML)
+        fmt = RdfFormat.from_media_type(ctype)
+        if fmt is None:
+            raise StoreError(f"{url} answered with an unexpected Content-Type {ctype!r}")
+        return [q.triple for q in parse(body, format=fmt)]
+    except SyntaxError as exc:
+        raise StoreError(f"{url} sent a malformed {ctype} answer: {exc}") from None
+
+
+def _decode(body: bytes, ctype: str, url: str) -> list[Row] | bool | list[Triple]:
+    """The answer as rows (:func:`medsyn.store.rows_of`), read in full so a malformed one is a StoreError here."""
+    try:
+        return rows_of(_parse(body, ctype, url))
     except SyntaxError as exc:
         raise StoreError(f"{url} sent a malformed {ctype} answer: {exc}") from None
 

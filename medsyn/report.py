@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from medsyn.atomic import atomic_write_bytes, atomic_write_text
+from medsyn.errors import ParameterError
 from medsyn.note_quality import NEAR_DUPLICATE, Quality
 from medsyn.upsampling import BASELINE, REAL, RunResult, Summary, best_per_set, per_code_gain
 
@@ -251,6 +252,12 @@ def quality_rows(qs: Sequence[Quality]) -> tuple[list[str], list[list[str]]]:
             "–",
             *["–" if q.symptom_recall is None else f"{q.symptom_recall:.3f}" for q in qs],
         ],
+        [
+            "code fidelity: top-1 / top-3 (classifier on real train)",
+            "–",
+            *["–" if q.fidelity is None else f"{pct(q.fidelity[0])} / {pct(q.fidelity[1])}" for q in qs],
+        ],
+        ["accepted by the filter", "–", *["–" if q.accept_rate is None else pct(q.accept_rate) for q in qs]],
         ["exact copy of a train note", "–", *[pct(q.exact_train) for q in qs]],
         [f"near-copy of a train note (J ≥ {NEAR_DUPLICATE})", "–", *[pct(q.near_rate("train")) for q in qs]],
         [f"near-copy of its prompt note (J ≥ {NEAR_DUPLICATE})", "–", *[pct(q.near_rate("prompt")) for q in qs]],
@@ -272,7 +279,7 @@ def quality_rows(qs: Sequence[Quality]) -> tuple[list[str], list[list[str]]]:
 def write_quality_report(out: Path, qs: Sequence[Quality], *, train: str, notes: Sequence[str]) -> Path:
     """``out/quality.md`` plus ``duplicates.png`` and ``lengths.png``."""
     if not qs:
-        raise ValueError("no synthetic sets to report")
+        raise ParameterError("{qs} is empty: no synthetic sets to report")
     out.mkdir(parents=True, exist_ok=True)
     _plot_duplicates(qs, out / "duplicates.png")
     _plot_lengths(qs, out / "lengths.png")

@@ -20,17 +20,31 @@ import math
 import multiprocessing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
-from medsyn.errors import InputError
+from medsyn.errors import InputError, ParameterError
 from medsyn.samples import MAX_SAMPLES, Sample
 from medsyn.store import Store
 from medsyn.strategies import Strategy, StrategyOptions, get_strategy
 from medsyn.strategies.base import FloatArray, IntArray
 from medsyn.strategies.tables import WEIGHTED_SOURCE, SamplingTables, load_tables, restrict
 from medsyn.vocab import normalize_code
-from medsyn.weights import DEFAULT_SOURCES, MIN_WORDS
+from medsyn.weights import (
+    AUTHORS_TOTAL,
+    DEFAULT_SOURCES,
+    MIN_WORDS,
+    code_weights,
+    parse_overrides,
+    plan_counts,
+    real_note_counts,
+    topup_counts,
+)
+
+PLANS = ("weights", "topup")
+"""``weights``: the paper's w(C) shares; ``topup``: the categories with the fewest real notes first."""
 
 CHUNK = 4096
 """Samples per unit of work; any value gives the same samples."""
@@ -57,20 +71,24 @@ def choose_categories(weights: FloatArray, u: FloatArray) -> IntArray:
     return np.minimum(i, last).astype(np.int64)
 
 
-def _check(n: int | None, plan: Mapping[str, int] | None, seed: int, workers: int, temperature: float) -> None:
+def _check(n: int | None, plan: Mapping[str, int] | None, seed: int, workers: int, softmax_temperature: float) -> None:
     if (n is None) == (plan is None):
-        raise InputError("give either n (categories drawn by weight) or plan (counts per category), not both")
+        raise ParameterError("give either {n} (categories drawn by weight) or {plan} (counts per category), not both")
     if n is not None and n < 1:
-        raise InputError(f"n must be >= 1, got {n}")
+        raise ParameterError(f"{{n}} must be >= 1, got {n}")
     wanted = n if n is not None else sum(int(v) for v in (plan or {}).values())
     if wanted > MAX_SAMPLES:
         raise InputError(f"{wanted:,} samples asked for; at most {MAX_SAMPLES:,} per call (split the run)")
     if not isinstance(seed, int) or seed < 0:
-        raise InputError(f"seed must be an integer >= 0, got {seed!r}")
+        raise ParameterError(f"{{seed}} must be an integer >= 0, got {seed!r}")
     if workers < 1:
-        raise InputError(f"workers must be >= 1, got {workers}")
-    if not (isinstance(temperature, int | float) and math.isfinite(temperature) and temperature > 0):
-        raise InputError(f"temperature must be a positive number, got {temperature}")
+        raise ParameterError(f"{{workers}} must be >= 1, got {workers}")
+    _check_softmax_temperature(softmax_temperature)
+
+
+def _check_softmax_temperature(t: float) -> None:
+    if not (isinstance(t, int | float) and math.isfinite(t) and t > 0):
+        raise ParameterError(f"{{softmax_temperature}} must be a positive number, got {t}")
 
 
 def _plan_layout(tables: SamplingTables, plan: Mapping[str, int]) -> IntArray:
@@ -125,7 +143,7 @@ def draw_samples(
     seed: int = 0,
     codes: Sequence[str] | None = None,
     workers: int = 1,
-    temperature: float = 10.0,
+    softmax_temperature: float = 10.0,
     sources: str | Sequence[str] = DEFAULT_SOURCES,
     weighted_source: str | None = WEIGHTED_SOURCE,
     min_words: int = MIN_WORDS,
@@ -137,13 +155,16 @@ def draw_samples(
     """Draw ``n`` samples (categories by weight) or the samples of ``plan`` ({category: count}), in index order.
 
     ``store`` may also be tables already loaded with :func:`medsyn.strategies.tables.load_tables`.
-    ``codes`` restricts sampling to categories (``M54``) or codes (``M54.5``). ``progress`` is called with the
-    number of samples of each finished chunk.
+    ``codes`` restricts sampling to categories (``M54``) or codes (``M54.5``); a ``plan`` may then only name their
+    categories. ``softmax_temperature`` is the T of the softmax strategy. ``progress`` is called with the number of
+    samples of each finished chunk.
     """
-    _check(n, plan, seed, workers, temperature)
+    _check(n, plan, seed, workers, softmax_temperature)
     strat = get_strategy(
         strategy,
-        StrategyOptions(temperature=float(temperature), weighted_source=weighted_source, population_dir=population_dir),
+        StrategyOptions(
+            temperature=float(softmax_temperature), weighted_source=weighted_source, population_dir=population_dir
+        ),
     )
     if isinstance(store, SamplingTables):
         tables = store
@@ -159,6 +180,11 @@ def draw_samples(
         )
     if codes:
         tables = restrict(tables, codes)
+        if plan is not None:
+            selected = {normalize_code(c)[:3] for c in codes}
+            outside = sorted(c for c, k in plan.items() if k and normalize_code(c) not in selected)
+            if outside:
+                raise ParameterError(f"{{plan}} names category {outside[0]}, which {{codes}} leave out")
     layout = _plan_layout(tables, plan) if plan is not None else None
     if layout is None and not (tables.cat_weight > 0).any():
         raise InputError(
@@ -183,4 +209,147 @@ def draw_samples(
             out.extend(chunk)
             if progress:
                 progress(b - a)
+    return out
+
+
+@dataclass(frozen=True)
+class SamplingRequest:
+    """What to sample, as ``medsyn sample`` and ``medsyn generate`` both take it: one path from options to samples.
+
+    Either ``n`` samples with categories drawn by weight, or a plan of ``total`` notes: ``plan="weights"`` shares
+    them between categories by weight (:func:`medsyn.weights.plan_counts`), ``plan="topup"`` gives them to the
+    categories with the fewest real notes first (:func:`medsyn.weights.topup_counts`); ``overrides`` (``CODE=COUNT``)
+    fix some categories' counts. ``codes`` restricts all of them to those categories or codes. Recorded as is in a
+    generation run's identity (:meth:`to_dict`).
+    """
+
+    n: int | None = None
+    plan: str | None = None
+    total: int | None = None
+    """None: the authors' total, :data:`medsyn.weights.AUTHORS_TOTAL`."""
+    overrides: tuple[str, ...] = ()
+    codes: tuple[str, ...] = ()
+    strategy: str = "paper"
+    seed: int = 0
+    softmax_temperature: float = 10.0
+    sources: str = ",".join(DEFAULT_SOURCES)
+    min_words: int = MIN_WORDS
+
+    def __post_init__(self) -> None:
+        if self.plan is not None and self.plan not in PLANS:
+            raise ParameterError(f"unknown plan {self.plan!r} for {{plan}}; expected one of {', '.join(PLANS)}")
+        if self.plan is not None and self.n is not None:
+            raise ParameterError("give either {n} or {plan} weights, not both")
+        if self.plan is None and self.n is None:
+            raise ParameterError("give {n} N (categories drawn by weight) or {plan} weights {total} T")
+        if self.plan is None and self.overrides:
+            raise ParameterError("{overrides} applies to {plan} weights only")
+        if self.n is not None and self.n < 1:
+            raise ParameterError(f"{{n}} must be >= 1, got {self.n}")
+        _check_softmax_temperature(self.softmax_temperature)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["overrides"], d["codes"] = sorted(self.overrides), list(self.codes)
+        return d
+
+    def counts(self, store: Store) -> dict[str, int] | None:
+        """The plan's notes per category (None for ``n``), over the categories that ``codes`` select."""
+        if self.plan is None:
+            return None
+        weights = code_weights(store, sources=self.sources, min_words=self.min_words)
+        if self.codes:
+            known = {w.category for w in weights}
+            cats = {normalize_code(c)[:3] for c in self.codes}
+            for c in sorted(cats - known):
+                raise ParameterError(
+                    f"unknown code {c} in {{codes}}: no category with symptoms from {self.sources}; "
+                    "see `medsyn weights`"
+                )
+            weights = [w for w in weights if w.category in cats]
+        if self.plan == "topup":
+            known = {w.category for w in weights}
+            real = {c: k for c, k in real_note_counts(store, sources=self.sources).items() if c in known}
+            fixed = parse_overrides(self.overrides)
+            free = {c: k for c, k in real.items() if c not in fixed}
+            budget = (self.total if self.total is not None else AUTHORS_TOTAL) - sum(fixed.values())
+            if budget < 0:
+                raise ParameterError(f"{{overrides}} add up to more than {{total}} = {self.total}")
+            return dict(sorted({**topup_counts(free, budget), **fixed}.items())) if budget else dict(fixed)
+        return plan_counts(weights, self.total, overrides=parse_overrides(self.overrides))
+
+    def draw(self, store: Store, *, workers: int = 1, progress: Callable[[int], None] | None = None) -> list[Sample]:
+        """The samples of this request, in index order (:func:`draw_samples`)."""
+        return self.draw_planned(store, self.counts(store), workers=workers, progress=progress)
+
+    def draw_planned(
+        self,
+        store: Store,
+        counts: Mapping[str, int] | None,
+        *,
+        workers: int = 1,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Sample]:
+        """:meth:`draw` with the plan already made by :meth:`counts` (to size a progress bar)."""
+        return draw_samples(
+            store,
+            n=self.n if counts is None else None,
+            plan=counts,
+            strategy=self.strategy,
+            seed=self.seed,
+            codes=list(self.codes) or None,
+            workers=workers,
+            softmax_temperature=self.softmax_temperature,
+            sources=self.sources,
+            min_words=self.min_words,
+            progress=progress,
+        )
+
+
+def add_examples(
+    store: Store | SamplingTables,
+    samples: Sequence[Sample],
+    k: int,
+    *,
+    seed: int = 0,
+    min_words: int = 5,
+    max_words: int = 80,
+) -> list[Sample]:
+    """Give each sample up to ``k`` distinct real example notes of its category, for few-shot prompts.
+
+    The sample's own example comes first when it has at most ``max_words`` words; the others are drawn uniformly
+    without replacement from the category's notes of ``min_words`` to ``max_words`` words, by a generator keyed by
+    (seed, sample id), so the same sample always gets the same examples whatever else is in the run. The word
+    bounds keep K shots inside a small model's context (a few real notes run to hundreds of words). They go to
+    ``sample.extra["examples"]`` as ``{"id", "text"}`` (the run's samples.jsonl keeps them, and each note's
+    provenance names them). Samples that already have examples, or whose category is not in the graph, are
+    returned unchanged.
+    """
+    import dataclasses
+    import hashlib
+
+    if k < 1:
+        raise ParameterError(f"{{k}} (few-shot examples) must be >= 1, got {k}")
+    tables = store if isinstance(store, SamplingTables) else load_tables(store, min_words=0)
+    index = tables.category_index()
+    words = [len(t.split()) for t in tables.note_text]
+
+    def fits(j: int) -> bool:
+        return min_words <= words[j] <= max_words
+
+    out: list[Sample] = []
+    for s in samples:
+        ci = index.get(s.category)
+        if "examples" in s.extra or ci is None:
+            out.append(s)
+            continue
+        own = bool(s.example_text) and min_words <= len(s.example_text.split()) <= max_words
+        pool = [j for j in tables.cat_notes[ci] if tables.note_id[j] != s.example_id and fits(j)]
+        key = int(hashlib.sha256(f"{seed}\x1f{s.id}".encode()).hexdigest()[:32], 16)
+        rng = np.random.Generator(np.random.Philox(key=key))
+        want = k - (1 if own else 0)
+        picks = rng.choice(len(pool), size=min(want, len(pool)), replace=False).tolist() if want > 0 and pool else []
+        chosen = [{"id": s.example_id, "text": s.example_text}] if own else []
+        chosen += [{"id": tables.note_id[pool[p]], "text": tables.note_text[pool[p]]} for p in picks]
+        out.append(dataclasses.replace(s, extra={**s.extra, "examples": chosen}))
     return out

@@ -16,7 +16,7 @@ import io
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
@@ -41,6 +41,8 @@ from medsyn.locks import acquire, is_held_here, release
 Term = NamedNode | BlankNode | Literal | Triple
 Row = dict[str, Term]
 Bindings = Mapping[str, Term | str | int | float | bool]
+QueryResult = QuerySolutions | QueryBoolean | list[Triple]
+"""A query's result as pyoxigraph gives it (CONSTRUCT/DESCRIBE as a list of triples), for its own serializers."""
 
 FORMATS: dict[str, RdfFormat] = {
     "ttl": RdfFormat.TURTLE,
@@ -149,6 +151,16 @@ def to_python(term: Term | None) -> Any:
     return term.value
 
 
+def rows_of(result: QueryResult) -> list[Row] | bool | list[Triple]:
+    """SELECT -> list of ``{variable: term}`` rows (unbound variables left out), ASK -> bool, else the triples."""
+    if isinstance(result, QueryBoolean):
+        return bool(result)
+    if isinstance(result, QuerySolutions):
+        names = [v.value for v in result.variables]
+        return [{n: t for n, t in zip(names, sol, strict=True) if t is not None} for sol in result]
+    return result
+
+
 @runtime_checkable
 class Store(Protocol):
     """What every store offers.
@@ -159,6 +171,9 @@ class Store(Protocol):
 
     def query(self, sparql: str, *, bindings: Bindings | None = None, union: bool = True) -> Any:
         """SELECT -> list of rows, ASK -> bool, CONSTRUCT/DESCRIBE -> list of triples."""
+
+    def results(self, sparql: str, *, union: bool = True) -> QueryResult:
+        """The result with its variables, as pyoxigraph parses it: read it before the store is closed."""
 
     def update(self, sparql: str, *, bindings: Bindings | None = None) -> None:
         """Run a SPARQL update as one transaction."""
@@ -251,26 +266,21 @@ class OxigraphStore:
         if bindings:
             sparql = bind_query(sparql, bindings)
         try:
+            return rows_of(self.results(sparql, union=union))
+        except RuntimeError as exc:  # damage found while reading the solutions
+            raise corrupt_store_error(self.path, exc) from None
+
+    def results(self, sparql: str, *, union: bool = True) -> QueryResult:
+        try:
             result = self._store.query(sparql, use_default_graph_as_union=union)
         except SyntaxError as exc:
             raise InputError(f"SPARQL syntax error: {exc}") from None
         except OSError as exc:
             raise StoreError(f"query failed: {exc}") from None
-        except RuntimeError as exc:
+        except RuntimeError as exc:  # RocksDB damage found while planning or reading
             raise corrupt_store_error(self.path, exc) from None
-        if isinstance(result, QueryBoolean):
-            return bool(result)
-        if isinstance(result, QuerySolutions):
-            names = [v.value for v in result.variables]
-            rows: list[Row] = []
-            for sol in _guarded(result, self.path):
-                row: Row = {}
-                for name in names:
-                    t = sol[name]
-                    if t is not None:
-                        row[name] = t
-                rows.append(row)
-            return rows
+        if isinstance(result, QueryBoolean | QuerySolutions):
+            return result
         return list(result)
 
     def update(self, sparql: str, *, bindings: Bindings | None = None) -> None:
@@ -457,16 +467,3 @@ def corrupt_store_error(path: Path | None, exc: BaseException) -> StoreError:
         f"store {path} is damaged ({first}); rebuild it with `medsyn kg build --store {path}` "
         "(or restore it from a snapshot or backup)"
     )
-
-
-def _guarded(rows: Iterable[Any], path: Path | None) -> Iterator[Any]:
-    """Iterate query solutions, turning RocksDB damage found while reading into a StoreError."""
-    it = iter(rows)
-    while True:
-        try:
-            row = next(it)
-        except StopIteration:
-            return
-        except RuntimeError as exc:
-            raise corrupt_store_error(path, exc) from None
-        yield row

@@ -1,26 +1,22 @@
 """Russian text similarity shared by the quality filter and the evaluation report.
 
-Symptom recall is lemma-free but stem-based: a symptom counts as mentioned when most of its content-word stems
-(Snowball Russian stemmer) occur in the note. This is cheap, deterministic and needs no model download.
+Word tokens, Snowball stems (the curator's near-duplicate labels) and shingle overlap. Whether a note mentions a
+symptom is :mod:`medsyn.symptom_mentions` (lemmas and negation).
 
->>> symptom_recall("Жалобы на сильные головные боли и тошноту", ["головная боль", "тошнота", "сыпь"])
-0.6666666666666666
 >>> round(jaccard(shingles("одна и та же фраза"), shingles("одна и та же фраза")), 2)
 1.0
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 import snowballstemmer
 
 _WORD = re.compile(r"[0-9a-zа-яё]+", re.IGNORECASE)
 # Function words carry no symptom meaning; leaving them in would make "боль в спине" match any "в".
-_STOP = frozenset(
+STOPWORDS = frozenset(
     [
         "и",
         "в",
@@ -84,28 +80,7 @@ def stem(word: str) -> str:
 
 
 def content_stems(text: str) -> list[str]:
-    return [stem(t) for t in tokens(text) if t not in _STOP and len(t) > 1]
-
-
-def mentions(note_stems: set[str], symptom: str, *, threshold: float = 0.5) -> bool:
-    """True when at least ``threshold`` of the symptom's content stems occur in the note (prefix match)."""
-    sy = content_stems(symptom)
-    if not sy:
-        return False
-    hit = 0
-    for s in sy:
-        # Russian endings vary more than Snowball trims ("головные"/"головная"): accept a shared 4-char prefix.
-        if s in note_stems or (len(s) >= 4 and any(n.startswith(s[:4]) for n in note_stems)):
-            hit += 1
-    return hit / len(sy) >= threshold
-
-
-def symptom_recall(note: str, symptoms: Sequence[str], *, threshold: float = 0.5) -> float:
-    """Share of requested symptoms mentioned in the note (0 when none were requested)."""
-    if not symptoms:
-        return 0.0
-    ns = set(content_stems(note))
-    return sum(mentions(ns, s, threshold=threshold) for s in symptoms) / len(symptoms)
+    return [stem(t) for t in tokens(text) if t not in STOPWORDS and len(t) > 1]
 
 
 def shingles(text: str, n: int = 3) -> set[str]:
@@ -125,39 +100,3 @@ def jaccard(a: set[str], b: set[str]) -> float:
 def containment(a: set[str], b: set[str]) -> float:
     """Share of ``a``'s shingles found in ``b``: high when ``a`` copies ``b``."""
     return len(a & b) / len(a) if a else 0.0
-
-
-_MERSENNE = (1 << 61) - 1
-
-
-class MinHasher:
-    """MinHash signatures for near-duplicate search (estimates Jaccard of shingle sets).
-
-    >>> m = MinHasher(64, seed=0)
-    >>> a, b = m.signature({"x", "y", "z"}), m.signature({"x", "y", "z"})
-    >>> m.similarity(a, b)
-    1.0
-    """
-
-    def __init__(self, num_perm: int = 128, *, seed: int = 0) -> None:
-        import numpy as np
-
-        rng = np.random.default_rng(seed)
-        self._np = np
-        self.a = rng.integers(1, _MERSENNE, size=num_perm, dtype=np.uint64)
-        self.b = rng.integers(0, _MERSENNE, size=num_perm, dtype=np.uint64)
-        self.num_perm = num_perm
-
-    def signature(self, items: Iterable[str]):  # -> np.ndarray
-        np = self._np
-        hs = np.array(
-            [int.from_bytes(hashlib.blake2b(x.encode(), digest_size=8).digest(), "little") >> 3 for x in items],
-            dtype=np.uint64,
-        )
-        if hs.size == 0:
-            return np.full(self.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
-        # (a*h + b) mod p, in uint64 with wrap-around: a universal-enough family for shingle sets.
-        return ((np.outer(hs, self.a) + self.b) % _MERSENNE).min(axis=0)
-
-    def similarity(self, s1, s2) -> float:  # type: ignore[no-untyped-def]
-        return float((s1 == s2).mean())

@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 
 from medsyn.classifier import ClassifierConfig, CodeClassifier, Scores, evaluate
+from medsyn.errors import ParameterError
 from medsyn.eval_data import NoteSet
 
 ShareOf = Literal["real", "set"]
@@ -78,7 +79,7 @@ def _by_code(codes: Sequence[str]) -> dict[str, np.ndarray]:
 def stratified_share(codes: Sequence[str], share: float, rng: np.random.Generator) -> np.ndarray:
     """Indices keeping ``max(1, round(share * n_code))`` notes of every code (sorted)."""
     if not 0 < share <= 1:
-        raise ValueError(f"share must be in (0, 1], got {share}")
+        raise ParameterError(f"{{share}} must be in (0, 1], got {share}")
     picked = [rng.choice(ix, size=max(1, round(share * ix.size)), replace=False) for ix in _by_code(codes).values()]
     return np.sort(np.concatenate(picked)) if picked else np.array([], dtype=int)
 
@@ -146,7 +147,7 @@ def mix(
     """Draw one training set for ``point``."""
     if point.synthetic_only:
         if synthetic is None:
-            raise ValueError("synthetic-only needs a synthetic set")
+            raise ParameterError(f"{{point}} {point.label} is synthetic-only and needs a {{synthetic}} set")
         real_idx = np.array([], dtype=int)
         syn_idx = np.arange(len(synthetic.notes))
     else:
@@ -154,7 +155,7 @@ def mix(
         syn_idx = np.array([], dtype=int)
         if point.syn_share > 0:
             if synthetic is None:
-                raise ValueError("a synthetic share needs a synthetic set")
+                raise ParameterError(f"{{point}} {point.label} adds synthetic notes and needs a {{synthetic}} set")
             base = real_idx.size if share_of == "real" else len(synthetic.notes)
             syn_idx = stratified_draw(synthetic.codes, round(point.syn_share * base), rng)
     name = synthetic.name if synthetic is not None else REAL
@@ -223,7 +224,8 @@ def run_grid(
     cfg = config or ClassifierConfig()
     by_name = {s.name: s for s in synthetic_sets}
     if len(by_name) != len(synthetic_sets):
-        raise ValueError("synthetic sets need distinct names")
+        dup = sorted({s.name for s in synthetic_sets if sum(t.name == s.name for t in synthetic_sets) > 1})
+        raise ParameterError(f"{{synthetic_sets}} need distinct names; {', '.join(dup)} occurs more than once")
     todo = plan(train, synthetic_sets, seeds=seeds, grid=grid, share_of=share_of)
     results: list[RunResult] = []
     if jobs == 1:

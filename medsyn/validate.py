@@ -35,11 +35,6 @@ def run_checks(store: Store, names: Sequence[str] | None = None) -> dict[str, li
     return {n: run_named(store, f"{CHECKS_DIR}/{n}") for n in (names or check_names())}
 
 
-def failed_checks(store: Store) -> dict[str, list[Row]]:
-    """Only the checks that found offending rows."""
-    return {n: rows for n, rows in run_checks(store).items() if rows}
-
-
 @dataclass(frozen=True)
 class Consistency:
     """Result of the OWL reasoner over the TBox plus the ICD-10 hierarchy."""

@@ -18,17 +18,20 @@ The counts come from the SPARQL tables of the sampler (``sparql/sampling/``); th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from medsyn.errors import InputError
+from medsyn.errors import InputError, ParameterError
 from medsyn.store import Store
 from medsyn.vocab import is_valid_code, normalize_code
 
 DEFAULT_SOURCES: tuple[str, ...] = ("wikimed",)
+AUTHORS_TOTAL = 2491
+"""The total the authors shared by weight in make_taskgen.py (before forcing Z00 to 10): the default plan size."""
 MIN_WORDS = 30
 """The authors' ``--min-sample-words``: shorter real notes are no style examples and do not count in N_exmp."""
 
@@ -105,28 +108,74 @@ def parse_overrides(items: Sequence[str]) -> dict[str, int]:
 
 
 def plan_counts(
-    weights: Sequence[CodeWeight], total: int, *, overrides: Mapping[str, int] | None = None
+    weights: Sequence[CodeWeight], total: int | None = None, *, overrides: Mapping[str, int] | None = None
 ) -> dict[str, int]:
-    """Notes per category: ``round(w / sum(w) * total)``, with ``overrides`` fixing the count of some categories.
+    """Notes per category, in proportion to ``w / sum(w)``, summing to exactly ``total`` (None: the authors' 2491).
 
-    Overridden categories leave the normalisation (the authors zeroed Z00's weight, then forced it to 10) and take
-    their count out of ``total``, so the plan sums to ``total`` up to rounding. Rounding is half-to-even, as the
-    authors' ``np.round``. Categories planned at 0 are kept in the result.
+    ``overrides`` fix the count of some categories: they leave the normalisation (the authors zeroed Z00's weight,
+    then forced it to 10) and take their count out of ``total``. The rest is shared by largest remainder (Hamilton):
+    each category gets the floor of its quota, and the notes left go one each to the largest fractional parts (ties:
+    larger weight first, then category order). Rounding each quota instead (the authors' ``np.round``) plans 0
+    notes for ``total=20`` over the 87 weighted real categories. Categories planned at 0 are kept in the result.
     """
+    if total is None:
+        total = AUTHORS_TOTAL
     if total < 1:
-        raise InputError(f"total must be >= 1, got {total}")
+        raise ParameterError(f"{{total}} must be >= 1, got {total}")
     fixed = {normalize_code(k): int(v) for k, v in (overrides or {}).items()}
     known = {w.category for w in weights}
     unknown = sorted(set(fixed) - known)
     if unknown:
-        raise InputError(
-            f"override for unknown category {unknown[0]}; known categories: {len(known)} (see `medsyn weights`)"
+        raise ParameterError(
+            f"{{overrides}} names unknown category {unknown[0]}; known categories: {len(known)} (see `medsyn weights`)"
         )
-    rest = [w for w in weights if w.category not in fixed]
-    budget = max(total - sum(fixed.values()), 0)
+    budget = total - sum(fixed.values())
+    if budget < 0:
+        raise ParameterError(f"{{overrides}} add up to {sum(fixed.values())}, more than {{total}} = {total}")
+    rest = sorted((w for w in weights if w.category not in fixed), key=lambda w: (-w.weight, w.category))
     mass = sum(w.weight for w in rest)
     if mass <= 0 and budget > 0:
-        raise InputError("every category without an override has weight 0; nothing to share the total between")
-    counts = {w.category: int(np.round(w.weight / mass * budget)) if mass > 0 else 0 for w in rest}
-    counts.update(fixed)
-    return dict(sorted(counts.items()))
+        raise ParameterError("every category without an override has weight 0; nothing to share {total} between")
+    quotas = [w.weight / mass * budget if mass > 0 else 0.0 for w in rest]
+    counts = [math.floor(q) for q in quotas]
+    left = budget - sum(counts)
+    # Python's sort is stable: equal remainders keep the (weight, category) order of ``rest``.
+    for i in sorted(range(len(rest)), key=lambda i: counts[i] - quotas[i])[:left]:
+        counts[i] += 1
+    plan = {w.category: c for w, c in zip(rest, counts, strict=True)}
+    plan.update(fixed)
+    return dict(sorted(plan.items()))
+
+
+def topup_counts(real_counts: Mapping[str, int], total: int) -> dict[str, int]:
+    """Notes per category that top up the categories with the fewest real notes first (water-filling).
+
+    Each of the ``total`` notes goes to the category whose real plus planned notes are fewest (ties by code), so
+    the plan raises the rarest codes to a common level: the upsampling the paper's rare-code result rests on.
+    The plan sums to ``total`` exactly; categories planned at 0 are kept in the result.
+
+    >>> topup_counts({"A00": 1, "B00": 5, "C00": 10}, 6)
+    {'A00': 5, 'B00': 1, 'C00': 0}
+    """
+    import heapq
+
+    if total < 1:
+        raise ParameterError(f"{{total}} must be >= 1, got {total}")
+    if not real_counts:
+        raise InputError("no categories to top up")
+    planned = dict.fromkeys(sorted(real_counts), 0)
+    heap = [(int(n), cat) for cat, n in sorted(real_counts.items())]
+    heapq.heapify(heap)
+    for _ in range(total):
+        n, cat = heapq.heappop(heap)
+        planned[cat] += 1
+        heapq.heappush(heap, (n + 1, cat))
+    return planned
+
+
+def real_note_counts(store: Store, *, sources: str | Sequence[str] = DEFAULT_SOURCES) -> dict[str, int]:
+    """Real example notes per category (any length), for the categories the sampler can draw."""
+    from medsyn.strategies.tables import load_tables
+
+    tables = load_tables(store, sources=sources, min_words=0)
+    return {cat: len(notes) for cat, notes in zip(tables.cat_notation, tables.cat_notes, strict=True)}

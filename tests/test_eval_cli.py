@@ -74,7 +74,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ('{"idx": "a", "symptoms": "боль", "code": 5}', ":2: field 'code' must be a string"),
         ('{"idx": "a", "symptoms": "боль", "code": "спина"}', ":2: field 'code' is not an ICD-10 category"),
         ('{"idx": "a", "symptoms": "  ", "code": "M54"}', ":2: field 'symptoms' is empty"),
-        ('{"idx": "a", "symptoms": "боль", "code": "M54"', ":2: not valid JSON"),
+        ('{"idx": "a", "symptoms": "боль", "code": "M54"', ":2: invalid JSON"),
         ('["M54"]', ":2: expected a JSON object"),
         ('{"id": "g", "code": "M54", "response": "боль"}', ":2: line is in generate layout"),
     ],

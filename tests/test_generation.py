@@ -21,6 +21,7 @@ from medsyn.generation import (
     FAILURES_FILE,
     NOTES_FILE,
     RUN_FILE,
+    SAMPLES_FILE,
     GenerationConfig,
     generate,
     read_records,
@@ -139,6 +140,24 @@ def test_torn_last_line_is_cut_and_resume_completes(server: FakeOpenAIServer, tm
     assert s.generated_now == 2
 
 
+def test_a_line_separator_inside_a_note_does_not_break_resume(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    """U+2028 is legal inside a JSON string and json.dumps(ensure_ascii=False) writes it raw; it is no line end."""
+    from medsyn.eval_data import read_notes
+
+    samples, out, store = demo_samples(3), tmp_path / "o", OxigraphStore.in_memory()
+    run(server, samples, out, store=store)
+    notes_path = out / NOTES_FILE
+    recs = read_records(notes_path)
+    recs[1]["response"] = "Жалобы на боль\u2028в пояснице.\u2029Анамнез: давно."
+    notes_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
+    assert "\u2028" in notes_path.read_text(encoding="utf-8")
+    assert [r["id"] for r in read_records(notes_path)] == [r["id"] for r in recs]
+    s = run(server, samples, out, store=store)  # resumes: nothing left to do
+    assert s.status == "done" and s.generated_now == 0 and s.accepted == 3
+    texts = {n.id: n.text for n in read_notes(out).notes}
+    assert texts[recs[1]["id"]] == recs[1]["response"]
+
+
 def test_other_parameters_on_the_same_dir_are_refused(server: FakeOpenAIServer, tmp_path: Path) -> None:
     samples = demo_samples(2)
     run(server, samples, tmp_path / "o")
@@ -151,15 +170,22 @@ def test_other_parameters_on_the_same_dir_are_refused(server: FakeOpenAIServer, 
 def test_corrupt_middle_line_is_reported(tmp_path: Path) -> None:
     p = tmp_path / NOTES_FILE
     p.write_text('{"id": "a", "sample_id": "s"}\nnot json\n{"id": "b", "sample_id": "t"}\n', encoding="utf-8")
-    with pytest.raises(InputError, match=r"notes.jsonl:2"):
+    with pytest.raises(InputError, match=r"corrupt output: .*notes.jsonl:2: invalid JSON"):
+        read_records(p)
+    p.write_text('{"id": "a", "sample_id": "s"}\n{"id": "b"}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"notes.jsonl:2: not a note record"):
         read_records(p)
 
 
 # ------------------------------------------------------------------------------------------ CLI and kill -9
+MEDSYN = str(Path(sys.executable).with_name("medsyn"))
+"""The installed console script, as a user runs it."""
+
+
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OPENAI_API_KEY": ""}
     return subprocess.run(
-        [sys.executable, "-m", "medsyn", "generate", *args],
+        [MEDSYN, "generate", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -254,11 +280,37 @@ def test_cli_samples_from_the_graph_and_records_its_version(shared_data: Path, t
         assert r.returncode == 0, r.stderr
         r2 = _cli("--plan", "weights", "--total", "200", "--concurrency", "16", "--out", str(tmp_path / "b"), *common)
         assert r2.returncode == 0, r2.stderr
+        assert json.loads(r2.stdout.splitlines()[-1])["requested"] == 200  # the plan sums to --total
+        # The sampling options are those of `medsyn sample`: --codes restricts a plan, the softmax T is settable.
+        plan = ["--plan", "weights", "--total", "20", "--codes", "M54", "--strategy", "softmax"]
+        r3 = _cli(*plan, "--softmax-temperature", "1e6", "--out", str(tmp_path / "c"), *common)
+        assert r3.returncode == 0, r3.stderr
         again = _cli("--n", "4", "--seed", "3", "--out", str(tmp_path / "a"), *common)  # finished run: no-op
         assert json.loads(again.stdout.splitlines()[-1])["generated_now"] == 0
     a = lines(tmp_path / "a" / NOTES_FILE)
     assert len(a) == 4 and all(n["kg_version"] == "kg-test" for n in a)
-    assert 150 <= len(lines(tmp_path / "b" / NOTES_FILE)) <= 250  # per-code rounding of the plan
+    drawn = lines(tmp_path / "c" / SAMPLES_FILE)
+    assert len(drawn) == 20 and {d["category"] for d in drawn} == {"M54"}
+    assert {d["extra"]["temperature"] for d in drawn} == {1e6}
+    (tmp_path / "s.jsonl").unlink(missing_ok=True)
+    same = subprocess.run(
+        [
+            MEDSYN,
+            "sample",
+            *plan,
+            "--softmax-temperature",
+            "1e6",
+            "--store",
+            str(store_dir),
+            "--out",
+            str(tmp_path / "s.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert same.returncode == 0, same.stderr
+    assert lines(tmp_path / "s.jsonl") == drawn  # one sampling path: the same samples from both commands
     with OxigraphStore(store_dir) as st:
         rows = st.query(
             "PREFIX ms: <https://w3id.org/medsyn/ontology#> SELECT DISTINCT ?v WHERE { ?r a ms:GenerationRun ; "

@@ -58,7 +58,9 @@ def test_stats_and_query_formats(kg_store_dir: Path) -> None:
 def test_query_errors_are_one_line(kg_store_dir: Path, tmp_path: Path) -> None:
     assert_one_line_error(medsyn("kg", "query", "-e", "SELEC ?x", store=kg_store_dir), "SPARQL syntax error")
     assert_one_line_error(medsyn("kg", "query", str(tmp_path / "no.rq"), store=kg_store_dir), "no.rq", "not found")
-    assert_one_line_error(medsyn("kg", "query", "-e", "ASK {}", "-f", "xml", store=kg_store_dir), "--format")
+    assert_one_line_error(medsyn("kg", "query", "-e", "ASK {}", "-f", "yaml", store=kg_store_dir), "--format")
+    construct = "CONSTRUCT { ?s ?p ?o } WHERE { ?s ?p ?o } LIMIT 1"
+    assert_one_line_error(medsyn("kg", "query", "-e", construct, "-f", "csv", store=kg_store_dir), "--format csv")
     assert_one_line_error(medsyn("kg", "stats", store=tmp_path / "none"), "does not exist")
 
 
@@ -121,7 +123,7 @@ def test_build_refuses_locked_store_and_bad_data(small_store: Path, tmp_path: Pa
 def test_query_json_writes_triple_terms_as_sparql_results() -> None:
     from medsyn.cli.kg import format_result
 
-    rows = OxigraphStore.in_memory().query("SELECT ?t WHERE { BIND(<<( <urn:a> <urn:b> <urn:c> )>> AS ?t) }")
+    rows = OxigraphStore.in_memory().results("SELECT ?t WHERE { BIND(<<( <urn:a> <urn:b> <urn:c> )>> AS ?t) }")
     term = json.loads(format_result(rows, "json"))["results"]["bindings"][0]["t"]
     assert term == {
         "type": "triple",

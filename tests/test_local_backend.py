@@ -110,7 +110,7 @@ def test_lora_adapter_hash_goes_into_the_agent(tiny: Path, tmp_path: Path) -> No
 
 
 def test_real_smollm2_writes_text() -> None:
-    b = get_backend("local", batch_size=2)  # the embedded SmolLM2-135M-Instruct GGUF
+    b = get_backend("local", model="smollm2", batch_size=2)  # the packaged SmolLM2-135M-Instruct GGUF
     assert b.model == "smollm2"
     reqs = [ChatRequest(key=str(i), messages=SHORT, seed=i, temperature=0.0, max_tokens=12) for i in range(2)]
     out = complete(b, reqs)  # type: ignore[arg-type]

@@ -107,6 +107,75 @@ def test_adapter_hash_and_base_check(tmp_path: Path, tiny: Path) -> None:
         load_causal_lm(str(tiny), adapter=adapter)
 
 
+def _with_config(src: Path, out: Path, edit) -> Path:  # type: ignore[no-untyped-def]
+    shutil.copytree(src, out)
+    config = json.loads((out / "adapter_config.json").read_text(encoding="utf-8"))
+    edit(config)
+    # Other key order and layout too: only the content may count.
+    text = json.dumps(dict(reversed(list(config.items()))), indent=4)
+    (out / "adapter_config.json").write_text(text, encoding="utf-8")
+    return out
+
+
+def test_adapter_hash_ignores_set_order_and_layout_of_the_config(tmp_path: Path, tiny: Path) -> None:
+    adapter = _make_adapter(tiny, tmp_path / "adapter")
+    h = adapter_hash(adapter)
+
+    def reorder(c: dict) -> None:  # type: ignore[type-arg]
+        c["target_modules"] = sorted(c["target_modules"], reverse=True)
+
+    def reorder_back(c: dict) -> None:  # type: ignore[type-arg]
+        c["target_modules"] = sorted(c["target_modules"])
+
+    a = _with_config(adapter, tmp_path / "a", reorder)
+    b = _with_config(adapter, tmp_path / "b", reorder_back)
+    assert (a / "adapter_config.json").read_bytes() != (b / "adapter_config.json").read_bytes()
+    assert adapter_hash(a) == adapter_hash(b) == h
+
+    other_rank = _with_config(adapter, tmp_path / "r", lambda c: c.update(r=8))
+    other_targets = _with_config(adapter, tmp_path / "t", lambda c: c.update(target_modules=["q_proj"]))
+    assert len({h, adapter_hash(other_rank), adapter_hash(other_targets)}) == 3
+    # A list whose order matters stays in order.
+    c1 = _with_config(adapter, tmp_path / "m1", lambda c: c.update(modules_to_save=["lm_head", "embed_tokens"]))
+    c2 = _with_config(adapter, tmp_path / "m2", lambda c: c.update(modules_to_save=["embed_tokens", "lm_head"]))
+    assert adapter_hash(c1) != adapter_hash(c2)
+
+    (a / "adapter_config.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(InputError, match=r"adapter_config.json: not valid JSON"):
+        adapter_hash(a)
+
+
+_SAVE_IN_A_FRESH_PROCESS = """
+import sys, torch
+from peft import LoraConfig, get_peft_model
+from medsyn.models import load_base
+model, _ = load_base(sys.argv[1])
+torch.manual_seed(0)
+config = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")
+get_peft_model(model, config).save_pretrained(sys.argv[2])
+"""
+
+
+def test_adapter_hash_is_the_same_for_identical_adapters_saved_by_different_processes(
+    tmp_path: Path, tiny: Path
+) -> None:
+    """PEFT writes target_modules in each process's (salted) set order: the bytes differ, the hash must not."""
+    import os
+    import subprocess
+    import sys
+
+    dirs = []
+    for seed in ("1", "2", "3", "4"):
+        out = tmp_path / f"p{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", _SAVE_IN_A_FRESH_PROCESS, str(tiny), str(out)], env=env, check=True)
+        dirs.append(out)
+    configs = {(d / "adapter_config.json").read_bytes() for d in dirs}
+    weights = {(d / "adapter_model.safetensors").read_bytes() for d in dirs}
+    assert len(configs) > 1 and len(weights) == 1
+    assert len({adapter_hash(d) for d in dirs}) == 1
+
+
 def test_smollm2_gguf_load_prints_no_progress_bar(capfd: pytest.CaptureFixture[str]) -> None:
     from transformers import modeling_gguf_pytorch_utils as gguf_utils
 

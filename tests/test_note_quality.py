@@ -72,7 +72,8 @@ def test_gpt4_notes_are_new_but_recognisable() -> None:
     assert q.exact_train == 0.0
     assert q.near_rate("train") < 0.05
     assert q.prompt_reference == "closest same-code train note"
-    # Prompted with 2..5 symptoms each, GPT-4 mentions most of them.
-    assert q.symptom_recall is not None and q.symptom_recall > 0.6
+    # Prompted with 2..5 symptoms each, GPT-4 states about half of them in the requested words (0.53 here with the
+    # lemma matcher; the old stem matcher's 0.73 counted "головокружение" for "головная боль" and negated mentions).
+    assert q.symptom_recall is not None and 0.4 < q.symptom_recall < 0.7
     assert q.auc[0] > 0.8
     assert set(q.distinct_syn) == {1, 2, 3}

@@ -11,9 +11,9 @@ from time import time
 import pytest
 
 from medsyn.backends import ChatRequest, Completion, get_backend
-from medsyn.backends.openai_backend import BackendError, OpenAIBackend, retry_after_seconds
+from medsyn.backends.openai_backend import OpenAIBackend, retry_after_seconds
 from medsyn.backends.pricing import cost_usd, parse_price, price_for
-from medsyn.errors import InputError
+from medsyn.errors import BackendError, InputError
 from medsyn.replies import parse_reply
 from medsyn.testing.openai_server import FakeOpenAIServer
 

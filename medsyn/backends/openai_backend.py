@@ -9,6 +9,10 @@ retry policy lives here so that it is visible, testable and shared across reques
 * ``rpm`` spaces request starts (client-side requests-per-minute limit);
 * 401/403/404 stop the run with one clear line; other 4xx fail the one request.
 
+A request with a completion prompt (``ChatRequest.prompt``, from a ``"mode": "completion"`` template) goes to
+``/completions`` (the API base models are served with: vLLM, llama.cpp server, TGI); chat messages go to
+``/chat/completions``.
+
 Requests go through the client's low-level ``post`` with a plain JSON body, and the reply JSON is read directly,
 rather than through ``chat.completions.create`` and its pydantic models: the typed path costs ~3 ms of CPU per
 request (parameter transformation and response validation), which would cap throughput at high concurrency; the
@@ -31,7 +35,7 @@ from typing import Any
 from medsyn.backends import ChatRequest, Completion
 from medsyn.backends.pricing import Price, cost_usd, price_for
 from medsyn.backends.ratelimit import RateLimiter
-from medsyn.errors import InputError, MedsynError
+from medsyn.errors import BackendError, InputError, ParameterError
 
 DEFAULT_MODEL = "gpt-4"
 LANE_WIDTH = 8
@@ -44,10 +48,6 @@ def _limits(n: int) -> Any:
     except ImportError:
         import httpx
     return httpx.Limits(max_connections=n, max_keepalive_connections=n)
-
-
-class BackendError(MedsynError):
-    """The backend cannot work at all (bad key, unknown model, unreachable endpoint)."""
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -96,9 +96,9 @@ class OpenAIBackend:
         **_ignored: Any,
     ) -> None:
         if concurrency < 1:
-            raise InputError(f"--concurrency must be >= 1, got {concurrency}")
+            raise ParameterError(f"{{concurrency}} must be >= 1, got {concurrency}")
         if rpm is not None and rpm <= 0:
-            raise InputError(f"--rpm must be > 0, got {rpm}")
+            raise ParameterError(f"{{rpm}} must be > 0, got {rpm}")
         self.model = model or DEFAULT_MODEL
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         key = api_key or os.environ.get("OPENAI_API_KEY")
@@ -170,10 +170,15 @@ class OpenAIBackend:
 
         kwargs: dict[str, Any] = {
             "model": self.model,
-            "messages": req.messages,
             "temperature": req.temperature,
             "max_tokens": req.max_tokens,
         }
+        if req.prompt is not None:
+            path, kwargs["prompt"] = "/completions", req.prompt
+        else:
+            path, kwargs["messages"] = "/chat/completions", req.messages
+        if req.stop:
+            kwargs["stop"] = list(req.stop)
         if self.send_seed:
             kwargs["seed"] = req.seed
         last = ""
@@ -182,7 +187,7 @@ class OpenAIBackend:
             lane = self._lane()
             lane[1] += 1
             try:
-                content = await lane[0].post("/chat/completions", body=kwargs, cast_to=bytes)
+                content = await lane[0].post(path, body=kwargs, cast_to=bytes)
                 return self._parse(content, attempt)
             except openai.APIStatusError as exc:
                 status = exc.status_code
@@ -216,9 +221,12 @@ class OpenAIBackend:
         try:
             data = json.loads(content)
             choice = data["choices"][0]
-            message = choice.get("message") or {}
+            # A /completions reply carries choices[0].text instead of a message.
+            message = choice.get("message") or ({"content": choice["text"]} if "text" in choice else None)
+            if not isinstance(message, dict):
+                raise TypeError
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            return Completion(error="malformed reply: no choices[0].message", retries=retries)
+            return Completion(error="malformed reply: no choices[0].message or choices[0].text", retries=retries)
         usage = data.get("usage") or {}
         pt = int(usage.get("prompt_tokens") or 0)
         ct = int(usage.get("completion_tokens") or 0)

@@ -11,7 +11,7 @@ OpenAI's public list prices as of 2024 (https://openai.com/api/pricing); they ch
 
 from __future__ import annotations
 
-from medsyn.errors import InputError
+from medsyn.errors import ParameterError
 
 Price = tuple[float, float]
 
@@ -40,14 +40,14 @@ def price_for(model: str, override: Price | None = None) -> Price:
     return PRICES[best] if best else (0.0, 0.0)
 
 
-def parse_price(text: str) -> Price:
+def parse_price(price: str) -> Price:
     """``"0.03,0.06"`` -> (0.03, 0.06) (USD per 1k prompt, completion tokens)."""
     try:
-        a, b = (float(x) for x in text.split(","))
+        a, b = (float(x) for x in price.split(","))
     except ValueError:
-        raise InputError(f"--price must be 'PROMPT,COMPLETION' USD per 1k tokens, got {text!r}") from None
+        raise ParameterError(f"{{price}} must be 'PROMPT,COMPLETION' USD per 1k tokens, got {price!r}") from None
     if a < 0 or b < 0:
-        raise InputError("--price values must be >= 0")
+        raise ParameterError("{price} values must be >= 0")
     return a, b
 
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import sys
 from importlib import import_module
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from medsyn.errors import MedsynError
+from medsyn.errors import ExitCode, MedsynError, ParameterError
 
 err_console = Console(stderr=True)
 
@@ -39,38 +40,73 @@ _GROUPS: list[tuple[str, str | None]] = [
 ]
 
 for _module, _group in _GROUPS:
-    try:
-        _mod = import_module(_module)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _module:
-            raise
-        continue
+    _mod = import_module(_module)
     if _group is not None:
         app.add_typer(_mod.app, name=_group)
     else:
         _mod.register(app)
 
 
+def invoke(command: Any, args: list[str] | None = None) -> int:
+    """Run ``command`` (the click command of :data:`app`) on ``args`` and return its exit status.
+
+    Typer returns the code of a ``typer.Exit`` instead of exiting when it does not own the process
+    (``standalone_mode=False``, needed so that errors reach :func:`main`); this returns that code. A command's
+    return value is ignored: commands report through their output and ``typer.Exit``.
+    """
+    result = command.main(args, prog_name="medsyn", standalone_mode=False)
+    return result if isinstance(result, int) and not isinstance(result, bool) else ExitCode.OK
+
+
+def option_names(argv: list[str]) -> dict[str, str]:
+    """``{parameter: option}`` of the command ``argv`` names: ``generate`` -> ``{"max_attempts": "--max-attempts"}``.
+
+    Library parameters an option spells differently are listed in :data:`_ALIASES`.
+    """
+    node: Any = typer.main.get_command(app)
+    for token in argv:
+        sub = node.get_command(None, token) if hasattr(node, "get_command") else None
+        if sub is None:
+            break
+        node = sub
+    names = {p.name: max(p.opts, key=len) for p in getattr(node, "params", []) if p.name and p.opts[0].startswith("-")}
+    names.update({lib: names[opt] for lib, opt in _ALIASES.items() if opt in names})
+    return names
+
+
+_ALIASES = {"overrides": "override"}
+"""Library parameter -> the command's parameter for the same value, where the names differ."""
+
+
 def main() -> None:
-    """Entry point: user errors become one ``error:`` line and a non-zero exit, never a traceback."""
+    """Entry point: user errors become one ``error:`` line; the exit status is one of :class:`ExitCode`."""
     try:
-        app(standalone_mode=False)
+        code = invoke(typer.main.get_command(app))
+    except ParameterError as exc:
+        options = option_names(sys.argv[1:])
+        _error(exc.render(lambda p: options.get(p, p)))  # a parameter the command has no option for keeps its name
+        sys.exit(exc.exit_code)
     except MedsynError as exc:
-        err_console.print("[bold red]error:[/] " + escape(str(exc)), highlight=False, soft_wrap=True)
+        _error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]; rerun the same command to resume")
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except SystemExit:
         raise
     except Exception as exc:
-        # Usage errors of Typer's (vendored) click carry their own message and exit code.
+        # Usage errors of Typer's (vendored) click carry their own message and exit code (2).
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         if type(exc).__name__ == "Abort":
-            sys.exit(1)
+            sys.exit(ExitCode.FINDING)
         raise
+    sys.exit(code)
+
+
+def _error(message: str) -> None:
+    err_console.print("[bold red]error:[/] " + escape(message), highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from medsyn.errors import ExitCode
+
 if TYPE_CHECKING:
     from medsyn.store import Store
 
@@ -138,7 +140,7 @@ def verify(
                 d.add_row(*r, style="red")
             console.print(d)
     if report.failed:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FINDING)
 
 
 @app.command("run")

@@ -230,6 +230,7 @@ def quality(
     import numpy as np
     from rich.progress import Progress
 
+    from medsyn.classifier import CodeClassifier
     from medsyn.eval_data import (
         attach_requested,
         default_requested,
@@ -255,6 +256,9 @@ def quality(
     rng = np.random.default_rng(seed)
     results = []
     with Progress(console=console) as progress:
+        task = progress.add_task("code-fidelity classifier (real train)", total=None)
+        clf = CodeClassifier().fit(tr.texts, tr.codes, seed=seed)
+        progress.remove_task(task)
         task = progress.add_task("note quality", total=len(sets))
         for s in sets:
             if req and not any(n.requested for n in s.notes):
@@ -262,12 +266,14 @@ def quality(
                 if paired:
                     notes.append(f"{s.name}: requested symptoms paired by rank within code from `{req_path.name}`")
             progress.update(task, description=f"note quality: {s.name}")
-            results.append(assess(s, tr, rng, auc_max_per_class=auc_max))
+            results.append(assess(s, tr, rng, auc_max_per_class=auc_max, classifier=clf))
             progress.advance(task)
     path = write_quality_report(out, results, train=display_path(tr.path), notes=notes)
     for q in results:
         typer.echo(
             f"{q.name}: AUC {q.auc[0]:.3f}, exact copies {100 * q.exact_train:.2f}%, "
             f"near-copies {100 * q.near_rate('train'):.2f}%"
+            + ("" if q.fidelity is None else f", code fidelity {100 * q.fidelity[0]:.1f}% / {100 * q.fidelity[1]:.1f}%")
+            + ("" if q.accept_rate is None else f", accepted {100 * q.accept_rate:.1f}%")
         )
     typer.echo(f"report: {path}")

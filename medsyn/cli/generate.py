@@ -10,58 +10,50 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from medsyn.errors import InputError
+from medsyn.cli.sample import (
+    CodesOpt,
+    MinWordsOpt,
+    NOpt,
+    OverrideOpt,
+    PlanOpt,
+    SoftmaxTemperatureOpt,
+    SourcesOpt,
+    StrategyOpt,
+    TotalOpt,
+    sampling_request,
+)
+from medsyn.errors import ExitCode, InputError
 
 console = Console(stderr=True)
 
-
-def _sample(
-    store: Any,
-    *,
-    n: int | None,
-    plan: str | None,
-    total: int | None,
-    overrides: list[str],
-    strategy: str,
-    seed: int,
-    codes: str | None,
-) -> list[Any]:
-    try:
-        from medsyn.sampling import draw_samples
-    except ImportError:
-        raise InputError("sampling is not available in this installation; pass --samples FILE") from None
-    code_list = [c for c in (codes or "").replace(",", " ").split() if c] or None
-    if plan is None:
-        return list(draw_samples(store, n=n, strategy=strategy, seed=seed, codes=code_list))
-    if plan != "weights":
-        raise InputError(f"--plan must be 'weights', got {plan!r}")
-    if total is None:
-        raise InputError("--plan weights needs --total N")
-    from medsyn.weights import code_weights, parse_overrides, plan_counts
-
-    counts = plan_counts(code_weights(store), total, overrides=parse_overrides(overrides))
-    return list(draw_samples(store, plan=counts, strategy=strategy, seed=seed, codes=code_list))
+DEFAULT_TEMPLATES = {"openai": "paper_ru", "local": "paper_fewshot_ru", "llamacpp": "paper_fewshot_ru"}
+"""The prompt a backend gets without --template: the paper's chat prompt for chat models (GPT-4), the few-shot
+completion prompt for the small local base models."""
 
 
 def generate_command(
     out: Annotated[Path, typer.Option("--out", help="Output directory (notes.jsonl, failures.jsonl, run.json).")],
-    n: Annotated[int | None, typer.Option("--n", help="Number of samples (notes) to generate.")] = None,
-    plan: Annotated[
-        str | None, typer.Option("--plan", help="'weights': notes per code from the paper's code weights.")
-    ] = None,
-    total: Annotated[int | None, typer.Option("--total", help="Total notes of a --plan.")] = None,
-    override: Annotated[
-        list[str] | None, typer.Option("--override", help="CODE=COUNT fixing a code's count in a --plan.")
-    ] = None,
+    n: NOpt = None,
+    plan: PlanOpt = None,
+    total: TotalOpt = None,
+    override: OverrideOpt = None,
     samples: Annotated[
         Path | None, typer.Option("--samples", help="Generate from this samples JSONL instead of sampling.")
     ] = None,
-    strategy: Annotated[str, typer.Option("--strategy", help="Sampling strategy.")] = "paper",
-    codes: Annotated[str | None, typer.Option("--codes", help="Restrict sampling to these codes (comma list).")] = None,
+    strategy: StrategyOpt = "paper",
+    codes: CodesOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of sampling and generation.")] = 0,
-    backend: Annotated[str, typer.Option("--backend", help="openai or local.")] = "openai",
+    softmax_temperature: SoftmaxTemperatureOpt = 10.0,
+    sources: SourcesOpt = "wikimed",
+    min_words: MinWordsOpt = 30,
+    backend: Annotated[
+        str, typer.Option("--backend", help="openai, local (transformers) or llamacpp (GGUF in llama.cpp).")
+    ] = "openai",
     model: Annotated[
-        str | None, typer.Option("--model", help="Model name (openai: gpt-4) or base spec (local: smollm2 or a dir).")
+        str | None,
+        typer.Option(
+            "--model", help="Model name (openai: gpt-4) or base spec (local/llamacpp: gemma3, smollm2, a dir, a .gguf)."
+        ),
     ] = None,
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint (vLLM, llama.cpp, Ollama).")
@@ -74,8 +66,14 @@ def generate_command(
     ] = 2048,
     stop: Annotated[
         list[str] | None,
-        typer.Option("--stop", help="Stop sequence of the local backend (repeat; default: a blank line; '' disables)."),
+        typer.Option(
+            "--stop",
+            help="Stop sequence of the local/llamacpp backend when the template names none "
+            "(repeat; default: a blank line; '' disables).",
+        ),
     ] = None,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads per decode step (llamacpp backend).")] = 1,
+    parallel: Annotated[int, typer.Option("--parallel", help="Requests decoded at once (llamacpp backend slots).")] = 1,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight (openai backend).")] = 8,
     rpm: Annotated[float | None, typer.Option("--rpm", help="Requests-per-minute limit (openai backend).")] = None,
     max_cost: Annotated[float | None, typer.Option("--max-cost", help="Stop cleanly at this cost in USD.")] = None,
@@ -94,10 +92,20 @@ def generate_command(
     max_similarity: Annotated[
         float, typer.Option("--max-similarity", help="Maximum share of shingles copied from the example.")
     ] = 0.6,
+    max_repetition: Annotated[
+        float, typer.Option("--max-repetition", help="Maximum share of repeated word 3-grams (generation loops).")
+    ] = 0.3,
     template: Annotated[
-        str, typer.Option("--template", help="paper_ru, demographics_ru, paper_en or a template JSON file.")
-    ] = "paper_ru",
-    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature.")] = 1.0,
+        str | None,
+        typer.Option(
+            "--template",
+            help="paper_ru, paper_fewshot_ru, demographics_ru, paper_en or a template JSON file "
+            "(default: paper_ru for openai, paper_fewshot_ru for local and llamacpp).",
+        ),
+    ] = None,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="The model's sampling temperature (not --softmax-temperature).")
+    ] = 1.0,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Maximum tokens per note.")] = 1024,
     store: Annotated[
         Path | None, typer.Option("--store", help="Store directory (default: $MEDSYN_STORE or .medsyn/store).")
@@ -115,25 +123,36 @@ def generate_command(
     from medsyn.samples import read_samples
     from medsyn.store import open_store
 
-    chosen = [name for name, v in (("--n", n), ("--plan", plan), ("--samples", samples)) if v is not None]
-    if len(chosen) != 1:
-        raise InputError("give exactly one of --n N, --plan weights --total N, or --samples FILE")
-    if n is not None and n < 1:
-        raise InputError(f"--n must be >= 1, got {n}")
+    if (samples is not None) == (n is not None or plan is not None):
+        raise InputError("give exactly one of --n N, --plan weights [--total N], or --samples FILE")
     from medsyn.samples import MAX_SAMPLES
 
     for flag, value in (("--n", n), ("--total", total)):
         if value is not None and value > MAX_SAMPLES:
             raise InputError(f"{flag} {value:,} is above the limit of {MAX_SAMPLES:,} notes per run; split the run")
+    request = None
+    if samples is None:
+        request = sampling_request(
+            n=n,
+            plan=plan,
+            total=total,
+            override=override,
+            codes=codes,
+            strategy=strategy,
+            seed=seed,
+            softmax_temperature=softmax_temperature,
+            sources=sources,
+            min_words=min_words,
+        )
     config = GenerationConfig(
-        template=template,
+        template=template or DEFAULT_TEMPLATES.get(backend, "paper_ru"),
         seed=seed,
         temperature=temperature,
         max_tokens=max_tokens,
         max_attempts=max_attempts,
         target_per_code=target_per_code,
         max_cost=max_cost,
-        filter=FilterConfig(min_recall=min_recall, max_similarity=max_similarity),
+        filter=FilterConfig(min_recall=min_recall, max_similarity=max_similarity, max_repetition=max_repetition),
     )
     options: dict[str, Any] = {"model": model, "seed": seed}
     if backend == "openai":
@@ -145,42 +164,26 @@ def generate_command(
             max_retries=max_retries,
             price=parse_price(price) if price else None,
         )
-    elif backend == "local":
-        options.update(adapter=adapter, device=device, batch_size=batch_size, max_input_tokens=max_input_tokens)
+    elif backend in ("local", "llamacpp"):
+        options.update(adapter=adapter, max_input_tokens=max_input_tokens)
+        if backend == "local":
+            options.update(device=device, batch_size=batch_size)
+        else:
+            options.update(threads=threads, parallel=parallel)
         if stop is not None:
             options["stop"] = [x.replace("\\n", "\n").replace("\\t", "\t") for x in stop]
     be = get_backend(backend, **options)
-    sampling = {
-        "samples_file": str(samples.resolve()) if samples else None,
-        "n": n,
-        "plan": plan,
-        "total": total,
-        "overrides": sorted(override or []),
-        "strategy": strategy,
-        "codes": codes,
-        "seed": seed,
-    }
     given = read_samples(samples) if samples is not None else None  # bad input is reported before the store opens
     st = open_store(store if not endpoint else None, endpoint=endpoint)
     try:
-        if given is not None:
+        sampling: dict[str, Any] = {}
+        chosen_samples: list[Any] = []
+        if request is not None:
+            sampling = request.to_dict()
+            chosen_samples = load_run_samples(out, sampling) or request.draw(st)
+        elif samples is not None and given is not None:
+            sampling = {"samples_file": str(samples.resolve())}
             chosen_samples = given
-        else:
-            resumed = load_run_samples(out, sampling)
-            chosen_samples = (
-                resumed
-                if resumed is not None
-                else _sample(
-                    st,
-                    n=n,
-                    plan=plan,
-                    total=total,
-                    overrides=override or [],
-                    strategy=strategy,
-                    seed=seed,
-                    codes=codes,
-                )
-            )
         summary = generate(
             chosen_samples, out, store=st, backend=be, config=config, sampling=sampling, progress=progress
         )
@@ -203,6 +206,15 @@ def generate_command(
     print(json.dumps(s.to_dict(), ensure_ascii=False))
     if s.status == "budget":
         console.print("[yellow]stopped at --max-cost[/]; raise it and rerun the same command to continue")
+    elif s.status == "incomplete":
+        console.print(
+            "[yellow]incomplete[/]: some samples used up --max-attempts without an accepted note "
+            "(failures.jsonl has the reasons)",
+            highlight=False,
+        )
+    if s.produced_nothing:
+        console.print("[red]no note was accepted[/]; see failures.jsonl for the reasons", highlight=False)
+        raise typer.Exit(ExitCode.FINDING)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -147,18 +145,27 @@ def stats(store: StoreOpt = None, endpoint: EndpointOpt = None) -> None:
         console.print("[yellow]no build record in graph/meta[/] (not built by `medsyn kg build`)")
 
 
-FORMATS = ("table", "json", "csv", "tsv")
+FORMATS = ("table", "json", "xml", "csv", "tsv", "ttl", "nt")
+"""``kg query -f``: SELECT and ASK take table, json, xml, csv, tsv; CONSTRUCT and DESCRIBE take table, json
+(JSON-LD), xml (RDF/XML), ttl, nt."""
 
 
 @app.command()
 def query(
     file: Annotated[Path | None, typer.Argument(help="A .rq file.")] = None,
     expr: Annotated[str | None, typer.Option("-e", "--expr", help="Query text instead of a file.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table | json | csv | tsv")] = "table",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table | json | xml | csv | tsv (SELECT, ASK) | table | json | xml | ttl | nt (CONSTRUCT, DESCRIBE)",
+        ),
+    ] = "table",
     store: StoreOpt = None,
     endpoint: EndpointOpt = None,
 ) -> None:
-    """Run a SPARQL query (default graph = union of all named graphs)."""
+    """Run a SPARQL query (default graph = union of all named graphs); results in the W3C formats."""
     from medsyn.queries import read_query_file
 
     if fmt not in FORMATS:
@@ -168,56 +175,66 @@ def query(
     text = read_query_file(file) if file is not None else str(expr)
     s = _open(store, endpoint)
     try:
-        result = s.query(text)
+        data = format_result(s.results(text), fmt)  # before close: solutions are read lazily from the store
     finally:
         s.close()
-    sys.stdout.write(format_result(result, fmt))
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 
-def format_result(result: Any, fmt: str) -> str:
-    """SELECT rows / ASK bool / CONSTRUCT triples in a table, SPARQL 1.1 JSON results, CSV or TSV."""
-    if isinstance(result, bool):
-        if fmt == "json":
-            return json.dumps({"head": {}, "boolean": result}) + "\n"
-        return ("true" if result else "false") + "\n"
-    if result and not isinstance(result[0], dict):  # CONSTRUCT / DESCRIBE: N-Triples whatever the format
-        return "".join(f"{t} .\n" for t in result)
-    rows: list[dict[str, Any]] = result
-    names: list[str] = []
-    for r in rows:
-        names += [k for k in r if k not in names]
-    if fmt == "json":
-        from medsyn.sparql_results import json_term
+def format_result(result: Any, fmt: str) -> bytes:
+    """A :data:`medsyn.store.QueryResult` written by pyoxigraph's serializers, or as a table (header: the query's
+    variables, also when no row binds them)."""
+    from pyoxigraph import QueryBoolean, QueryResultsFormat, RdfFormat, serialize
 
-        return (
-            json.dumps(
-                {
-                    "head": {"vars": names},
-                    "results": {"bindings": [{k: json_term(t) for k, t in r.items()} for r in rows]},
-                },
-                ensure_ascii=False,
-                indent=1,
+    from medsyn.vocab import PREFIXES
+
+    if isinstance(result, list):  # CONSTRUCT / DESCRIBE
+        graph_formats = {
+            "json": RdfFormat.JSON_LD,
+            "xml": RdfFormat.RDF_XML,
+            "ttl": RdfFormat.TURTLE,
+            "nt": RdfFormat.N_TRIPLES,
+        }
+        if fmt == "table":
+            return _table(["subject", "predicate", "object"], [list(t) for t in result])
+        if fmt not in graph_formats:
+            raise InputError(
+                f"--format {fmt} is for SELECT and ASK; a CONSTRUCT or DESCRIBE gives triples: "
+                "table, json, xml, ttl, nt"
             )
-            + "\n"
+        prefixes = PREFIXES if fmt == "ttl" else None
+        return _ends_line(serialize(result, format=graph_formats[fmt], prefixes=prefixes) or b"")
+    result_formats = {
+        "json": QueryResultsFormat.JSON,
+        "xml": QueryResultsFormat.XML,
+        "csv": QueryResultsFormat.CSV,
+        "tsv": QueryResultsFormat.TSV,
+    }
+    if fmt in result_formats:
+        return _ends_line(result.serialize(format=result_formats[fmt]))
+    if fmt != "table":
+        raise InputError(
+            f"--format {fmt} is for CONSTRUCT and DESCRIBE; a SELECT or ASK gives table, json, xml, csv, tsv"
         )
-    if fmt in ("csv", "tsv"):
-        buf = io.StringIO()
-        if fmt == "csv":
-            w = csv.writer(buf, lineterminator="\n")
-            w.writerow(names)
-            for r in rows:
-                w.writerow([r[n].value if n in r else "" for n in names])
-        else:  # SPARQL 1.1 TSV: terms in N-Triples syntax
-            buf.write("\t".join("?" + n for n in names) + "\n")
-            for r in rows:
-                buf.write("\t".join(str(r[n]) if n in r else "" for n in names) + "\n")
-        return buf.getvalue()
+    if isinstance(result, QueryBoolean):
+        return b"true\n" if result else b"false\n"
+    names = [v.value for v in result.variables]
+    return _table(names, [list(sol) for sol in result])
+
+
+def _table(names: list[str], rows: list[list[Any]]) -> bytes:
     table = Table(*names, caption=f"{len(rows)} rows")
     for r in rows:
-        table.add_row(*(r[n].value if n in r else "" for n in names))
+        table.add_row(*("" if t is None else t.value for t in r))
     out = Console(file=io.StringIO(), width=console.width, force_terminal=False)
     out.print(table)
-    return out.file.getvalue()  # type: ignore[attr-defined,no-any-return]
+    return out.file.getvalue().encode("utf-8")  # type: ignore[attr-defined,no-any-return]
+
+
+def _ends_line(data: bytes) -> bytes:
+    """JSON and XML serializers end without a newline; a terminal prompt should not follow on the same line."""
+    return data if data.endswith(b"\n") else data + b"\n"
 
 
 @app.command()

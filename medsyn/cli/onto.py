@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medsyn.errors import ExitCode
+
 if TYPE_CHECKING:
     from medsyn.curation import Result
     from medsyn.store import Store
@@ -177,7 +179,7 @@ def diff(
     else:
         _show_diff(d, limit)
     if not d.empty:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FINDING)
 
 
 def _show_diff(d: Any, limit: int) -> None:

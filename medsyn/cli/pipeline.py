@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.rule import Rule
 
+from medsyn.errors import ExitCode, MedsynError
+
 console = Console(stderr=True)
 
 
@@ -16,8 +18,11 @@ def run_command(
     pipeline: Annotated[Path, typer.Argument(help="Pipeline TOML file (see pipelines/).")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the commands without running them.")] = False,
 ) -> None:
-    """Run every step of a pipeline file in order; rerun it to resume (finished steps are skipped or resume)."""
-    from medsyn.cli import app
+    """Run every step of a pipeline file in order; rerun it to resume (finished steps are skipped or resume).
+
+    The first step that fails stops the run, which exits with that step's status.
+    """
+    from medsyn.cli import app, invoke
     from medsyn.pipeline import format_args, load_pipeline, plan_pipeline
 
     root = typer.main.get_command(app)
@@ -30,7 +35,15 @@ def run_command(
             continue
         if dry_run:
             continue
-        root.main(args, standalone_mode=False, prog_name="medsyn")
+        failed = f"step {i}/{len(planned)} ({step.title}) failed"
+        try:
+            code = invoke(root, args)
+        except MedsynError:
+            console.print(f"[red]{failed}[/]; the steps after it did not run", highlight=False)
+            raise
+        if code != ExitCode.OK:
+            console.print(f"[red]{failed}[/] with exit status {code}; the steps after it did not run", highlight=False)
+            raise typer.Exit(code)
     console.print(Rule("pipeline done"))
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from medsyn.errors import InputError
+if TYPE_CHECKING:
+    from medsyn.sampling import SamplingRequest
 
 console = Console()
 
@@ -28,10 +29,61 @@ MinWordsOpt = Annotated[int, typer.Option("--min-words", help="Words an example 
 OverrideOpt = Annotated[
     list[str] | None, typer.Option("--override", help="Fixed count of a category in the plan, e.g. Z00=10; repeatable.")
 ]
-TotalOpt = Annotated[int, typer.Option("--total", help="Notes to share between categories by weight.")]
+TotalOpt = Annotated[
+    int | None,
+    typer.Option("--total", help="Notes to share between categories by weight (default: the authors' 2491)."),
+]
 
-AUTHORS_TOTAL = 2491
-"""The total the authors shared by weight in make_taskgen.py (before forcing Z00 to 10)."""
+# The sampling options of `medsyn sample` and `medsyn generate`: one definition, turned into one
+# medsyn.sampling.SamplingRequest by `sampling_request`.
+NOpt = Annotated[int | None, typer.Option("--n", help="Samples to draw, categories by weight.")]
+PlanOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--plan",
+        help="'weights': exactly --total samples shared by weight (largest remainder); "
+        "'topup': --total samples to the categories with the fewest real notes first. Not with --n.",
+    ),
+]
+StrategyOpt = Annotated[str, typer.Option("--strategy", help="Sampling strategy: paper or softmax.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same samples.")]
+CodesOpt = Annotated[
+    list[str] | None, typer.Option("--codes", help="Only these categories or codes (comma-separated or repeated).")
+]
+SoftmaxTemperatureOpt = Annotated[
+    float,
+    typer.Option("--softmax-temperature", help="T of the softmax strategy's softmax(weight / T) over symptoms."),
+]
+
+
+def sampling_request(
+    *,
+    n: int | None,
+    plan: str | None,
+    total: int | None,
+    override: list[str] | None,
+    codes: list[str] | None,
+    strategy: str,
+    seed: int,
+    softmax_temperature: float,
+    sources: str = "wikimed",
+    min_words: int = 30,
+) -> SamplingRequest:
+    """The options above as a :class:`medsyn.sampling.SamplingRequest` (checked there)."""
+    from medsyn.sampling import SamplingRequest
+
+    return SamplingRequest(
+        n=n,
+        plan=plan,
+        total=total,
+        overrides=tuple(override or ()),
+        codes=tuple(_split(codes)),
+        strategy=strategy,
+        seed=seed,
+        softmax_temperature=softmax_temperature,
+        sources=sources,
+        min_words=min_words,
+    )
 
 
 def _open(store: Path | None, endpoint: str | None) -> Any:
@@ -48,7 +100,7 @@ def _split(items: list[str] | None) -> list[str]:
 def weights(
     store: StoreOpt = None,
     endpoint: EndpointOpt = None,
-    total: TotalOpt = AUTHORS_TOTAL,
+    total: TotalOpt = None,
     override: OverrideOpt = None,
     sources: SourcesOpt = "wikimed",
     min_words: MinWordsOpt = 30,
@@ -86,24 +138,20 @@ def weights(
             f"{100 * w.weight / mass:.2f}%",
             str(plan[w.category]),
         )
-    table.caption = f"planned total {sum(plan.values())} (requested {total})"
+    table.caption = f"planned total {sum(plan.values())}"
     console.print(table)
 
 
 def sample(
     out: Annotated[Path, typer.Option("--out", help="Samples JSONL file to write (atomically).")],
-    n: Annotated[int | None, typer.Option("--n", help="Samples to draw, categories by weight.")] = None,
-    strategy: Annotated[str, typer.Option("--strategy", help="Sampling strategy: paper or softmax.")] = "paper",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same samples.")] = 0,
-    codes: Annotated[
-        list[str] | None, typer.Option("--codes", help="Only these categories or codes (comma-separated or repeated).")
-    ] = None,
-    plan: Annotated[
-        str | None, typer.Option("--plan", help="'weights': exact counts round(w/sum(w)*total) instead of --n.")
-    ] = None,
-    total: TotalOpt = AUTHORS_TOTAL,
+    n: NOpt = None,
+    strategy: StrategyOpt = "paper",
+    seed: SeedOpt = 0,
+    codes: CodesOpt = None,
+    plan: PlanOpt = None,
+    total: TotalOpt = None,
     override: OverrideOpt = None,
-    temperature: Annotated[float, typer.Option("--temperature", help="Softmax temperature T (softmax only).")] = 10.0,
+    softmax_temperature: SoftmaxTemperatureOpt = 10.0,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
     sources: SourcesOpt = "wikimed",
     min_words: MinWordsOpt = 30,
@@ -114,34 +162,23 @@ def sample(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from medsyn.samples import write_samples
-    from medsyn.sampling import draw_samples
-    from medsyn.vocab import normalize_code
-    from medsyn.weights import code_weights, parse_overrides, plan_counts
 
-    if plan is not None and plan != "weights":
-        raise InputError(f"unknown plan {plan!r}; the only plan is 'weights'")
-    if plan is not None and n is not None:
-        raise InputError("give either --n or --plan weights, not both")
-    if plan is None and n is None:
-        raise InputError("give --n N (categories drawn by weight) or --plan weights --total T")
-    if plan is None and override:
-        raise InputError("--override applies to --plan weights only")
-    selected = _split(codes)
+    request = sampling_request(
+        n=n,
+        plan=plan,
+        total=total,
+        override=override,
+        codes=codes,
+        strategy=strategy,
+        seed=seed,
+        softmax_temperature=softmax_temperature,
+        sources=sources,
+        min_words=min_words,
+    )
     started = time.perf_counter()
     kg = _open(store, endpoint)
     try:
-        counts = None
-        if plan is not None:
-            ws = code_weights(kg, sources=sources, min_words=min_words)
-            if selected:
-                known = {w.category for w in ws}
-                cats = {normalize_code(c)[:3] for c in selected}
-                for c in sorted(cats - known):
-                    raise InputError(
-                        f"unknown code {c}: no category with symptoms from {sources}; see `medsyn weights`"
-                    )
-                ws = [w for w in ws if w.category in cats]
-            counts = plan_counts(ws, total, overrides=parse_overrides(override or []))
+        counts = request.counts(kg)
         size = sum(counts.values()) if counts is not None else int(n or 0)
         with Progress(
             TextColumn("sampling"),
@@ -153,19 +190,7 @@ def sample(
             disable=size < 50_000,
         ) as bar:
             task = bar.add_task("sampling", total=size)
-            samples = draw_samples(
-                kg,
-                n=n,
-                plan=counts,
-                strategy=strategy,
-                seed=seed,
-                codes=selected or None,
-                workers=workers,
-                temperature=temperature,
-                sources=sources,
-                min_words=min_words,
-                progress=lambda k: bar.advance(task, k),
-            )
+            samples = request.draw_planned(kg, counts, workers=workers, progress=lambda k: bar.advance(task, k))
     finally:
         kg.close()
     write_samples(out, samples)

@@ -5,8 +5,15 @@ A template file holds ``name``, ``language``, ``description``, ``source`` and ``
 (``template_format="f-string"``, never Jinja), and a placeholder must be one of :data:`VARIABLES`: a template from an
 untrusted file can therefore not reach attributes, indexes or code. Literal braces are written ``{{`` / ``}}``.
 
-The content hash (sha256 over the canonical JSON of the messages) identifies a template in provenance: editing the
-description does not change it, editing a message does.
+A template is either a *chat* prompt (the default: system + user messages for instruction-tuned models such as
+GPT-4) or a *completion* prompt (``"mode": "completion"``: one text that a base model continues, e.g. few-shot).
+A few-shot template names how many real example notes it shows (``"shots": K``), how each is written
+(``"shot_format"``, placeholders ``{example}`` and ``{example_cues}``) and where the shots go (``{examples}`` in
+the message); ``"stop"`` lists the stop sequences that end a note.
+
+The content hash (sha256 over the canonical JSON of the messages, plus the few-shot and completion fields when a
+template has them) identifies a template in provenance: editing the description does not change it, editing a
+message, the shot format or the stop sequences does.
 
 >>> t = load_template("paper_ru")
 >>> t.name, len(t.content_hash)
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import string
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -49,8 +57,17 @@ VARIABLES: dict[str, str] = {
     "conj": "relative pronoun agreeing with the patient's sex ('который' / 'которая')",
     "age": "patient age in years",
     "sex": "patient sex ('male' / 'female')",
+    "examples": "the few-shot block: each example note of the sample written with the template's shot_format",
 }
 """The only placeholders a template may use."""
+
+SHOT_VARIABLES: dict[str, str] = {
+    "example": "text of one real example note",
+    "example_cues": "2-3 short phrases of that note joined by '; ' (shows the model what a symptom list looks like)",
+}
+"""The only placeholders of a ``shot_format``."""
+
+MODES = ("chat", "completion")
 
 _ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "ai": "assistant"}
 _NEEDS_DEMOGRAPHICS = frozenset({"patient", "conj", "age", "sex"})
@@ -70,11 +87,21 @@ class PromptTemplate:
     source: str = ""
     path: str | None = None
     variables: frozenset[str] = field(default=frozenset())
+    mode: str = "chat"
+    """``chat``: messages for a chat model; ``completion``: the user text alone, continued by a base model."""
+    shots: int = 0
+    """How many real example notes of the sampled code a few-shot prompt shows (0: not few-shot)."""
+    shot_format: str = ""
+    stop: tuple[str, ...] = ()
+    """Stop sequences recommended for this prompt (the backend's own stop applies when empty)."""
 
     @property
     def content_hash(self) -> str:
-        """sha256 of the canonical JSON of the messages (what is sent to the model)."""
-        return _messages_hash(self.messages)
+        """sha256 of the canonical JSON of what shapes the request (messages, and the few-shot fields)."""
+        extra = {}
+        if self.mode != "chat" or self.shots or self.shot_format or self.stop:
+            extra = {"mode": self.mode, "shots": self.shots, "shot_format": self.shot_format, "stop": list(self.stop)}
+        return _messages_hash(self.messages, extra)
 
     @property
     def needs_demographics(self) -> bool:
@@ -91,7 +118,17 @@ class PromptTemplate:
 
     def variables_for(self, sample: Sample) -> dict[str, str]:
         """The placeholder values of a sample (only those the template uses)."""
-        return {k: v for k, v in sample_variables(sample, self.language).items() if k in self.variables}
+        values = {k: v for k, v in sample_variables(sample, self.language).items() if k in self.variables}
+        if "examples" in self.variables:
+            values["examples"] = "".join(
+                self.shot_format.format(example=text, example_cues="; ".join(example_cues(text)))
+                for _, text in sample_examples(sample)[: self.shots or None]
+            )
+        return values
+
+    def render_text(self, sample: Sample) -> str:
+        """The prompt of a completion template as one text (the rendered messages joined by a blank line)."""
+        return "\n\n".join(m["content"] for m in self.render(sample))
 
     def render(self, sample: Sample) -> list[dict[str, str]]:
         """OpenAI-style chat messages ``[{"role", "content"}]`` for one sample."""
@@ -104,8 +141,12 @@ class PromptTemplate:
         return out
 
 
-def _messages_hash(messages: tuple[tuple[str, str], ...]) -> str:
-    canon = json.dumps([list(m) for m in messages], ensure_ascii=False, separators=(",", ":"))
+def _messages_hash(messages: tuple[tuple[str, str], ...], extra: dict[str, Any] | None = None) -> str:
+    # Templates without the few-shot fields keep the hash they always had (notes already cite it).
+    doc: Any = [list(m) for m in messages]
+    if extra:
+        doc = {"messages": doc, **extra}
+    canon = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 
 
@@ -116,7 +157,7 @@ def _chat_template(messages: tuple[tuple[str, str], ...]) -> ChatPromptTemplate:
     return ChatPromptTemplate.from_messages(list(messages), template_format="f-string")
 
 
-def _placeholders(text: str, where: str) -> set[str]:
+def _placeholders(text: str, where: str, allowed: dict[str, str] = VARIABLES) -> set[str]:
     names: set[str] = set()
     try:
         parsed = list(string.Formatter().parse(text))
@@ -125,10 +166,10 @@ def _placeholders(text: str, where: str) -> set[str]:
     for _, name, spec, conv in parsed:
         if name is None:
             continue
-        if name not in VARIABLES or spec or conv:
+        if name not in allowed or spec or conv:
             raise InputError(
                 f"{where}: placeholder {{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}} is not "
-                f"allowed; use one of {', '.join(sorted(VARIABLES))}"
+                f"allowed; use one of {', '.join(sorted(allowed))}"
             )
         names.add(name)
     return names
@@ -159,6 +200,23 @@ def parse_template(data: Any, *, where: str) -> PromptTemplate:
     language = data.get("language", "ru")
     if language not in _GENERIC_EXAMPLE:
         raise InputError(f"{where}: 'language' must be one of {', '.join(_GENERIC_EXAMPLE)}")
+    mode = data.get("mode", "chat")
+    if mode not in MODES:
+        raise InputError(f"{where}: 'mode' must be one of {', '.join(MODES)}")
+    if mode == "completion" and any(r != "user" for r, _ in messages):
+        raise InputError(f"{where}: a completion template has user messages only (a base model has no roles)")
+    shots = data.get("shots", 0)
+    if not isinstance(shots, int) or isinstance(shots, bool) or not 0 <= shots <= 32:
+        raise InputError(f"{where}: 'shots' must be a whole number from 0 to 32")
+    shot_format = data.get("shot_format", "")
+    if not isinstance(shot_format, str):
+        raise InputError(f"{where}: 'shot_format' must be a string")
+    _placeholders(shot_format, f"{where}: shot_format", SHOT_VARIABLES)
+    if ("examples" in variables) != bool(shots and shot_format):
+        raise InputError(f"{where}: a few-shot template needs all of 'shots' > 0, 'shot_format' and {{examples}}")
+    stop = data.get("stop", [])
+    if not (isinstance(stop, list) and all(isinstance(x, str) and x for x in stop)):
+        raise InputError(f"{where}: 'stop' must be a list of non-empty strings")
     return PromptTemplate(
         name=name,
         language=language,
@@ -167,6 +225,10 @@ def parse_template(data: Any, *, where: str) -> PromptTemplate:
         source=str(data.get("source", "")),
         path=where,
         variables=frozenset(variables),
+        mode=mode,
+        shots=shots,
+        shot_format=shot_format,
+        stop=tuple(stop),
     )
 
 
@@ -261,6 +323,43 @@ def patient_phrase(demographics: dict[str, Any], language: str = "ru") -> tuple[
     if isinstance(age, int):
         parts.append(f"{age} {_years_ru(age)}")
     return " ".join(parts), ("которая" if female else "который")
+
+
+def sample_examples(sample: Sample) -> list[tuple[str, str]]:
+    """(id, text) of the real example notes of a sample: its own example first, then the few-shot extras."""
+    extra = sample.extra.get("examples")
+    if extra:
+        return [(str(ex.get("id") or ""), str(ex["text"])) for ex in extra]
+    return [(sample.example_id or "", sample.example_text)] if sample.example_text else []
+
+
+_CUE_SPLIT = re.compile(r"[,.;:!?()\n]+")
+_CUE_LEAD = re.compile(r"^(?:жалобы|жалоб|жалуется|на|с|по|при)\b\s*", re.IGNORECASE)
+
+
+def example_cues(text: str, k: int = 3) -> list[str]:
+    """Up to ``k`` short phrases of a note (1-6 words each), chosen by a stable hash and kept in note order.
+
+    In a few-shot prompt they stand before their note as its "symptom list", so a base model sees that a note
+    uses the listed items; the choice depends only on the text, so the same note always gets the same cues.
+
+    >>> example_cues("Жалобы на боль в горле, температуру 38, слабость в течение 3 дней.")
+    ['боль в горле', 'температуру 38', 'слабость в течение 3 дней']
+    """
+    parts = []
+    for raw in _CUE_SPLIT.split(text):
+        cue = raw.strip(" -–—*\t").lower()
+        while True:
+            shorter = _CUE_LEAD.sub("", cue).strip()
+            if shorter == cue:
+                break
+            cue = shorter
+        if cue and 1 <= len(cue.split()) <= 6:
+            parts.append(cue)
+    if len(parts) <= k:
+        return parts
+    keep = sorted(range(len(parts)), key=lambda i: hashlib.sha256(parts[i].encode()).digest())[:k]
+    return [parts[i] for i in sorted(keep)]
 
 
 def sample_variables(sample: Sample, language: str = "ru") -> dict[str, str]:

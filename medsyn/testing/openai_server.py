@@ -1,6 +1,7 @@
 """A small, real HTTP server speaking the OpenAI chat completions API, for tests, benchmarks and demos.
 
-It answers ``POST /v1/chat/completions`` with a deterministic clinical note built from the request (the note names
+It answers ``POST /v1/chat/completions`` (and ``POST /v1/completions``, the API of base models, with the same note
+as ``choices[0].text``) with a deterministic clinical note built from the request (the note names
 the symptoms it finds in the prompt), after a configurable latency, and can inject failures: ``429`` with
 ``Retry-After``, ``500``, slow replies, empty, truncated and refused replies. ``GET /stats`` returns request counts,
 the peak number of requests in flight and arrival times; ``POST /config`` changes the behaviour at runtime.
@@ -59,6 +60,7 @@ class ServerConfig:
 
 _MARKER = re.compile(r"(?:используя их всех|using all of them):\s*\n(.+?)\.?\s*(?:\n|$)", re.IGNORECASE)
 _SYMPTOM_LINE = re.compile(r"^(.+;.+?)\.?$")
+_FEWSHOT_LINE = re.compile(r"^Симптомы:\s*(.+?)\s*$", re.MULTILINE)
 _COMPLAINS = re.compile(r"(?:жалуется на|complains of)\s+(.+?)\.(?:\s|$)", re.IGNORECASE | re.DOTALL)
 
 
@@ -71,6 +73,9 @@ def symptoms_in_prompt(text: str) -> list[str]:
     m = _MARKER.search(text)
     if m:
         return [s.strip() for s in m.group(1).split(";") if s.strip()]
+    few = _FEWSHOT_LINE.findall(text)
+    if few:  # a few-shot completion prompt: the last "Симптомы:" line is the new patient's
+        return [s.strip() for s in few[-1].split(";") if s.strip()]
     found: list[str] = []
     for line in text.splitlines():
         m = _SYMPTOM_LINE.match(line.strip())
@@ -153,20 +158,21 @@ def _completion(request: dict[str, Any], text: str | None, finish: str, refusal:
     messages = request.get("messages") or []
     prompt_chars = sum(len(str(m.get("content", ""))) for m in messages)
     completion_tokens = max(1, len(text or "") // 4) if text else 0
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": {"role": "assistant", "content": text, "refusal": refusal},
+        "finish_reason": finish,
+        "logprobs": None,
+    }
+    if request.get("text_api"):
+        choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
     body = {
         "id": "chatcmpl-" + hashlib.sha256(json.dumps(messages, ensure_ascii=False).encode()).hexdigest()[:24],
-        "object": "chat.completion",
+        "object": "text_completion" if request.get("text_api") else "chat.completion",
         "created": int(time.time()),
         "model": request.get("model", "fake"),
         "system_fingerprint": "fp_medsyn_fake",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": refusal},
-                "finish_reason": finish,
-                "logprobs": None,
-            }
-        ],
+        "choices": [choice],
         "usage": {
             "prompt_tokens": max(1, prompt_chars // 4),
             "completion_tokens": completion_tokens,
@@ -190,14 +196,20 @@ async def _answer(state: _State, method: str, path: str, headers: dict[str, str]
         return _response(200, {"ok": True})
     if method == "GET" and path in {"/v1/models", "/models"}:
         return _response(200, {"object": "list", "data": [{"id": "gpt-4", "object": "model", "owned_by": "medsyn"}]})
-    if not (method == "POST" and path in {"/v1/chat/completions", "/chat/completions"}):
+    text_api = method == "POST" and path in {"/v1/completions", "/completions"}
+    if not (text_api or (method == "POST" and path in {"/v1/chat/completions", "/chat/completions"})):
         return _error(404, f"no route {method} {path}", "invalid_request_error")
     cfg = state.config
     if cfg.api_key is not None and headers.get("authorization") != f"Bearer {cfg.api_key}":
         return _error(401, "Incorrect API key provided", "invalid_request_error")
     try:
         request = json.loads(body)
-        if not isinstance(request.get("messages"), list):
+        if text_api:
+            if not isinstance(request.get("prompt"), str):
+                raise ValueError("prompt must be a string")
+            request["messages"] = [{"role": "user", "content": request["prompt"]}]
+            request["text_api"] = True
+        elif not isinstance(request.get("messages"), list):
             raise ValueError("messages must be a list")
     except (ValueError, AttributeError) as exc:
         return _error(400, f"invalid request body: {exc}", "invalid_request_error")

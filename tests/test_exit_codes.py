@@ -1,0 +1,122 @@
+"""Exit statuses of the installed ``medsyn`` console script: 0 ok, 1 a finding, 2 bad input (medsyn.errors.ExitCode)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mkg_small import build_store, write_notes
+
+from medsyn.errors import ExitCode
+from medsyn.samples import write_samples
+from medsyn.testing import demo_samples
+from medsyn.testing.openai_server import FakeOpenAIServer
+
+MEDSYN = str(Path(sys.executable).with_name("medsyn"))
+"""The console script pip installed next to this interpreter: what a user runs."""
+
+
+def medsyn(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OPENAI_API_KEY": "", "COLUMNS": "200"}
+    return subprocess.run([MEDSYN, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300, check=False)
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    build_store(path).close()
+    return path
+
+
+def test_the_console_script_is_installed() -> None:
+    assert Path(MEDSYN).is_file(), MEDSYN
+
+
+def test_audit_verify_exits_1_on_an_altered_or_missing_note(store_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    path = write_notes(folder)
+    ok = medsyn("audit", "verify", str(folder), "--store", str(store_dir))
+    assert ok.returncode == ExitCode.OK, ok.stdout + ok.stderr
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rec = json.loads(lines[1])
+    rec["response"] += " Изменено."
+    path.write_text("\n".join([lines[0], json.dumps(rec, ensure_ascii=False), lines[2]]) + "\n", encoding="utf-8")
+    altered = medsyn("audit", "verify", str(folder), "--store", str(store_dir))
+    assert altered.returncode == ExitCode.FINDING and "altered" in altered.stdout
+    path.write_text(lines[0] + "\n" + lines[2] + "\n", encoding="utf-8")
+    missing = medsyn("audit", "verify", str(folder), "--store", str(store_dir), "--json")
+    assert missing.returncode == ExitCode.FINDING and json.loads(missing.stdout)["missing"] == ["n2"]
+    bad = medsyn("audit", "verify", str(tmp_path / "nowhere"), "--store", str(store_dir))
+    assert bad.returncode == ExitCode.BAD_INPUT and bad.stderr.startswith("error:")
+
+
+def test_onto_diff_exits_1_when_the_stores_differ(store_dir: Path, tmp_path: Path) -> None:
+    snap = tmp_path / "before.nq"
+    assert medsyn("onto", "snapshot", "--out", str(snap), "--store", str(store_dir)).returncode == 0
+    same = medsyn("onto", "diff", str(snap), str(store_dir))
+    assert same.returncode == ExitCode.OK and "no differences" in same.stdout
+    other = tmp_path / "other"
+    build_store(other).close()
+    edit = medsyn("onto", "add-symptom", "M54.4", "прострел", "--source", "wikimed", "--by", "t", "--store", str(other))
+    assert edit.returncode == 0, edit.stderr
+    differ = medsyn("onto", "diff", str(store_dir), str(other))
+    assert differ.returncode == ExitCode.FINDING and "прострел" in differ.stdout
+
+
+def test_run_stops_at_the_first_failing_step_with_its_status(store_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    path = write_notes(folder)
+    path.write_text(path.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")  # two notes missing
+    after = tmp_path / "after.jsonl"
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(
+        f'[[step]]\ncommand = "audit verify"\nfolder = "{folder}"\nstore = "{store_dir}"\n'
+        f'[[step]]\ncommand = "onto snapshot"\nout = "{after}"\nstore = "{store_dir}"\n',
+        encoding="utf-8",
+    )
+    r = medsyn("run", str(cfg))
+    assert r.returncode == ExitCode.FINDING, r.stdout + r.stderr
+    assert "step 1/2 (audit verify) failed with exit status 1" in r.stderr
+    assert not after.exists() and "step 2/2" not in r.stderr and "pipeline done" not in r.stderr
+
+
+def test_generate_without_any_accepted_note_exits_1(store_dir: Path, tmp_path: Path) -> None:
+    samples = tmp_path / "samples.jsonl"
+    write_samples(samples, demo_samples(3))
+    with FakeOpenAIServer(latency=0.0, rates={"refusal": 1.0}) as srv:
+        common = ["--samples", str(samples), "--base-url", srv.base_url, "--store", str(store_dir), "--no-progress"]
+        r = medsyn("generate", *common, "--max-attempts", "1", "--out", str(tmp_path / "none"))
+        assert r.returncode == ExitCode.FINDING, r.stderr
+        summary = json.loads(r.stdout.splitlines()[-1])
+        assert (summary["status"], summary["accepted"]) == ("incomplete", 0)
+        assert "no note was accepted" in r.stderr
+        srv.configure(rates={})
+        ok = medsyn("generate", *common, "--out", str(tmp_path / "ok"))
+        assert ok.returncode == ExitCode.OK, ok.stderr
+        assert json.loads(ok.stdout.splitlines()[-1])["accepted"] == 3
+
+
+def test_library_parameter_errors_are_shown_with_the_option_names(store_dir: Path, tmp_path: Path) -> None:
+    samples = tmp_path / "samples.jsonl"
+    write_samples(samples, demo_samples(1))
+    r = medsyn("generate", "--samples", str(samples), "--max-attempts", "0", "--out", str(tmp_path / "o"))
+    assert r.returncode == ExitCode.BAD_INPUT
+    assert r.stderr.strip() == "error: --max-attempts must be >= 1, got 0"
+
+
+def test_parameter_names_map_to_the_options_of_the_command_that_ran(tmp_path: Path) -> None:
+    from medsyn.cli import option_names
+    from medsyn.errors import ParameterError
+
+    err = ParameterError("{overrides} add up to 12, more than {total} = 10; {share} stays")
+    options = option_names(["sample", "--n", "3"])
+    assert err.render(lambda p: options.get(p, p)) == "--override add up to 12, more than --total = 10; share stays"
+    assert str(err) == "overrides add up to 12, more than total = 10; share stays"
+    samples = tmp_path / "samples.jsonl"
+    write_samples(samples, demo_samples(1))
+    price = medsyn("generate", "--samples", str(samples), "--price", "cheap", "--out", str(tmp_path / "o"))
+    assert price.returncode == ExitCode.BAD_INPUT and price.stderr.startswith("error: --price must be")
