@@ -134,3 +134,25 @@ def test_bad_output_folders_are_one_line(tmp_path: Path) -> None:
         msg = r.stderr.strip().splitlines()
         assert len(msg) == 1 and fragment in msg[0] and str(out) in msg[0], msg
     assert a_file.read_text() == "mine"
+
+
+def test_atomic_writes_fsync_the_data_and_the_folder(tmp_path: Path, monkeypatch: object) -> None:
+    from medsyn.atomic import atomic_dir, atomic_write_text
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)  # type: ignore[attr-defined]
+    atomic_write_text(tmp_path / "run.json", "{}")
+    assert synced[-1] == str(tmp_path)  # the rename is made durable after the data
+    assert any(p.startswith(str(tmp_path / ".run.json.")) for p in synced[:-1])
+    synced.clear()
+    with atomic_dir(tmp_path / "model") as d:
+        (d / "sub").mkdir()
+        (d / "sub" / "weights.bin").write_bytes(b"w")
+    assert synced[-1] == str(tmp_path)
+    assert any(p.endswith("/sub/weights.bin") for p in synced) and any(p.endswith("/sub") for p in synced)
