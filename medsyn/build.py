@@ -17,18 +17,19 @@ import hashlib
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyoxigraph import BlankNode, CanonicalizationAlgorithm, Dataset, Literal, Quad, RdfFormat, parse
 
+from medsyn.atomic import fsync_dir, fsync_tree, writable_folder
 from medsyn.errors import InputError, StoreError
 from medsyn.importers import SOURCES, resolve
 from medsyn.importers._common import BuildContext, integer
+from medsyn.locks import hold
 from medsyn.paths import ONTOLOGY_DIR, data_dir
-from medsyn.store import OxigraphStore
+from medsyn.store import BUILDING, OLD, OxigraphStore, corrupt_store_error, lock_file, recover, sibling
 from medsyn.vocab import ID, META_GRAPH, ONTOLOGY_GRAPH, RDF_TYPE, ms, prov, source_iri, xsd
 
 ONTOLOGY_FILE = ONTOLOGY_DIR / "medsyn.ttl"
@@ -48,6 +49,10 @@ class BuildReport:
     graph_counts: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     source_seconds: dict[str, float] = field(default_factory=dict)
+    kept_quads: int = 0
+    """Provenance and curation-record quads carried over from the store this build replaced."""
+    dropped_quads: int = 0
+    """The same, dropped on request (``discard_provenance``)."""
 
     @property
     def triples_per_second(self) -> float:
@@ -60,12 +65,14 @@ def build_kg(
     data: Path | None = None,
     sources: Sequence[str] | None = None,
     progress: bool = True,
+    discard_provenance: bool = False,
 ) -> BuildReport:
     """Build the MKG from ``data`` (default: the shared data folder) into ``store_path``, replacing it atomically.
 
     ``sources``: names from :data:`medsyn.importers.SOURCES`, ``"all"`` or ``None`` for the defaults (all but the
     non-commercial ``sider4``). Raises InputError for bad source files and StoreError for a locked or unwritable
-    store; in both cases the existing store is untouched.
+    store; in both cases the existing store is untouched. The run provenance and curation record of an existing
+    store are carried into the new one unless ``discard_provenance``.
     """
     started = time.perf_counter()
     data = Path(data) if data is not None else data_dir()
@@ -74,19 +81,46 @@ def build_kg(
     names = resolve(sources)
     target = Path(store_path)
     _check_target(target)
-    tmp = target.parent / f".{target.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        with _progress(progress, len(names) + 4) as step:
-            report = _build_into(tmp, data, names, step)
-            step("swapping in the new store")
-            _swap(tmp, target)
-            step("done")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # The store's lock is held from the first check to the swap: no server or curation can open the old store
+    # while its successor is being built and renamed over it.
+    with hold(lock_file(target), f"store {target}"):
+        recover(target)
+        history = _history(target)
+        kept = [] if discard_provenance else history
+        tmp = sibling(target, BUILDING)
+        try:
+            with _progress(progress, len(names) + 4) as step:
+                report = _build_into(tmp, data, names, step, kept)
+                report.dropped_quads = len(history) - len(kept)
+                step("swapping in the new store")
+                _swap(tmp, target)
+                step("done")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     report.store = target
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _history(target: Path) -> list[Quad]:
+    """The provenance (``graph/run/*``) and curation record of the store being replaced, to carry over.
+
+    A rebuild replaces knowledge, not history: ``audit verify`` must still find every note's run afterwards.
+    """
+    from medsyn.snapshot import is_knowledge_graph
+
+    if not target.is_dir() or not (target / "CURRENT").is_file():
+        return []
+    old = OxigraphStore(target, read_only=True, lock=False)
+    try:
+        graphs = [g for g in old.named_graphs() if not is_knowledge_graph(g)]
+        quads = [q for g in graphs for q in old.raw.quads_for_pattern(None, None, None, g)]
+    except RuntimeError as exc:
+        raise corrupt_store_error(target, exc) from None
+    finally:
+        old.close()
+    return quads
 
 
 def content_hash(quads: Iterator[Quad]) -> str:
@@ -119,10 +153,10 @@ def content_hash(quads: Iterator[Quad]) -> str:
 # ------------------------------------------------------------------------------------------------ internals
 
 
-def _build_into(tmp: Path, data: Path, names: list[str], step: _Step) -> BuildReport:
+def _build_into(tmp: Path, data: Path, names: list[str], step: _Step, kept: list[Quad]) -> BuildReport:
     from medsyn.kgstats import class_counts, graph_counts
 
-    store = OxigraphStore(tmp)
+    store = OxigraphStore(tmp, lock=False)  # a private folder: the target's lock covers it
     try:
         step("ontology")
         try:
@@ -150,6 +184,8 @@ def _build_into(tmp: Path, data: Path, names: list[str], step: _Step) -> BuildRe
         version = content_hash(store.raw.quads_for_pattern(None, None, None, None))
         triples = len(store)
         store.add_quads(_meta_quads(version, triples, names))
+        if kept:  # after the hash: history is not part of the build's version
+            store.add_quads(kept)
         report = BuildReport(
             store=tmp,
             version=version,
@@ -160,6 +196,7 @@ def _build_into(tmp: Path, data: Path, names: list[str], step: _Step) -> BuildRe
             graph_counts=graph_counts(store),
             skipped=dict(sorted(ctx.skipped.items())),
             source_seconds=timings,
+            kept_quads=len(kept),
         )
         store.flush()
         return report
@@ -185,30 +222,30 @@ def _meta_quads(version: str, triples: int, names: list[str]) -> list[Quad]:
 
 def _check_target(target: Path) -> None:
     """Refuse early (before minutes of work) a target that is a file, a foreign folder, locked or unwritable."""
-    parent = target.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create {parent}: {exc.strerror or exc}") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise StoreError(f"cannot write to {parent}: permission denied")
+    writable_folder(target.parent, "the folder of store")
     if target.exists():
         if not target.is_dir():
             raise StoreError(f"{target} exists and is not a store directory")
         if any(target.iterdir()) and not (target / "CURRENT").is_file():
             raise StoreError(f"{target} is a non-empty folder that is not an Oxigraph store; refusing to replace it")
-        # Opening read-write takes the store's lock: this fails now if a server or another CLI holds it.
+        # Opening read-write takes the store's locks (ours and RocksDB's): this fails now if a server, another
+        # CLI or an `oxigraph serve` holds it.
         OxigraphStore(target).close()
 
 
 def _swap(tmp: Path, target: Path) -> None:
-    """Replace ``target`` with ``tmp`` by renames; on failure the old store is put back."""
-    aside = target.parent / f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    """Replace ``target`` with ``tmp`` by renames; on failure the old store is put back.
+
+    A kill between the two renames leaves only ``.old-*``: the next open puts it back (:func:`medsyn.store.recover`).
+    """
+    aside = sibling(target, OLD)
     had_old = target.exists()
     try:
+        fsync_tree(tmp)
         if had_old:
             os.rename(target, aside)
         os.rename(tmp, target)
+        fsync_dir(target.parent)
     except OSError as exc:
         if had_old and aside.exists() and not target.exists():
             with contextlib.suppress(OSError):

@@ -17,13 +17,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote, unquote
 
 from pyoxigraph import Literal, NamedNode, Quad
 
 from medsyn.candidate import Candidate
-from medsyn.errors import InputError, ValidationError
-from medsyn.queries import run_named
+from medsyn.errors import InputError, StoreError, ValidationError
+from medsyn.queries import load_query, run_named
 from medsyn.store import Store, quads_to_sparql_data, to_python
 from medsyn.vocab import (
     CURATION_GRAPH,
@@ -63,6 +64,8 @@ class Plan:
     generated: set[NamedNode] = field(default_factory=set)
     invalidated: set[NamedNode] = field(default_factory=set)
     replaced: dict[NamedNode, NamedNode] = field(default_factory=dict)
+    groups: set[tuple[NamedNode, NamedNode]] = field(default_factory=set)
+    """(disease, source) groups whose normalised weights the change recomputes."""
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -142,7 +145,7 @@ def add_symptom(
         )
         plan.generated.add(a)
         verb = "link"
-    _renormalize(c, {(disease, src)})
+    _renormalize(plan, {(disease, src)})
     plan.description = f"{verb} symptom {label.strip()!r} to {notation} with weight {weight:g} (source {source})"
     return _finish(store, plan, by=by, dry_run=dry_run)
 
@@ -177,7 +180,7 @@ def remove_symptom(
         plan.used.add(r["disease"])  # type: ignore[arg-type]
         if "source" in r:
             groups.add((r["disease"], r["source"]))
-    _renormalize(c, groups)  # type: ignore[arg-type]
+    _renormalize(plan, groups)  # type: ignore[arg-type]
     _drop_unlinked_symptom(c, plan, sym)
     where = f" from {normalize_code(code)}" if code else ""
     plan.description = f"remove {len(links)} link(s) of symptom {label.strip()!r}{where}" + (
@@ -317,7 +320,7 @@ def _move_symptom(
             continue
         c.remove([Quad(r["s"], r["p"], old, r["g"])])  # type: ignore[arg-type]
         c.add([Quad(r["s"], r["p"], new, r["g"])])  # type: ignore[arg-type]
-    _renormalize(c, groups)
+    _renormalize(plan, groups)
 
 
 def _drop_unlinked_symptom(c: Candidate, plan: Plan, sym: NamedNode) -> None:
@@ -330,8 +333,13 @@ def _drop_unlinked_symptom(c: Candidate, plan: Plan, sym: NamedNode) -> None:
         plan.invalidated.add(sym)
 
 
-def _renormalize(c: Candidate, groups: Iterable[tuple[NamedNode, NamedNode]]) -> None:
-    """Recompute ms:normalizedWeight = weight / max weight for each (disease, source) group on the copy."""
+def _renormalize(plan: Plan, groups: Iterable[tuple[NamedNode, NamedNode]]) -> None:
+    """Recompute ms:normalizedWeight = weight / max weight for each (disease, source) group on the copy (and
+    remember the groups: the commit recomputes them on the store itself)."""
+    c = plan.candidate
+    assert c is not None
+    groups = set(groups)
+    plan.groups |= groups
     for disease, src in groups:
         rows = c.query("curation/group_weights", disease=disease, source=src)
         weights = {(r["g"], r["assoc"]): float(to_python(r["weight"])) for r in rows if "weight" in r}
@@ -356,19 +364,77 @@ def _finish(store: Store, plan: Plan, *, by: str | None, dry_run: bool) -> Resul
     c.add(record)
     c.validate()
     if not dry_run:
-        commit(store, removed=removed, added=[*added, *record])
+        commit(store, removed=removed, added=[*added, *record], groups=plan.groups)
+        settle_weights(store, plan.groups)
     return Result(plan.operation, plan.description, activity, added, removed, committed=not dry_run)  # type: ignore[arg-type]
 
 
-def commit(store: Store, *, removed: list[Quad], added: list[Quad]) -> None:
-    """Apply the change as one SPARQL update request: one transaction on Oxigraph and on SPARQL 1.1 servers."""
+def commit(
+    store: Store, *, removed: list[Quad], added: list[Quad], groups: Iterable[tuple[NamedNode, NamedNode]] = ()
+) -> None:
+    """Apply the change as one SPARQL update request: one transaction on Oxigraph and on SPARQL 1.1 servers.
+
+    The normalised weights of ``groups`` are recomputed by the same request from the store's own data
+    (``sparql/curation/renormalize.rq``), not taken from the planning copy, which a concurrent change may have
+    made stale.
+    """
     parts = []
     if removed:
         parts.append("DELETE DATA {\n" + quads_to_sparql_data(removed) + "\n}")
     if added:
         parts.append("INSERT DATA {\n" + quads_to_sparql_data(added) + "\n}")
+    if groups:
+        parts.append(renormalize_update(groups))
     if parts:
         store.update(" ;\n".join(parts))
+
+
+_EMPTY_GROUPS = "VALUES (?disease ?source) { }"
+SETTLE_TRIES = 20
+
+
+def renormalize_update(groups: Iterable[tuple[NamedNode, NamedNode]]) -> str:
+    """``sparql/curation/renormalize.rq`` with its VALUES block listing ``groups`` (IRIs written by pyoxigraph,
+    escaped N-Triples terms)."""
+    text = load_query("curation/renormalize")
+    rows = " ".join(f"({d} {s})" for d, s in sorted(groups, key=lambda g: (g[0].value, g[1].value)))
+    assert _EMPTY_GROUPS in text
+    return text.replace(_EMPTY_GROUPS, "VALUES (?disease ?source) { " + rows + " }")
+
+
+def settle_weights(store: Store, groups: Iterable[tuple[NamedNode, NamedNode]]) -> None:
+    """Re-run the recomputation until every group reads back consistent.
+
+    SPARQL servers (Oxigraph among them) run concurrent updates on snapshots: two changes to one group committed
+    at the same moment each computed the weights without the other's link. Whoever writes last reads the final
+    state here and repairs it, so the group ends consistent whatever the interleaving.
+    """
+    pending = set(groups)
+    for _ in range(SETTLE_TRIES):
+        pending = {g for g in pending if not _consistent(store, *g)}
+        if not pending:
+            return
+        store.update(renormalize_update(pending))
+    codes = ", ".join(sorted(f"{d.value.rsplit('/', 1)[-1]}/{s.value.rsplit('/', 1)[-1]}" for d, s in pending))
+    raise StoreError(
+        f"normalised weights of {codes} still changing after {SETTLE_TRIES} tries (other curators at work?); "
+        "run `medsyn kg validate` and repeat the change"
+    )
+
+
+def _consistent(store: Store, disease: NamedNode, source: NamedNode) -> bool:
+    rows = run_named(store, "curation/group_weights", disease=disease, source=source)
+    weights: dict[Any, float] = {}
+    norms: dict[Any, list[float]] = {}
+    for r in rows:
+        key = (r["g"], r["assoc"])
+        if "weight" in r:
+            weights[key] = float(to_python(r["weight"]))
+        norms.setdefault(key, [])
+        if "normalized" in r and float(to_python(r["normalized"])) not in norms[key]:
+            norms[key].append(float(to_python(r["normalized"])))
+    top = max(weights.values(), default=0.0)
+    return all(norms.get(k) == [w / top if top > 0 else 0.0] for k, w in weights.items())
 
 
 def curator_name(by: str | None) -> str:

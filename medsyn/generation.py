@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -32,11 +33,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medsyn.atomic import atomic_write_text
+from medsyn.atomic import atomic_write_text, fsync_file, writable_folder
 from medsyn.backends import Backend, ChatRequest, Completion
 from medsyn.errors import InputError, ParameterError, StoreError
 from medsyn.filtering import FilterConfig, decide, score_note
 from medsyn.jsonl import read_jsonl
+from medsyn.locks import acquire, release
 from medsyn.prompts import DEFAULT_TEMPLATE, PromptTemplate, load_template, sample_examples
 from medsyn.provenance import (
     RunInfo,
@@ -56,6 +58,10 @@ NOTES_FILE = "notes.jsonl"
 FAILURES_FILE = "failures.jsonl"
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
+LOCK_FILE = ".lock"
+"""The output folder's OS lock: one generating process per folder (released by the kernel on kill -9)."""
+LOST = "lost"
+"""Status of a failures.jsonl line for a note the store recorded but the folder lost (its id is never reused)."""
 NOTE_STATUSES = ("accepted", "rejected")
 """Record statuses that carry a scored note (and so provenance); other failures.jsonl lines are failed attempts."""
 _RUN_JSON_EVERY_S = 5.0
@@ -107,6 +113,8 @@ class RunSummary:
     elapsed_s: float
     generated_now: int
     """Attempts made by this call (the rest were read back from an earlier, interrupted call)."""
+    lost: int = 0
+    """Notes the store recorded that the folder no longer had (found on resume; generated again under new ids)."""
 
     @property
     def produced_nothing(self) -> bool:
@@ -127,7 +135,8 @@ class RunSummary:
 # ------------------------------------------------------------------------------------------------ JSONL files
 class JsonlAppender:
     """Append-only JSONL: each record is one ``write`` syscall of a whole line (unbuffered), so a killed process
-    leaves at most one torn last line, which :func:`read_records` cuts off."""
+    leaves at most one torn last line, which :func:`read_records` cuts off. :meth:`sync` makes the lines written so
+    far survive a power loss; the engine calls it before it writes their provenance."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -135,6 +144,7 @@ class JsonlAppender:
             self._fh = path.open("ab", buffering=0)
         except OSError as exc:
             raise StoreError(f"cannot open {path}: {exc.strerror or exc}") from None
+        self._dirty = False
 
     def write(self, record: Mapping[str, Any]) -> None:
         data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
@@ -145,9 +155,20 @@ class JsonlAppender:
                 n = self._fh.write(data)
         except OSError as exc:
             raise StoreError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        self._dirty = True
+
+    def sync(self) -> None:
+        if self._dirty:
+            try:
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                raise StoreError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            self._dirty = False
 
     def close(self) -> None:
-        self._fh.close()
+        if not self._fh.closed:
+            self.sync()
+            self._fh.close()
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -445,6 +466,8 @@ class _Engine:
         self.status = "running"
         self._prov: list[dict[str, Any]] = []
         self._prov_t = time.monotonic()
+        self._appenders: tuple[JsonlAppender, ...] = ()
+        self.lost = 0
 
     # ---------------------------------------------------------------- run identity and run.json
     def _identity(self) -> dict[str, Any]:
@@ -541,13 +564,49 @@ class _Engine:
             self.totals.add(rec)
             if rec.get("accepted"):
                 g.accepted += 1
-            if rec.get("status") != "error" or rec.get("permanent"):
+            if rec.get("status") not in ("error", LOST) or rec.get("permanent"):
                 g.counted += 1
-        # Provenance of records written just before a crash may be missing: add it (idempotent).
         have = recorded_note_ids(self.store, self.run)
+        self._record_lost(have, {r["id"] for r in [*notes, *failures]}, by_sample)
+        # Provenance of records written just before a crash may be missing: add it (idempotent), once the lines
+        # it describes are on disk.
         missing = [r for r in [*notes, *failures] if _has_note(r) and r["id"] not in have]
         if missing:
+            for name in (NOTES_FILE, FAILURES_FILE):
+                fsync_file(self.out / name)
             add_notes(self.store, self.run, missing)
+
+    def _record_lost(
+        self, have: Mapping[str, tuple[str, int]], in_folder: set[str], by_sample: dict[str, _Group]
+    ) -> None:
+        """Notes the store recorded but the folder lost (a power loss took the last lines, or an old copy of the
+        folder): their attempt numbers are taken, so a new note never gets a recorded id with another text, and a
+        ``lost`` line in failures.jsonl says what happened (``audit verify`` still lists them as missing)."""
+        lost = sorted((sa, nid) for nid, sa in have.items() if nid not in in_folder)
+        if not lost:
+            return
+        out = JsonlAppender(self.out / FAILURES_FILE)
+        try:
+            for (sample_id, attempt), nid in lost:
+                g = by_sample.get(sample_id)
+                if g is None:
+                    raise InputError(f"{self.out}: the store records note {nid} of a sample this run does not have")
+                g.used.add(attempt)
+                rec = {
+                    "id": nid,
+                    "run_id": self.run.run_id,
+                    "sample_id": sample_id,
+                    "attempt": attempt,
+                    "accepted": False,
+                    "status": LOST,
+                    "response": None,
+                    "reason": "recorded in the store but missing from the output folder; generated again",
+                }
+                out.write(rec)
+                self.totals.add(rec)
+        finally:
+            out.close()
+        self.lost = len(lost)
 
     # ---------------------------------------------------------------- one attempt
     def _record(
@@ -630,6 +689,15 @@ class _Engine:
 
     # ---------------------------------------------------------------- main loop
     async def run(self, *, progress: bool) -> RunSummary:
+        _prepare_out(self.out)
+        lock = self.out / LOCK_FILE
+        acquire(lock, f"output folder {self.out}")
+        try:
+            return await self._run(progress=progress)
+        finally:
+            release(lock)
+
+    async def _run(self, *, progress: bool) -> RunSummary:
         t0 = time.monotonic()
         self.groups = _make_groups(self.samples, self.config)
         self._open_run()
@@ -638,6 +706,7 @@ class _Engine:
         sched = _Scheduler(self.groups)
         notes_out = JsonlAppender(self.out / NOTES_FILE)
         fail_out = JsonlAppender(self.out / FAILURES_FILE)
+        self._appenders = (notes_out, fail_out)
         bar = _Progress(progress, sum(g.quota for g in self.groups), self.totals.accepted)
         in_flight: set[asyncio.Task[list[tuple[Any, ...]]]] = set()
         budget_hit = False
@@ -673,9 +742,11 @@ class _Engine:
             raise
         finally:
             bar.close()
-            notes_out.close()
-            fail_out.close()
-            self._flush_provenance()
+            try:
+                self._flush_provenance()
+            finally:
+                notes_out.close()
+                fail_out.close()
             with contextlib.suppress(Exception):
                 finish_run(self.store, self.run, ended=now_iso(), totals=self.totals.to_dict())
             self._write_run_json()
@@ -694,6 +765,7 @@ class _Engine:
             cost_usd=t.cost_usd,
             elapsed_s=time.monotonic() - t0,
             generated_now=self.attempts_now,
+            lost=self.lost,
         )
 
     def _over_budget(self, in_flight: int) -> bool:
@@ -734,9 +806,18 @@ class _Engine:
 
     def _flush_provenance(self) -> None:
         if self._prov:
+            for out in self._appenders:  # a note's line is on disk before the store records the note
+                out.sync()
             add_notes(self.store, self.run, self._prov)
             self._prov = []
         self._prov_t = time.monotonic()
+
+
+def _prepare_out(out: Path) -> None:
+    """Refuse, in one line, an output folder that is a file or cannot be created or written."""
+    if out.exists() and not out.is_dir():
+        raise InputError("--out must be a folder, and this is a file", path=out)
+    writable_folder(out, "output folder")
 
 
 def _has_note(rec: Mapping[str, Any]) -> bool:

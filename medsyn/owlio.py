@@ -39,6 +39,8 @@ EXTERNAL_ANNOTATIONS = [
     NamedNode(DCTERMS + "license"),
     NamedNode(PROV + "wasDerivedFrom"),
 ]
+
+
 def owl_bytes(store: Store, *, with_symptoms: bool = False) -> tuple[bytes, int]:
     """The ontology, every ICD-10 code (+ symptoms when asked) as RDF/XML, and its number of triples."""
     doc = OxigraphStore.in_memory()

@@ -97,7 +97,12 @@ def resolve_command(root: Any, command: str, *, where: str) -> tuple[list[str], 
 
 
 def step_args(cmd: Any, options: dict[str, Any], *, where: str) -> list[str]:
-    """Translate a step's options into command-line arguments, checking every key against the command."""
+    """Translate a step's options into command-line arguments, checking every key and value against the command.
+
+    A list is only accepted by options that repeat; numbers, flags and choices are converted here, so a wrong type
+    names the file, the step and the key; a value starting with ``-`` is passed as ``--option=value``, so it stays
+    a value.
+    """
     params = {p.name: p for p in cmd.params if p.name}
     args: list[str] = []
     positional: list[str] = []
@@ -106,19 +111,56 @@ def step_args(cmd: Any, options: dict[str, Any], *, where: str) -> list[str]:
         if p is None:
             allowed = ", ".join(sorted(k for k in params if k != "help"))
             raise InputError(f"{where}: unknown option {key!r} (allowed: {allowed})")
+        many = bool(getattr(p, "multiple", False)) or getattr(p, "nargs", 1) == -1
+        if isinstance(value, list) and not many:
+            raise InputError(f"{where}: option {key!r} takes one value, not a list")
+        if isinstance(value, dict):
+            raise InputError(f"{where}: option {key!r} takes a value, not a table")
         values = value if isinstance(value, list) else [value]
+        for v in values:
+            _check_value(cmd, p, key, v, where=where)
         if p.param_type_name == "argument":
             positional.extend(str(v) for v in values)
             continue
-        if p.is_flag and isinstance(value, bool):
+        if p.is_flag:
+            if not isinstance(value, bool):
+                raise InputError(f"{where}: option {key!r} is a flag: write true or false, got {value!r}")
             if value:
                 args.append(p.opts[0])
             elif p.secondary_opts:
                 args.append(p.secondary_opts[0])
             continue
+        long = next((o for o in p.opts if o.startswith("--")), None)
         for v in values:
-            args += [p.opts[0], str(v).lower() if isinstance(v, bool) else str(v)]
-    return [*args, *positional]
+            text = str(v).lower() if isinstance(v, bool) else str(v)
+            if not text.startswith("-"):
+                args += [p.opts[0], text]
+            elif long is not None:
+                args.append(f"{long}={text}")  # one token: click cannot take the value for an option
+            else:
+                raise InputError(f"{where}: option {key!r}: value {text!r} starts with '-'")
+    # "--" ends the options: a positional value starting with "-" is not read as one.
+    return [*args, "--", *positional] if any(v.startswith("-") for v in positional) else [*args, *positional]
+
+
+_CHECKED = (int, float, bool)
+
+
+def _check_value(cmd: Any, p: Any, key: str, value: Any, *, where: str) -> None:
+    """Convert a number or flag value with the option's own type, to report a bad one now, naming the step."""
+    if isinstance(value, dict | list):
+        raise InputError(f"{where}: option {key!r} takes a plain value, got {type(value).__name__}")
+    annotation = getattr(getattr(p, "type_descriptor", None), "annotation", None)
+    if annotation not in _CHECKED:
+        return
+    if annotation is int and isinstance(value, float) and not value.is_integer():
+        raise InputError(f"{where}: option {key!r}: {value!r} is not an integer")
+    try:
+        p.process_value(cmd.context_class(cmd), value)
+    except Exception as exc:  # the vendored click's BadParameter: its message says what is wrong
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        message = message.split(": ", 1)[1] if message.startswith("Invalid value for") else message
+        raise InputError(f"{where}: option {key!r}: {message} (got {value!r})") from None
 
 
 def plan_pipeline(root: Any, steps: list[Step], *, source: str) -> list[tuple[Step, list[str]]]:

@@ -25,6 +25,7 @@ from typing import Any
 
 from pyoxigraph import Literal, NamedNode, Quad
 
+from medsyn.queries import run_named
 from medsyn.store import Store, quads_to_sparql_data
 from medsyn.vocab import (
     ID,
@@ -195,14 +196,12 @@ def note_quads(run: RunInfo, rec: Mapping[str, Any]) -> list[Quad]:
     return out
 
 
-def recorded_note_ids(store: Store, run: RunInfo) -> set[str]:
-    """Ids of the notes that already have provenance in the run's graph."""
-    rows = store.query(
-        f"SELECT ?id WHERE {{ GRAPH {run.graph} {{ ?n a <{ms('SyntheticNote').value}> ; "
-        f"<{ms('noteId').value}> ?id }} }}",
-        union=False,
-    )
-    return {row["id"].value for row in rows}
+def recorded_note_ids(store: Store, run: RunInfo) -> dict[str, tuple[str, int]]:
+    """Ids of the notes that already have provenance in the run's graph -> (sample id, attempt)."""
+    return {
+        row["id"].value: (row["sample"].value, int(row["attempt"].value))
+        for row in run_named(store, "audit/run_note_attempts", g=run.graph)
+    }
 
 
 def add_notes(store: Store, run: RunInfo, records: Iterable[Mapping[str, Any]]) -> int:

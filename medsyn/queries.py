@@ -55,8 +55,12 @@ def read_query_file(path: str | Path) -> str:
         return p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError("query file not found", path=p) from None
+    except IsADirectoryError:
+        raise InputError("is a folder; give a .rq query file", path=p) from None
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte {exc.start})", path=p) from None
+    except OSError as exc:
+        raise InputError(f"cannot read the query file: {exc.strerror or exc}", path=p) from None
 
 
 def run_query(store: Store, sparql: str, *, union: bool = True, **params: Term | str | int | float | bool) -> Any:

@@ -51,6 +51,8 @@ class Sample:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Sample:
+        """A sample from its JSON object; a field of the wrong type is refused, naming it (a string ``symptoms``
+        would otherwise be read as a list of characters)."""
         names = {f for f in cls.__dataclass_fields__}
         unknown = set(d) - names
         if unknown:
@@ -60,11 +62,57 @@ class Sample:
         ]
         if missing:
             raise InputError(f"sample is missing field(s): {', '.join(missing)}")
+        for name, kind in _FIELD_TYPES.items():
+            value = d.get(name)
+            if value is None and name in _OPTIONAL:
+                continue
+            if kind == "str_list":
+                if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+                    raise InputError(f"field {name!r} must be a list of strings, got {_kind(value)}")
+            elif kind is int:
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise InputError(f"field {name!r} must be an integer, got {_kind(value)}")
+            elif not isinstance(value, kind):  # type: ignore[arg-type]
+                raise InputError(f"field {name!r} must be {_NAMES[kind]}, got {_kind(value)}")
         return cls(**d)
 
     @classmethod
     def from_json(cls, line: str) -> Sample:
         return cls.from_dict(json.loads(line))
+
+
+MAX_SAMPLES = 1_000_000
+"""Most samples one `sample` or `generate` call draws (the samples of a call are held in memory, ~1 KB each)."""
+
+_FIELD_TYPES: dict[str, Any] = {
+    "id": str,
+    "index": int,
+    "strategy": str,
+    "seed": int,
+    "code": str,
+    "category": str,
+    "symptoms": "str_list",
+    "symptom_iris": "str_list",
+    "example_id": str,
+    "example_text": str,
+    "demographics": dict,
+    "drug": dict,
+    "kg_version": str,
+    "extra": dict,
+}
+_OPTIONAL = {"example_id", "example_text", "demographics", "drug", "kg_version", "extra"}
+_NAMES = {str: "a string", dict: "an object"}
+
+
+def _kind(value: Any) -> str:
+    return {
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), "null" if value is None else type(value).__name__)
 
 
 def read_samples(path: str | Path) -> list[Sample]:

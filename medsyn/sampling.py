@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from medsyn.errors import InputError, ParameterError
-from medsyn.samples import Sample
+from medsyn.samples import MAX_SAMPLES, Sample
 from medsyn.store import Store
 from medsyn.strategies import Strategy, StrategyOptions, get_strategy
 from medsyn.strategies.base import FloatArray, IntArray
@@ -76,6 +76,9 @@ def _check(n: int | None, plan: Mapping[str, int] | None, seed: int, workers: in
         raise ParameterError("give either {n} (categories drawn by weight) or {plan} (counts per category), not both")
     if n is not None and n < 1:
         raise ParameterError(f"{{n}} must be >= 1, got {n}")
+    wanted = n if n is not None else sum(int(v) for v in (plan or {}).values())
+    if wanted > MAX_SAMPLES:
+        raise InputError(f"{wanted:,} samples asked for; at most {MAX_SAMPLES:,} per call (split the run)")
     if not isinstance(seed, int) or seed < 0:
         raise ParameterError(f"{{seed}} must be an integer >= 0, got {seed!r}")
     if workers < 1:

@@ -481,6 +481,8 @@ def make_server(
     """
     if timeout_s <= 0 or max_rows <= 0 or workers <= 0:
         raise InputError("timeout, max rows and workers must be positive")
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port: {port} is not a TCP port (0-65535)")
     if token is not None and not token.strip():
         raise InputError("the update token is empty")
     config = ServerConfig(
@@ -493,7 +495,8 @@ def make_server(
         quiet=quiet,
     )
     owns = not isinstance(store, OxigraphStore)
-    opened = OxigraphStore(Path(store)) if not isinstance(store, OxigraphStore) else store
+    # Serving never creates a store: a mistyped path must not answer "ok" over an empty graph.
+    opened = OxigraphStore(Path(store), create=False) if not isinstance(store, OxigraphStore) else store
     try:
         return SparqlServer(opened, (host, port), config, owns_store=owns)
     except OSError as exc:

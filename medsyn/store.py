@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
@@ -33,6 +35,7 @@ from pyoxigraph import (
 )
 
 from medsyn.errors import InputError, StoreError
+from medsyn.locks import acquire, is_held_here, release
 from medsyn.sparql_scopes import binding_sites
 
 Term = NamedNode | BlankNode | Literal | Triple
@@ -163,30 +166,60 @@ class Store(Protocol):
 class OxigraphStore:
     """An embedded, persistent Oxigraph store (RocksDB on disk) or an in-memory one.
 
-    One process owns an on-disk store: a second read-write open of the same directory raises StoreError.
+    One process owns an on-disk store: a read-write open holds the store's OS lock (``<store>.lock``, see
+    :func:`lock_file`) until ``close()``, and a second one raises StoreError naming the holder. :func:`open_store`,
+    the opener of the commands, refuses a missing store unless told to create it (``kg build``, ``onto restore``).
+    Leftovers of an interrupted build are recovered first (:func:`recover`).
     """
 
-    def __init__(self, path: str | Path | None = None, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str | Path | None = None, *, read_only: bool = False, create: bool = True, lock: bool = True
+    ) -> None:
         self.path = Path(path) if path is not None else None
         self.read_only = read_only
+        self._locked = False
+        if self.path is None:
+            self._store = _OxStore()
+            return
+        if not read_only and lock:
+            acquire(lock_file(self.path), f"store {self.path}")
+            self._locked = True
         try:
-            if self.path is None:
-                self._store = _OxStore()
-            elif read_only:
-                if not self.path.exists():
-                    raise StoreError(f"store {self.path} does not exist; build it with `medsyn kg build`")
-                self._store = _OxStore.read_only(str(self.path))
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._store = _OxStore(str(self.path))
+            if lock:
+                recover(self.path)
+            self._store = self._open(create=create)
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _open(self, *, create: bool) -> _OxStore:
+        assert self.path is not None
+        if not self.path.exists() and (self.read_only or not create):
+            raise StoreError(f"store {self.path} does not exist; build it with `medsyn kg build --store {self.path}`")
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"store {self.path} is not a directory")
+        if self.path.is_dir() and not (self.path / "CURRENT").is_file() and any(self.path.iterdir()):
+            raise StoreError(f"{self.path} is not an Oxigraph store (no CURRENT file)")
+        try:
+            if self.read_only:
+                return _OxStore.read_only(str(self.path))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return _OxStore(str(self.path))
         except OSError as exc:
             msg = str(exc)
             if "lock" in msg.lower():
                 raise StoreError(
-                    f"store {self.path} is locked by another process (is `medsyn serve` running on it? "
-                    "then use --endpoint URL)"
+                    f"store {self.path} is locked by another process (is `medsyn serve` or `oxigraph serve` running "
+                    "on it? then use --endpoint URL)"
                 ) from None
             raise StoreError(f"cannot open store {self.path}: {msg.splitlines()[0] if msg else exc!r}") from None
+        except RuntimeError as exc:  # RocksDB reports damage (Corruption: ...) as RuntimeError
+            raise corrupt_store_error(self.path, exc) from None
+
+    def _unlock(self) -> None:
+        if self._locked and self.path is not None:
+            self._locked = False
+            release(lock_file(self.path))
 
     @classmethod
     def in_memory(cls) -> OxigraphStore:
@@ -200,7 +233,10 @@ class OxigraphStore:
     def query(self, sparql: str, *, bindings: Bindings | None = None, union: bool = True) -> Any:
         if bindings:
             sparql = bind_query(sparql, bindings)
-        return rows_of(self.results(sparql, union=union))
+        try:
+            return rows_of(self.results(sparql, union=union))
+        except RuntimeError as exc:  # damage found while reading the solutions
+            raise corrupt_store_error(self.path, exc) from None
 
     def results(self, sparql: str, *, union: bool = True) -> QueryResult:
         try:
@@ -209,6 +245,8 @@ class OxigraphStore:
             raise InputError(f"SPARQL syntax error: {exc}") from None
         except OSError as exc:
             raise StoreError(f"query failed: {exc}") from None
+        except RuntimeError as exc:  # RocksDB damage found while planning or reading
+            raise corrupt_store_error(self.path, exc) from None
         if isinstance(result, QueryBoolean | QuerySolutions):
             return result
         return list(result)
@@ -223,6 +261,8 @@ class OxigraphStore:
             raise InputError(f"SPARQL update syntax error: {exc}") from None
         except OSError as exc:
             raise StoreError(f"update failed: {exc}") from None
+        except RuntimeError as exc:
+            raise corrupt_store_error(self.path, exc) from None
 
     def add_quads(self, quads: Iterable[Quad]) -> None:
         try:
@@ -280,10 +320,13 @@ class OxigraphStore:
             self._store.flush()
 
     def close(self) -> None:
+        if not hasattr(self, "_store"):
+            return
         if self.path is not None and not self.read_only:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, RuntimeError):
                 self._store.flush()
         del self._store
+        self._unlock()
 
     def __enter__(self) -> OxigraphStore:
         return self
@@ -306,9 +349,12 @@ def open_store(
     *,
     endpoint: str | None = None,
     read_only: bool = False,
+    create: bool = False,
     **endpoint_options: Any,
 ) -> Store:
     """Open the embedded store at ``store`` (default ``.medsyn/store``) or a remote SPARQL ``endpoint``.
+
+    A missing store is refused unless ``create`` (only ``kg build`` and ``onto restore`` create stores).
 
     ``endpoint_options`` (update_endpoint, user, password, token) go to the remote store.
     """
@@ -318,4 +364,74 @@ def open_store(
         return RemoteStore(endpoint, **endpoint_options)
     from medsyn.paths import default_store_dir
 
-    return OxigraphStore(Path(store) if store is not None else default_store_dir(), read_only=read_only)
+    return OxigraphStore(Path(store) if store is not None else default_store_dir(), read_only=read_only, create=create)
+
+
+# ------------------------------------------------------------------------------------------------ store folders
+BUILDING = "building"
+OLD = "old"
+
+
+def lock_file(store: Path) -> Path:
+    """The OS lock of a store: ``<store>.lock`` beside it, so it survives the folder swap of a rebuild."""
+    return store.with_name(store.name + ".lock")
+
+
+def sibling(store: Path, kind: str) -> Path:
+    """A fresh work folder beside ``store``: ``.<name>.building-<pid>-<random>`` or ``.<name>.old-...``."""
+    import uuid
+
+    return store.with_name(f".{store.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def leftovers(store: Path, kind: str) -> list[Path]:
+    """Work folders of ``kind`` an earlier build left beside ``store``, oldest first."""
+    try:
+        found = [p for p in store.parent.glob(f".{store.name}.{kind}-*") if p.is_dir()]
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: p.stat().st_mtime)
+
+
+def recover(store: Path) -> list[str]:
+    """Undo what an interrupted build left: a missing store gets its ``.old-*`` folder back, stale ``.building-*``
+    and ``.old-*`` folders are removed. Returns what was done (one phrase each).
+
+    Only a holder of the store lock may do this (no build is running then); a read-only caller takes the lock
+    only when there is something to recover, and skips the clean-up when a writer holds it.
+    """
+    import shutil
+
+    old, building = leftovers(store, OLD), leftovers(store, BUILDING)
+    if not old and not building:
+        return []
+    key = lock_file(store)
+    if not is_held_here(key):
+        try:
+            # The store may be missing for the instant between a build's two renames: wait that out.
+            acquire(key, f"store {store}", wait_s=0.0 if store.exists() else 10.0)
+        except StoreError:
+            return []
+        try:
+            return recover(store)
+        finally:
+            release(key)
+    done = []
+    if not store.exists() and old:
+        os.rename(old[-1], store)
+        done.append(f"restored {store} from {old[-1].name}")
+        old = old[:-1]
+    for p in [*old, *building]:
+        shutil.rmtree(p, ignore_errors=True)
+        done.append(f"removed {p.name}")
+    if done:
+        print(f"recovered store {store}: " + "; ".join(done), file=sys.stderr)
+    return done
+
+
+def corrupt_store_error(path: Path | None, exc: BaseException) -> StoreError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return StoreError(
+        f"store {path} is damaged ({first}); rebuild it with `medsyn kg build --store {path}` "
+        "(or restore it from a snapshot or backup)"
+    )

@@ -89,7 +89,8 @@ def test_failed_build_keeps_previous_store(tmp_path: Path, shared_data: Path) ->
     with read_only(target) as s:
         assert graph_version(s) == good.version
         assert "ExampleNote" not in class_counts(s)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "store"]  # no temp or set-aside folders left
+    # no temp or set-aside folders left; the lock file stays (deleting a lock file others may hold breaks flock)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "store", "store.lock"]
 
 
 def test_locked_store_is_refused(tmp_path: Path, shared_data: Path) -> None:
@@ -100,7 +101,7 @@ def test_locked_store_is_refused(tmp_path: Path, shared_data: Path) -> None:
             build_kg(target, data=shared_data, sources=SMALL, progress=False)
     finally:
         holder.close()
-    assert [p.name for p in tmp_path.iterdir()] == ["store"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store", "store.lock"]
 
 
 def test_unwritable_or_foreign_target(tmp_path: Path, shared_data: Path) -> None:

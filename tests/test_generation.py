@@ -216,6 +216,7 @@ def test_kill_9_then_same_command_resumes_to_exactly_n(tmp_path: Path) -> None:
     samples_file = tmp_path / "samples.jsonl"
     write_samples(samples_file, demo_samples(n))
     out, store_dir = tmp_path / "out", tmp_path / "store"
+    OxigraphStore(store_dir).close()  # generate writes provenance into an existing store; it never creates one
     with FakeOpenAIServer(latency=0.15, rates={"refusal": 0.1}) as srv:
         args = [
             "--samples",

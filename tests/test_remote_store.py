@@ -31,7 +31,9 @@ def oxigraph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer
 
 @pytest.fixture(scope="module")
 def medsyn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with medsyn_server(tmp_path_factory.mktemp("ms") / "store", token=TOKEN, extra_args=["--quiet"]) as server:
+    path = tmp_path_factory.mktemp("ms") / "store"
+    OxigraphStore(path).close()  # serve never creates a store
+    with medsyn_server(path, token=TOKEN, extra_args=["--quiet"]) as server:
         load_dataset(RemoteStore(server.query_url, token=TOKEN, batch_size=250))
         yield server
 

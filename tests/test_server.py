@@ -306,6 +306,7 @@ def test_cli_errors_are_one_line(srv: RunningServer, tmp_path: Path) -> None:
     assert locked.stderr.strip().startswith("error:") and "locked" in locked.stderr
     assert len(locked.stderr.strip().splitlines()) == 1
     busy_port = int(srv.base_url.rsplit(":", 1)[1])
+    OxigraphStore(tmp_path / "s").close()  # serve never creates a store
     taken = subprocess.run(
         [sys.executable, "-m", "medsyn", "serve", "--store", str(tmp_path / "s"), "--port", str(busy_port)],
         capture_output=True,
@@ -314,6 +315,14 @@ def test_cli_errors_are_one_line(srv: RunningServer, tmp_path: Path) -> None:
     )
     assert taken.returncode == 2 and "cannot listen" in taken.stderr
     assert len(taken.stderr.strip().splitlines()) == 1
+    bad_port = subprocess.run(
+        [sys.executable, "-m", "medsyn", "serve", "--store", str(tmp_path / "s"), "--port", "99999"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad_port.returncode == 2 and "Traceback" not in bad_port.stderr
+    assert bad_port.stderr.strip().splitlines() == ["error: --port: 99999 is not a TCP port (0-65535)"]
 
 
 def test_remote_store_refuses_a_truncated_result(limited: RunningServer) -> None:

@@ -125,6 +125,11 @@ def generate_command(
 
     if (samples is not None) == (n is not None or plan is not None):
         raise InputError("give exactly one of --n N, --plan weights [--total N], or --samples FILE")
+    from medsyn.samples import MAX_SAMPLES
+
+    for flag, value in (("--n", n), ("--total", total)):
+        if value is not None and value > MAX_SAMPLES:
+            raise InputError(f"{flag} {value:,} is above the limit of {MAX_SAMPLES:,} notes per run; split the run")
     request = None
     if samples is None:
         request = sampling_request(
@@ -168,6 +173,7 @@ def generate_command(
         if stop is not None:
             options["stop"] = [x.replace("\\n", "\n").replace("\\t", "\t") for x in stop]
     be = get_backend(backend, **options)
+    given = read_samples(samples) if samples is not None else None  # bad input is reported before the store opens
     st = open_store(store if not endpoint else None, endpoint=endpoint)
     try:
         sampling: dict[str, Any] = {}
@@ -175,9 +181,9 @@ def generate_command(
         if request is not None:
             sampling = request.to_dict()
             chosen_samples = load_run_samples(out, sampling) or request.draw(st)
-        elif samples is not None:
+        elif samples is not None and given is not None:
             sampling = {"samples_file": str(samples.resolve())}
-            chosen_samples = read_samples(samples)
+            chosen_samples = given
         summary = generate(
             chosen_samples, out, store=st, backend=be, config=config, sampling=sampling, progress=progress
         )
@@ -191,6 +197,12 @@ def generate_command(
         f"{s.notes_per_s:.1f} attempts/s -> {out}",
         highlight=False,
     )
+    if s.lost:
+        console.print(
+            f"[yellow]{s.lost} notes recorded in the store were missing from {out}[/] (lost lines); they were "
+            "generated again under new ids and listed as 'lost' in failures.jsonl",
+            highlight=False,
+        )
     print(json.dumps(s.to_dict(), ensure_ascii=False))
     if s.status == "budget":
         console.print("[yellow]stopped at --max-cost[/]; raise it and rerun the same command to continue")

@@ -67,8 +67,17 @@ def build(
     data: Annotated[Path | None, typer.Option("--data", help="Real-data folder (default: $MEDSYN_DATA).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     endpoint: EndpointOpt = None,
+    discard_provenance: Annotated[
+        bool,
+        typer.Option(
+            "--discard-provenance",
+            help="Do not carry the generation runs (graph/run/*) and the curation record of the old store over.",
+        ),
+    ] = False,
 ) -> None:
     """Build the knowledge graph from the real data; replaces the store atomically.
+
+    The store's lock is held for the whole build; a rebuild keeps the run provenance and the curation record.
 
     With --endpoint the graph is built locally in a temporary store, then published to the SPARQL server graph by
     graph (each named graph is replaced there).
@@ -93,13 +102,23 @@ def build(
                 remote.close()
         console.print(f"published {sent:,} quads to {endpoint}", highlight=False)
     else:
-        report = build_kg(_store_dir(store), data=data, sources=sources, progress=not quiet)
+        report = build_kg(
+            _store_dir(store), data=data, sources=sources, progress=not quiet, discard_provenance=discard_provenance
+        )
     ct, gt = _counts_tables(report.class_counts, report.graph_counts)
     console.print(ct)
     console.print(gt)
     for name, n in report.skipped.items():
         if n:
             console.print(f"[yellow]{name}[/]: {n:,} facts dropped (no ICD-10 mapping or unknown id)")
+    if report.kept_quads:
+        console.print(
+            f"kept {report.kept_quads:,} quads of run provenance and curation record from the previous store "
+            "(--discard-provenance drops them)",
+            highlight=False,
+        )
+    elif report.dropped_quads:
+        console.print(f"[yellow]dropped {report.dropped_quads:,} quads of provenance and curation record[/]")
     console.print(
         f"built [bold]{endpoint or report.store}[/] from {', '.join(report.sources)}: {report.triples:,} triples in "
         f"{report.seconds:.1f} s ({report.triples_per_second:,.0f} triples/s); version {report.version}",
@@ -231,6 +250,8 @@ def export(
     """Export the graph. ``owl`` = RDF/XML of the ontology and ICD-10 graphs (opens in owlready2/Protégé)."""
     from medsyn.kgexport import export_bytes
 
+    if out is not None and not out.parent.is_dir():  # a typo in the folder must not create a new tree
+        raise InputError("--out: the folder does not exist; create it first", path=out.parent)
     s = _open(store, endpoint)
     try:
         data = export_bytes(s, fmt, graph=graph)

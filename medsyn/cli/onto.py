@@ -37,11 +37,15 @@ SHOW_QUADS = 40
 
 
 @contextlib.contextmanager
-def _opened(store: Path | None, endpoint: str | None, *, read_only: bool = False) -> Iterator[Store]:
+def _opened(
+    store: Path | None, endpoint: str | None, *, read_only: bool = False, create: bool = False
+) -> Iterator[Store]:
     from medsyn.paths import default_store_dir
     from medsyn.store import open_store
 
-    s = open_store(None if endpoint else (store or default_store_dir()), endpoint=endpoint, read_only=read_only)
+    s = open_store(
+        None if endpoint else (store or default_store_dir()), endpoint=endpoint, read_only=read_only, create=create
+    )
     try:
         yield s
     finally:
@@ -283,7 +287,11 @@ def restore(
     """Make the knowledge graphs equal to a snapshot's, in one update (runs and the curation record are kept)."""
     from medsyn.snapshot import restore as put_back
 
-    with _opened(store, endpoint) as s:
+    if not path.is_file():  # checked before a missing store is created for it
+        from medsyn.errors import InputError
+
+        raise InputError("snapshot file not found", path=path)
+    with _opened(store, endpoint, create=True) as s:
         r = put_back(s, path, by=by)
     console.print(f"restored: +{r.added} -{r.removed} quads in {len(r.graphs)} graph(s)")
 
