@@ -171,6 +171,23 @@ class JsonlAppender:
             self._fh.close()
 
 
+def failure_reasons(out_dir: str | Path, top: int = 3) -> str:
+    """The most frequent reasons in a run's failures.jsonl, e.g. ``"5 symptom recall < 0.5, 2 too short"``.
+
+    Reasons are grouped by their words, numbers left out, so "symptom recall 0.20 < 0.5" and "symptom recall
+    0.00 < 0.5" count as one reason.
+    """
+    import re
+
+    counts: dict[str, int] = {}
+    for rec in read_records(Path(out_dir) / FAILURES_FILE):
+        words = re.sub(r"\s+", " ", re.sub(r"\(.*?\)|[0-9.]+(?:\s*[<>]\s*[0-9.]+)?", " ", str(rec.get("reason", ""))))
+        key = words.strip(" :;,") or str(rec.get("status", "failed"))
+        counts[key] = counts.get(key, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return ", ".join(f"{n} {k}" for k, n in ranked)
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Records of a JSONL output file (through :func:`medsyn.jsonl.read_jsonl`); a torn last line (no newline) is
     truncated away on disk first, since a killed process leaves at most that one."""

@@ -65,8 +65,8 @@ DATASET = (
 <{GRAPH}run/r1> {{
   msid:run\\/r1 a ms:GenerationRun , prov:Activity ; ms:seed 42 ; ms:graphVersion "sha256:abc123" .
   msid:note\\/synthetic\\/n1 a ms:SyntheticNote , prov:Entity ; ms:noteId "n1" ; ms:code msid:icd10\\/M54 ;
-      ms:accepted true ; prov:wasGeneratedBy msid:generation\\/n1 .
-  msid:generation\\/n1 a ms:NoteGeneration , prov:Activity ; prov:wasInformedBy msid:run\\/r1 ;
+      ms:accepted true ; ms:sampleId "s1" ; prov:wasGeneratedBy msid:generation\\/n1 .
+  msid:generation\\/n1 a ms:NoteGeneration , prov:Activity ; prov:wasInformedBy msid:run\\/r1 ; ms:attempt 0 ;
       ms:usedSymptom msid:symptom\\/s1 , msid:symptom\\/s2 ; ms:usedCode msid:icd10\\/M54 .
 }}
 """

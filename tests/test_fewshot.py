@@ -152,3 +152,39 @@ def test_cli_topup_sample_plan_and_fewshot_default_template(shared_data: Path, t
         timeout=300,
     )
     assert bad.returncode == 2 and "weights, topup" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_run_that_accepts_nothing_exits_1_and_says_why(shared_data: Path, tmp_path: Path) -> None:
+    from sampling_graph import real_graph
+
+    store_dir = tmp_path / "store"
+    with OxigraphStore(store_dir) as st:
+        real_graph(shared_data, version="kg-none").into(st)
+    with FakeOpenAIServer(script=["empty"] * 3 + ["truncated"]) as srv:
+        r = subprocess.run(
+            [
+                MEDSYN,
+                "generate",
+                "--backend",
+                "openai",
+                "--base-url",
+                srv.base_url,
+                "--n",
+                "2",
+                "--max-attempts",
+                "2",
+                "--max-retries",
+                "0",
+                "--store",
+                str(store_dir),
+                "--out",
+                str(tmp_path / "run"),
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    line = next(x for x in r.stderr.splitlines() if "no note was accepted" in x)
+    assert "in 4 attempts" in line and "3 empty reply" in line and "1 reply cut off" in line

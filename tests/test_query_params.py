@@ -18,6 +18,7 @@ MATCHING: dict[str, dict[str, NamedNode | Literal]] = {
     "audit/note_lineage": {"note": NamedNode(ID + "note/synthetic/n1")},
     "audit/note_symptoms": {"note": NamedNode(ID + "note/synthetic/n1")},
     "audit/note_hashes": {"run": NamedNode(ID + "run/r1")},
+    "audit/run_note_attempts": {"g": NamedNode("https://w3id.org/medsyn/graph/run/r1")},
     "audit/run": {"run": NamedNode(ID + "run/r1")},
     "audit/run_notes": {"run": NamedNode(ID + "run/r1")},
     "audit/sources": {"run": NamedNode(ID + "run/r1")},

@@ -213,7 +213,15 @@ def generate_command(
             highlight=False,
         )
     if s.produced_nothing:
-        console.print("[red]no note was accepted[/]; see failures.jsonl for the reasons", highlight=False)
+        from medsyn.generation import failure_reasons
+
+        why = failure_reasons(out)
+        console.print(
+            f"[red]no note was accepted[/] in {s.attempts} attempts"
+            + (f" ({why})" if why else "")
+            + f"; every reason is in {out / 'failures.jsonl'}",
+            highlight=False,
+        )
         raise typer.Exit(ExitCode.FINDING)
 
 
