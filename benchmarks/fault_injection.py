@@ -107,7 +107,7 @@ def generate_round(rng: random.Random, work: Path, base_url: str) -> Counter[str
 def build_round(rng: random.Random, work: Path, base: Path, build_s: float) -> Counter[str]:
     from pyoxigraph import Literal, NamedNode, Quad
 
-    from medsyn.build import graph_version
+    from medsyn.graphversion import graph_version
     from medsyn.store import OxigraphStore
     from medsyn.vocab import GRAPH
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from pyoxigraph import Literal, NamedNode, Quad
 
-from medsyn.build import build_kg, graph_version
+from medsyn.build import build_kg
+from medsyn.graphversion import graph_version
 from medsyn.store import OxigraphStore
 from medsyn.testing.servers import free_port
 from medsyn.vocab import CURATION_GRAPH, GRAPH
