@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -172,13 +173,11 @@ class JsonlAppender:
 
 
 def failure_reasons(out_dir: str | Path, top: int = 3) -> str:
-    """The most frequent reasons in a run's failures.jsonl, e.g. ``"5 symptom recall < 0.5, 2 too short"``.
+    """The most frequent reasons in a run's failures.jsonl, e.g. ``"5 symptom recall, 2 too short"``.
 
-    Reasons are grouped by their words, numbers left out, so "symptom recall 0.20 < 0.5" and "symptom recall
-    0.00 < 0.5" count as one reason.
+    Reasons are grouped by their words, numbers and parentheses left out, so "symptom recall 0.20 < 0.5" and
+    "symptom recall 0.00 < 0.5" count as one reason.
     """
-    import re
-
     counts: dict[str, int] = {}
     for rec in read_records(Path(out_dir) / FAILURES_FILE):
         words = re.sub(r"\s+", " ", re.sub(r"\(.*?\)|[0-9.]+(?:\s*[<>]\s*[0-9.]+)?", " ", str(rec.get("reason", ""))))
