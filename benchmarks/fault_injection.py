@@ -154,7 +154,7 @@ def curation_round(rng: random.Random, work: Path, base: Path) -> Counter[str]:
     with OxigraphStore(store, read_only=True) as s:
         linked = bool(s.query("ASK { ?s ?p ?o FILTER(STR(?o) = ?label) }", bindings={"label": label}))
         recorded = any(label in str(r.get("change", "")) for r in run_named(s, "curation/history"))
-        stale = len(run_named(s, "checks/weight_not_relative_to_max"))
+        stale = len(run_named(s, "checks/weight_not_normalised"))
     c["partial changes"] += linked != recorded
     c["stale weights"] += bool(stale)
     again = _run("onto", "history", "--store", str(store))  # the store opens read-write again

@@ -74,7 +74,7 @@ def test_two_concurrent_changes_to_one_group_keep_weights_normalised(server: Run
         assert errors == []
         got = weights(remote, "G43.0")
         assert sorted(got.values()) == [(5.0, 0.5), (10.0, 1.0)], got
-        assert run_named(remote, "checks/weight_not_relative_to_max") == []
+        assert run_named(remote, "checks/weight_not_normalised") == []
         history = run_named(remote, "curation/history")
         assert len(history) == 2  # both changes are recorded
 
@@ -107,4 +107,4 @@ def test_concurrent_cli_changes_over_an_endpoint(server: RunningServer) -> None:
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [o[1] for o in outs]
     assert sorted(weights(remote, "G43.0").values()) == [(2.5, 0.25), (5.0, 0.5), (10.0, 1.0)]
-    assert run_named(remote, "checks/weight_not_relative_to_max") == []
+    assert run_named(remote, "checks/weight_not_normalised") == []
