@@ -29,7 +29,18 @@ def test_demo_pipeline_plans_to_real_commands(repo_root: Path) -> None:
     commands = [args[: 2 if args[0] in {"kg", "audit", "eval"} else 1] for _, args in planned]
     assert commands == [["kg", "build"], ["weights"], ["generate"], ["audit", "verify"], ["eval", "quality"]]
     gen = dict(zip(planned[2][1][1::2], planned[2][1][2::2], strict=False))
-    assert gen["--backend"] == "local" and gen["--model"] == "smollm2"
+    assert (gen["--backend"], gen["--model"], gen["--template"]) == ("llamacpp", "gemma3", "paper_fewshot_ru")
+
+
+def test_local_lora_recipe_plans_to_real_commands(repo_root: Path) -> None:
+    steps = load_pipeline(repo_root / "pipelines" / "local-lora.toml")
+    planned = plan_pipeline(_root(), steps, source="local-lora.toml")
+    commands = [" ".join(args[: 2 if args[0] in {"kg", "eval"} else 1]) for _, args in planned]
+    assert commands == ["kg build", "ift", "sample", "finetune", "generate", "generate", "eval quality"]
+    before, after = (dict(zip(planned[i][1][1::2], planned[i][1][2::2], strict=False)) for i in (4, 5))
+    # Before and after differ only in the adapter: same samples, model, prompt and seed.
+    assert "--adapter" not in before and after.pop("--adapter") == "runs/local-lora/adapter"
+    assert {k: v for k, v in before.items() if k != "--out"} == {k: v for k, v in after.items() if k != "--out"}
 
 
 def test_options_translate_flags_lists_and_arguments() -> None:
