@@ -263,5 +263,6 @@ def assess(
         auc=auc,
         auc_length=length_auc(real, syn),
         fidelity=fidelity,
-        accept_rate=accept_rate if accept_rate < 1.0 or any(n.requested for n in synthetic.notes) else None,
+        # Only a set read with its rejected notes (eval quality --include-rejected) has an accept rate to show.
+        accept_rate=accept_rate if accept_rate < 1.0 else None,
     )

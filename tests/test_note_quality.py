@@ -77,3 +77,30 @@ def test_gpt4_notes_are_new_but_recognisable() -> None:
     assert q.symptom_recall is not None and 0.4 < q.symptom_recall < 0.7
     assert q.auc[0] > 0.8
     assert set(q.distinct_syn) == {1, 2, 3}
+
+
+def test_code_fidelity_and_accept_rate() -> None:
+    from medsyn.classifier import ClassifierConfig, CodeClassifier
+
+    train = read_notes(default_train())
+    small = replace(train, notes=train.notes[:600])
+    clf = CodeClassifier(ClassifierConfig(epochs=20)).fit([n.text for n in small.notes], small.codes, seed=0)
+    # Real notes under their own code are placed well; the same texts under a wrong code are not. A rejected note
+    # counts for the accept rate but not for fidelity.
+    right = [Note(f"r{i}", n.text, n.code, "s.jsonl", i + 1) for i, n in enumerate(small.notes[:40])]
+    wrong_code = "Z00" if small.notes[0].code != "Z00" else "A00"
+    wrong = [Note(f"w{i}", n.text, wrong_code, "s.jsonl", i + 41) for i, n in enumerate(small.notes[:40])]
+    rejected = [replace(n, id=f"x{i}", accepted=False) for i, n in enumerate(wrong[:20])]
+    good = assess(
+        NoteSet("good", small.path, "generate", right + rejected),
+        small,
+        np.random.default_rng(0),
+        auc_folds=2,
+        classifier=clf,
+    )
+    bad = assess(
+        NoteSet("bad", small.path, "generate", wrong), small, np.random.default_rng(0), auc_folds=2, classifier=clf
+    )
+    assert good.fidelity is not None and bad.fidelity is not None
+    assert good.fidelity[0] > 0.8 and good.fidelity[1] >= good.fidelity[0] and bad.fidelity[1] < 0.2
+    assert good.accept_rate == pytest.approx(40 / 60) and bad.accept_rate is None
