@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -83,8 +84,25 @@ class GenerationConfig:
     max_cost: float | None = None
     """Stop dispatching once the estimated cost (USD) would exceed this; may be raised on resume."""
     filter: FilterConfig = field(default_factory=FilterConfig)
+    shots: int | None = None
+    """Example notes per prompt of a few-shot template, instead of the template's own ``shots`` (None: keep)."""
+    stop: tuple[str, ...] | None = None
+    """Stop sequences instead of the template's (None: the template's, else the backend's default)."""
+
+    def load_template(self) -> PromptTemplate:
+        """The template with this config's overrides (they change its content hash, so provenance sees them)."""
+        t = load_template(self.template)
+        if self.shots is not None:
+            if not t.shots:
+                raise ParameterError(f"{{shots}} applies to a few-shot template; {t.name!r} is not one")
+            t = dataclasses.replace(t, shots=self.shots)
+        if self.stop is not None:
+            t = dataclasses.replace(t, stop=tuple(self.stop))
+        return t
 
     def __post_init__(self) -> None:
+        if self.shots is not None and not 1 <= self.shots <= 32:
+            raise ParameterError(f"{{shots}} must be from 1 to 32, got {self.shots}")
         if self.max_attempts < 1:
             raise ParameterError(f"{{max_attempts}} must be >= 1, got {self.max_attempts}")
         if self.target_per_code is not None and self.target_per_code < 1:
@@ -423,7 +441,7 @@ async def agenerate(
 ) -> RunSummary:
     """The async form of :func:`generate` (call it from a running event loop)."""
     cfg = config or GenerationConfig()
-    template = load_template(cfg.template)
+    template = cfg.load_template()
     if template.shots:
         from medsyn.sampling import add_examples
 
@@ -474,7 +492,7 @@ class _Engine:
         self.store = store
         self.backend = backend
         self.config = config
-        self.template = load_template(config.template)
+        self.template = config.load_template()
         _check_samples(self.samples, self.template)
         self.graph_version = graph_version or _graph_version(store, self.samples)
         self.totals = _Totals()
@@ -696,7 +714,7 @@ class _Engine:
                 temperature=self.config.temperature,
                 max_tokens=self.config.max_tokens,
                 prompt=text,
-                stop=t.stop or None,
+                stop=t.stop if t.stop or self.config.stop is not None else None,
             )
             prepared.append((g, s, a, nid, req))
         started = now_iso()

@@ -188,3 +188,18 @@ def test_a_run_that_accepts_nothing_exits_1_and_says_why(shared_data: Path, tmp_
     assert r.returncode == 1 and "Traceback" not in r.stderr
     line = next(x for x in r.stderr.splitlines() if "no note was accepted" in x)
     assert "in 4 attempts" in line and "3 empty reply" in line and "1 reply cut off" in line
+
+
+def test_shots_and_stop_override_the_template_and_its_hash(graph: OxigraphStore, tmp_path: Path) -> None:
+    samples = draw_samples(graph, n=3, seed=8)
+    with FakeOpenAIServer() as srv:
+        be = get_backend("openai", base_url=srv.base_url, max_retries=0)
+        base = GenerationConfig(template="paper_fewshot_ru", max_attempts=1)
+        two = GenerationConfig(template="paper_fewshot_ru", max_attempts=1, shots=2, stop=("\n\n",))
+        generate(samples, tmp_path / "two", store=graph, backend=be, config=two)
+    recs = read_records(tmp_path / "two" / NOTES_FILE) + read_records(tmp_path / "two" / FAILURES_FILE)
+    assert len(recs) == 3 and all(len(r["example_ids"]) == 2 for r in recs)
+    assert all(r["prompt"][0]["content"].count("Жалобы:") == 3 for r in recs)  # two shots + the open line
+    assert recs[0]["template_hash"] == two.load_template().content_hash != base.load_template().content_hash
+    with pytest.raises(InputError, match="few-shot template"):
+        GenerationConfig(template="paper_ru", shots=2).load_template()

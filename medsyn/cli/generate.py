@@ -68,8 +68,8 @@ def generate_command(
         list[str] | None,
         typer.Option(
             "--stop",
-            help="Stop sequence of the local/llamacpp backend when the template names none "
-            "(repeat; default: a blank line; '' disables).",
+            help="Stop sequence (repeat; '' alone disables): overrides the template's (paper_fewshot_ru: a newline); "
+            "without either, the local/llamacpp backends stop at a blank line.",
         ),
     ] = None,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads per decode step (llamacpp backend).")] = 1,
@@ -107,6 +107,10 @@ def generate_command(
         float, typer.Option("--temperature", help="The model's sampling temperature (not --softmax-temperature).")
     ] = 1.0,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Maximum tokens per note.")] = 1024,
+    shots: Annotated[
+        int | None,
+        typer.Option("--shots", help="Real example notes per prompt of a few-shot template (default: the template's)."),
+    ] = None,
     store: Annotated[
         Path | None, typer.Option("--store", help="Store directory (default: $MEDSYN_STORE or .medsyn/store).")
     ] = None,
@@ -153,6 +157,8 @@ def generate_command(
         target_per_code=target_per_code,
         max_cost=max_cost,
         filter=FilterConfig(min_recall=min_recall, max_similarity=max_similarity, max_repetition=max_repetition),
+        shots=shots,
+        stop=tuple(x.replace("\\n", "\n").replace("\\t", "\t") for x in stop if x) if stop is not None else None,
     )
     options: dict[str, Any] = {"model": model, "seed": seed}
     if backend == "openai":
