@@ -108,7 +108,9 @@ def add_symptom(
     sym = find_symptom(store, label)
     c = Candidate(store, [g])
     plan = Plan("add-symptom", "", c, used={disease, src})
-    if source == CURATION_SOURCE and not run_named(store, "curation/knowledge_sources", s=src):
+    # Ask the copy, not the live store: a concurrent first change may declare the source between the copy and
+    # this line, and the copy is what gets validated.
+    if source == CURATION_SOURCE and not c.query("curation/knowledge_sources", s=src):
         c.add(_curation_source_quads())
         plan.generated.add(src)
     if not any(True for _ in c.after.raw.quads_for_pattern(sym, RDF_TYPE, ms("Symptom"), g)):
