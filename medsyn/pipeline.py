@@ -4,7 +4,8 @@ A pipeline is TOML with one ``[[step]]`` table per command. ``command`` names it
 ``"eval quality"``...) and every other key is one of that command's options, spelled as the option without its
 dashes (``max_tokens`` for ``--max-tokens``). A config file and the command line therefore say the same thing and
 are checked by the same code. ``skip_if_exists = PATH`` skips a step whose output is already there; commands that
-resume (``generate``) simply run again.
+resume (``generate``) simply run again. ``allow_finding = true`` lets the steps after a step run when it reports a
+finding (exit 1); the pipeline then exits 1 at its end.
 
 >>> steps = parse_pipeline('[[step]]\\ncommand = "kg stats"\\n', source="inline")
 >>> steps[0].command, steps[0].options
@@ -21,7 +22,7 @@ from typing import Any
 
 from medsyn.errors import InputError
 
-_RESERVED = {"command", "skip_if_exists", "name"}
+_RESERVED = {"command", "skip_if_exists", "name", "allow_finding"}
 
 
 @dataclass
@@ -30,6 +31,9 @@ class Step:
     options: dict[str, Any] = field(default_factory=dict)
     skip_if_exists: str | None = None
     name: str | None = None
+    allow_finding: bool = False
+    """A finding of this step (exit 1, e.g. a generation that accepted no note) does not stop the steps after it;
+    the pipeline still exits 1 at the end."""
 
     @property
     def title(self) -> str:
@@ -61,8 +65,11 @@ def parse_pipeline(text: str, *, source: str) -> list[Step]:
         name = table.get("name")
         if name is not None and not isinstance(name, str):
             raise InputError(f"step {i}: name must be a string", path=source)
+        allow = table.get("allow_finding", False)
+        if not isinstance(allow, bool):
+            raise InputError(f"step {i}: allow_finding must be true or false", path=source)
         options = {k: v for k, v in table.items() if k not in _RESERVED}
-        steps.append(Step(cmd.strip(), options, skip, name))
+        steps.append(Step(cmd.strip(), options, skip, name, allow))
     return steps
 
 

@@ -84,6 +84,26 @@ def test_run_stops_at_the_first_failing_step_with_its_status(store_dir: Path, tm
     assert not after.exists() and "step 2/2" not in r.stderr and "pipeline done" not in r.stderr
 
 
+def test_allow_finding_runs_the_next_steps_and_still_exits_1(store_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    path = write_notes(folder)
+    path.write_text(path.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")  # two notes missing
+    after = tmp_path / "after.jsonl"
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(
+        f'[[step]]\ncommand = "audit verify"\nallow_finding = true\nfolder = "{folder}"\nstore = "{store_dir}"\n'
+        f'[[step]]\ncommand = "onto snapshot"\nout = "{after}"\nstore = "{store_dir}"\n',
+        encoding="utf-8",
+    )
+    r = medsyn("run", str(cfg))
+    assert r.returncode == ExitCode.FINDING, r.stdout + r.stderr
+    assert after.exists() and "step 1 reported a finding" in r.stderr and "findings in step 1/2" in r.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[step]]\ncommand = "kg stats"\nallow_finding = "yes"\n', encoding="utf-8")
+    r2 = medsyn("run", str(bad))
+    assert r2.returncode == ExitCode.BAD_INPUT and "allow_finding must be true or false" in r2.stderr
+
+
 def test_generate_without_any_accepted_note_exits_1(store_dir: Path, tmp_path: Path) -> None:
     samples = tmp_path / "samples.jsonl"
     write_samples(samples, demo_samples(3))

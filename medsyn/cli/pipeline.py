@@ -27,6 +27,7 @@ def run_command(
 
     root = typer.main.get_command(app)
     planned = plan_pipeline(root, load_pipeline(pipeline), source=str(pipeline))
+    findings: list[str] = []
     for i, (step, args) in enumerate(planned, 1):
         console.print(Rule(f"step {i}/{len(planned)}: {step.title}"))
         console.print(format_args(args), style="dim", highlight=False, soft_wrap=True)
@@ -41,9 +42,17 @@ def run_command(
         except MedsynError:
             console.print(f"[red]{failed}[/]; the steps after it did not run", highlight=False)
             raise
+        if code == ExitCode.FINDING and step.allow_finding:
+            findings.append(f"step {i}/{len(planned)} ({step.title})")
+            console.print(f"[yellow]step {i} reported a finding (exit 1)[/]; allow_finding is set, so the run goes on")
+            continue
         if code != ExitCode.OK:
             console.print(f"[red]{failed}[/] with exit status {code}; the steps after it did not run", highlight=False)
             raise typer.Exit(code)
+    if findings:
+        console.print(Rule("pipeline done, with findings"))
+        console.print(f"[yellow]findings in {', '.join(findings)}[/]", highlight=False)
+        raise typer.Exit(ExitCode.FINDING)
     console.print(Rule("pipeline done"))
 
 
