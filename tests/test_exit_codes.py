@@ -67,17 +67,23 @@ def test_onto_diff_exits_1_when_the_stores_differ(store_dir: Path, tmp_path: Pat
     assert differ.returncode == ExitCode.FINDING and "прострел" in differ.stdout
 
 
-def test_run_stops_at_the_first_failing_step_with_its_status(store_dir: Path, tmp_path: Path) -> None:
+def _finding_then_snapshot(store_dir: Path, tmp_path: Path, *, allow: bool) -> tuple[Path, Path]:
+    """A pipeline whose first step finds two notes missing (audit verify, exit 1) and whose second writes a file."""
     folder = tmp_path / "run"
     path = write_notes(folder)
     path.write_text(path.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")  # two notes missing
     after = tmp_path / "after.jsonl"
     cfg = tmp_path / "p.toml"
     cfg.write_text(
-        f'[[step]]\ncommand = "audit verify"\nfolder = "{folder}"\nstore = "{store_dir}"\n'
-        f'[[step]]\ncommand = "onto snapshot"\nout = "{after}"\nstore = "{store_dir}"\n',
+        f'[[step]]\ncommand = "audit verify"\n{"allow_finding = true" if allow else ""}\nfolder = "{folder}"\n'
+        f'store = "{store_dir}"\n[[step]]\ncommand = "onto snapshot"\nout = "{after}"\nstore = "{store_dir}"\n',
         encoding="utf-8",
     )
+    return cfg, after
+
+
+def test_run_stops_at_the_first_failing_step_with_its_status(store_dir: Path, tmp_path: Path) -> None:
+    cfg, after = _finding_then_snapshot(store_dir, tmp_path, allow=False)
     r = medsyn("run", str(cfg))
     assert r.returncode == ExitCode.FINDING, r.stdout + r.stderr
     assert "step 1/2 (audit verify) failed with exit status 1" in r.stderr
@@ -85,16 +91,7 @@ def test_run_stops_at_the_first_failing_step_with_its_status(store_dir: Path, tm
 
 
 def test_allow_finding_runs_the_next_steps_and_still_exits_1(store_dir: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "run"
-    path = write_notes(folder)
-    path.write_text(path.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")  # two notes missing
-    after = tmp_path / "after.jsonl"
-    cfg = tmp_path / "p.toml"
-    cfg.write_text(
-        f'[[step]]\ncommand = "audit verify"\nallow_finding = true\nfolder = "{folder}"\nstore = "{store_dir}"\n'
-        f'[[step]]\ncommand = "onto snapshot"\nout = "{after}"\nstore = "{store_dir}"\n',
-        encoding="utf-8",
-    )
+    cfg, after = _finding_then_snapshot(store_dir, tmp_path, allow=True)
     r = medsyn("run", str(cfg))
     assert r.returncode == ExitCode.FINDING, r.stdout + r.stderr
     assert after.exists() and "step 1 reported a finding" in r.stderr and "findings in step 1/2" in r.stderr
