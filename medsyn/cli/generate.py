@@ -148,6 +148,8 @@ def generate_command(
             sources=sources,
             min_words=min_words,
         )
+    # Stop sequences travel with every request (the template's, or these), so one parsed value serves all backends.
+    stops = tuple(x.replace("\\n", "\n").replace("\\t", "\t") for x in stop if x) if stop is not None else None
     config = GenerationConfig(
         template=template or DEFAULT_TEMPLATES.get(backend, "paper_ru"),
         seed=seed,
@@ -158,7 +160,7 @@ def generate_command(
         max_cost=max_cost,
         filter=FilterConfig(min_recall=min_recall, max_similarity=max_similarity, max_repetition=max_repetition),
         shots=shots,
-        stop=tuple(x.replace("\\n", "\n").replace("\\t", "\t") for x in stop if x) if stop is not None else None,
+        stop=stops,
     )
     options: dict[str, Any] = {"model": model, "seed": seed}
     if backend == "openai":
@@ -176,8 +178,6 @@ def generate_command(
             options.update(device=device, batch_size=batch_size)
         else:
             options.update(threads=threads, parallel=parallel)
-        if stop is not None:
-            options["stop"] = [x.replace("\\n", "\n").replace("\\t", "\t") for x in stop]
     be = get_backend(backend, **options)
     given = read_samples(samples) if samples is not None else None  # bad input is reported before the store opens
     st = open_store(store if not endpoint else None, endpoint=endpoint)
