@@ -22,6 +22,7 @@ from medsyn.backends import ChatRequest, Completion
 from medsyn.errors import InputError
 
 DEFAULT_MODEL = "gemma3"
+PROMPT_CACHE_MIB = 0
 
 
 class LlamaCppBackend:
@@ -66,6 +67,7 @@ class LlamaCppBackend:
             "parallel": self.parallel,
             "max_input_tokens": self.max_input_tokens,
             "stop": list(self.stop),
+            "prompt_cache_mib": PROMPT_CACHE_MIB,
         }
 
     def _load(self) -> Any:
@@ -89,6 +91,10 @@ class LlamaCppBackend:
             params.warmup = False
             params.verbosity = -1
             params.endpoint_metrics = False
+            # llama.cpp's server keeps finished prompts' KV states in host memory (8 GiB by default): with distinct
+            # few-shot prompts a long run grew ~6 MB an attempt until that cap. A retry of the same prompt still
+            # reuses its slot's own cache, which is all generation here gains from caching.
+            params.cache_ram_mib = PROMPT_CACHE_MIB
             try:
                 self._server = xllamacpp.Server(params)
             except Exception as exc:  # the engine reports a bad file as a generic runtime error
