@@ -19,13 +19,13 @@ from typing import Any
 
 from pyoxigraph import NamedNode
 
-from medsyn.errors import InputError
+from medsyn.errors import InputError, ParameterError
 from medsyn.generation import NOTE_STATUSES
 from medsyn.graphversion import graph_version
 from medsyn.jsonl import read_jsonl
 from medsyn.queries import run_named
 from medsyn.store import Store, to_python
-from medsyn.vocab import ID, run_iri, synthetic_note_iri
+from medsyn.vocab import ID, MS, run_iri, synthetic_note_iri
 
 NOTE_FILES = ("notes.jsonl", "failures.jsonl")
 """Files of a generation directory that hold note texts; ``failures.jsonl`` lines without a text are skipped."""
@@ -265,3 +265,31 @@ def sources_summary(store: Store, *, run: str | None = None) -> list[dict[str, A
     """Knowledge sources with the number of notes (and distinct symptoms) they contributed to."""
     params = {"run": run_ref(run)} if run else {}
     return [_py(r) for r in run_named(store, "audit/sources", **params)]
+
+
+# ------------------------------------------------------------------------------------------------ PROV export
+
+PROV_FORMATS = ("provn", "provjson", "ttl")
+
+
+def export_prov(store: Store, ref: str, *, fmt: str = "provn") -> str:
+    """A run's named graph as a W3C PROV document, read and written by the ``prov`` package (PROV-N, PROV-JSON or
+    Turtle): what a PROV tool sees of the run without a reasoner."""
+    if fmt not in PROV_FORMATS:
+        raise ParameterError(f"{{fmt}} must be one of {', '.join(PROV_FORMATS)}, got {fmt!r}")
+    run = run_ref(ref)
+    rows = run_named(store, "audit/run", run=run)
+    if not rows:
+        known = [r["run"].value.removeprefix(ID + "run/") for r in run_named(store, "audit/runs")]
+        raise InputError(f"no generation run {ref!r} in the store (known: {', '.join(known[:10]) or 'none'})")
+    from prov.model import ProvDocument  # local: only this command needs the prov package (and its rdflib reader)
+
+    data = store.dump(format="nt", graph=rows[0]["g"]).decode("utf-8")
+    doc = ProvDocument.deserialize(content=data, format="rdf", rdf_format="nt")
+    for prefix, ns in (("ms", MS), ("medsyn", ID), ("xsd", "http://www.w3.org/2001/XMLSchema#")):
+        doc.add_namespace(prefix, ns)
+    if fmt == "provjson":
+        return str(doc.serialize(format="json", indent=1))
+    if fmt == "ttl":
+        return str(doc.serialize(format="rdf", rdf_format="turtle"))
+    return str(doc.serialize(format="provn"))
