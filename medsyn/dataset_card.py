@@ -200,6 +200,16 @@ def render_card(report: ExportReport) -> str:
             ],
         ),
         "",
+        *(
+            [
+                f"{report.symptom_labels_real} requested-symptom labels (`requested_symptoms`) equal a whole real",
+                "note: the authors' symptom map took some symptoms verbatim from RuMedPrime notes; they are labels",
+                "of the published knowledge graph, not notes of this set.",
+                "",
+            ]
+            if report.symptom_labels_real
+            else []
+        ),
         "## Fields",
         "",
         _table(["field", "meaning"], [[f"`{k}`", v] for k, v in FIELDS.items()]),

@@ -94,6 +94,8 @@ class ExportReport:
     graph_sources: list[dict[str, Any]] = field(default_factory=list)
     command: str | None = None
     """The export's own command line, for the card's "how to reproduce"."""
+    symptom_labels_real: int = 0
+    """Requested-symptom labels (graph facts) that equal a whole real note (see :func:`_assert_no_real_text`)."""
 
     @property
     def per_code(self) -> dict[str, int]:
@@ -115,6 +117,7 @@ class ExportReport:
                 "policy": self.policy,
                 "dropped": self.dropped,
                 "flagged": self.flagged,
+                "requested_symptom_labels_equal_to_a_real_note": self.symptom_labels_real,
             },
             "duplicates_skipped": self.duplicates,
             "inputs": [
@@ -419,7 +422,7 @@ def export(
         records = [r for r in records if not r["near_copy"]]
     else:
         flagged = copies
-    _assert_no_real_text(records, real_norm)
+    labels = _assert_no_real_text(records, real_norm)
     if not records:
         raise NearCopyError("every note copies a real note; nothing written")
 
@@ -427,6 +430,7 @@ def export(
         Path(out), fmt, sources, records, len(real), exact, near, dropped, flagged, duplicates, on_near_copy
     )
     report.graph_sources = _graph_sources(store)
+    report.symptom_labels_real = labels
     report.command = shlex.join(command) if command else None
     from medsyn.dataset_card import lineage_query, plot_per_code, render_card
 
@@ -439,16 +443,24 @@ def export(
     return report
 
 
-def _assert_no_real_text(records: Sequence[Mapping[str, Any]], real_norm: set[str]) -> None:
-    """Last guard: no string field of a kept record, other than a flagged note text, equals a real note."""
+def _assert_no_real_text(records: Sequence[Mapping[str, Any]], real_norm: set[str]) -> int:
+    """Last guard: no string field of a kept record, other than a flagged note text, equals a real note.
+
+    ``requested_symptoms`` are symptom labels of the graph; a few of the authors' labels were cut from RuMedPrime
+    notes whole (the MKG was "supplemented from real notes"), so they are counted (returned) rather than refused:
+    they are published graph facts, shared with every sample.
+    """
+    labels = 0
     for r in records:
+        labels += sum(1 for v in r["requested_symptoms"] if len(v) > 20 and normalised(v) in real_norm)
         for key, value in r.items():
-            if key == "symptoms" and r["near_copy"]:
-                continue  # flagged on request: the user asked to keep and mark it
+            if (key == "symptoms" and r["near_copy"]) or key == "requested_symptoms":
+                continue  # a flagged note: the user asked to keep and mark it
             values = value if isinstance(value, list) else [value]
             for v in values:
                 if isinstance(v, str) and len(v) > 20 and normalised(v) in real_norm:
                     raise NearCopyError(f"record {r['idx']}: field {key!r} holds a real note; export refused")
+    return labels
 
 
 def _graph_sources(store: Store) -> list[dict[str, Any]]:

@@ -250,3 +250,44 @@ def test_kg_validate_runs_the_provenance_shapes(runs: dict, tmp_path: Path) -> N
         s.close()
     r = medsyn("kg", "validate", "--no-reasoner", "--store", broken)
     assert r.returncode == 1 and "SHACL provenance" in r.stderr and "prov:Agent" in r.stdout
+
+
+def test_authors_set_exports_and_eval_reads_exported_folders(runs: dict, shared_data: Path, tmp_path: Path) -> None:
+    gpt4 = shared_data / "medsyn" / "synthetic" / "gpt4_train.jsonl"
+    out = tmp_path / "gpt4"
+    r = medsyn("export", gpt4, "--out", out, "--store", runs["store"], "--on-near-copy", "flag")
+    assert r.returncode == 0, r.stderr
+    recs = lines(out / "data" / "train.jsonl")
+    source = lines(gpt4)
+    assert len(recs) == len(source) == 2378 and {x["idx"] for x in recs} == {x["idx"] for x in source}
+    assert all(x["license"] == "mit" and x["backend"] == "authors" and x["model"] == "gpt4" for x in recs)
+    assert all(x["requested_symptoms"] for x in recs)  # paired by rank from train_sampled.jsonl
+    manifest = json.loads((out / "export.json").read_text())
+    assert manifest["near_copy"]["flagged"] == sum(x["near_copy"] for x in recs)
+    assert "license: mit" in (out / "README.md").read_text()
+
+    q = medsyn("eval", "quality", "--synthetic", out, "--auc-max", "100", "--out", tmp_path / "q")
+    assert q.returncode == 0, q.stderr
+    assert q.stdout.startswith("gpt4: AUC") and (tmp_path / "q" / "quality.md").is_file()
+
+    chat = tmp_path / "chat"
+    assert medsyn("export", runs["dir"] / "chat", "--out", chat, "--store", runs["store"]).returncode == 0
+    u = medsyn(
+        "eval",
+        "upsample",
+        "--synthetic",
+        chat,
+        "--seeds",
+        "0",
+        "--real-shares",
+        "1",
+        "--syn-shares",
+        "0,1",
+        "--no-synthetic-only",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "u",
+    )
+    assert u.returncode == 0, u.stderr
+    assert "chat" in (tmp_path / "u" / "upsample.md").read_text()
