@@ -131,7 +131,7 @@ def _runs_section(report: ExportReport) -> list[str]:
                 ]
             )
         out += [
-            "## Models, prompts and the quality filter",
+            "## Runs and the quality filter",
             "",
             "Each run's model and adapter, its prompt template (name and content hash), the share of its scored",
             "notes that the quality filter accepted, and the filter's thresholds (symptom recall at least",
@@ -168,7 +168,7 @@ def render_card(report: ExportReport) -> str:
     versions = Counter(r["kg_version"] for r in recs if r["kg_version"])
     licences = Counter(r["license"] for r in recs)
     nc = sum(r["non_commercial"] for r in recs)
-    first = recs[0]["idx"]
+    first = next((r["idx"] for r in recs if r["run_id"]), None)
     parts = [
         _front_matter(report),
         "# MedSyn synthetic clinical notes",
@@ -186,9 +186,9 @@ def render_card(report: ExportReport) -> str:
         "",
         "## Privacy: no real note inside",
         "",
-        "The prompts showed real notes of RuMedTop3 (train split) as style examples; records name them by id only",
-        "(`example_ids`). Before writing, every note was compared with the "
-        f"{report.real_notes:,} real notes of the graph:",
+        "The prompts of `medsyn generate` show real notes of RuMedTop3 (train split) as style examples; records",
+        "name them by id only (`example_ids`), and no prompt is exported. Before writing, every note was compared",
+        f"with the {report.real_notes:,} real notes of the graph:",
         "",
         _table(
             ["check", "notes"],
@@ -262,18 +262,7 @@ def render_card(report: ExportReport) -> str:
         "## How to reproduce",
         "",
         *_reproduce(report),
-        "## Lineage of a note",
-        "",
-        "Every note of a `medsyn generate` run has W3C PROV-O provenance in the run's named graph: `prov:used` its",
-        "code, symptoms, example notes, prompt template and graph build; `prov:wasDerivedFrom` its example notes;",
-        "`prov:qualifiedAssociation` with the model (`prov:Agent`) and the template (`prov:hadPlan`). This query",
-        "(also `lineage.rq` here) lists one note's lineage; `medsyn audit note ID` shows it as a tree and",
-        "`medsyn audit export-prov RUN` writes a run as PROV-N / PROV-JSON.",
-        "",
-        "```sparql",
-        lineage_query(first).rstrip(),
-        "```",
-        "",
+        *_lineage_section(first),
         "## Citation",
         "",
         "Kumichev et al., MedSyn: LLM-based Synthetic Medical Text Generation Framework, ECML PKDD 2024",
@@ -288,6 +277,25 @@ NON_COMMERCIAL_NOTE = (
     "example notes; the symptom maps are MIT, HSDN CC BY 4.0 (attribution: Zhou et al. 2014, Hetionet), "
     "pharmacotherapydb CC0), `mit` for the authors' sets."
 )
+
+
+def _lineage_section(note_id: str | None) -> list[str]:
+    if note_id is None:
+        return []  # only the authors' sets: no provenance to query
+    return [
+        "## Lineage of a note",
+        "",
+        "Every note of a `medsyn generate` run has W3C PROV-O provenance in the run's named graph: `prov:used` its",
+        "code, symptoms, example notes, prompt template and graph build; `prov:wasDerivedFrom` its example notes;",
+        "`prov:qualifiedAssociation` with the model (`prov:Agent`) and the template (`prov:hadPlan`). This query",
+        "(also `lineage.rq` here) lists one note's lineage; `medsyn audit note ID` shows it as a tree and",
+        "`medsyn audit export-prov RUN` writes a run as PROV-N / PROV-JSON.",
+        "",
+        "```sparql",
+        lineage_query(note_id).rstrip(),
+        "```",
+        "",
+    ]
 
 
 def _reproduce(report: ExportReport) -> list[str]:

@@ -7,7 +7,7 @@ Layout of an export folder (written as a whole, atomically: :func:`medsyn.atomic
     DIR/data/train.jsonl     the records (or data/train.parquet), one per accepted note
     DIR/export.json          the manifest: inputs, counts, near-copy figures, record fields (read by eval)
     DIR/notes_per_code.png   the notes-per-code plot of the card
-    DIR/lineage.rq           a SPARQL query listing a note's lineage in the provenance graph
+    DIR/lineage.rq           a SPARQL query listing a note's lineage in the provenance graph (runs only)
 
 A record is RuMedTop3's ``{idx, code, symptoms, split}`` (``symptoms`` = the note text, as RuMedBench code reads
 it) plus ``requested_symptoms``, ``subcode``, model, run, graph version, filter scores, the ids of the real
@@ -438,7 +438,9 @@ def export(
         write_records(records, tmp / data_file(fmt), fmt)
         (tmp / MANIFEST).write_text(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n", "utf-8")
         plot_per_code(report.per_code, tmp / "notes_per_code.png")
-        (tmp / "lineage.rq").write_text(lineage_query(records[0]["idx"]), encoding="utf-8")
+        first_run_note = next((r["idx"] for r in records if r["run_id"]), None)
+        if first_run_note is not None:
+            (tmp / "lineage.rq").write_text(lineage_query(first_run_note), encoding="utf-8")
         (tmp / "README.md").write_text(render_card(report), encoding="utf-8")
     return report
 
