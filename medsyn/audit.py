@@ -293,3 +293,49 @@ def export_prov(store: Store, ref: str, *, fmt: str = "provn") -> str:
     if fmt == "ttl":
         return str(doc.serialize(format="rdf", rdf_format="turtle"))
     return str(doc.serialize(format="provn"))
+
+
+def rerecord(store: Store, folder: str | Path) -> tuple[str, int]:
+    """Write a generate folder's provenance again from its run.json and JSONL files: (run id, notes recorded).
+
+    Quads are a pure function of those records (:mod:`medsyn.provenance`), so this is idempotent; on a run recorded
+    by an older MedSyn it adds what the current layout has and the old one lacked (plain ``prov:used``,
+    ``prov:wasDerivedFrom``, the qualified association, ``prov:Agent``, the graph build), which the SHACL shapes of
+    ``kg validate`` ask for. The files are only read.
+    """
+    from medsyn.generation import FAILURES_FILE, RUN_FILE
+    from medsyn.generation import NOTES_FILE as NOTES
+    from medsyn.provenance import RunInfo, add_notes, start_run
+
+    d = Path(folder)
+    path = d / RUN_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        ident = doc["identity"]
+        run = RunInfo(
+            run_id=doc["run_id"],
+            started=doc["created"],
+            seed=int(ident["seed"]),
+            parameters=doc["parameters"],
+            backend=ident["backend"],
+            model=ident["model"],
+            adapter_hash=ident.get("adapter_hash"),
+            template_name=ident["template"],
+            template_hash=ident["template_hash"],
+            graph_version=doc["graph_version"],
+        )
+    except OSError:
+        raise InputError(f"not a medsyn generate folder (no {RUN_FILE})", path=d) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"not a run file of medsyn generate ({type(exc).__name__}: {exc})", path=path) from None
+    records = []
+    for name in (NOTES, FAILURES_FILE):
+        f = d / name
+        if f.is_file():
+            for lineno, rec in read_jsonl(f):
+                if rec.get("run_id") != run.run_id:
+                    raise InputError(f"record of another run ({rec.get('run_id')!r})", path=f, line=lineno)
+                if rec.get("status") in NOTE_STATUSES and rec.get("content_hash"):
+                    records.append(rec)
+    start_run(store, run)
+    return run.run_id, add_notes(store, run, records)

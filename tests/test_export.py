@@ -291,3 +291,26 @@ def test_authors_set_exports_and_eval_reads_exported_folders(runs: dict, shared_
     )
     assert u.returncode == 0, u.stderr
     assert "chat" in (tmp_path / "u" / "upsample.md").read_text()
+
+
+def test_reprov_brings_an_old_layout_run_up_to_the_shapes(runs: dict, tmp_path: Path) -> None:
+    old = tmp_path / "old-store"
+    shutil.copytree(runs["store"], old)
+    s = OxigraphStore(old)
+    try:  # what a run recorded before the plain PROV-O terms looked like
+        s.update(
+            "PREFIX prov: <http://www.w3.org/ns/prov#> DELETE { GRAPH ?g { ?s ?p ?o } } WHERE { GRAPH ?g { ?s ?p ?o } "
+            "FILTER(?p IN (prov:used, prov:wasDerivedFrom, prov:qualifiedAssociation) || ?o = prov:Agent) }"
+        )
+    finally:
+        s.close()
+    r = medsyn("kg", "validate", "--no-reasoner", "--store", old)
+    assert r.returncode == 1 and "prov:used at least its template" in r.stdout
+    for name in ("chat", "fewshot"):
+        r = medsyn("audit", "reprov", runs["dir"] / name, "--store", old)
+        assert r.returncode == 0, r.stderr
+        assert "provenance of" in r.stdout
+    r = medsyn("kg", "validate", "--no-reasoner", "--store", old)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = medsyn("audit", "reprov", tmp_path, "--store", old)
+    assert r.returncode == 2 and "not a medsyn generate folder" in r.stderr

@@ -233,3 +233,23 @@ def export_prov_command(
     else:
         atomic_write_text(out, text if text.endswith("\n") else text + "\n")
         typer.echo(f"wrote {out} ({fmt}, {len(text):,} characters)", err=True)
+
+
+@app.command("reprov")
+def reprov_command(
+    folder: Annotated[Path, typer.Argument(help="A medsyn generate output folder.")],
+    store: StoreOpt = None,
+    endpoint: EndpointOpt = None,
+) -> None:
+    """Write a run's provenance again from its folder (idempotent): brings runs recorded by an older MedSyn up to
+    the current PROV-O layout that `kg validate`'s SHACL shapes check."""
+    from medsyn.audit import rerecord
+    from medsyn.paths import default_store_dir
+    from medsyn.store import open_store
+
+    s = open_store(None if endpoint else (store or default_store_dir()), endpoint=endpoint)
+    try:
+        run_id, n = rerecord(s, folder)
+    finally:
+        s.close()
+    typer.echo(f"run {run_id}: provenance of {n} notes written again")
