@@ -19,13 +19,13 @@ from typing import Any
 
 from pyoxigraph import NamedNode
 
-from medsyn.errors import InputError
+from medsyn.errors import InputError, ParameterError
 from medsyn.generation import NOTE_STATUSES
 from medsyn.graphversion import graph_version
 from medsyn.jsonl import read_jsonl
 from medsyn.queries import run_named
 from medsyn.store import Store, to_python
-from medsyn.vocab import ID, run_iri, synthetic_note_iri
+from medsyn.vocab import ID, MS, run_iri, synthetic_note_iri
 
 NOTE_FILES = ("notes.jsonl", "failures.jsonl")
 """Files of a generation directory that hold note texts; ``failures.jsonl`` lines without a text are skipped."""
@@ -265,3 +265,77 @@ def sources_summary(store: Store, *, run: str | None = None) -> list[dict[str, A
     """Knowledge sources with the number of notes (and distinct symptoms) they contributed to."""
     params = {"run": run_ref(run)} if run else {}
     return [_py(r) for r in run_named(store, "audit/sources", **params)]
+
+
+# ------------------------------------------------------------------------------------------------ PROV export
+
+PROV_FORMATS = ("provn", "provjson", "ttl")
+
+
+def export_prov(store: Store, ref: str, *, fmt: str = "provn") -> str:
+    """A run's named graph as a W3C PROV document, read and written by the ``prov`` package (PROV-N, PROV-JSON or
+    Turtle): what a PROV tool sees of the run without a reasoner."""
+    if fmt not in PROV_FORMATS:
+        raise ParameterError(f"{{fmt}} must be one of {', '.join(PROV_FORMATS)}, got {fmt!r}")
+    run = run_ref(ref)
+    rows = run_named(store, "audit/run", run=run)
+    if not rows:
+        known = [r["run"].value.removeprefix(ID + "run/") for r in run_named(store, "audit/runs")]
+        raise InputError(f"no generation run {ref!r} in the store (known: {', '.join(known[:10]) or 'none'})")
+    from prov.model import ProvDocument  # local: only this command needs the prov package (and its rdflib reader)
+
+    data = store.dump(format="nt", graph=rows[0]["g"]).decode("utf-8")
+    doc = ProvDocument.deserialize(content=data, format="rdf", rdf_format="nt")
+    for prefix, ns in (("ms", MS), ("medsyn", ID), ("xsd", "http://www.w3.org/2001/XMLSchema#")):
+        doc.add_namespace(prefix, ns)
+    if fmt == "provjson":
+        return str(doc.serialize(format="json", indent=1))
+    if fmt == "ttl":
+        return str(doc.serialize(format="rdf", rdf_format="turtle"))
+    return str(doc.serialize(format="provn"))
+
+
+def rerecord(store: Store, folder: str | Path) -> tuple[str, int]:
+    """Write a generate folder's provenance again from its run.json and JSONL files: (run id, notes recorded).
+
+    Quads are a pure function of those records (:mod:`medsyn.provenance`), so this is idempotent; on a run recorded
+    by an older MedSyn it adds what the current layout has and the old one lacked (plain ``prov:used``,
+    ``prov:wasDerivedFrom``, the qualified association, ``prov:Agent``, the graph build), which the SHACL shapes of
+    ``kg validate`` ask for. The files are only read.
+    """
+    from medsyn.generation import FAILURES_FILE, RUN_FILE
+    from medsyn.generation import NOTES_FILE as NOTES
+    from medsyn.provenance import RunInfo, add_notes, start_run
+
+    d = Path(folder)
+    path = d / RUN_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        ident = doc["identity"]
+        run = RunInfo(
+            run_id=doc["run_id"],
+            started=doc["created"],
+            seed=int(ident["seed"]),
+            parameters=doc["parameters"],
+            backend=ident["backend"],
+            model=ident["model"],
+            adapter_hash=ident.get("adapter_hash"),
+            template_name=ident["template"],
+            template_hash=ident["template_hash"],
+            graph_version=doc["graph_version"],
+        )
+    except OSError:
+        raise InputError(f"not a medsyn generate folder (no {RUN_FILE})", path=d) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"not a run file of medsyn generate ({type(exc).__name__}: {exc})", path=path) from None
+    records = []
+    for name in (NOTES, FAILURES_FILE):
+        f = d / name
+        if f.is_file():
+            for lineno, rec in read_jsonl(f):
+                if rec.get("run_id") != run.run_id:
+                    raise InputError(f"record of another run ({rec.get('run_id')!r})", path=f, line=lineno)
+                if rec.get("status") in NOTE_STATUSES and rec.get("content_hash"):
+                    records.append(rec)
+    start_run(store, run)
+    return run.run_id, add_notes(store, run, records)

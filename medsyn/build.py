@@ -30,7 +30,7 @@ from medsyn.importers._common import BuildContext, integer
 from medsyn.locks import hold
 from medsyn.paths import ONTOLOGY_DIR, data_dir
 from medsyn.store import BUILDING, OLD, OxigraphStore, corrupt_store_error, lock_file, recover, sibling
-from medsyn.vocab import ID, META_GRAPH, ONTOLOGY_GRAPH, RDF_TYPE, ms, prov, source_iri, xsd
+from medsyn.vocab import META_GRAPH, ONTOLOGY_GRAPH, RDF_TYPE, build_iri, ms, prov, source_iri, xsd
 
 ONTOLOGY_FILE = ONTOLOGY_DIR / "medsyn.ttl"
 _Step = Callable[[str], None]
@@ -207,7 +207,7 @@ def _build_into(tmp: Path, data: Path, names: list[str], step: _Step, kept: list
 def _meta_quads(version: str, triples: int, names: list[str]) -> list[Quad]:
     g = META_GRAPH
     b = ms("KnowledgeGraphBuild")
-    node = type(b)(ID + "build/" + version.removeprefix("sha256:")[:16])
+    node = build_iri(version)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     quads = [
         Quad(node, RDF_TYPE, b, g),

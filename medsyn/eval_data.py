@@ -6,6 +6,10 @@ Two JSONL layouts are accepted and told apart by their fields, per line:
 * ``medsyn generate`` notes: ``{"id", "code", "response", "symptoms": [...], "example_id", "accepted", ...}``;
   ``response`` is the note text and ``symptoms`` the requested symptom list. Rejected notes are skipped by default.
 
+A folder is read as a ``medsyn generate`` output folder (notes.jsonl + failures.jsonl) or as a ``medsyn export``
+folder (export.json + data/train.jsonl or .parquet: RuMedTop3 records with ``requested_symptoms`` and
+``example_ids``).
+
 Every problem is reported as ``file:line: message`` (:class:`~medsyn.errors.InputError`).
 """
 
@@ -23,7 +27,7 @@ from medsyn.generation import FAILURES_FILE, NOTE_STATUSES, NOTES_FILE
 from medsyn.jsonl import read_jsonl
 from medsyn.paths import data_dir
 
-Format = Literal["rumedtop3", "generate"]
+Format = Literal["rumedtop3", "generate", "export"]
 _CODE = re.compile(r"^[A-Z][0-9]{2}$")
 
 
@@ -155,6 +159,8 @@ def read_notes(path: str | Path, *, accepted_only: bool = True, name: str | None
     ('rumedtop3', 848, 'E11')
     """
     p = Path(path)
+    if p.is_dir() and (p / "export.json").is_file():
+        return _read_export(p, name=name)
     if p.is_dir():
         files = [p / n for n in GENERATE_FILES if (p / n).is_file()]
         if not files:
@@ -174,6 +180,34 @@ def read_notes(path: str | Path, *, accepted_only: bool = True, name: str | None
     if not notes:
         raise InputError("no notes in file" if fmt is None else "no accepted notes in file", path=p)
     return NoteSet(name or set_name(p), p, fmt or "rumedtop3", notes, warnings)
+
+
+def _read_export(folder: Path, *, name: str | None) -> NoteSet:
+    """The notes of a ``medsyn export`` folder; a record flagged as a near-copy is skipped with a warning."""
+    from medsyn.export import read_manifest, read_records  # local: medsyn.export imports this module
+
+    path = folder / read_manifest(folder)["data_file"]
+    notes: list[Note] = []
+    warnings: list[str] = []
+    for i, rec in enumerate(read_records(folder), start=1):
+        text = _string(rec, "symptoms", path, i)
+        if not text.strip():
+            raise InputError("field 'symptoms' is empty", path=path, line=i)
+        code = normalise_code(_string(rec, "code", path, i))
+        if not _CODE.match(code):
+            raise InputError(f"field 'code' is not an ICD-10 category: {rec['code']!r}", path=path, line=i)
+        if rec.get("near_copy"):
+            warnings.append(f"{path}:{i}: {rec.get('idx')} is flagged as a near-copy of a real note; skipped")
+            continue
+        requested = rec.get("requested_symptoms") or []
+        examples = rec.get("example_ids") or []
+        if not isinstance(requested, list) or not isinstance(examples, list):
+            raise InputError("fields 'requested_symptoms' and 'example_ids' must be lists", path=path, line=i)
+        ex = str(examples[0]) if examples else None
+        notes.append(Note(str(rec.get("idx") or f"{path.name}:{i}"), text, code, str(path), i, tuple(requested), ex))
+    if not notes:
+        raise InputError("no notes in the export", path=folder)
+    return NoteSet(name or folder.name, folder, "export", notes, warnings)
 
 
 def _read_file(p: Path, *, accepted_only: bool) -> tuple[list[Note], list[str], Format | None]:

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -41,7 +42,7 @@ from medsyn.errors import InputError, ParameterError, StoreError
 from medsyn.filtering import FilterConfig, decide, score_note
 from medsyn.jsonl import read_jsonl
 from medsyn.locks import acquire, release
-from medsyn.prompts import DEFAULT_TEMPLATE, PromptTemplate, load_template, sample_examples
+from medsyn.prompts import DEFAULT_TEMPLATE, PromptTemplate, load_template, messages_hash, sample_examples
 from medsyn.provenance import (
     RunInfo,
     add_notes,
@@ -412,8 +413,12 @@ def generate(
     graph_version: str | None = None,
     sampling: Mapping[str, Any] | None = None,
     progress: bool = False,
+    command: Sequence[str] | None = None,
 ) -> RunSummary:
-    """Generate notes for ``samples`` into ``out_dir`` (resuming what is there); see the module docstring."""
+    """Generate notes for ``samples`` into ``out_dir`` (resuming what is there); see the module docstring.
+
+    ``command``: the command line that started this call, kept in run.json's ``commands`` (one per start) so a
+    dataset card can say how to reproduce the set."""
     return asyncio.run(
         agenerate(
             samples,
@@ -424,6 +429,7 @@ def generate(
             graph_version=graph_version,
             sampling=sampling,
             progress=progress,
+            command=command,
         )
     )
 
@@ -438,6 +444,7 @@ async def agenerate(
     graph_version: str | None = None,
     sampling: Mapping[str, Any] | None = None,
     progress: bool = False,
+    command: Sequence[str] | None = None,
 ) -> RunSummary:
     """The async form of :func:`generate` (call it from a running event loop)."""
     cfg = config or GenerationConfig()
@@ -447,7 +454,14 @@ async def agenerate(
 
         samples = add_examples(store, samples, template.shots, seed=cfg.seed)
     engine = _Engine(
-        samples, Path(out_dir), store=store, backend=backend, config=cfg, graph_version=graph_version, sampling=sampling
+        samples,
+        Path(out_dir),
+        store=store,
+        backend=backend,
+        config=cfg,
+        graph_version=graph_version,
+        sampling=sampling,
+        command=command,
     )
     try:
         return await engine.run(progress=progress)
@@ -484,8 +498,11 @@ class _Engine:
         config: GenerationConfig,
         graph_version: str | None,
         sampling: Mapping[str, Any] | None = None,
+        command: Sequence[str] | None = None,
     ) -> None:
         self.sampling = dict(sampling or {})
+        self.commands: list[str] = []
+        self._command = shlex.join(command) if command else None
         self.samples = list(samples)
         self._sample_lines = [_sample_line(s) for s in self.samples]
         self.out = out_dir
@@ -532,6 +549,7 @@ class _Engine:
             try:
                 prev = json.loads(path.read_text(encoding="utf-8"))
                 prev_hash, run_id, created = prev["identity_sha256"], prev["run_id"], prev["created"]
+                self.commands = [c for c in prev.get("commands") or [] if isinstance(c, str)]
             except (ValueError, KeyError, TypeError):
                 raise InputError("unreadable run file; move the output directory away", path=path) from None
             if prev_hash != ihash:
@@ -559,6 +577,8 @@ class _Engine:
             graph_version=self.graph_version,
         )
         self.identity, self.identity_hash = identity, ihash
+        if self._command and self._command not in self.commands:
+            self.commands.append(self._command)
         self._write_run_json()
         return identity
 
@@ -575,6 +595,7 @@ class _Engine:
             "graph": self.run.graph.value,
             "requested": sum(g.quota for g in getattr(self, "groups", [])),
             "totals": self.totals.to_dict(),
+            "commands": self.commands,
         }
         atomic_write_text(self.out / RUN_FILE, json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
         self._last_run_json = time.monotonic()
@@ -654,7 +675,10 @@ class _Engine:
             "subcode": sample.code,
             "model": self.backend.model,
             "backend": self.backend.name,
-            "prompt": req.messages,
+            # The real example notes stand as their ids (prompts.example_marker): a shared notes.jsonl must not
+            # carry a hospital's notes. prompt_sha256 is the hash of what was sent, for re-rendering from the graph.
+            "prompt": self._redacted_prompt(sample),
+            "prompt_sha256": messages_hash(req.messages),
             "symptoms": sample.symptoms,
             "symptom_iris": sample.symptom_iris,
             "example_id": sample.example_id,
@@ -700,6 +724,12 @@ class _Engine:
             content_hash=content_hash(reply.text),
         )
         return rec
+
+    def _redacted_prompt(self, sample: Sample) -> list[dict[str, str]]:
+        t = self.template
+        if t.mode == "completion":
+            return [{"role": "user", "content": t.render_text(sample, redact=True)}]
+        return t.render(sample, redact=True)
 
     async def _attempt_batch(self, jobs: list[tuple[_Group, Sample, int]]) -> list[tuple[Any, ...]]:
         prepared = []

@@ -59,10 +59,10 @@ def normalised(text: str) -> str:
     return " ".join(tokens(text))
 
 
-def _shingle_matrix(texts: Sequence[str], vocab: dict[str, int]) -> sparse.csr_matrix:
+def _shingle_matrix(texts: Sequence[str], vocab: dict[str, int], n: int = 3) -> sparse.csr_matrix:
     rows, cols = [], []
     for i, t in enumerate(texts):
-        for s in shingles(t):
+        for s in shingles(t, n):
             rows.append(i)
             cols.append(vocab.setdefault(s, len(vocab)))
     data = np.ones(len(rows), dtype=np.float32)
@@ -79,9 +79,14 @@ class Overlap:
 
 
 def overlap(
-    synthetic: Sequence[str], reference: Sequence[str], *, allowed: np.ndarray | None = None, skip_self: bool = False
+    synthetic: Sequence[str],
+    reference: Sequence[str],
+    *,
+    allowed: np.ndarray | None = None,
+    skip_self: bool = False,
+    n: int = 3,
 ) -> Overlap:
-    """Max word 3-shingle Jaccard / containment of each synthetic note over the reference notes.
+    """Max word ``n``-shingle (3 by default) Jaccard / containment of each synthetic note over the reference notes.
 
     ``allowed`` (boolean, synthetic x reference) restricts the pairs considered; ``skip_self`` ignores the
     diagonal when both sides are the same list.
@@ -91,8 +96,8 @@ def overlap(
     (1.0, 0)
     """
     vocab: dict[str, int] = {}
-    s = _shingle_matrix(synthetic, vocab)
-    r = _shingle_matrix(reference, vocab)
+    s = _shingle_matrix(synthetic, vocab, n)
+    r = _shingle_matrix(reference, vocab, n)
     s.resize((s.shape[0], len(vocab) or 1))
     r.resize((r.shape[0], len(vocab) or 1))
     inter = (s @ r.T).tocoo()
@@ -107,10 +112,10 @@ def overlap(
     i, j, v = i[keep], j[keep], v[keep]
     jac = v / (size_s[i] + size_r[j] - v)
     con = v / np.maximum(size_s[i], 1)
-    n = len(synthetic)
-    best_j = np.zeros(n)
-    best_c = np.zeros(n)
-    best = np.full(n, -1)
+    rows = len(synthetic)
+    best_j = np.zeros(rows)
+    best_c = np.zeros(rows)
+    best = np.full(rows, -1)
     # Visit pairs by ascending Jaccard so the last write per row is its maximum.
     order = np.argsort(jac, kind="stable")
     best_j[i[order]] = jac[order]

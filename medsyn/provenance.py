@@ -30,6 +30,7 @@ from medsyn.store import Store, quads_to_sparql_data
 from medsyn.vocab import (
     ID,
     RDF_TYPE,
+    build_iri,
     code_iri,
     example_note_iri,
     graph_iri,
@@ -131,18 +132,54 @@ def run_quads(run: RunInfo) -> list[Quad]:
         Quad(r, ms("parameters"), _str(params), g),
         Quad(r, prov("wasAssociatedWith"), a, g),
         Quad(r, ms("graphVersion"), _str(run.graph_version), g),
+        *_association(r, a, t, g),
+        *_build_quads(run.graph_version, g),
+        Quad(r, prov("used"), build_iri(run.graph_version), g),
+        Quad(r, prov("used"), t, g),
         Quad(a, RDF_TYPE, ms("ModelAgent"), g),
+        # Agent and SoftwareAgent both: a consumer without a reasoner does not infer the first from the second.
+        Quad(a, RDF_TYPE, prov("Agent"), g),
         Quad(a, RDF_TYPE, prov("SoftwareAgent"), g),
+        Quad(a, rdfs("label"), _str(f"{run.backend}/{run.model}"), g),
         Quad(a, ms("backend"), _str(run.backend), g),
         Quad(a, ms("modelName"), _str(run.model), g),
         Quad(t, RDF_TYPE, ms("PromptTemplate"), g),
         Quad(t, RDF_TYPE, prov("Plan"), g),
+        Quad(t, RDF_TYPE, prov("Entity"), g),
         Quad(t, rdfs("label"), _str(run.template_name), g),
         Quad(t, ms("contentHash"), _str(run.template_hash), g),
     ]
     if run.adapter_hash:
         out.append(Quad(a, ms("adapterHash"), _str(run.adapter_hash), g))
     return out
+
+
+def association_iri(activity: NamedNode) -> NamedNode:
+    """The ``prov:Association`` of an activity with its model agent (one per activity: it has one agent)."""
+    return NamedNode(ID + "association/" + _h(activity.value))
+
+
+def _association(act: NamedNode, agent: NamedNode, plan: NamedNode, g: NamedNode) -> list[Quad]:
+    """``act prov:qualifiedAssociation [ prov:agent agent ; prov:hadPlan plan ]``: how PROV-O says "the model ran
+    this template"; a named node, so re-adding the quads after a crash adds nothing."""
+    q = association_iri(act)
+    return [
+        Quad(act, prov("qualifiedAssociation"), q, g),
+        Quad(q, RDF_TYPE, prov("Association"), g),
+        Quad(q, prov("agent"), agent, g),
+        Quad(q, prov("hadPlan"), plan, g),
+    ]
+
+
+def _build_quads(version: str, g: NamedNode) -> list[Quad]:
+    """The graph build a note was derived from, as a ``prov:Entity`` with its version, inside the run's graph (so
+    the run graph alone is a complete PROV document); graph/meta holds the build's own record."""
+    b = build_iri(version)
+    return [
+        Quad(b, RDF_TYPE, prov("Entity"), g),
+        Quad(b, RDF_TYPE, ms("KnowledgeGraphBuild"), g),
+        Quad(b, ms("graphVersion"), _str(version), g),
+    ]
 
 
 def start_run(store: Store, run: RunInfo) -> None:
@@ -188,9 +225,31 @@ def note_quads(run: RunInfo, rec: Mapping[str, Any]) -> list[Quad]:
         Quad(act, ms("completionTokens"), _int(usage.get("completion_tokens", 0)), g),
         Quad(act, ms("costUsd"), _dbl(rec.get("cost_usd", 0.0)), g),
     ]
-    out += [Quad(act, ms("usedSymptom"), NamedNode(iri), g) for iri in rec.get("symptom_iris") or []]
+    # Every input twice: as the ms: sub-property (what MedSyn's own queries read) and as plain prov:used /
+    # prov:wasDerivedFrom, which PROV tools and SPARQL without a reasoner see.
+    version = rec.get("kg_version") or run.graph_version
+    template, code = template_iri(run.template_hash), code_iri(rec["subcode"])
+    out += [
+        Quad(act, prov("used"), template, g),
+        Quad(act, prov("used"), code, g),
+        Quad(code, RDF_TYPE, prov("Entity"), g),
+        Quad(act, prov("used"), build_iri(version), g),
+        *_association(act, agent, template, g),
+    ]
+    if version != run.graph_version:
+        out += _build_quads(version, g)
+    for iri in dict.fromkeys(rec.get("symptom_iris") or []):
+        s = NamedNode(iri)
+        out += [Quad(act, ms("usedSymptom"), s, g), Quad(act, prov("used"), s, g), Quad(s, RDF_TYPE, prov("Entity"), g)]
     examples = rec.get("example_ids") or ([rec["example_id"]] if rec.get("example_id") else [])
-    out += [Quad(act, ms("exampleNote"), example_note_iri(e), g) for e in dict.fromkeys(examples)]
+    for e in dict.fromkeys(examples):
+        ex = example_note_iri(e)
+        out += [
+            Quad(act, ms("exampleNote"), ex, g),
+            Quad(act, prov("used"), ex, g),
+            Quad(n, prov("wasDerivedFrom"), ex, g),
+            Quad(ex, RDF_TYPE, prov("Entity"), g),
+        ]
     if not rec["accepted"] and rec.get("reason"):
         out.append(Quad(n, ms("rejectionReason"), _str(rec["reason"]), g))
     return out

@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyoxigraph import NamedNode
+
 from medsyn.queries import list_queries, run_named
 from medsyn.store import Row, Store
-from medsyn.vocab import ICD10_GRAPH, ONTOLOGY_GRAPH
+from medsyn.vocab import GRAPH, ICD10_GRAPH, ONTOLOGY_GRAPH
 
 CHECKS_DIR = "checks"
 
@@ -94,3 +96,58 @@ def _as_files(source: Store | Sequence[str | Path], tmp: Path) -> list[Path]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+# ------------------------------------------------------------------------------------------------ SHACL, provenance
+RUN_GRAPH_PREFIX = GRAPH + "run/"
+
+
+@dataclass(frozen=True)
+class ShaclReport:
+    """SHACL shapes (``ontology/shapes.ttl``) run on the provenance graphs: one line per violation."""
+
+    graphs: int
+    triples: int
+    problems: list[str]
+    seconds: float
+
+    @property
+    def conforms(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        state = "conforms" if self.conforms else f"{len(self.problems)} violation(s)"
+        return (
+            f"SHACL (provenance, {self.graphs} run graph(s), {self.triples:,} triples): {state} ({self.seconds:.1f} s)"
+        )
+
+
+def validate_provenance(store: Store, graphs: Sequence[NamedNode] | None = None) -> ShaclReport:
+    """Run the SHACL shapes on the run graphs (``graph/run/*``, or ``graphs``) as they are, without the TBox or a
+    reasoner: the shapes ask for the explicit PROV-O types and relations that a PROV consumer reads."""
+    import pyshacl
+    import rdflib
+
+    from medsyn.candidate import _shapes
+
+    started = time.perf_counter()
+    chosen = (
+        list(graphs)
+        if graphs is not None
+        else [g for g in store.named_graphs() if g.value.startswith(RUN_GRAPH_PREFIX)]
+    )
+    data = rdflib.Graph()
+    for g in chosen:
+        data.parse(data=store.dump(format="nt", graph=g).decode("utf-8"), format="nt")
+    if not len(data):
+        return ShaclReport(len(chosen), 0, [], time.perf_counter() - started)
+    _, results, _ = pyshacl.validate(data, shacl_graph=_shapes(), inference="none", allow_warnings=True)
+    sh = rdflib.Namespace("http://www.w3.org/ns/shacl#")
+    problems = []
+    for r in results.subjects(rdflib.RDF.type, sh.ValidationResult):
+        focus, path, msg, comp = (
+            results.value(r, p) for p in (sh.focusNode, sh.resultPath, sh.resultMessage, sh.sourceConstraintComponent)
+        )
+        what = str(msg) if msg is not None else str(comp).rsplit("#", 1)[-1]
+        problems.append(f"{focus}: {what}" + (f" (path {path})" if path is not None else ""))
+    return ShaclReport(len(chosen), len(data), sorted(problems), time.perf_counter() - started)

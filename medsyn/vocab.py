@@ -148,5 +148,22 @@ def run_iri(run_id: str) -> NamedNode:
     return NamedNode(ID + "run/" + _segment(run_id))
 
 
+def build_iri(version: str) -> NamedNode:
+    """The graph build a graph version names: ``id/build/<first 16 hex of the build hash>`` (the node ``kg build``
+    records in graph/meta); a curated version ``<hash>+curated:<n>:<digest>`` is a revision of that build,
+    ``id/build/<16 hex>/curated/<n>-<digest>``.
+
+    >>> build_iri("sha256:0123456789abcdef0123").value.rsplit("/", 1)[-1]
+    '0123456789abcdef'
+    >>> build_iri("sha256:0123456789abcdef+curated:2:ff").value.split("/id/")[1]
+    'build/0123456789abcdef/curated/2-ff'
+    """
+    base, _, curated = version.partition("+curated:")
+    node = ID + "build/" + _segment(base.removeprefix("sha256:")[:16])
+    if curated:
+        node += "/curated/" + _segment(curated.replace(":", "-"))
+    return NamedNode(node)
+
+
 def _segment(text: str) -> str:
     return quote(text, safe="-._~")

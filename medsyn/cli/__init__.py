@@ -31,6 +31,7 @@ _GROUPS: list[tuple[str, str | None]] = [
     ("medsyn.cli.kg", "kg"),
     ("medsyn.cli.sample", None),
     ("medsyn.cli.generate", None),
+    ("medsyn.cli.export", None),
     ("medsyn.cli.finetune", None),
     ("medsyn.cli.evaluate", "eval"),
     ("medsyn.cli.serve", None),

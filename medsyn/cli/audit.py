@@ -212,3 +212,44 @@ def sources(
     for r in rows:
         t.add_row(_tail(r["source"]), str(r.get("label") or ""), str(r["notes"]), str(r["symptoms"]))
     console.print(t)
+
+
+@app.command("export-prov")
+def export_prov_command(
+    run: Annotated[str, typer.Argument(help="Run id (or IRI).")],
+    fmt: Annotated[str, typer.Option("--format", help="provn (PROV-N), provjson (PROV-JSON) or ttl.")] = "provn",
+    out: Annotated[Path | None, typer.Option("--out", help="File to write (default: standard output).")] = None,
+    store: StoreOpt = None,
+    endpoint: EndpointOpt = None,
+) -> None:
+    """A run's provenance as a W3C PROV document written through the `prov` package (what PROV tools read)."""
+    from medsyn.atomic import atomic_write_text
+    from medsyn.audit import export_prov
+
+    with _opened(store, endpoint) as s:
+        text = export_prov(s, run, fmt=fmt)
+    if out is None:
+        typer.echo(text)
+    else:
+        atomic_write_text(out, text if text.endswith("\n") else text + "\n")
+        typer.echo(f"wrote {out} ({fmt}, {len(text):,} characters)", err=True)
+
+
+@app.command("reprov")
+def reprov_command(
+    folder: Annotated[Path, typer.Argument(help="A medsyn generate output folder.")],
+    store: StoreOpt = None,
+    endpoint: EndpointOpt = None,
+) -> None:
+    """Write a run's provenance again from its folder (idempotent): brings runs recorded by an older MedSyn up to
+    the current PROV-O layout that `kg validate`'s SHACL shapes check."""
+    from medsyn.audit import rerecord
+    from medsyn.paths import default_store_dir
+    from medsyn.store import open_store
+
+    s = open_store(None if endpoint else (store or default_store_dir()), endpoint=endpoint)
+    try:
+        run_id, n = rerecord(s, folder)
+    finally:
+        s.close()
+    typer.echo(f"run {run_id}: provenance of {n} notes written again")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -191,7 +192,14 @@ def generate_command(
             sampling = {"samples_file": str(samples.resolve())}
             chosen_samples = given
         summary = generate(
-            chosen_samples, out, store=st, backend=be, config=config, sampling=sampling, progress=progress
+            chosen_samples,
+            out,
+            store=st,
+            backend=be,
+            config=config,
+            sampling=sampling,
+            progress=progress,
+            command=["medsyn", *sys.argv[1:]],
         )
     finally:
         with contextlib.suppress(Exception):

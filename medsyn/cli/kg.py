@@ -272,13 +272,18 @@ def validate(
     endpoint: EndpointOpt = None,
     reasoner: Annotated[bool, typer.Option(help="Also run HermiT on the ontology + ICD-10 hierarchy.")] = True,
     limit: Annotated[int, typer.Option(help="Offending rows shown per check.")] = 20,
+    shacl: Annotated[
+        bool, typer.Option(help="Also run the SHACL shapes of ontology/shapes.ttl on the provenance (run graphs).")
+    ] = True,
 ) -> None:
-    """SPARQL checks (sparql/checks/*.rq must return no rows) and an OWL consistency check; non-zero on failure."""
-    from medsyn.validate import reason, run_checks
+    """SPARQL checks (sparql/checks/*.rq must return no rows), the provenance SHACL shapes and an OWL consistency
+    check; non-zero on failure."""
+    from medsyn.validate import reason, run_checks, validate_provenance
 
     s = _open(store, endpoint)
     try:
         results = run_checks(s)
+        prov_report = validate_provenance(s) if shacl else None
         consistency = reason(s) if reasoner else None
     finally:
         s.close()
@@ -295,11 +300,20 @@ def validate(
             console.print("  " + "  ".join(f"{k}={v.value}" for k, v in r.items()), highlight=False)
         if len(rows) > limit:
             console.print(f"  ... {len(rows) - limit} more")
+    if prov_report is not None:
+        console.print(f"[{'green' if prov_report.conforms else 'red'}]{prov_report.summary()}[/]", highlight=False)
+        for line in prov_report.problems[:limit]:
+            console.print("  " + line, highlight=False, soft_wrap=True)
+        if len(prov_report.problems) > limit:
+            console.print(f"  ... {len(prov_report.problems) - limit} more")
     if consistency is not None:
         colour = "green" if consistency.consistent else "red"
         console.print(f"[{colour}]{consistency.summary()}[/]", highlight=False)
-    if failed or (consistency is not None and not consistency.consistent):
+    shacl_failed = prov_report is not None and not prov_report.conforms
+    if failed or shacl_failed or (consistency is not None and not consistency.consistent):
         parts = [f"{n} ({len(r)} rows)" for n, r in failed.items()]
+        if shacl_failed:
+            parts.append(f"SHACL provenance ({len(prov_report.problems)} violations)")  # type: ignore[union-attr]
         if consistency is not None and not consistency.consistent:
             parts.append("OWL inconsistency")
         raise ValidationError("graph failed validation: " + ", ".join(parts))

@@ -116,26 +116,36 @@ class PromptTemplate:
         if self.needs_demographics and not sample.demographics:
             raise InputError(f"template {self.name!r} needs demographics, sample {sample.id} has none")
 
-    def variables_for(self, sample: Sample) -> dict[str, str]:
-        """The placeholder values of a sample (only those the template uses)."""
+    def variables_for(self, sample: Sample, *, redact: bool = False) -> dict[str, str]:
+        """The placeholder values of a sample (only those the template uses).
+
+        ``redact``: every real example note, and the cues drawn from it, stands as :func:`example_marker` of its
+        id, so the prompt can be stored and shared without the hospital's notes (the graph gives them back).
+        """
         values = {k: v for k, v in sample_variables(sample, self.language).items() if k in self.variables}
+        shown = sample_examples(sample)[: self.shots or None]
+        if redact and "example" in values and sample.example_text:
+            values["example"] = example_marker(sample.example_id or (shown[0][0] if shown else ""))
         if "examples" in self.variables:
             values["examples"] = "".join(
-                self.shot_format.format(example=text, example_cues="; ".join(example_cues(text)))
-                for _, text in sample_examples(sample)[: self.shots or None]
+                self.shot_format.format(example=example_marker(i), example_cues=example_marker(i, "cues"))
+                if redact
+                else self.shot_format.format(example=text, example_cues="; ".join(example_cues(text)))
+                for i, text in shown
             )
         return values
 
-    def render_text(self, sample: Sample) -> str:
+    def render_text(self, sample: Sample, *, redact: bool = False) -> str:
         """The prompt of a completion template as one text (the rendered messages joined by a blank line)."""
-        return "\n\n".join(m["content"] for m in self.render(sample))
+        return "\n\n".join(m["content"] for m in self.render(sample, redact=redact))
 
-    def render(self, sample: Sample) -> list[dict[str, str]]:
-        """OpenAI-style chat messages ``[{"role", "content"}]`` for one sample."""
+    def render(self, sample: Sample, *, redact: bool = False) -> list[dict[str, str]]:
+        """OpenAI-style chat messages ``[{"role", "content"}]`` for one sample (``redact``: see
+        :meth:`variables_for`)."""
         self.check_sample(sample)
         lc = self.as_langchain()
         out = []
-        for msg in lc.format_messages(**self.variables_for(sample)):
+        for msg in lc.format_messages(**self.variables_for(sample, redact=redact)):
             role = _ROLES.get(msg.type, msg.type)
             out.append({"role": role, "content": str(msg.content)})
         return out
@@ -323,6 +333,22 @@ def patient_phrase(demographics: dict[str, Any], language: str = "ru") -> tuple[
     if isinstance(age, int):
         parts.append(f"{age} {_years_ru(age)}")
     return " ".join(parts), ("которая" if female else "который")
+
+
+def example_marker(note_id: str, part: str = "example") -> str:
+    """What a redacted prompt shows instead of a real note (``part="example"``) or of its cues (``"cues"``).
+
+    >>> example_marker("q43dfecc"), example_marker("q43dfecc", "cues")
+    ('⟨example:q43dfecc⟩', '⟨cues:q43dfecc⟩')
+    """
+    return f"⟨{part}:{note_id or '?'}⟩"
+
+
+def messages_hash(messages: list[dict[str, str]]) -> str:
+    """sha256 of the canonical JSON of the messages actually sent: with the redacted prompt and the graph's notes
+    an auditor re-renders the prompt and compares it with this."""
+    canon = json.dumps(messages, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 
 
 def sample_examples(sample: Sample) -> list[tuple[str, str]]:
