@@ -27,6 +27,9 @@ Solution = Sequence[NamedNode | BlankNode | Literal | Triple | None]
 
 TRUNCATED_HEADER = "X-Medsyn-Truncated"
 """Response header of `medsyn serve` when a result hit the row cap; RemoteStore reports it."""
+STORE_DEFAULT_GRAPH = "store-default-graph"
+"""Request parameter of `medsyn serve` (which defaults to the union): answer from the store's default graph. Unlike
+``union-default-graph=false`` (which the Oxigraph server reads as "union"), other servers ignore it."""
 XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 RDF_LANG_STRING = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"
 

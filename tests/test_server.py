@@ -144,8 +144,7 @@ def test_unacceptable_format_is_406(srv: RunningServer, client: httpx.Client) ->
 def test_shared_cases_over_http(case: Case, srv: RunningServer, client: httpx.Client, embedded: OxigraphStore) -> None:
     sparql = bind_query(case.sparql, case.bindings) if case.bindings else case.sparql
     params = {"query": sparql}
-    if case.union:
-        params["union-default-graph"] = "true"
+    params["union-default-graph"] = "true" if case.union else "false"
     got = _decode(client.post(srv.query_url, data=params))
     assert canonical(got) == canonical(embedded.query(sparql, union=case.union))
 
@@ -158,10 +157,11 @@ def test_default_graph_union_and_dataset_parameters(srv: RunningServer, client: 
         assert r.status_code == 200, r.text
         return int(r.json()["results"]["bindings"][0]["n"]["value"])
 
-    default_only = count()
+    default_only = count(**{"union-default-graph": "false"})
     assert default_only == 1  # the one triple the dataset keeps in the store's default graph
-    union = count(**{"union-default-graph": ""})
-    assert union > 100 and count(**{"union-default-graph": "false"}) == default_only
+    union = count()  # the union is the default
+    assert union > 100 and count(**{"union-default-graph": ""}) == union
+    assert count(**{"store-default-graph": "true"}) == default_only
     icd = count(**{"default-graph-uri": GRAPH + "icd10"})
     two = count(**{"default-graph-uri": [GRAPH + "icd10", GRAPH + "meta"]})
     assert 10 < icd < two < union
@@ -219,10 +219,11 @@ def test_malformed_query_is_400_with_parser_message(srv: RunningServer, client: 
 
 
 def test_protocol_errors(srv: RunningServer, client: httpx.Client) -> None:
-    assert client.get(srv.query_url).status_code == 400  # no query
+    assert client.get(srv.query_url, params={"query": ""}).status_code == 400  # empty query
     assert client.get(srv.query_url, params=[("query", "ASK {}"), ("query", "ASK {}")]).status_code == 400
     assert client.post(srv.query_url, content=b"ASK {}", headers={"Content-Type": "text/plain"}).status_code == 415
-    assert client.put(srv.store_url, content=b"").status_code == 405
+    assert client.put(srv.store_url, content=b"").status_code == 401  # Graph Store writes need the token
+    assert client.request("PATCH", srv.store_url).status_code == 405
     assert client.get(srv.base_url + "/nope").status_code == 404
     assert client.get(srv.query_url, params={"query": "ASK {}", "default-graph-uri": "not an iri"}).status_code == 400
     # the keep-alive connection is still usable after each refusal
