@@ -29,16 +29,18 @@ SERVICE and LOAD are refused unless their host is allowed; ``file:`` and other n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import json
 import queue
+import signal
 import socket
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -841,6 +843,33 @@ class _Request:
                 return b"".join(chunks)
 
 
+def _uvicorn_server_class() -> type[Any]:
+    import uvicorn
+
+    class Quiet(uvicorn.Server):
+        """uvicorn re-raises SIGTERM/SIGINT after its shutdown, which would kill the process before ``close()``
+        flushes the store; here a signal only asks the server to stop, and ``serve_forever`` returns."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Quiet
+
+
+def _uvicorn_server(config: Any) -> Any:
+    """A uvicorn server with MedSyn's signal handling (the class is made on first use: uvicorn loads lazily)."""
+    return _uvicorn_server_class()(config)
+
+
 class SparqlServer:
     """A bound endpoint: ``serve_forever()`` runs uvicorn on the socket until SIGINT/SIGTERM, ``close()`` frees it."""
 
@@ -861,7 +890,7 @@ class SparqlServer:
             server_header=False,
             h11_max_incomplete_event_size=64 * 1024,  # request line and headers: no megabyte header lines
         )
-        self.uvicorn = uvicorn.Server(config)
+        self.uvicorn = _uvicorn_server(config)
 
     @property
     def url(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -289,10 +290,73 @@ def test_query_time_limit(limited: RunningServer, client: httpx.Client) -> None:
     assert client.get(limited.query_url, params={"query": "ASK {}"}).json()["boolean"] is True
 
 
-def test_query_page_is_served(srv: RunningServer, client: httpx.Client) -> None:
+def test_query_page_is_yasgui_served_locally(srv: RunningServer, client: httpx.Client) -> None:
     r = client.get(srv.base_url + "/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    assert 'fetch("sparql"' in r.text and "<script src" not in r.text  # self-contained, no CDN
+    scripts = re.findall(r'<script src="([^"]+)"', r.text)
+    scripts += re.findall(r'<link rel="stylesheet" href="([^"]+)"', r.text)
+    assert scripts and all(src.startswith("/static/") for src in scripts)  # no CDN
+    for src in scripts:
+        asset = client.get(srv.base_url + src)
+        assert asset.status_code == 200 and len(asset.content) > 100, src
+    assert "Yasgui" in client.get(srv.base_url + "/static/yasgui.min.js").text[:200_000]
+    examples = client.get(srv.base_url + "/examples.json").json()
+    names = {e["name"] for e in examples}
+    assert "sampling/code_symptoms" in names and all(e["query"].strip() for e in examples)
+    assert len(examples) == len(list(Path(__file__).resolve().parent.parent.joinpath("sparql").rglob("*.rq")))
+
+
+def test_service_description_and_head(srv: RunningServer, client: httpx.Client) -> None:
+    r = client.get(srv.query_url, headers={"Accept": "text/turtle"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/turtle")
+    sd = "http://www.w3.org/ns/sparql-service-description#"
+    triples = {(str(t.predicate), str(t.object)) for t in parse(r.content, format=RdfFormat.TURTLE)}
+    assert (f"<{sd}feature>", f"<{sd}UnionDefaultGraph>") in triples
+    assert (f"<{sd}supportedLanguage>", f"<{sd}SPARQL11Update>") in triples  # the server has a token
+    assert (f"<{sd}endpoint>", f"<{srv.query_url}>") in triples
+    head = client.head(srv.query_url, params={"query": "ASK {}"})
+    get = client.get(srv.query_url, params={"query": "ASK {}"})
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["content-length"] == get.headers["content-length"]
+
+
+def test_base_iri_and_construct_as_quads(srv: RunningServer, client: httpx.Client) -> None:
+    r = client.get(srv.query_url, params={"query": "SELECT ?x WHERE { BIND(<relative> AS ?x) }"})
+    assert r.status_code == 200 and r.json()["results"]["bindings"][0]["x"]["value"] == srv.base_url + "/relative"
+    construct = "CONSTRUCT { ?c <urn:p> ?p } WHERE { ?c <https://w3id.org/medsyn/ontology#parent> ?p } LIMIT 3"
+    for accept, fmt in (("application/n-quads", RdfFormat.N_QUADS), ("application/trig", RdfFormat.TRIG)):
+        r = client.get(srv.query_url, params={"query": construct}, headers={"Accept": accept})
+        assert r.status_code == 200 and r.headers["content-type"].startswith(accept)
+        assert len(list(parse(r.content, format=fmt))) == 3
+
+
+def test_graph_store_writes_need_the_token(srv: RunningServer, client: httpx.Client) -> None:
+    g = "urn:medsyn:test:gsp"
+    data = b'<urn:a> <urn:b> "one" .\n<urn:a> <urn:b> "two" .\n'
+    nt = {"Content-Type": "application/n-triples"}
+    assert client.put(srv.store_url, params={"graph": g}, content=data, headers=nt).status_code == 401
+    auth = {**nt, "Authorization": f"Bearer {TOKEN}"}
+    assert client.put(srv.store_url, params={"graph": g}, content=data, headers=auth).status_code == 201
+
+    def count() -> int:
+        r = client.get(srv.store_url, params={"graph": g}, headers={"Accept": "application/n-triples"})
+        return len(r.text.splitlines()) if r.status_code == 200 else -1
+
+    assert count() == 2
+    more = b'<urn:a> <urn:b> "three" .\n'
+    assert client.post(srv.store_url, params={"graph": g}, content=more, headers=auth).status_code == 204
+    assert count() == 3
+    assert client.put(srv.store_url, params={"graph": g}, content=more, headers=auth).status_code == 204
+    assert count() == 1  # PUT replaces
+    r = client.put(srv.store_url, params={"graph": g}, content=b"<urn:a> <urn:b", headers=auth)
+    assert r.status_code == 400 and count() == 1  # a bad body changes nothing
+    r = client.put(srv.store_url, params={"graph": g}, content=more, headers={**auth, "Content-Type": "image/png"})
+    assert r.status_code == 415
+    assert client.delete(srv.store_url, params={"graph": g}).status_code == 401
+    assert client.delete(srv.store_url, params={"graph": g}, headers=auth).status_code == 204
+    assert count() == -1
+    assert client.delete(srv.store_url, params={"graph": g}, headers=auth).status_code == 404
 
 
 def test_cli_errors_are_one_line(srv: RunningServer, tmp_path: Path) -> None:

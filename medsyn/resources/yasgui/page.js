@@ -22,7 +22,7 @@
   var params = new URLSearchParams(window.location.search);
   var query = params.get("query");
   if (query) {
-    var tab = yasgui.addTab(true, { name: "query", requestConfig: { endpoint: endpoint } });
+    var tab = yasgui.getTab();
     tab.setQuery(query);
     if (params.get("run") === "1") {
       tab.getYasqe().query();
