@@ -146,15 +146,21 @@ class QueryRequest:
 
 
 class Workers:
-    """``size`` evaluation slots. A slot is freed when its evaluation really ends, not when its client gave up, so
-    queries pyoxigraph cannot interrupt keep counting; ``free`` is what ``/health`` reports."""
+    """``size`` evaluation slots, and as many overflow threads for queries past their deadline.
+
+    pyoxigraph cannot interrupt an aggregate, so a timed-out query keeps running. The first ``size`` such queries
+    move to the overflow and give their slot back (the endpoint keeps answering); once the overflow is full, a
+    timed-out query keeps its slot until it really ends. So at most ``2 * size`` evaluations ever run, and when all
+    slots are held ``/health`` says ``saturated``.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="medsyn-sparql")
+        self.pool = ThreadPoolExecutor(max_workers=2 * size, thread_name_prefix="medsyn-sparql")
         self._lock = threading.Lock()
-        self._busy = 0
-        self._abandoned = 0
+        self._busy = 0  # slots held
+        self._abandoned = 0  # timed-out evaluations still running (in the overflow or on a slot)
+        self._overflow = 0  # of those, the ones that gave their slot back
         self._sem: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -174,18 +180,28 @@ class Workers:
         with self._lock:
             self._busy += 1
 
-    def release(self, *, abandoned: bool = False) -> None:
+    def release(self) -> None:
         """Give a slot back (callable from any thread)."""
         with self._lock:
             self._busy -= 1
-            if abandoned:
-                self._abandoned -= 1
         assert self._loop is not None and self._sem is not None
         self._loop.call_soon_threadsafe(self._sem.release)
 
-    def mark_abandoned(self) -> None:
+    def abandon(self) -> bool:
+        """A query passed its deadline while still evaluating; True when it moved to the overflow, so its slot
+        must be released now (and not again when it ends)."""
         with self._lock:
             self._abandoned += 1
+            if self._overflow < self.size:
+                self._overflow += 1
+                return True
+            return False
+
+    def ended_abandoned(self, *, in_overflow: bool) -> None:
+        with self._lock:
+            self._abandoned -= 1
+            if in_overflow:
+                self._overflow -= 1
 
     @property
     def busy(self) -> int:
@@ -266,30 +282,36 @@ class Endpoint:
         return rows, False
 
     async def run_query(self, req: QueryRequest) -> Answer:
-        """Evaluate within the deadline; past it, answer 503 and tell the worker to stop (its slot stays busy)."""
+        """Evaluate within the deadline; past it, answer 503 and tell the evaluation to stop at its next row (one
+        that cannot stop goes on in the overflow or on its slot, see :class:`Workers`)."""
         deadline = time.monotonic() + self.config.timeout_s
         await self.workers.acquire(deadline - time.monotonic())
         cancel = threading.Event()
-        abandoned = threading.Event()
-        done_lock = threading.Lock()
+        state = {"done": False, "abandoned": False, "holds_slot": True}
+        state_lock = threading.Lock()
 
         def work() -> Answer:
             try:
                 return self.evaluate(req, cancel)
             finally:
-                with done_lock:
-                    self.workers.release(abandoned=abandoned.is_set())
-                    abandoned.set()  # from now on the request thread must not count this query as abandoned
+                with state_lock:
+                    state["done"] = True
+                    if state["abandoned"]:
+                        self.workers.ended_abandoned(in_overflow=not state["holds_slot"])
+                    if state["holds_slot"]:
+                        self.workers.release()
 
         future = asyncio.get_running_loop().run_in_executor(self.workers.pool, work)
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout=max(deadline - time.monotonic(), 0.001))
         except TimeoutError:
             cancel.set()
-            with done_lock:
-                if not abandoned.is_set():
-                    abandoned.set()
-                    self.workers.mark_abandoned()
+            with state_lock:
+                if not state["done"]:
+                    state["abandoned"] = True
+                    if self.workers.abandon():
+                        state["holds_slot"] = False
+                        self.workers.release()
             return Answer(503, f"query exceeded the {self.config.timeout_s:g} s time limit of this endpoint\n".encode())
 
     def check_remote(self, sparql: str) -> None:

@@ -238,9 +238,10 @@ def test_idle_connections_take_no_threads_and_are_capped(tmp_path: Path) -> None
 
 
 def test_timed_out_queries_keep_their_worker_and_health_says_saturated(tmp_path: Path) -> None:
-    """pyoxigraph cannot stop an aggregate: the worker stays counted, /health reports it, small queries get a
-    quick 503 instead of waiting forever, and everything recovers when the aggregates end."""
-    store = _store(tmp_path / "s", filler=150)
+    """pyoxigraph cannot stop an aggregate. The first `workers` timed-out ones move to the overflow (the endpoint
+    keeps answering); the next ones keep their worker, /health reports saturation, small queries get a quick 503
+    instead of waiting forever, and everything recovers when the aggregates end."""
+    store = _store(tmp_path / "s", filler=200)  # about 4 s per aggregate, far past the 0.5 s limit
     args = ["--quiet", "--workers", "2", "--timeout", "0.5"]
     with medsyn_server(store, extra_args=args) as ms, httpx.Client(timeout=30) as c:
         results: list[int] = []
@@ -249,22 +250,29 @@ def test_timed_out_queries_keep_their_worker_and_health_says_saturated(tmp_path:
             with httpx.Client(timeout=30) as own:
                 results.append(own.get(ms.query_url, params={"query": SLOW}).status_code)
 
-        threads = [threading.Thread(target=slow) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert results == [503, 503]
+        def wave() -> None:
+            threads = [threading.Thread(target=slow) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+        wave()  # these two go to the overflow
+        doc = c.get(ms.base_url + "/health").json()
+        assert doc["status"] == "ok" and doc["abandonedQueries"] == 2 and doc["busyWorkers"] == 0
+        assert c.get(ms.query_url, params={"query": "ASK {}"}).json()["boolean"] is True
+        wave()  # the overflow is full: these keep their workers
+        assert results == [503] * 4
         health = c.get(ms.base_url + "/health")
         doc = health.json()
         assert health.status_code == 503 and doc["status"] == "saturated"
-        assert doc["busyWorkers"] == 2 and doc["abandonedQueries"] == 2
+        assert doc["busyWorkers"] == 2 and doc["abandonedQueries"] == 4
         started = time.monotonic()
         r = c.get(ms.query_url, params={"query": "ASK {}"})
         assert r.status_code == 503 and time.monotonic() - started < 2
-        deadline = time.monotonic() + 120
-        while c.get(ms.base_url + "/health").status_code != 200:
+        deadline = time.monotonic() + 180
+        while c.get(ms.base_url + "/health").json()["abandonedQueries"] > 0:
             assert time.monotonic() < deadline
             time.sleep(0.2)
+        assert c.get(ms.base_url + "/health").status_code == 200
         assert c.get(ms.query_url, params={"query": "ASK {}"}).json()["boolean"] is True
-        assert c.get(ms.base_url + "/health").json()["abandonedQueries"] == 0
