@@ -124,6 +124,7 @@ class Answer:
     body: bytes | AsyncIterator[bytes]
     content_type: str = "text/plain; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
+    close: Callable[[], None] | None = None  # called once the answer is sent or abandoned (a stream's producer)
 
 
 class HttpError(Exception):
@@ -451,13 +452,16 @@ class Endpoint:
                 self.workers.release()
             return Answer(200, serialize([q.triple for q in quads], format=fmt) or b"", ctype)
         await self.workers.acquire(self.config.timeout_s)
-        return Answer(200, self._stream(target, fmt), ctype)
-
-    async def _stream(self, target: NamedNode | DefaultGraph | None, fmt: RdfFormat) -> AsyncIterator[bytes]:
-        """Pieces of a dump, written by one worker thread (pyoxigraph's quad iterator must stay in the thread that
-        made it) into a short queue; the worker slot taken by the caller is freed when that thread ends."""
-        pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
         stop = threading.Event()
+        return Answer(200, self._stream(target, fmt, stop), ctype, close=stop.set)
+
+    def _stream(
+        self, target: NamedNode | DefaultGraph | None, fmt: RdfFormat, stop: threading.Event
+    ) -> AsyncIterator[bytes]:
+        """Pieces of a dump, written by one worker thread (pyoxigraph's quad iterator must stay in the thread that
+        made it) into a short queue; the worker slot taken by the caller is freed when that thread ends, which
+        ``stop`` (set by the answer's ``close``, also when the stream never started) makes it do."""
+        pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
 
         def put(item: bytes | None) -> bool:
             while not stop.is_set():
@@ -485,12 +489,21 @@ class Endpoint:
                 self.workers.release()
                 put(None)
 
-        self.workers.pool.submit(produce)
-        try:
-            while (data := await asyncio.to_thread(pieces.get)) is not None:
+        self.workers.pool.submit(produce)  # now, not on the first read: an answer never sent must still end it
+
+        def take() -> bytes | None:
+            while True:
+                try:
+                    return pieces.get(timeout=0.5)
+                except queue.Empty:
+                    if stop.is_set():
+                        return None
+
+        async def drain() -> AsyncIterator[bytes]:
+            while (data := await asyncio.to_thread(take)) is not None:
                 yield data
-        finally:
-            stop.set()  # the client left or the answer is complete: the producer stops at its next piece
+
+        return drain()
 
     def graph_store_write(self, method: str, params: dict[str, list[str]], ctype: str, body: bytes) -> Answer:
         """PUT replaces, POST adds to, DELETE removes a graph; each in one transaction."""
@@ -647,7 +660,9 @@ class App:
                     await send({"type": "http.response.body", "body": piece, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]  # gives the worker back, also when the client left
+            if answer.close is not None:
+                answer.close()  # the producer stops at its next piece and gives its worker back
+            await stream.aclose()  # type: ignore[attr-defined]
         return size
 
     async def dispatch(self, request: _Request) -> Answer:

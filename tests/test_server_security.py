@@ -276,3 +276,26 @@ def test_timed_out_queries_keep_their_worker_and_health_says_saturated(tmp_path:
             time.sleep(0.2)
         assert c.get(ms.base_url + "/health").status_code == 200
         assert c.get(ms.query_url, params={"query": "ASK {}"}).json()["boolean"] is True
+
+
+def test_dumps_stream_and_count_against_the_workers(tmp_path: Path) -> None:
+    """A whole-dataset GET holds one worker while it streams; a HEAD or a client that leaves gives it back."""
+    store = _store(tmp_path / "s", filler=200_000)  # ~20 MB of N-Quads: more than the socket buffers hold
+    args = ["--quiet", "--workers", "1", "--timeout", "0.5"]
+    with medsyn_server(store, extra_args=args) as ms, httpx.Client(timeout=30) as c:
+        with c.stream("GET", ms.store_url, headers={"Accept": "application/n-quads"}) as dump:
+            assert dump.status_code == 200 and "content-length" not in dump.headers  # streamed, not buffered
+            first = next(dump.iter_raw())
+            assert first
+            busy = c.get(ms.query_url, params={"query": "ASK {}"})
+            assert busy.status_code == 503 and "busy" in busy.text
+            assert c.get(ms.base_url + "/health").json()["status"] == "saturated"
+        # the client closed the stream early: the producer stops and frees the worker
+        deadline = time.monotonic() + 10
+        while c.get(ms.base_url + "/health").json()["busyWorkers"] != 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert c.head(ms.store_url).status_code == 200
+        time.sleep(1)
+        assert c.get(ms.base_url + "/health").json()["busyWorkers"] == 0
+        assert c.get(ms.query_url, params={"query": "ASK {}"}).status_code == 200
