@@ -114,6 +114,7 @@ class ServerConfig:
     allow_hosts: tuple[str, ...] = ()
     service_hosts: tuple[str, ...] = ()
     load_hosts: tuple[str, ...] = ()
+    client_timeout_s: float = 15.0  # for a request head after the connection (or the last answer), and for a body
     quiet: bool = False
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr, flush=True))
 
@@ -620,7 +621,7 @@ class App:
         if scope["type"] != "http":
             return
         started = time.perf_counter()
-        request = _Request(scope, receive)
+        request = _Request(scope, receive, self.config.client_timeout_s)
         try:
             answer = await self.dispatch(request)
         except HttpError as exc:
@@ -840,8 +841,9 @@ def _examples() -> bytes:
 class _Request:
     """The parts of an ASGI HTTP request the routes read."""
 
-    def __init__(self, scope: dict[str, Any], receive: Callable[..., Any]) -> None:
+    def __init__(self, scope: dict[str, Any], receive: Callable[..., Any], client_timeout_s: float) -> None:
         self.scope = scope
+        self.client_timeout_s = client_timeout_s
         self.receive = receive
         self.method: str = scope["method"]
         self.path: str = scope["path"]
@@ -867,8 +869,12 @@ class _Request:
     async def read(self, limit: int, authorized: bool) -> bytes:
         chunks: list[bytes] = []
         size = 0
+        deadline = time.monotonic() + self.client_timeout_s
         while True:
-            message = await self.receive()
+            try:
+                message = await asyncio.wait_for(self.receive(), timeout=max(deadline - time.monotonic(), 0.001))
+            except TimeoutError:
+                raise HttpError(408, f"the request body did not arrive within {self.client_timeout_s:g} s") from None
             if message["type"] == "http.disconnect":
                 raise HttpError(400, "the client left before sending its body")
             piece = message.get("body", b"")
@@ -902,6 +908,36 @@ def _uvicorn_server_class() -> type[Any]:
     return Quiet
 
 
+def _head_deadline_protocol(deadline_s: float) -> type[Any]:
+    """uvicorn's h11 protocol with a deadline for each request head (slow-loris: a client that sends its headers a
+    byte at a time would otherwise hold its connection, and a place under --max-connections, forever)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadDeadline(H11Protocol):  # type: ignore[misc]
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self) -> None:
+            self._head_timer = self.loop.call_later(deadline_s, self._head_expired)
+
+        def _head_expired(self) -> None:
+            # No request in progress (none yet, or the last one answered): the next head is late.
+            if self.cycle is None or self.cycle.response_complete:
+                self.transport.close()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._head_timer.cancel()
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._head_timer.cancel()
+            super().connection_lost(exc)
+
+    return HeadDeadline
+
+
 def _uvicorn_server(config: Any) -> Any:
     """A uvicorn server with MedSyn's signal handling (the class is made on first use: uvicorn loads lazily)."""
     return _uvicorn_server_class()(config)
@@ -926,6 +962,7 @@ class SparqlServer:
             lifespan="off",
             server_header=False,
             h11_max_incomplete_event_size=64 * 1024,  # request line and headers: no megabyte header lines
+            http=_head_deadline_protocol(endpoint.config.client_timeout_s),
         )
         self.uvicorn = _uvicorn_server(config)
 
@@ -971,6 +1008,7 @@ def make_server(
     allow_hosts: tuple[str, ...] = (),
     service_hosts: tuple[str, ...] = (),
     load_hosts: tuple[str, ...] = (),
+    client_timeout_s: float = 15.0,
     quiet: bool = False,
 ) -> SparqlServer:
     """Bind an endpoint (not yet serving: call ``serve_forever()``, then ``close()``).
@@ -978,7 +1016,7 @@ def make_server(
     A path is opened read-write and closed by ``close()``; a given store stays the caller's.
     ``port=0`` picks a free port (see ``server.url``).
     """
-    if timeout_s <= 0 or max_rows <= 0 or workers <= 0 or max_connections <= 0:
+    if timeout_s <= 0 or max_rows <= 0 or workers <= 0 or max_connections <= 0 or client_timeout_s <= 0:
         raise InputError("timeout, max rows, workers and max connections must be positive")
     if max_body_bytes <= 0 or max_query_bytes <= 0:
         raise InputError("body limits must be positive")
@@ -1000,6 +1038,7 @@ def make_server(
         allow_hosts=tuple(allow_hosts),
         service_hosts=tuple(service_hosts),
         load_hosts=tuple(load_hosts),
+        client_timeout_s=client_timeout_s,
         quiet=quiet,
     )
     owns = not isinstance(store, OxigraphStore)

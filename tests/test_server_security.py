@@ -299,3 +299,34 @@ def test_dumps_stream_and_count_against_the_workers(tmp_path: Path) -> None:
         time.sleep(1)
         assert c.get(ms.base_url + "/health").json()["busyWorkers"] == 0
         assert c.get(ms.query_url, params={"query": "ASK {}"}).status_code == 200
+
+
+def test_slow_clients_are_cut_off(tmp_path: Path) -> None:
+    """A request head sent a byte at a time, or a body that stalls, ends after --client-timeout (slow-loris)."""
+    with medsyn_server(_store(tmp_path / "s"), extra_args=["--quiet", "--client-timeout", "1"]) as ms:
+        port = int(ms.base_url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            started = time.monotonic()
+            closed = False
+            for byte in b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 100:
+                try:
+                    s.sendall(bytes([byte]))
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                    break
+                time.sleep(0.05)
+                if time.monotonic() - started > 4:
+                    break
+            if not closed:
+                try:
+                    closed = s.recv(1024) == b""
+                except ConnectionResetError:
+                    closed = True
+            assert closed and time.monotonic() - started < 4
+        head = (
+            b"POST /sparql HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/sparql-query\r\n"
+            b"Content-Length: 100\r\n\r\nASK"
+        )
+        data, took = _raw_request(ms, head)
+        assert data.startswith(b"HTTP/1.1 408") and 0.5 < took < 4
+        assert httpx.get(ms.base_url + "/health", timeout=10).status_code == 200

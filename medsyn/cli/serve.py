@@ -39,6 +39,9 @@ def serve(
     allow_load: list[str] = typer.Option(
         [], "--allow-load", help="Host that SPARQL LOAD may fetch (repeatable; default: LOAD refused)."
     ),
+    client_timeout: float = typer.Option(
+        15.0, "--client-timeout", help="Seconds a client has to send a request head (or a body) before it is cut off."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-request log lines."),
 ) -> None:
     """Serve the store as a SPARQL 1.1 endpoint: /sparql, /update, /store, /health and the YASGUI page at /."""
@@ -61,6 +64,7 @@ def serve(
         allow_hosts=tuple(allow_host),
         service_hosts=tuple(allow_service),
         load_hosts=tuple(allow_load),
+        client_timeout_s=client_timeout,
         quiet=quiet,
     )
     updates = "updates need the bearer token" if token else "read-only"
