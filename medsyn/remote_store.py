@@ -46,7 +46,7 @@ from SPARQLWrapper import POST, SELECT, URLENCODED, SPARQLWrapper
 from SPARQLWrapper.SPARQLExceptions import SPARQLWrapperException, Unauthorized
 
 from medsyn.errors import InputError, StoreError
-from medsyn.sparql_results import TRUNCATED_HEADER
+from medsyn.sparql_results import STORE_DEFAULT_GRAPH, TRUNCATED_HEADER
 from medsyn.store import (
     Bindings,
     OxigraphStore,
@@ -282,6 +282,10 @@ class RemoteStore:
             wrapper.addCustomHttpHeader("Accept", _ACCEPT)
             if union and self.union_parameter:
                 wrapper.addParameter(self.union_parameter, "true")
+            elif not union:
+                # `medsyn serve` answers from the union by default; this switch (ignored by Oxigraph and other
+                # servers, which already default to the store's default graph) asks it for the store's default graph.
+                wrapper.addParameter(STORE_DEFAULT_GRAPH, "true")
         for name, value in self._auth_headers().items():
             wrapper.addCustomHttpHeader(name, value)
         try:

@@ -139,4 +139,117 @@ def _escaped(s: str, pos: int) -> bool:
     return backslashes % 2 == 1
 
 
-__all__ = ["binding_sites"]
+_PNAME = re.compile(r"([A-Za-z][\w.-]*)?:([\w.:%-]*)")
+
+
+@dataclass(frozen=True)
+class Token:
+    """One significant token: ``kind`` is word, iri, pname, var or punct; ``depth`` counts the open braces."""
+
+    kind: str
+    text: str
+    start: int
+    depth: int
+
+
+def tokens(sparql: str) -> list[Token]:
+    """The words, IRIs, prefixed names, variables and braces of a query or update (comments and strings skipped).
+
+    >>> [(t.kind, t.text) for t in tokens("SELECT * { SERVICE ex:s { ?s ?p 'SERVICE' } } # SERVICE")][:5]
+    [('word', 'SELECT'), ('punct', '*'), ('punct', '{'), ('word', 'SERVICE'), ('pname', 'ex:s')]
+    """
+    out: list[Token] = []
+    depth = 0
+    i, n = 0, len(sparql)
+    while i < n:
+        c = sparql[i]
+        if c.isspace():
+            i += 1
+        elif c == "#":
+            j = sparql.find("\n", i)
+            i = n if j < 0 else j + 1
+        elif c in "\"'":
+            i = _skip_string(sparql, i)
+            out.append(Token("string", "", i, depth))
+        elif c == "<" and (m := _IRI.match(sparql, i)):
+            out.append(Token("iri", m.group(0)[1:-1], i, depth))
+            i = m.end()
+        elif c in "?$" and (m := _VAR.match(sparql, i)):
+            out.append(Token("var", m.group(1), i, depth))
+            i = m.end()
+        elif (m := _PNAME.match(sparql, i)) and m.group(0) and ":" in m.group(0):
+            out.append(Token("pname", m.group(0), i, depth))
+            i = m.end()
+        elif m := _WORD.match(sparql, i):
+            out.append(Token("word", m.group(0).upper(), i, depth))
+            i = m.end()
+        else:
+            if c == "{":
+                out.append(Token("punct", c, i, depth))
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                out.append(Token("punct", c, i, depth))
+            else:
+                out.append(Token("punct", c, i, depth))
+            i += 1
+    return out
+
+
+def prefixes(toks: Sequence[Token]) -> dict[str, str]:
+    """``PREFIX p: <iri>`` declarations (the last one of a name wins, as for the parser)."""
+    found: dict[str, str] = {}
+    for a, b, c in zip(toks, toks[1:], toks[2:], strict=False):
+        if a.kind == "word" and a.text == "PREFIX" and b.kind == "pname" and c.kind == "iri":
+            found[b.text[:-1]] = c.text
+    return found
+
+
+def remote_targets(sparql: str) -> list[tuple[str, str | None]]:
+    """``(keyword, IRI)`` for each ``SERVICE`` and ``LOAD`` (the IRI is None when it is a variable or unknown).
+
+    >>> remote_targets("PREFIX e: <http://h/> SELECT * { SERVICE SILENT e:q { } } ; LOAD <file:///x>")
+    [('SERVICE', 'http://h/q'), ('LOAD', 'file:///x')]
+    """
+    toks = tokens(sparql)
+    names = prefixes(toks)
+    found: list[tuple[str, str | None]] = []
+    for k, tok in enumerate(toks):
+        if tok.kind != "word" or tok.text not in ("SERVICE", "LOAD"):
+            continue
+        nxt = toks[k + 1] if k + 1 < len(toks) else None
+        if nxt is not None and nxt.kind == "word" and nxt.text == "SILENT":
+            nxt = toks[k + 2] if k + 2 < len(toks) else None
+        iri: str | None = None
+        if nxt is not None and nxt.kind == "iri":
+            iri = nxt.text
+        elif nxt is not None and nxt.kind == "pname":
+            prefix, _, local = nxt.text.partition(":")
+            iri = names[prefix] + local if prefix in names else None
+        found.append((tok.text, iri))
+    return found
+
+
+def dataset_clauses(update: str) -> bool:
+    """Whether an update names its own dataset (``USING``, ``USING NAMED`` or ``WITH``)."""
+    return any(t.kind == "word" and t.text in ("USING", "WITH") and t.depth == 0 for t in tokens(update))
+
+
+def where_sites(update: str) -> list[int]:
+    """Where ``USING`` clauses go: before each top-level ``WHERE`` that follows a ``DELETE``/``INSERT`` template.
+
+    ``DELETE WHERE { }`` (no template) takes no ``USING``, so a ``WHERE`` right after ``DELETE`` is left out.
+
+    >>> u = "DELETE WHERE { ?s ?p ?o } ; INSERT { ?s ?p 1 } WHERE { ?s ?p ?o }"
+    >>> [u[i:i + 5] for i in where_sites(u)]
+    ['WHERE']
+    """
+    toks = tokens(update)
+    return [
+        t.start
+        for k, t in enumerate(toks)
+        if t.kind == "word" and t.text == "WHERE" and t.depth == 0 and k > 0 and toks[k - 1].text == "}"
+    ]
+
+
+__all__ = ["Token", "binding_sites", "dataset_clauses", "prefixes", "remote_targets", "tokens", "where_sites"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -144,8 +145,7 @@ def test_unacceptable_format_is_406(srv: RunningServer, client: httpx.Client) ->
 def test_shared_cases_over_http(case: Case, srv: RunningServer, client: httpx.Client, embedded: OxigraphStore) -> None:
     sparql = bind_query(case.sparql, case.bindings) if case.bindings else case.sparql
     params = {"query": sparql}
-    if case.union:
-        params["union-default-graph"] = "true"
+    params["union-default-graph"] = "true" if case.union else "false"
     got = _decode(client.post(srv.query_url, data=params))
     assert canonical(got) == canonical(embedded.query(sparql, union=case.union))
 
@@ -158,10 +158,11 @@ def test_default_graph_union_and_dataset_parameters(srv: RunningServer, client: 
         assert r.status_code == 200, r.text
         return int(r.json()["results"]["bindings"][0]["n"]["value"])
 
-    default_only = count()
+    default_only = count(**{"union-default-graph": "false"})
     assert default_only == 1  # the one triple the dataset keeps in the store's default graph
-    union = count(**{"union-default-graph": ""})
-    assert union > 100 and count(**{"union-default-graph": "false"}) == default_only
+    union = count()  # the union is the default
+    assert union > 100 and count(**{"union-default-graph": ""}) == union
+    assert count(**{"store-default-graph": "true"}) == default_only
     icd = count(**{"default-graph-uri": GRAPH + "icd10"})
     two = count(**{"default-graph-uri": [GRAPH + "icd10", GRAPH + "meta"]})
     assert 10 < icd < two < union
@@ -219,10 +220,11 @@ def test_malformed_query_is_400_with_parser_message(srv: RunningServer, client: 
 
 
 def test_protocol_errors(srv: RunningServer, client: httpx.Client) -> None:
-    assert client.get(srv.query_url).status_code == 400  # no query
+    assert client.get(srv.query_url, params={"query": ""}).status_code == 400  # empty query
     assert client.get(srv.query_url, params=[("query", "ASK {}"), ("query", "ASK {}")]).status_code == 400
     assert client.post(srv.query_url, content=b"ASK {}", headers={"Content-Type": "text/plain"}).status_code == 415
-    assert client.put(srv.store_url, content=b"").status_code == 405
+    assert client.put(srv.store_url, content=b"").status_code == 401  # Graph Store writes need the token
+    assert client.request("PATCH", srv.store_url).status_code == 405
     assert client.get(srv.base_url + "/nope").status_code == 404
     assert client.get(srv.query_url, params={"query": "ASK {}", "default-graph-uri": "not an iri"}).status_code == 400
     # the keep-alive connection is still usable after each refusal
@@ -288,10 +290,73 @@ def test_query_time_limit(limited: RunningServer, client: httpx.Client) -> None:
     assert client.get(limited.query_url, params={"query": "ASK {}"}).json()["boolean"] is True
 
 
-def test_query_page_is_served(srv: RunningServer, client: httpx.Client) -> None:
+def test_query_page_is_yasgui_served_locally(srv: RunningServer, client: httpx.Client) -> None:
     r = client.get(srv.base_url + "/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    assert 'fetch("sparql"' in r.text and "<script src" not in r.text  # self-contained, no CDN
+    scripts = re.findall(r'<script src="([^"]+)"', r.text)
+    scripts += re.findall(r'<link rel="stylesheet" href="([^"]+)"', r.text)
+    assert scripts and all(src.startswith("/static/") for src in scripts)  # no CDN
+    for src in scripts:
+        asset = client.get(srv.base_url + src)
+        assert asset.status_code == 200 and len(asset.content) > 100, src
+    assert "Yasgui" in client.get(srv.base_url + "/static/yasgui.min.js").text[:200_000]
+    examples = client.get(srv.base_url + "/examples.json").json()
+    names = {e["name"] for e in examples}
+    assert "sampling/code_symptoms" in names and all(e["query"].strip() for e in examples)
+    assert len(examples) == len(list(Path(__file__).resolve().parent.parent.joinpath("sparql").rglob("*.rq")))
+
+
+def test_service_description_and_head(srv: RunningServer, client: httpx.Client) -> None:
+    r = client.get(srv.query_url, headers={"Accept": "text/turtle"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/turtle")
+    sd = "http://www.w3.org/ns/sparql-service-description#"
+    triples = {(str(t.predicate), str(t.object)) for t in parse(r.content, format=RdfFormat.TURTLE)}
+    assert (f"<{sd}feature>", f"<{sd}UnionDefaultGraph>") in triples
+    assert (f"<{sd}supportedLanguage>", f"<{sd}SPARQL11Update>") in triples  # the server has a token
+    assert (f"<{sd}endpoint>", f"<{srv.query_url}>") in triples
+    head = client.head(srv.query_url, params={"query": "ASK {}"})
+    get = client.get(srv.query_url, params={"query": "ASK {}"})
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["content-length"] == get.headers["content-length"]
+
+
+def test_base_iri_and_construct_as_quads(srv: RunningServer, client: httpx.Client) -> None:
+    r = client.get(srv.query_url, params={"query": "SELECT ?x WHERE { BIND(<relative> AS ?x) }"})
+    assert r.status_code == 200 and r.json()["results"]["bindings"][0]["x"]["value"] == srv.base_url + "/relative"
+    construct = "CONSTRUCT { ?c <urn:p> ?p } WHERE { ?c <https://w3id.org/medsyn/ontology#parent> ?p } LIMIT 3"
+    for accept, fmt in (("application/n-quads", RdfFormat.N_QUADS), ("application/trig", RdfFormat.TRIG)):
+        r = client.get(srv.query_url, params={"query": construct}, headers={"Accept": accept})
+        assert r.status_code == 200 and r.headers["content-type"].startswith(accept)
+        assert len(list(parse(r.content, format=fmt))) == 3
+
+
+def test_graph_store_writes_need_the_token(srv: RunningServer, client: httpx.Client) -> None:
+    g = "urn:medsyn:test:gsp"
+    data = b'<urn:a> <urn:b> "one" .\n<urn:a> <urn:b> "two" .\n'
+    nt = {"Content-Type": "application/n-triples"}
+    assert client.put(srv.store_url, params={"graph": g}, content=data, headers=nt).status_code == 401
+    auth = {**nt, "Authorization": f"Bearer {TOKEN}"}
+    assert client.put(srv.store_url, params={"graph": g}, content=data, headers=auth).status_code == 201
+
+    def count() -> int:
+        r = client.get(srv.store_url, params={"graph": g}, headers={"Accept": "application/n-triples"})
+        return len(r.text.splitlines()) if r.status_code == 200 else -1
+
+    assert count() == 2
+    more = b'<urn:a> <urn:b> "three" .\n'
+    assert client.post(srv.store_url, params={"graph": g}, content=more, headers=auth).status_code == 204
+    assert count() == 3
+    assert client.put(srv.store_url, params={"graph": g}, content=more, headers=auth).status_code == 204
+    assert count() == 1  # PUT replaces
+    r = client.put(srv.store_url, params={"graph": g}, content=b"<urn:a> <urn:b", headers=auth)
+    assert r.status_code == 400 and count() == 1  # a bad body changes nothing
+    r = client.put(srv.store_url, params={"graph": g}, content=more, headers={**auth, "Content-Type": "image/png"})
+    assert r.status_code == 415
+    assert client.delete(srv.store_url, params={"graph": g}).status_code == 401
+    assert client.delete(srv.store_url, params={"graph": g}, headers=auth).status_code == 204
+    assert count() == -1
+    assert client.delete(srv.store_url, params={"graph": g}, headers=auth).status_code == 404
 
 
 def test_cli_errors_are_one_line(srv: RunningServer, tmp_path: Path) -> None:

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 
 import typer
 
 from medsyn.paths import default_store_dir
-
-
-def _stop(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM unwinds serve_forever like Ctrl+C does, so the store is flushed and closed on the way out.
-    raise KeyboardInterrupt
 
 
 def serve(
@@ -29,14 +22,29 @@ def serve(
     max_rows: int = typer.Option(100_000, "--max-rows", help="Result-size cap (rows or triples) per query."),
     cors_origin: str = typer.Option(None, "--cors-origin", help="Allow browser calls from this origin ('*': any)."),
     union_default_graph: bool = typer.Option(
-        False,
+        True,
         "--union-default-graph/--no-union-default-graph",
-        help="Default graph = union of named graphs even without the union-default-graph request parameter.",
+        help="Default graph = union of named graphs (per request: union-default-graph=false turns it off).",
     ),
-    workers: int = typer.Option(8, help="Query worker threads."),
+    workers: int = typer.Option(8, help="Queries and dumps evaluated at once (timed-out ones keep their worker)."),
+    max_connections: int = typer.Option(256, "--max-connections", help="Concurrent connections (503 past it)."),
+    max_body_mib: int = typer.Option(64, "--max-body-mib", help="Largest request body with a valid token, MiB."),
+    max_query_kib: int = typer.Option(2048, "--max-query-kib", help="Largest request body without a token, KiB."),
+    allow_host: list[str] = typer.Option(
+        [], "--allow-host", help="Host header accepted besides --host (repeatable; '*' turns the check off)."
+    ),
+    allow_service: list[str] = typer.Option(
+        [], "--allow-service", help="Host that SPARQL SERVICE may query (repeatable; default: SERVICE refused)."
+    ),
+    allow_load: list[str] = typer.Option(
+        [], "--allow-load", help="Host that SPARQL LOAD may fetch (repeatable; default: LOAD refused)."
+    ),
+    client_timeout: float = typer.Option(
+        15.0, "--client-timeout", help="Seconds a client has to send a request head (or a body) before it is cut off."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-request log lines."),
 ) -> None:
-    """Serve the store as a SPARQL 1.1 endpoint: /sparql, /update, /store, /health and a query page at /."""
+    """Serve the store as a SPARQL 1.1 endpoint: /sparql, /update, /store, /health and the YASGUI page at /."""
     from medsyn.server import make_server  # local import keeps `medsyn --help` fast
 
     path = store if store is not None else default_store_dir()
@@ -50,13 +58,19 @@ def serve(
         cors_origin=cors_origin,
         union_default_graph=union_default_graph,
         workers=workers,
+        max_connections=max_connections,
+        max_body_bytes=max_body_mib * 1024 * 1024,
+        max_query_bytes=max_query_kib * 1024,
+        allow_hosts=tuple(allow_host),
+        service_hosts=tuple(allow_service),
+        load_hosts=tuple(allow_load),
+        client_timeout_s=client_timeout,
         quiet=quiet,
     )
-    signal.signal(signal.SIGTERM, _stop)
     updates = "updates need the bearer token" if token else "read-only"
     print(f"serving {path} at {server.url}/ ({updates}); Ctrl+C stops", file=sys.stderr, flush=True)
     try:
-        server.serve_forever(poll_interval=0.2)
+        server.serve_forever()  # uvicorn handles SIGINT/SIGTERM: stops accepting, finishes answers in flight
     except KeyboardInterrupt:
         pass
     finally:
