@@ -425,6 +425,28 @@ def _callback(
     return MedsynCallback()
 
 
+def _trainer_class() -> Any:
+    """TRL's ``SFTTrainer`` with the model's own causal-LM loss (transformers' ``Trainer.compute_loss``).
+
+    The labels already hold -100 outside the answers, so the loss is the same sum over answer tokens divided by the
+    step's answer-token count (``num_items_in_batch``). TRL's default path runs a fused LM head that also computes
+    per-token entropy and top-1 accuracy for its logs on every micro-batch: on a CPU with a small model that doubled
+    the time of a step (measured with ``benchmarks/finetune.py``), for metrics MedSyn does not report.
+    """
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    class MedsynSFTTrainer(SFTTrainer):  # type: ignore[misc]
+        def compute_loss(
+            self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
+        ) -> Any:
+            return Trainer.compute_loss(
+                self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+
+    return MedsynSFTTrainer
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) else "-"
 
@@ -491,14 +513,21 @@ def finetune(
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     dev = torch.device(pick_device(device))
     use_cpu = dev.type == "cpu"
     bf16 = not use_cpu and torch.cuda.is_bf16_supported()
-    load_device = None if quant is not None else ("cpu" if use_cpu or processes > 1 else str(dev))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    # Each process of a multi-GPU launch loads onto its own GPU (where the trainer will keep it).
+    load_device = (
+        None if quant is not None else ("cpu" if use_cpu else f"cuda:{local_rank}" if processes > 1 else str(dev))
+    )
     model, tokenizer = load_base(
-        base, device=load_device, dtype=torch.bfloat16 if bf16 else torch.float32, quantization=quant
+        base,
+        device=load_device,
+        dtype=torch.bfloat16 if bf16 else torch.float32,
+        quantization=quant,
     )
     if quant is not None:
         from peft import prepare_model_for_kbit_training
@@ -550,7 +579,7 @@ def finetune(
         ddp_find_unused_parameters=False if processes > 1 else None,
     )
     try:
-        trainer = SFTTrainer(
+        trainer = _trainer_class()(
             model=model, args=args, train_dataset=train_set, processing_class=tokenizer, peft_config=lora
         )
     except ValueError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import click
 import typer
 from rich.console import Console
 
@@ -144,6 +145,25 @@ def finetune(
     )
 
 
+def _options_of(ctx: click.Context) -> list[str]:
+    """This command's parsed options as command-line flags again, without ``--accelerate-config``. Rebuilt from the
+    parsed values rather than taken from ``sys.argv``: under ``medsyn run`` the argv is the pipeline's."""
+    out: list[str] = []
+    for p in ctx.command.params:
+        value = ctx.params.get(p.name or "")
+        if not isinstance(p, click.Option) or p.name == "accelerate_config" or value is None:
+            continue
+        if p.is_flag:
+            if p.secondary_opts:
+                out.append(p.opts[0] if value else p.secondary_opts[0])
+            elif value:
+                out.append(p.opts[0])
+            continue
+        for item in value if p.multiple else [value]:
+            out += [p.opts[0], str(item)]
+    return out
+
+
 def _launch(config: Path) -> int:
     """Rerun this ``medsyn finetune`` command (without ``--accelerate-config``) under ``accelerate launch``."""
     import subprocess
@@ -164,15 +184,8 @@ def _launch(config: Path) -> int:
         raise InputError(
             "not an accelerate config: no distributed_type (write one with `accelerate config`)", path=config
         )
-    args, skip = [], False
-    for a in sys.argv[1:]:
-        if skip:
-            skip = False
-        elif a == "--accelerate-config":
-            skip = True
-        elif not a.startswith("--accelerate-config="):
-            args.append(a)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "-m", "medsyn", *args]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "-m", "medsyn"]
+    cmd += ["finetune", *_options_of(click.get_current_context())]
     return subprocess.run(cmd, env={**os.environ, ACCELERATE_CONFIG_ENV: str(config)}, check=False).returncode
 
 
