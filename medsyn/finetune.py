@@ -111,10 +111,6 @@ class TrainConfig:
         if self.quantize is not None and self.quantize not in QUANTIZE:
             raise InputError(f"quantize: expected one of {', '.join(QUANTIZE)}, got {self.quantize!r}")
 
-    @property
-    def accumulation(self) -> int:
-        return self.batch_size // self.micro_batch_size
-
     def run_key(self) -> dict[str, Any]:
         """The settings a checkpoint must share to be resumed (everything but saving/eval cadence)."""
         skip = {"save_every", "keep_checkpoints", "eval_every"}

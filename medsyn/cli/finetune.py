@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import click
 import typer
 from rich.console import Console
 
@@ -64,6 +63,7 @@ def ift(
 
 
 def finetune(
+    ctx: typer.Context,
     data: Path = typer.Option(..., "--data", help="Instruction JSONL (from `medsyn ift`)."),
     out: Path = typer.Option(..., "--out", help="Adapter directory (checkpoints under out/checkpoints)."),
     base: str = typer.Option("smollm2", "--base", help="Base model: smollm2, a model directory or a .gguf file."),
@@ -106,7 +106,7 @@ def finetune(
 
     if accelerate_config is not None and not os.environ.get(ACCELERATE_CONFIG_ENV):
         # The launched processes carry the config in the environment: they train instead of launching again.
-        raise typer.Exit(_launch(accelerate_config))
+        raise typer.Exit(_launch(ctx, accelerate_config))
     from medsyn.finetune import finetune as run
 
     cfg = TrainConfig(
@@ -145,26 +145,26 @@ def finetune(
     )
 
 
-def _options_of(ctx: click.Context) -> list[str]:
+def _options_of(ctx: typer.Context) -> list[str]:
     """This command's parsed options as command-line flags again, without ``--accelerate-config``. Rebuilt from the
     parsed values rather than taken from ``sys.argv``: under ``medsyn run`` the argv is the pipeline's."""
     out: list[str] = []
     for p in ctx.command.params:
         value = ctx.params.get(p.name or "")
-        if not isinstance(p, click.Option) or p.name == "accelerate_config" or value is None:
+        if getattr(p, "param_type_name", "") != "option" or p.name == "accelerate_config" or value is None:
             continue
-        if p.is_flag:
+        if getattr(p, "is_flag", False):
             if p.secondary_opts:
                 out.append(p.opts[0] if value else p.secondary_opts[0])
             elif value:
                 out.append(p.opts[0])
             continue
-        for item in value if p.multiple else [value]:
+        for item in value if getattr(p, "multiple", False) else [value]:
             out += [p.opts[0], str(item)]
     return out
 
 
-def _launch(config: Path) -> int:
+def _launch(ctx: typer.Context, config: Path) -> int:
     """Rerun this ``medsyn finetune`` command (without ``--accelerate-config``) under ``accelerate launch``."""
     import subprocess
     import sys
@@ -185,7 +185,7 @@ def _launch(config: Path) -> int:
             "not an accelerate config: no distributed_type (write one with `accelerate config`)", path=config
         )
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "-m", "medsyn"]
-    cmd += ["finetune", *_options_of(click.get_current_context())]
+    cmd += ["finetune", *_options_of(ctx)]
     return subprocess.run(cmd, env={**os.environ, ACCELERATE_CONFIG_ENV: str(config)}, check=False).returncode
 
 
