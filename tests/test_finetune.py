@@ -218,6 +218,23 @@ def test_accelerate_launch_trains_the_same_adapter(tmp_path: Path, tiny: Path, d
     assert r.returncode == 2 and f"{bad}: not an accelerate config" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_two_process_ddp_on_cpu(tmp_path: Path, tiny: Path, data: Path) -> None:
+    """Two real processes (torchrun, gloo on CPU): 4 records per forward x 2 processes = 8 per step, no
+    accumulation; only the main process writes the adapter and reports."""
+    out = tmp_path / "ddp"
+    args = _cli_args(tiny, data, out)
+    del args[args.index("--r") : args.index("--r") + 2]  # torchrun's own parser would take --r for --rdzv-*
+    args[args.index("--max-steps") + 1] = "3"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    done = subprocess.run([*cmd, "-m", "medsyn", *args], capture_output=True, text=True, check=False, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    m = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert m["trainer"] == {"engine": "trl.SFTTrainer", "processes": 2} and m["metrics"]["steps"] == 3
+    assert m["hyperparameters"]["gradient_accumulation_steps"] == 1 and m["hyperparameters"]["r"] == 16
+    assert m["adapter_hash"] == adapter_hash(out) and done.stdout.count("held-out loss") == 1
+    assert m["metrics"]["eval_loss"] < m["metrics"]["eval_loss_base"]
+
+
 def _free_port() -> int:
     from medsyn.testing.servers import free_port
 
