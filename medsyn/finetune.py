@@ -578,8 +578,9 @@ def finetune(
         trainer = _trainer_class()(
             model=model, args=args, train_dataset=train_set, processing_class=tokenizer, peft_config=lora
         )
-    except ValueError as exc:
-        raise InputError(f"target_modules: {str(exc).splitlines()[0]}") from None
+    except ValueError as exc:  # PEFT: a target module the model does not have; else a setting TRL refuses
+        first = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{'target_modules' if 'target modules' in first.lower() else 'trainer'}: {first}") from None
     pad_id = tokenizer.pad_token_id
 
     def eval_loss() -> float | None:
