@@ -1,17 +1,28 @@
-"""LoRA fine-tuning of a local LLaMA-architecture model on an instruction dataset, with resumable checkpoints.
+"""LoRA fine-tuning of a local LLaMA-architecture model on an instruction dataset, with TRL's ``SFTTrainer`` + PEFT.
 
-A small, explicit training loop (torch AdamW + cosine schedule with warm-up): the loss covers the answer tokens only,
-gradients accumulate over micro-batches up to ``batch_size`` records per optimiser step, and the held-out part of
-the dataset (``split == "eval"``) gives an evaluation loss before training (= the base model: LoRA starts as a
-no-op), every ``eval_every`` steps and at the end.
+The trainer is TRL's (on transformers' ``Trainer`` and ``accelerate``), so one command runs on a CPU, one GPU, or
+several GPUs/machines (DDP, FSDP, DeepSpeed ZeRO from an ``accelerate`` config: ``medsyn finetune
+--accelerate-config FILE`` re-launches itself under ``accelerate launch``). What MedSyn adds around it:
+
+* the records are tokenised here (:func:`encode_record`): prompt tokens get label ``-100``, so the loss covers the
+  answer of the "### Задание / ### Вход / ### Ответ" format only (and its eos), tokenised exactly as at generation
+  time; the trainer gets ``input_ids`` + ``labels`` and keeps them as they are;
+* ``batch_size`` records per optimiser step = ``micro_batch_size`` per forward x processes x accumulation; the loss of
+  a step is the mean over all its answer tokens (transformers' ``num_items_in_batch``);
+* the held-out part of the dataset (``split == "eval"``) gives the exact mean answer-token loss
+  (:func:`evaluate_loss`) before training (= the base model: LoRA starts as a no-op), every ``eval_every`` steps
+  and at the end;
+* a checkpoint counts only once its ``medsyn_state.json`` is written (files fsynced first), so a kill -9 while the
+  trainer writes one leaves the previous one as the newest; a rerun resumes from it with the trainer's own
+  optimizer, scheduler, data-order and RNG states, and ends with the same adapter (bit-identical on CPU);
+* optional 4-bit / 8-bit loading of the base (bitsandbytes, QLoRA) on a CUDA device;
+* the manifest (``medsyn_adapter.json``: base fingerprint, data hash, hyper-parameters, metrics, adapter hash) is
+  written last, atomically, by the main process.
 
 Layout of ``out``::
 
-    out/checkpoints/step-000010/   adapter files + trainer_state.pt + state.json (each checkpoint renamed into place)
+    out/checkpoints/checkpoint-10/   the trainer's checkpoint + medsyn_state.json (its completion mark)
     out/adapter_config.json, adapter_model.safetensors, medsyn_adapter.json   (the final adapter; manifest last)
-
-A rerun with the same ``out`` resumes from the newest checkpoint; the order of records is a pure function of the
-seed and the step, and the RNG states are restored, so an interrupted run ends with the same adapter.
 """
 
 from __future__ import annotations
@@ -44,7 +55,11 @@ from medsyn.models import (
 
 IGNORE_INDEX = -100
 MANIFEST_FORMAT = "medsyn-adapter/1"
-STATE_NAME = "trainer_state.pt"
+STATE_NAME = "medsyn_state.json"
+"""Written last into a trainer checkpoint: the checkpoint is complete, and of which run."""
+QUANTIZE = ("4bit", "8bit")
+ACCELERATE_CONFIG_ENV = "MEDSYN_ACCELERATE_CONFIG"
+"""Set by ``medsyn finetune --accelerate-config FILE`` in the processes it launches (recorded in the manifest)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,10 @@ class TrainConfig:
     save_every: int = 50
     keep_checkpoints: int = 2
     seed: int = 0
+    quantize: str | None = None
+    """Load the base in ``4bit`` (NF4, QLoRA) or ``8bit`` with bitsandbytes; CUDA only."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory at 2,048 tokens, ~30 % more compute."""
 
     def __post_init__(self) -> None:
         positive = ("r", "alpha", "batch_size", "micro_batch_size", "max_len", "save_every", "keep_checkpoints")
@@ -89,10 +108,8 @@ class TrainConfig:
             raise InputError(f"max_steps: expected a positive integer, got {self.max_steps}")
         if not self.target_modules:
             raise InputError("target_modules: expected at least one module name")
-
-    @property
-    def accumulation(self) -> int:
-        return self.batch_size // self.micro_batch_size
+        if self.quantize is not None and self.quantize not in QUANTIZE:
+            raise InputError(f"quantize: expected one of {', '.join(QUANTIZE)}, got {self.quantize!r}")
 
     def run_key(self) -> dict[str, Any]:
         """The settings a checkpoint must share to be resumed (everything but saving/eval cadence)."""
@@ -197,10 +214,11 @@ def _autocast(device: Any) -> Any:
 
 
 def _checkpoints(out: Path) -> list[Path]:
+    """Complete trainer checkpoints (with their ``medsyn_state.json``), oldest first."""
     d = out / "checkpoints"
     if not d.is_dir():
         return []
-    found = [p for p in d.iterdir() if p.name.startswith("step-") and (p / "state.json").is_file()]
+    found = [p for p in d.iterdir() if p.name.startswith("checkpoint-") and (p / STATE_NAME).is_file()]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
@@ -210,40 +228,23 @@ def latest_checkpoint(out: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _save_checkpoint(out: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any], keep: int) -> Path:
-    import torch
-
-    ckdir = out / "checkpoints"
-    ckdir.mkdir(parents=True, exist_ok=True)
-    final = ckdir / f"step-{state['step']:06d}"
-    with atomic_dir(final) as tmp:
-        model.save_pretrained(str(tmp))
-        trainer_state = {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
-        torch.save(trainer_state, tmp / STATE_NAME)
-        (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
-    for old in _checkpoints(out)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+def _drop_incomplete(out: Path) -> None:
+    """Remove checkpoints a kill left half-written (no state file): the trainer writes that step again."""
+    d = out / "checkpoints"
+    if d.is_dir():
+        for p in d.iterdir():
+            if p.is_dir() and p.name.startswith("checkpoint-") and not (p / STATE_NAME).is_file():
+                shutil.rmtree(p, ignore_errors=True)
 
 
-def _load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
-    import torch
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    set_peft_model_state_dict(model, load_file(str(path / "adapter_model.safetensors")))
-    ts = torch.load(path / STATE_NAME, map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(ts["optimizer"])
-    scheduler.load_state_dict(ts["scheduler"])
-    torch.set_rng_state(ts["torch_rng"])
-    if ts["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(ts["cuda_rng"])
-    return _read_json(path / "state.json")
+def _fsync_tree(path: Path) -> None:
+    for f in sorted(path.rglob("*")):
+        if f.is_file():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -257,10 +258,10 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _check_resumable(ckpt: Path, run: dict[str, Any], out: Path) -> None:
-    state = _read_json(ckpt / "state.json")
+def _check_resumable(ckpt: Path, run: dict[str, Any], out: Path) -> dict[str, Any]:
+    state = _read_json(ckpt / STATE_NAME)
     if not isinstance(state.get("run"), dict):
-        raise InputError("no 'run' object; delete it or rerun with --restart", path=ckpt / "state.json")
+        raise InputError("no 'run' object; delete it or rerun with --restart", path=ckpt / STATE_NAME)
     saved = state["run"]
     diff = sorted(k for k in set(saved) | set(run) if saved.get(k) != run.get(k))
     if diff:
@@ -268,6 +269,7 @@ def _check_resumable(ckpt: Path, run: dict[str, Any], out: Path) -> None:
             f"{out}: holds checkpoints of a different run ({', '.join(diff)} differ); "
             "use another --out, or --restart to discard them"
         )
+    return state
 
 
 # ---------------------------------------------------------------- training
@@ -284,16 +286,6 @@ def _split(
     if not train:
         raise InputError("the dataset has no train records (split == 'train')")
     return train, held
-
-
-def _positions(step: int, cfg: TrainConfig, n: int) -> list[int]:
-    """Indices of the train examples used by optimiser step ``step`` (a pure function of seed and step).
-
-    Each epoch visits the examples in its own seeded permutation, so a resumed run sees the same order.
-    """
-    first, last = step * cfg.batch_size, (step + 1) * cfg.batch_size
-    perms = {e: np.random.default_rng([cfg.seed, e]).permutation(n) for e in range(first // n, (last - 1) // n + 1)}
-    return [int(perms[pos // n][pos % n]) for pos in range(first, last)]
 
 
 def _progress(enabled: bool) -> Any:
@@ -319,6 +311,155 @@ def _progress(enabled: bool) -> Any:
     )
 
 
+def world_size() -> int:
+    """Processes of this training (``accelerate launch`` sets ``WORLD_SIZE``; 1 for a plain run)."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
+
+
+def _accumulation(cfg: TrainConfig, processes: int) -> int:
+    per_step = cfg.micro_batch_size * processes
+    if cfg.batch_size % per_step:
+        raise InputError(
+            f"batch_size: {cfg.batch_size} records per step cannot be split into micro-batches of "
+            f"{cfg.micro_batch_size} over {processes} processes; choose a multiple of {per_step}"
+        )
+    return cfg.batch_size // per_step
+
+
+def quantization_config(kind: str | None) -> Any:
+    """bitsandbytes 4-bit (NF4, QLoRA) or 8-bit loading; one clear line when there is no CUDA or no bitsandbytes."""
+    if kind is None:
+        return None
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise InputError(
+            f"--quantize {kind}: needs a CUDA GPU (bitsandbytes) and none is available here; "
+            "drop --quantize to train in full precision"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise InputError(f"--quantize {kind}: needs the bitsandbytes package: pip install 'bitsandbytes>=0.45,<1'")
+    from transformers import BitsAndBytesConfig
+
+    if kind == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    bf16 = torch.cuda.is_bf16_supported()
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float16,
+    )
+
+
+def _callback(
+    *,
+    out: Path,
+    run: dict[str, Any],
+    eval_fn: Any,
+    eval_every: int | None,
+    total_steps: int,
+    stop_after: int | None,
+    progress: bool,
+    medsyn_state: dict[str, Any],
+) -> Any:
+    """The trainer callback that marks complete checkpoints, evaluates, shows progress and stops after N steps."""
+    from transformers import TrainerCallback
+
+    class MedsynCallback(TrainerCallback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.started = time.monotonic()
+            self.first_step: int | None = None
+            self.bar: Any = None
+            self.task: Any = None
+
+        def wall_time(self) -> float:
+            return float(medsyn_state.get("wall_time_s", 0.0)) + time.monotonic() - self.started
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.first_step = state.global_step
+            self.started = time.monotonic()
+            if state.is_world_process_zero:
+                self.bar = _progress(progress)
+                self.bar.start()
+                base = medsyn_state.get("eval_loss_base")
+                self.task = self.bar.add_task(
+                    "train", total=total_steps, completed=state.global_step, loss="-", eval=_fmt(base)
+                )
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            step = state.global_step
+            if eval_every and step % eval_every == 0 and step < total_steps:
+                # Saved with the checkpoint's log history, so a resumed run reports the same history.
+                state.log_history.append({"step": step, "eval_loss": eval_fn()})
+            if stop_after is not None and self.first_step is not None and step - self.first_step >= stop_after:
+                control.should_training_stop = True
+                control.should_save = True
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if self.bar is not None and logs and "loss" in logs:
+                evals = [e["eval_loss"] for e in state.log_history if "eval_loss" in e]
+                last = evals[-1] if evals else medsyn_state.get("eval_loss_base")
+                self.bar.update(self.task, completed=state.global_step, loss=_fmt(logs["loss"]), eval=_fmt(last))
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if not state.is_world_process_zero:
+                return
+            ckpt = out / "checkpoints" / f"checkpoint-{state.global_step}"
+            if not ckpt.is_dir():
+                return
+            _fsync_tree(ckpt)  # every file of the checkpoint is on disk before it is marked complete
+            doc = {**medsyn_state, "run": run, "step": state.global_step, "wall_time_s": round(self.wall_time(), 3)}
+            atomic_write_text(ckpt / STATE_NAME, json.dumps(doc, ensure_ascii=False, indent=1))
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.stop()
+
+    return MedsynCallback()
+
+
+def _trainer_class() -> Any:
+    """TRL's ``SFTTrainer`` with the model's own causal-LM loss (transformers' ``Trainer.compute_loss``).
+
+    The labels already hold -100 outside the answers, so the loss is the same sum over answer tokens divided by the
+    step's answer-token count (``num_items_in_batch``). TRL's default path runs a fused LM head that also computes
+    per-token entropy and top-1 accuracy for its logs on every micro-batch: on a CPU with a small model that doubled
+    the time of a step (measured with ``benchmarks/finetune.py``), for metrics MedSyn does not report.
+    """
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    class MedsynSFTTrainer(SFTTrainer):  # type: ignore[misc]
+        def compute_loss(
+            self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
+        ) -> Any:
+            return Trainer.compute_loss(
+                self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+
+    return MedsynSFTTrainer
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
+def _history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per optimiser step: train loss, learning rate, and the held-out loss where it was measured."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for e in log_history:
+        step = int(e.get("step", 0))
+        if "loss" in e:
+            by_step.setdefault(step, {"step": step})
+            by_step[step].update(train_loss=round(float(e["loss"]), 5), lr=e.get("learning_rate"))
+        if "eval_loss" in e and step:
+            by_step.setdefault(step, {"step": step})["eval_loss"] = e["eval_loss"]
+    return [by_step[k] for k in sorted(by_step)]
+
+
 def finetune(
     base: str,
     data: str | Path,
@@ -332,9 +473,10 @@ def finetune(
 ) -> dict[str, Any]:
     """Train a LoRA adapter of ``base`` on the instruction JSONL ``data`` into ``out``; return its manifest.
 
-    Resumes from the newest checkpoint in ``out`` unless ``restart``. ``stop_after`` ends this call after that many
-    optimiser steps (checkpointed), so a long run can be spread over several sessions; the manifest is then
-    ``{"complete": False, ...}``. A complete adapter already in ``out`` for the same run is returned as is.
+    Resumes from the newest complete checkpoint in ``out`` unless ``restart``. ``stop_after`` ends this call after
+    that many optimiser steps (checkpointed), so a long run can be spread over several sessions; the manifest is
+    then ``{"complete": False, ...}``. A complete adapter already in ``out`` for the same run is returned as is.
+    Under ``accelerate launch`` every process runs this function; the main one writes the adapter and manifest.
     """
     cfg = config or TrainConfig()
     out = Path(out)
@@ -343,7 +485,10 @@ def finetune(
     run = {"base": base_name(base), "base_fingerprint": fingerprint, "data_sha256": file_sha256(data)}
     run |= cfg.run_key()
     run["target_modules"] = list(cfg.target_modules)
-    if restart and out.exists():
+    processes = world_size()
+    accumulation = _accumulation(cfg, processes)
+    main_process = int(os.environ.get("RANK", "0") or 0) == 0
+    if restart and out.exists() and main_process:
         for p in [out / "checkpoints", *(out / n for n in (MANIFEST_NAME, "adapter_config.json"))]:
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     if (out / MANIFEST_NAME).is_file():
@@ -352,18 +497,38 @@ def finetune(
             return done
         raise InputError(f"{out}: holds an adapter of a different run; use another --out, or --restart to replace it")
     ckpt = latest_checkpoint(out)
+    medsyn_state: dict[str, Any] = {}
     if ckpt is not None:
-        _check_resumable(ckpt, run, out)
-
+        medsyn_state = _check_resumable(ckpt, run, out)
     train_recs, eval_recs = _split(records, cfg)
-    import torch  # heavy imports only once the inputs are known to be good
-    from peft import LoraConfig, get_peft_model
-    from transformers import get_cosine_schedule_with_warmup
+    quant = quantization_config(cfg.quantize)  # before the heavy imports: a missing GPU is one line, at once
+    if main_process:
+        _drop_incomplete(out)
 
-    torch.manual_seed(cfg.seed)
+    import torch  # heavy imports only once the inputs are known to be good
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import PrinterCallback
+    from trl import SFTConfig
+
     dev = torch.device(pick_device(device))
-    bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
-    model, tokenizer = load_base(base, device=str(dev), dtype=torch.bfloat16 if bf16 else torch.float32)
+    use_cpu = dev.type == "cpu"
+    bf16 = not use_cpu and torch.cuda.is_bf16_supported()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    # Each process of a multi-GPU launch loads onto its own GPU (where the trainer will keep it).
+    load_device = (
+        None if quant is not None else ("cpu" if use_cpu else f"cuda:{local_rank}" if processes > 1 else str(dev))
+    )
+    model, tokenizer = load_base(
+        base,
+        device=load_device,
+        dtype=torch.bfloat16 if bf16 else torch.float32,
+        quantization=quant,
+    )
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model)
     train_ex, dropped = encode_records(tokenizer, train_recs, cfg.max_len)
     eval_ex, eval_dropped = encode_records(tokenizer, eval_recs, cfg.max_len)
     if not train_ex:
@@ -376,82 +541,82 @@ def finetune(
         task_type="CAUSAL_LM",
         bias="none",
     )
-    try:
-        model = get_peft_model(model, lora)
-    except ValueError as exc:
-        raise InputError(f"target_modules: {str(exc).splitlines()[0]}") from None
     total_steps = cfg.max_steps or math.ceil(cfg.epochs * len(train_ex) / cfg.batch_size)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
+    train_set = Dataset.from_dict({"input_ids": [i for i, _ in train_ex], "labels": [lab for _, lab in train_ex]})
+    args = SFTConfig(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=cfg.micro_batch_size,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type="cosine",
+        warmup_steps=math.ceil(cfg.warmup_ratio * total_steps),
+        max_steps=total_steps,
+        max_grad_norm=1.0,
+        optim="adamw_torch",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=cfg.save_every,
+        save_total_limit=cfg.keep_checkpoints,
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=use_cpu,
+        bf16=bf16,
+        max_length=cfg.max_len,
+        completion_only_loss=True,
+        dataset_kwargs={"skip_prepare_dataset": True},  # input_ids + answer-only labels, made above
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+        activation_checkpointing=cfg.gradient_checkpointing,
+        ddp_find_unused_parameters=False if processes > 1 else None,
+    )
+    try:
+        trainer = _trainer_class()(
+            model=model, args=args, train_dataset=train_set, processing_class=tokenizer, peft_config=lora
+        )
+    except ValueError as exc:  # PEFT: a target module the model does not have; else a setting TRL refuses
+        first = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{'target_modules' if 'target modules' in first.lower() else 'trainer'}: {first}") from None
     pad_id = tokenizer.pad_token_id
 
     def eval_loss() -> float | None:
-        return evaluate_loss(model, eval_ex, pad_id=pad_id, micro=cfg.micro_batch_size) if eval_ex else None
+        return evaluate_loss(trainer.model, eval_ex, pad_id=pad_id, micro=cfg.micro_batch_size) if eval_ex else None
 
-    state: dict[str, Any] = {"step": 0, "run": run, "history": [], "wall_time_s": 0.0, "tokens": 0}
-    if ckpt is not None:
-        state = _load_checkpoint(ckpt, model, optimizer, scheduler)
-    else:
-        state["eval_loss_base"] = eval_loss()
-    model.train()
-    started = time.monotonic()
-    start_step = state["step"]
-    last_loss = float("nan")
-    with _progress(progress) as bar:
-        fmt = "{:.4f}".format
-        base_eval = state.get("eval_loss_base")
-        task = bar.add_task("train", total=total_steps, completed=start_step, loss="-", eval=fmt(base_eval or 0))
-        for step in range(start_step, total_steps):
-            if stop_after is not None and step - start_step >= stop_after:
-                break
-            idx = _positions(step, cfg, len(train_ex))
-            micro = [idx[i : i + cfg.micro_batch_size] for i in range(0, len(idx), cfg.micro_batch_size)]
-            n_tokens = sum(sum(t != IGNORE_INDEX for t in train_ex[j][1][1:]) for j in idx)
-            optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for mb in micro:
-                batch = {k: v.to(dev) for k, v in collate([train_ex[j] for j in mb], pad_id).items()}
-                with _autocast(dev):
-                    loss, _ = answer_loss_sum(model, batch)
-                (loss / max(n_tokens, 1)).backward()
-                step_loss += float(loss.detach())
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            last_loss = step_loss / max(n_tokens, 1)
-            state["step"] = step + 1
-            state["tokens"] += n_tokens
-            entry: dict[str, Any] = {
-                "step": step + 1,
-                "train_loss": round(last_loss, 5),
-                "lr": scheduler.get_last_lr()[0],
-            }
-            if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < total_steps:
-                entry["eval_loss"] = eval_loss()
-                model.train()
-            state["history"].append(entry)
-            bar.update(task, advance=1, loss=fmt(last_loss), eval=fmt(entry.get("eval_loss") or base_eval or 0))
-            if (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
-                state["wall_time_s"] += time.monotonic() - started
-                started = time.monotonic()
-                _save_checkpoint(out, model, optimizer, scheduler, state, cfg.keep_checkpoints)
-    state["wall_time_s"] += time.monotonic() - started
-    if state["step"] < total_steps:
-        _save_checkpoint(out, model, optimizer, scheduler, state, cfg.keep_checkpoints)
-        return {"complete": False, "step": state["step"], "total_steps": total_steps, "run": run}
+    if ckpt is None:
+        medsyn_state["eval_loss_base"] = eval_loss()
+    callback = _callback(
+        out=out,
+        run=run,
+        eval_fn=eval_loss,
+        eval_every=cfg.eval_every,
+        total_steps=total_steps,
+        stop_after=stop_after,
+        progress=progress and main_process,
+        medsyn_state=medsyn_state,
+    )
+    trainer.remove_callback(PrinterCallback)  # its dict per step on stdout; the progress bar shows the same
+    trainer.add_callback(callback)
+    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    state = trainer.state
+    if state.global_step < total_steps:
+        return {"complete": False, "step": state.global_step, "total_steps": total_steps, "run": run}
 
     final_eval = eval_loss()
+    history = _history(state.log_history)
     metrics = {
-        "eval_loss_base": state.get("eval_loss_base"),
+        "eval_loss_base": medsyn_state.get("eval_loss_base"),
         "eval_loss": final_eval,
-        "eval_perplexity_base": _ppl(state.get("eval_loss_base")),
+        "eval_perplexity_base": _ppl(medsyn_state.get("eval_loss_base")),
         "eval_perplexity": _ppl(final_eval),
-        "train_loss_last": state["history"][-1]["train_loss"] if state["history"] else None,
-        "steps": state["step"],
-        "tokens_trained": state["tokens"],
-        "wall_time_s": round(state["wall_time_s"], 1),
-        "history": state["history"],
+        "train_loss_last": history[-1].get("train_loss") if history else None,
+        "steps": state.global_step,
+        "tokens_trained": int(state.num_input_tokens_seen),
+        "wall_time_s": round(callback.wall_time(), 1),
+        "history": history,
     }
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -467,15 +632,31 @@ def finetune(
             "train_dropped_too_long": dropped,
             "eval_dropped_too_long": eval_dropped,
         },
-        "hyperparameters": {**asdict(cfg), "target_modules": list(cfg.target_modules), "total_steps": total_steps},
+        "hyperparameters": {
+            **asdict(cfg),
+            "target_modules": list(cfg.target_modules),
+            "total_steps": total_steps,
+            "gradient_accumulation_steps": accumulation,
+        },
         "metrics": metrics,
-        "device": dev.type,
+        "trainer": {
+            "engine": "trl.SFTTrainer",
+            "processes": processes,
+            **(
+                {"accelerate_config": os.environ[ACCELERATE_CONFIG_ENV]}
+                if os.environ.get(ACCELERATE_CONFIG_ENV)
+                else {}
+            ),
+        },
+        "device": "cpu" if use_cpu else "cuda",
         "dtype": "bfloat16" if bf16 else "float32",
         "versions": _versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "run": run,
     }
-    return _publish_adapter(model, out, manifest)
+    if not trainer.is_world_process_zero():
+        return manifest
+    return _publish_adapter(trainer.model, out, manifest)
 
 
 def _ppl(loss: float | None) -> float | None:
@@ -483,11 +664,19 @@ def _ppl(loss: float | None) -> float | None:
 
 
 def _versions() -> dict[str, str]:
+    import accelerate
     import peft
     import torch
     import transformers
+    import trl
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "trl": trl.__version__,
+        "accelerate": accelerate.__version__,
+    }
 
 
 def _publish_adapter(model: Any, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -334,6 +334,8 @@ class _Totals:
         self.accepted = self.rejected = self.failed = self.attempts = 0
         self.prompt_tokens = self.completion_tokens = 0
         self.cost_usd = 0.0
+        self.by_server: dict[str, int] = {}
+        """Attempts answered by each server of an OpenAI-compatible pool (from the records, so resume keeps them)."""
 
     def add(self, rec: Mapping[str, Any]) -> None:
         self.attempts += 1
@@ -347,8 +349,11 @@ class _Totals:
         self.prompt_tokens += int(usage.get("prompt_tokens", 0))
         self.completion_tokens += int(usage.get("completion_tokens", 0))
         self.cost_usd += float(rec.get("cost_usd", 0.0))
+        if rec.get("server"):
+            self.by_server[rec["server"]] = self.by_server.get(rec["server"], 0) + 1
 
     def to_dict(self) -> dict[str, Any]:
+        by_server = {"by_server": dict(sorted(self.by_server.items()))} if self.by_server else {}
         return {
             "accepted": self.accepted,
             "rejected": self.rejected,
@@ -357,6 +362,7 @@ class _Totals:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cost_usd": round(self.cost_usd, 6),
+            **by_server,
         }
 
 
@@ -597,6 +603,9 @@ class _Engine:
             "totals": self.totals.to_dict(),
             "commands": self.commands,
         }
+        stats = getattr(self.backend, "server_stats", None)
+        if stats is not None:  # this process's transport counts per server (retries and failures included)
+            doc["servers"] = stats()
         atomic_write_text(self.out / RUN_FILE, json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
         self._last_run_json = time.monotonic()
 
@@ -703,6 +712,8 @@ class _Engine:
         }
         if comp.model and comp.model != self.backend.model:
             rec["model_reported"] = comp.model
+        if comp.extra.get("server"):
+            rec["server"] = comp.extra["server"]
         if comp.error is not None:
             rec["reason"] = comp.error
             if comp.permanent:

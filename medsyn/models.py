@@ -294,8 +294,12 @@ def _quiet_gguf_loader() -> Iterator[None]:
         gguf_utils.tqdm = saved
 
 
-def load_base(spec: str, *, device: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
-    """Load a base model and its tokenizer (not cached, train mode untouched). GGUF weights are dequantized."""
+def load_base(spec: str, *, device: str | None = None, dtype: Any = None, quantization: Any = None) -> tuple[Any, Any]:
+    """Load a base model and its tokenizer (not cached, train mode untouched). GGUF weights are dequantized.
+
+    ``quantization``: a transformers quantization config (bitsandbytes 4/8-bit); the model is then placed on this
+    process's GPU by the loader (a quantized model cannot be moved).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
     from transformers.utils import logging as hf_logging
@@ -306,6 +310,10 @@ def load_base(spec: str, *, device: str | None = None, dtype: Any = None) -> tup
     # Dense weights without a quantizer attached: LoRA wraps plain Linear layers, and a model that still carries
     # the GGUF quantizer refuses save_pretrained ("quantized with gguf and is not serializable"), so merge fails.
     dense: dict[str, Any] = {"quantization_config": GgufConfig(gguf_file=gguf, dequantize=True)} if gguf else {}
+    if quantization is not None:
+        import os
+
+        dense = {"quantization_config": quantization, "device_map": {"": int(os.environ.get("LOCAL_RANK", "0") or 0)}}
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(directory), **kwargs)
         with _quiet_gguf_loader():
@@ -318,7 +326,7 @@ def load_base(spec: str, *, device: str | None = None, dtype: Any = None) -> tup
     prepare_tokenizer(tokenizer)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    return model.to(pick_device(device)), tokenizer
+    return (model if quantization is not None else model.to(pick_device(device))), tokenizer
 
 
 def load_causal_lm(

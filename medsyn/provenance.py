@@ -241,6 +241,8 @@ def note_quads(run: RunInfo, rec: Mapping[str, Any]) -> list[Quad]:
     for iri in dict.fromkeys(rec.get("symptom_iris") or []):
         s = NamedNode(iri)
         out += [Quad(act, ms("usedSymptom"), s, g), Quad(act, prov("used"), s, g), Quad(s, RDF_TYPE, prov("Entity"), g)]
+    if rec.get("server"):
+        out.append(Quad(act, ms("server"), _str(rec["server"]), g))
     examples = rec.get("example_ids") or ([rec["example_id"]] if rec.get("example_id") else [])
     for e in dict.fromkeys(examples):
         ex = example_note_iri(e)
@@ -284,6 +286,8 @@ def finish_run(store: Store, run: RunInfo, *, ended: str, totals: Mapping[str, A
         ms("completionTokens"): _int(totals.get("completion_tokens", 0)),
         ms("costUsd"): _dbl(totals.get("cost_usd", 0.0)),
     }
+    if totals.get("by_server"):  # attempts per server of the OpenAI-compatible endpoint(s), as a JSON object
+        props[ms("serverCounts")] = _str(json.dumps(totals["by_server"], sort_keys=True))
     deletes = " ".join(f"{r} {p} ?o{i} ." for i, p in enumerate(props))
     inserts = " ".join(f"{r} {p} {o} ." for p, o in props.items())
     where = " ".join(f"OPTIONAL {{ GRAPH {g} {{ {r} {p} ?o{i} }} }}" for i, p in enumerate(props))

@@ -1,10 +1,14 @@
-"""medsyn.finetune: answer-only loss, training, checkpoints, resume, manifest, merge, errors (tiny LLaMA + SmolLM2)."""
+"""medsyn.finetune (TRL SFTTrainer + PEFT): answer-only loss, training, checkpoints, resume after stop and after
+kill -9 (bit-identical), accelerate launch with two CPU processes, manifest, merge, errors (tiny LLaMA + SmolLM2)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,6 +66,34 @@ def _weights(adapter: Path) -> dict[str, object]:
     return load_file(str(adapter / "adapter_model.safetensors"))
 
 
+def _identical(a: Path, b: Path) -> bool:
+    import torch
+
+    wa, wb = _weights(a), _weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory, tiny: Path, data: Path) -> Path:
+    """The uninterrupted 6-step run every resumed run is compared with."""
+    out = tmp_path_factory.mktemp("full") / "adapter"
+    finetune(str(tiny), data, out, config=CFG, progress=False)
+    return out
+
+
+MEDSYN = str(Path(sys.executable).with_name("medsyn"))
+"""The installed console script, as a user runs it."""
+
+
+def _cli_args(tiny: Path, data: Path, out: Path) -> list[str]:
+    """The CLI form of CFG (save_every is not part of a run's identity: checkpoint every step here)."""
+    return [
+        "finetune", "--base", str(tiny), "--data", str(data), "--out", str(out), "--r", "8", "--alpha", "16",
+        "--lr", "3e-3", "--batch-size", "8", "--micro-batch-size", "4", "--max-len", "96", "--max-steps", "6",
+        "--warmup-ratio", "0.2", "--save-every", "1", "--no-progress",
+    ]  # fmt: skip
+
+
 def test_answer_only_loss_mask(tiny: Path) -> None:
     _, tok = load_base(str(tiny))
     prompt = build_prompt("Продолжи медицинскую запись.", "Жалобы на боль")
@@ -81,17 +113,19 @@ def test_answer_only_loss_mask(tiny: Path) -> None:
     assert batch["attention_mask"].sum().item() == len(ids) + 2
 
 
-def test_train_save_reload_resume_generate(tmp_path: Path, tiny: Path, data: Path) -> None:
+def test_train_save_reload_resume_generate(tmp_path: Path, tiny: Path, data: Path, full: Path) -> None:
     import torch
 
-    full = finetune(str(tiny), data, tmp_path / "full", config=CFG, progress=False)
+    full_dir = full
+    full = json.loads((full_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert full["complete"] and full["trainer"] == {"engine": "trl.SFTTrainer", "processes": 1}
     assert full["complete"] and full["metrics"]["steps"] == 6 and len(full["metrics"]["history"]) == 6
     m = full["metrics"]
     assert m["eval_loss"] < m["eval_loss_base"]
     assert full["base_fingerprint"] and full["data"]["sha256"].startswith("sha256:")
     assert full["hyperparameters"]["r"] == 8 and full["hyperparameters"]["total_steps"] == 6
-    assert full["adapter_hash"] == adapter_hash(tmp_path / "full")
-    assert json.loads((tmp_path / "full" / MANIFEST_NAME).read_text()) == full
+    assert full["adapter_hash"] == adapter_hash(full_dir)
+    assert m["tokens_trained"] > 0 and full["hyperparameters"]["gradient_accumulation_steps"] == 2
 
     # the step-0 evaluation is the base model's own held-out loss (LoRA starts as a no-op)
     from medsyn.finetune import _split, encode_records
@@ -104,14 +138,13 @@ def test_train_save_reload_resume_generate(tmp_path: Path, tiny: Path, data: Pat
     # interrupted after 3 steps, then resumed: same adapter as the uninterrupted run
     part = finetune(str(tiny), data, tmp_path / "resumed", config=CFG, progress=False, stop_after=3)
     assert part == {"complete": False, "step": 3, "total_steps": 6, "run": full["run"]}
-    assert latest_checkpoint(tmp_path / "resumed").name == "step-000003"
+    assert latest_checkpoint(tmp_path / "resumed").name == "checkpoint-3"
     assert not (tmp_path / "resumed" / MANIFEST_NAME).exists()
     with pytest.raises(InputError, match=r"incomplete adapter"):
         load_causal_lm(str(tiny), adapter=tmp_path / "resumed")
     resumed = finetune(str(tiny), data, tmp_path / "resumed", config=CFG, progress=False)
     assert resumed["metrics"]["history"] == full["metrics"]["history"]
-    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
-    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert _identical(full_dir, tmp_path / "resumed")  # bit-identical on CPU
     # a complete adapter is not retrained; another setting in the same --out is refused
     assert finetune(str(tiny), data, tmp_path / "resumed", config=CFG, progress=False) == resumed
     other = TrainConfig(**{**CFG.__dict__, "lr": 1e-3})
@@ -122,17 +155,90 @@ def test_train_save_reload_resume_generate(tmp_path: Path, tiny: Path, data: Pat
         finetune(str(tiny), data, tmp_path / "other", config=CFG, progress=False)
 
     # reload the adapter and generate; merge gives the same logits
-    model, tok = load_causal_lm(str(tiny), adapter=tmp_path / "full")
+    model, tok = load_causal_lm(str(tiny), adapter=full_dir)
     enc = tok([build_prompt("Продолжи медицинскую запись.", "Жалобы на")], return_tensors="pt")
     out = model.generate(**enc, max_new_tokens=5, do_sample=False)
     assert out.shape[1] == enc.input_ids.shape[1] + 5
-    merged_dir = merge(tmp_path / "full", tmp_path / "merged")
+    merged_dir = merge(full_dir, tmp_path / "merged")
     merged, _ = load_causal_lm(str(merged_dir))
     with torch.no_grad():
         assert torch.allclose(model(**enc).logits, merged(**enc).logits, atol=1e-4)
         assert not torch.allclose(base_model(**enc).logits, merged(**enc).logits, atol=1e-4)
     with pytest.raises(InputError, match=r"already exists"):
-        merge(tmp_path / "full", merged_dir)
+        merge(full_dir, merged_dir)
+
+
+def test_kill_9_mid_run_then_the_same_command_ends_with_the_same_adapter(
+    tmp_path: Path, tiny: Path, data: Path, full: Path
+) -> None:
+    out = tmp_path / "killed"
+    args = _cli_args(tiny, data, out)
+    proc = subprocess.Popen([MEDSYN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not (out / "checkpoints" / "checkpoint-2" / "medsyn_state.json").exists():
+            assert proc.poll() is None, "training ended before it could be killed"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and not (out / MANIFEST_NAME).exists()
+    step = int(latest_checkpoint(out).name.split("-")[1])  # type: ignore[union-attr]
+    assert 2 <= step < 6
+    done = subprocess.run([MEDSYN, *args], capture_output=True, text=True, check=False, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "held-out loss" in done.stdout and "{'loss'" not in done.stdout
+    assert _identical(full, out)
+    resumed = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+    want = json.loads((full / MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert resumed["metrics"]["history"] == want["metrics"]["history"] and resumed["run"] == want["run"]
+
+
+def test_accelerate_launch_trains_the_same_adapter(tmp_path: Path, tiny: Path, data: Path, full: Path) -> None:
+    """`--accelerate-config` reruns the command under `accelerate launch --config_file` (here one CPU process: a
+    multi-process CPU launch needs MPI); the adapter is bit-identical to the plain run's."""
+    config = tmp_path / "cpu.yaml"
+    config.write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nnum_processes: 1\nnum_machines: 1\n"
+        "machine_rank: 0\nmixed_precision: 'no'\nuse_cpu: true\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "launched"
+    args = _cli_args(tiny, data, out)
+    done = subprocess.run(
+        [MEDSYN, *args, "--accelerate-config", str(config)], capture_output=True, text=True, check=False, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    m = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert m["trainer"] == {"engine": "trl.SFTTrainer", "processes": 1, "accelerate_config": str(config)}
+    assert _identical(full, out) and done.stdout.count("held-out loss") == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("num_processes: 2\n", encoding="utf-8")
+    r = subprocess.run([MEDSYN, *args, "--accelerate-config", str(bad)], capture_output=True, text=True, check=False)
+    assert r.returncode == 2 and f"{bad}: not an accelerate config" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_two_process_ddp_on_cpu(tmp_path: Path, tiny: Path, data: Path) -> None:
+    """Two real processes (torchrun, gloo on CPU): 4 records per forward x 2 processes = 8 per step, no
+    accumulation; only the main process writes the adapter and reports."""
+    out = tmp_path / "ddp"
+    args = _cli_args(tiny, data, out)
+    del args[args.index("--r") : args.index("--r") + 2]  # torchrun's own parser would take --r for --rdzv-*
+    args[args.index("--max-steps") + 1] = "3"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    done = subprocess.run([*cmd, "-m", "medsyn", *args], capture_output=True, text=True, check=False, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    m = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert m["trainer"] == {"engine": "trl.SFTTrainer", "processes": 2} and m["metrics"]["steps"] == 3
+    assert m["hyperparameters"]["gradient_accumulation_steps"] == 1 and m["hyperparameters"]["r"] == 16
+    assert m["adapter_hash"] == adapter_hash(out) and done.stdout.count("held-out loss") == 1
+    assert m["metrics"]["eval_loss"] < m["metrics"]["eval_loss_base"]
+
+
+def _free_port() -> int:
+    from medsyn.testing.servers import free_port
+
+    return free_port()
 
 
 def test_bad_settings(tmp_path: Path, tiny: Path, data: Path) -> None:
@@ -157,6 +263,9 @@ def test_cli_errors_are_one_line(tmp_path: Path, tiny: Path, data: Path) -> None
         (["finetune", "--base", str(tiny), "--data", str(bad)], f"{bad}:2: field 'output': missing or empty"),
         (["finetune", "--base", str(not_lm), "--data", str(bad)], "not a causal LM (config.json has model_type=bert)"),
         (["finetune", "--base", str(tiny), "--data", str(data), "--device", "gpu"], "unknown device 'gpu'"),
+        # this machine has no CUDA GPU: asking for bitsandbytes loading is one clear line
+        (["finetune", "--base", str(tiny), "--data", str(data), "--quantize", "4bit"], "--quantize 4bit: needs a CUDA"),
+        (["finetune", "--base", str(tiny), "--data", str(data), "--quantize", "2bit"], "quantize: expected one of"),
     ]
     for args, message in cases:
         cmd = [sys.executable, "-m", "medsyn", *args, "--out", str(tmp_path / "out")]

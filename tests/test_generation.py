@@ -348,3 +348,55 @@ def test_resume_retries_transport_errors_but_not_permanent_ones(tmp_path: Path, 
     s = generate(samples, tmp_path / "o", store=store, backend=again, config=cfg)
     assert again.calls == retried == s.generated_now and s.status == "incomplete"
     assert [f.get("permanent", False) for f in lines(tmp_path / "o" / FAILURES_FILE)] == [permanent] * (1 + retried)
+
+
+def test_a_pool_of_two_servers_survives_one_killed_mid_run(tmp_path: Path) -> None:
+    """Two real server processes behind repeated --base-url; one is killed -9 mid-run: every note exactly once,
+    counts per server in run.json and in the run's provenance."""
+    from medsyn.testing.servers import openai_server
+
+    n = 24
+    samples_file = tmp_path / "samples.jsonl"
+    write_samples(samples_file, demo_samples(n))
+    out, store_dir = tmp_path / "out", tmp_path / "store"
+    OxigraphStore(store_dir).close()
+    with (
+        openai_server(tmp_path / "a.log", latency=0.1) as a,
+        openai_server(tmp_path / "b.log", latency=0.1) as b,
+    ):
+        args = ["--samples", str(samples_file), "--backend", "openai", "--out", str(out), "--store", str(store_dir)]
+        args += ["--base-url", a.base_url, "--base-url", b.base_url, "--concurrency", "4", "--no-progress"]
+        env = {**os.environ, "OPENAI_API_KEY": ""}
+        proc = subprocess.Popen(
+            [MEDSYN, "generate", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and int(a.stats()["requests"]) < 6:
+            time.sleep(0.01)
+        os.kill(a.process.pid, signal.SIGKILL)  # mid-run, with requests in flight on it
+        stdout, stderr = proc.communicate(timeout=120)
+        served_by_b = int(b.stats()["requests"])
+    assert proc.returncode == 0, stderr
+    notes = lines(out / NOTES_FILE)
+    assert len(notes) == n and len({x["id"] for x in notes}) == n and len({x["sample_id"] for x in notes}) == n
+    assert lines(out / FAILURES_FILE) == []  # the killed server's requests went to the other one, none was lost
+    by_server = {x["server"] for x in notes}
+    assert by_server == {a.base_url, b.base_url}
+    run_doc = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+    counts = run_doc["totals"]["by_server"]
+    assert sum(counts.values()) == n and counts[a.base_url] >= 1 and counts[b.base_url] == served_by_b
+    assert run_doc["servers"][a.base_url]["failed"] >= 1 and run_doc["servers"][a.base_url]["taken_out"] >= 1
+    assert json.loads(stdout.strip().splitlines()[-1])["accepted"] == n
+    with OxigraphStore(store_dir) as st:
+        rows = st.query(
+            "PREFIX ms: <https://w3id.org/medsyn/ontology#> SELECT ?c WHERE { GRAPH ?g { ?r a ms:GenerationRun ; "
+            "ms:serverCounts ?c } }"
+        )
+        assert json.loads(rows[0]["c"].value) == counts
+        per_note = st.query(
+            "PREFIX ms: <https://w3id.org/medsyn/ontology#> SELECT ?s (COUNT(?act) AS ?k) WHERE { GRAPH ?g { "
+            "?act a ms:NoteGeneration ; ms:server ?s } } GROUP BY ?s"
+        )
+        assert {r["s"].value: int(r["k"].value) for r in per_note} == counts
+    audit = subprocess.run([MEDSYN, "audit", "verify", str(out), "--store", str(store_dir)], capture_output=True)
+    assert audit.returncode == 0, audit.stderr

@@ -144,3 +144,73 @@ def test_price_table_and_overrides() -> None:
     assert price_for("gpt-4", parse_price("1,2")) == (1.0, 2.0)
     with pytest.raises(InputError):
         parse_price("cheap")
+
+
+# ------------------------------------------------------------------------------------------ a pool of servers
+
+
+def test_pool_goes_around_a_dead_server_and_names_the_server_of_each_reply(server: FakeOpenAIServer) -> None:
+    from medsyn.testing.servers import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there: connection refused
+    with FakeOpenAIServer(latency=0.0) as other:
+        b = backend(server, base_url=[dead, server.base_url, other.base_url], concurrency=4, server_cooldown=30)
+        cs = call(b, n=12)
+        other_n = other.stats()["requests"]
+    assert all(c.error is None for c in cs)
+    stats = b.server_stats()
+    assert stats[dead]["failed"] >= 1 and stats[dead]["taken_out"] == 1 and stats[dead]["answered"] == 0
+    # taken out for 30 s: after its first failures it gets no more requests
+    assert stats[dead]["requests"] == stats[dead]["failed"] <= 4
+    assert {c.extra["server"] for c in cs} == {server.base_url, other.base_url}
+    assert stats[server.base_url]["answered"] + stats[other.base_url]["answered"] == 12
+    assert server.stats()["requests"] > 0 and other_n > 0
+    assert b.describe()["base_urls"] == [dead, server.base_url, other.base_url]
+
+
+def test_pool_sends_more_to_the_less_loaded_server(server: FakeOpenAIServer) -> None:
+    with FakeOpenAIServer(latency=0.2) as slow:
+        b = backend(server, base_url=[slow.base_url, server.base_url], concurrency=4)
+        server.configure(latency=0.02)
+
+        async def run() -> None:  # 4 requests in flight at a time, as the generation engine keeps them
+            gate = asyncio.Semaphore(4)
+
+            async def one(i: int) -> None:
+                async with gate:
+                    await b.complete([ChatRequest(key=str(i), messages=MESSAGES)])
+
+            try:
+                await asyncio.gather(*(one(i) for i in range(24)))
+            finally:
+                await b.aclose()
+
+        asyncio.run(run())
+        fast_n, slow_n = server.stats()["requests"], slow.stats()["requests"]
+    assert fast_n + slow_n == 24 and fast_n > 2 * slow_n, (fast_n, slow_n)
+
+
+def test_pool_tries_a_taken_out_server_again_after_its_cooldown(server: FakeOpenAIServer) -> None:
+    with FakeOpenAIServer(latency=0.0) as other:
+        server.configure(script=["500"])
+        b = backend(server, base_url=[server.base_url, other.base_url], concurrency=1, server_cooldown=0.3)
+
+        async def run() -> tuple[list[Completion], list[Completion]]:
+            try:
+                first = await b.complete([ChatRequest(key="0", messages=MESSAGES)])
+                await asyncio.sleep(0.4)  # past the cooldown
+                later = await b.complete([ChatRequest(key="1", messages=MESSAGES)])
+                return first, later
+            finally:
+                await b.aclose()
+
+        (first,), (later,) = asyncio.run(run())
+    assert first.error is None and first.extra["server"] == other.base_url and first.retries == 1
+    assert later.error is None and later.extra["server"] == server.base_url  # back in the pool, least used
+    s = b.server_stats()[server.base_url]
+    assert s == {"requests": 2, "answered": 1, "rate_limited": 0, "failed": 1, "taken_out": 1}
+
+
+def test_a_base_url_given_twice_is_refused() -> None:
+    with pytest.raises(InputError, match="the same server is given twice"):
+        get_backend("openai", base_url=["http://127.0.0.1:1/v1", "http://127.0.0.1:1/v1/"])

@@ -43,6 +43,20 @@ def test_local_lora_recipe_plans_to_real_commands(repo_root: Path) -> None:
     assert {k: v for k, v in before.items() if k != "--out"} == {k: v for k, v in after.items() if k != "--out"}
 
 
+def test_paper_lora_recipe_has_the_papers_hyperparameters(repo_root: Path) -> None:
+    steps = load_pipeline(repo_root / "pipelines" / "paper-lora.toml")
+    planned = plan_pipeline(_root(), steps, source="paper-lora.toml")
+    commands = [" ".join(args[: 2 if args[0] in {"kg", "eval"} else 1]) for _, args in planned]
+    assert commands == ["kg build", "ift", "finetune", "sample", "generate", "eval quality"]
+    ft = next(args for _, args in planned if args[0] == "finetune")
+    opts = dict(zip(ft[1::2], ft[2::2], strict=False))
+    assert opts["--r"] == "16" and opts["--alpha"] == "16" and opts["--dropout"] == "0.05"
+    assert opts["--target-modules"] == "q_proj,k_proj,v_proj,o_proj" and opts["--lr"] == "2e-05"
+    assert opts["--batch-size"] == "256" and opts["--max-len"] == "2048" and "--gradient-checkpointing" in ft
+    gen = next(args for _, args in planned if args[0] == "generate")
+    assert dict(zip(gen[1::2], gen[2::2], strict=False))["--adapter"] == opts["--out"]
+
+
 def test_options_translate_flags_lists_and_arguments() -> None:
     steps = parse_pipeline(
         '[[step]]\ncommand = "eval quality"\nsynthetic = ["a.jsonl", "b.jsonl"]\ninclude_rejected = true\n'

@@ -5,6 +5,7 @@ Heavy libraries (torch, transformers, peft) load inside the commands, never at C
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -62,6 +63,7 @@ def ift(
 
 
 def finetune(
+    ctx: typer.Context,
     data: Path = typer.Option(..., "--data", help="Instruction JSONL (from `medsyn ift`)."),
     out: Path = typer.Option(..., "--out", help="Adapter directory (checkpoints under out/checkpoints)."),
     base: str = typer.Option("smollm2", "--base", help="Base model: smollm2, a model directory or a .gguf file."),
@@ -86,9 +88,25 @@ def finetune(
     restart: bool = typer.Option(False, "--restart", help="Discard checkpoints/adapter in --out and start over."),
     stop_after: int | None = typer.Option(None, "--stop-after", help="Stop (checkpointed) after N steps this call."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    quantize: str | None = typer.Option(
+        None, "--quantize", help="Load the base in 4bit (QLoRA, NF4) or 8bit with bitsandbytes (CUDA only)."
+    ),
+    gradient_checkpointing: bool = typer.Option(
+        False, "--gradient-checkpointing", help="Recompute activations: less GPU memory at long sequences."
+    ),
+    accelerate_config: Path | None = typer.Option(
+        None,
+        "--accelerate-config",
+        help="An `accelerate config` YAML file (DDP, FSDP, DeepSpeed ZeRO; processes, machines): runs this same "
+        "command under `accelerate launch --config_file FILE`.",
+    ),
 ) -> None:
-    """LoRA fine-tuning; resumes automatically from the newest checkpoint in --out."""
-    from medsyn.finetune import TrainConfig
+    """LoRA fine-tuning (TRL SFTTrainer + PEFT); resumes automatically from the newest checkpoint in --out."""
+    from medsyn.finetune import ACCELERATE_CONFIG_ENV, TrainConfig
+
+    if accelerate_config is not None and not os.environ.get(ACCELERATE_CONFIG_ENV):
+        # The launched processes carry the config in the environment: they train instead of launching again.
+        raise typer.Exit(_launch(ctx, accelerate_config))
     from medsyn.finetune import finetune as run
 
     cfg = TrainConfig(
@@ -109,8 +127,12 @@ def finetune(
         eval_every=eval_every,
         save_every=save_every,
         seed=seed,
+        quantize=quantize,
+        gradient_checkpointing=gradient_checkpointing,
     )
     m = run(base, data, out, config=cfg, device=device, restart=restart, stop_after=stop_after, progress=progress)
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        return  # under accelerate: the main process reports
     if not m.get("complete"):
         console.print(f"stopped at step {m['step']}/{m['total_steps']}; rerun the same command to resume")
         return
@@ -121,6 +143,50 @@ def finetune(
         f"adapter {out} ({m['adapter_hash'][:19]}...): {met['steps']} steps, {loss}, {met['wall_time_s']} s",
         highlight=False,
     )
+
+
+def _options_of(ctx: typer.Context) -> list[str]:
+    """This command's parsed options as command-line flags again, without ``--accelerate-config``. Rebuilt from the
+    parsed values rather than taken from ``sys.argv``: under ``medsyn run`` the argv is the pipeline's."""
+    out: list[str] = []
+    for p in ctx.command.params:
+        value = ctx.params.get(p.name or "")
+        if getattr(p, "param_type_name", "") != "option" or p.name == "accelerate_config" or value is None:
+            continue
+        if getattr(p, "is_flag", False):
+            if p.secondary_opts:
+                out.append(p.opts[0] if value else p.secondary_opts[0])
+            elif value:
+                out.append(p.opts[0])
+            continue
+        for item in value if getattr(p, "multiple", False) else [value]:
+            out += [p.opts[0], str(item)]
+    return out
+
+
+def _launch(ctx: typer.Context, config: Path) -> int:
+    """Rerun this ``medsyn finetune`` command (without ``--accelerate-config``) under ``accelerate launch``."""
+    import subprocess
+    import sys
+
+    from medsyn.errors import InputError
+    from medsyn.finetune import ACCELERATE_CONFIG_ENV
+
+    try:
+        import yaml
+
+        doc = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read it ({exc.strerror})", path=config) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"not an accelerate config (YAML): {str(exc).splitlines()[0]}", path=config) from None
+    if not isinstance(doc, dict) or "distributed_type" not in doc:
+        raise InputError(
+            "not an accelerate config: no distributed_type (write one with `accelerate config`)", path=config
+        )
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "-m", "medsyn"]
+    cmd += ["finetune", *_options_of(ctx)]
+    return subprocess.run(cmd, env={**os.environ, ACCELERATE_CONFIG_ENV: str(config)}, check=False).returncode
 
 
 def merge(

@@ -57,8 +57,16 @@ def generate_command(
         ),
     ] = None,
     base_url: Annotated[
-        str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint (vLLM, llama.cpp, Ollama).")
+        list[str] | None,
+        typer.Option(
+            "--base-url",
+            help="OpenAI-compatible endpoint (vLLM, llama.cpp, TGI, Ollama); repeat it for a pool of replicas: each "
+            "request goes to the least-loaded one, a failing one is taken out and tried again later.",
+        ),
     ] = None,
+    server_cooldown: Annotated[
+        float, typer.Option("--server-cooldown", help="Seconds a failing server of a pool is left out (doubling).")
+    ] = 5.0,
     adapter: Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter directory (local backend).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Torch device (local backend).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per batch (local backend).")] = 4,
@@ -167,6 +175,7 @@ def generate_command(
     if backend == "openai":
         options.update(
             base_url=base_url,
+            server_cooldown=server_cooldown,
             concurrency=concurrency,
             rpm=rpm,
             timeout=timeout,

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -144,3 +145,28 @@ def medsyn_server(
     log_path = log_path or store.with_suffix(".serve.log")
     with _started(args, port=port, log_path=log_path, ready_path="/health", env=env) as (process, base):
         yield RunningServer(process, base, base + "/sparql", base + "/update", base + "/store", log_path, token)
+
+
+@dataclass(frozen=True)
+class RunningOpenAIServer:
+    """A started test OpenAI-compatible server process (:mod:`medsyn.testing.openai_server`)."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    """The API root clients take as ``--base-url`` (``http://127.0.0.1:PORT/v1``)."""
+    log_path: Path
+
+    def stats(self) -> dict[str, Any]:
+        """The server's ``GET /stats`` (requests, by action, arrivals)."""
+        return dict(httpx.get(self.base_url.removesuffix("/v1") + "/stats", timeout=5.0).json())
+
+
+@contextlib.contextmanager
+def openai_server(
+    log_path: Path, *, port: int | None = None, latency: float = 0.0, extra_args: Sequence[str] = ()
+) -> Iterator[RunningOpenAIServer]:
+    """``python -m medsyn.testing.openai_server`` as a child process: a real server a test can kill -9."""
+    port = port or free_port()
+    args = [sys.executable, "-m", "medsyn.testing.openai_server", "--port", str(port), "--latency", str(latency)]
+    with _started([*args, *extra_args], port=port, log_path=log_path, ready_path="/stats") as (process, base):
+        yield RunningOpenAIServer(process, base + "/v1", log_path)
