@@ -4,13 +4,14 @@ embedded store, the Oxigraph server and ``medsyn serve`` (compared as sorted row
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, Triple
 
 from medsyn.paths import ONTOLOGY_DIR
 from medsyn.queries import load_query
-from medsyn.store import Store
+from medsyn.store import OxigraphStore, Store
 from medsyn.vocab import GRAPH, ID, MS
 
 PREFIXES = f"""PREFIX ms: <{MS}>
@@ -96,6 +97,18 @@ def load_dataset(store: Store) -> None:
     store.load(ONTOLOGY_DIR / "medsyn.ttl", format="ttl", graph=NamedNode(GRAPH + "ontology"))
     store.load(DATASET, format="trig")
     store.add_quads(bulk_quads())
+
+
+FILLER = NamedNode("urn:medsyn:test:filler")
+
+
+def dataset_store(path: Path, *, filler: int = 0) -> Path:
+    """An Oxigraph store at ``path`` with the dataset, plus ``filler`` triples that make aggregates slow."""
+    s = OxigraphStore(path)
+    load_dataset(s)
+    s.add_quads(Quad(NamedNode(f"urn:f:{i}"), NamedNode("urn:p"), Literal(str(i)), FILLER) for i in range(filler))
+    s.close()
+    return path
 
 
 @dataclass(frozen=True)

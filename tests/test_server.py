@@ -15,15 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 from pyoxigraph import (
-    Literal,
     NamedNode,
-    Quad,
     QueryResultsFormat,
     RdfFormat,
     parse,
     parse_query_results,
 )
-from sparql_cases import CASES, PREFIXES, Case, canonical, load_dataset
+from sparql_cases import CASES, FILLER, PREFIXES, Case, canonical, dataset_store
 
 from medsyn.errors import StoreError
 from medsyn.remote_store import RemoteStore
@@ -34,20 +32,11 @@ from medsyn.vocab import GRAPH
 TOKEN = "s3cret-token"
 SELECT = PREFIXES + "SELECT ?c ?l WHERE { ?c skos:notation ?n ; rdfs:label ?l }"
 CONSTRUCT = PREFIXES + "CONSTRUCT { ?c ms:parent ?p } WHERE { ?c ms:parent ?p }"
-FILLER = NamedNode("urn:medsyn:test:filler")
-
-
-def _make_store(path: Path, *, filler: int = 0) -> Path:
-    s = OxigraphStore(path)
-    load_dataset(s)
-    s.add_quads(Quad(NamedNode(f"urn:f:{i}"), NamedNode("urn:p"), Literal(str(i)), FILLER) for i in range(filler))
-    s.close()
-    return path
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    store = _make_store(tmp_path_factory.mktemp("serve") / "store")
+    store = dataset_store(tmp_path_factory.mktemp("serve") / "store")
     with medsyn_server(store, token=TOKEN) as server:
         yield server
 
@@ -55,7 +44,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """Read-only, union by default, a 0.5 s time limit, 5 rows at most, CORS for one origin."""
-    store = _make_store(tmp_path_factory.mktemp("limited") / "store", filler=200)
+    store = dataset_store(tmp_path_factory.mktemp("limited") / "store", filler=200)
     args = ["--timeout", "0.5", "--max-rows", "5", "--cors-origin", "https://curator.example", "--union-default-graph"]
     with medsyn_server(store, extra_args=[*args, "--quiet"]) as server:
         yield server

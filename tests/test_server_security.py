@@ -12,23 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pyoxigraph import Literal, NamedNode, Quad
-from sparql_cases import load_dataset
+from sparql_cases import FILLER, dataset_store
 
-from medsyn.store import OxigraphStore
 from medsyn.testing.servers import RunningServer, medsyn_server, oxigraph_server
 
 TOKEN = "security-token"
-FILLER = NamedNode("urn:medsyn:test:filler")
 SLOW = f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH <{FILLER.value}> {{ ?a ?b ?c . ?d ?e ?f . ?g ?h ?i }} }}"
-
-
-def _store(path: Path, *, filler: int = 0) -> Path:
-    s = OxigraphStore(path)
-    load_dataset(s)
-    s.add_quads(Quad(NamedNode(f"urn:f:{i}"), NamedNode("urn:p"), Literal(str(i)), FILLER) for i in range(filler))
-    s.close()
-    return path
 
 
 class Listener:
@@ -72,7 +61,7 @@ def silent() -> Iterator[Listener]:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    store = _store(tmp_path_factory.mktemp("sec") / "store")
+    store = dataset_store(tmp_path_factory.mktemp("sec") / "store")
     with medsyn_server(store, token=TOKEN, extra_args=["--quiet", "--allow-host", "medsyn.example"]) as server:
         yield server
 
@@ -105,10 +94,10 @@ def test_service_and_load_are_refused_by_default(srv: RunningServer, silent: Lis
 
 def test_service_to_an_allowed_host(tmp_path: Path, silent: Listener) -> None:
     """With --allow-service 127.0.0.1 a federated query reaches a real Oxigraph server; other hosts stay refused."""
-    remote_store = _store(tmp_path / "remote")
+    remote_store = dataset_store(tmp_path / "remote")
     with (
         oxigraph_server(remote_store, log_path=tmp_path / "ox.log") as ox,
-        medsyn_server(_store(tmp_path / "local"), extra_args=["--quiet", "--allow-service", "127.0.0.1"]) as ms,
+        medsyn_server(dataset_store(tmp_path / "local"), extra_args=["--quiet", "--allow-service", "127.0.0.1"]) as ms,
     ):
         notation = "<http://www.w3.org/2004/02/skos/core#notation>"
         q = f'ASK {{ SERVICE <{ox.query_url}> {{ GRAPH ?g {{ ?c {notation} "M54.5" }} }} }}'
@@ -198,7 +187,7 @@ def test_bodies_are_refused_before_reading(srv: RunningServer) -> None:
 
 
 def test_bad_tokens_are_rate_limited(tmp_path: Path) -> None:
-    with medsyn_server(_store(tmp_path / "s"), token=TOKEN, extra_args=["--quiet"]) as ms, httpx.Client() as c:
+    with medsyn_server(dataset_store(tmp_path / "s"), token=TOKEN, extra_args=["--quiet"]) as ms, httpx.Client() as c:
         upd = {"update": "CLEAR GRAPH <urn:nothing>"}
         codes = [
             c.post(ms.update_url, data=upd, headers={"Authorization": f"Bearer guess{i}"}).status_code
@@ -218,7 +207,7 @@ def _threads(pid: int) -> int:
 
 
 def test_idle_connections_take_no_threads_and_are_capped(tmp_path: Path) -> None:
-    with medsyn_server(_store(tmp_path / "s"), extra_args=["--quiet", "--max-connections", "100"]) as ms:
+    with medsyn_server(dataset_store(tmp_path / "s"), extra_args=["--quiet", "--max-connections", "100"]) as ms:
         port = int(ms.base_url.rsplit(":", 1)[1])
         before = _threads(ms.process.pid)
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(300)]
@@ -241,7 +230,7 @@ def test_timed_out_queries_keep_their_worker_and_health_says_saturated(tmp_path:
     """pyoxigraph cannot stop an aggregate. The first `workers` timed-out ones move to the overflow (the endpoint
     keeps answering); the next ones keep their worker, /health reports saturation, small queries get a quick 503
     instead of waiting forever, and everything recovers when the aggregates end."""
-    store = _store(tmp_path / "s", filler=200)  # about 4 s per aggregate, far past the 0.5 s limit
+    store = dataset_store(tmp_path / "s", filler=200)  # about 4 s per aggregate, far past the 0.5 s limit
     args = ["--quiet", "--workers", "2", "--timeout", "0.5"]
     with medsyn_server(store, extra_args=args) as ms, httpx.Client(timeout=30) as c:
         results: list[int] = []
@@ -280,7 +269,7 @@ def test_timed_out_queries_keep_their_worker_and_health_says_saturated(tmp_path:
 
 def test_dumps_stream_and_count_against_the_workers(tmp_path: Path) -> None:
     """A whole-dataset GET holds one worker while it streams; a HEAD or a client that leaves gives it back."""
-    store = _store(tmp_path / "s", filler=200_000)  # ~20 MB of N-Quads: more than the socket buffers hold
+    store = dataset_store(tmp_path / "s", filler=200_000)  # ~20 MB of N-Quads: more than the socket buffers hold
     args = ["--quiet", "--workers", "1", "--timeout", "0.5"]
     with medsyn_server(store, extra_args=args) as ms, httpx.Client(timeout=30) as c:
         with c.stream("GET", ms.store_url, headers={"Accept": "application/n-quads"}) as dump:
@@ -303,7 +292,7 @@ def test_dumps_stream_and_count_against_the_workers(tmp_path: Path) -> None:
 
 def test_slow_clients_are_cut_off(tmp_path: Path) -> None:
     """A request head sent a byte at a time, or a body that stalls, ends after --client-timeout (slow-loris)."""
-    with medsyn_server(_store(tmp_path / "s"), extra_args=["--quiet", "--client-timeout", "1"]) as ms:
+    with medsyn_server(dataset_store(tmp_path / "s"), extra_args=["--quiet", "--client-timeout", "1"]) as ms:
         port = int(ms.base_url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             started = time.monotonic()
