@@ -325,8 +325,8 @@ def _graph_version(store: Store, samples: Sequence[Sample]) -> str:
     return graph_version(store) or "unknown"
 
 
-def _request_seed(seed: int, nid: str) -> int:
-    return int(hashlib.sha256(f"{seed}\x1f{nid}".encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+def _request_seed(seed: int, key: str) -> int:
+    return int(hashlib.sha256(f"{seed}\x1f{key}".encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
 class _Totals:
@@ -751,7 +751,9 @@ class _Engine:
             req = ChatRequest(
                 key=nid,
                 messages=[{"role": "user", "content": text}] if text is not None else t.render(s),
-                seed=_request_seed(self.config.seed, nid),
+                # From the seed, the sample and the attempt, not the note id: that holds the run id (creation
+                # time), and two fresh runs of one command must write the same notes.
+                seed=_request_seed(self.config.seed, f"{s.id}\x1f{a}"),
                 temperature=self.config.temperature,
                 max_tokens=self.config.max_tokens,
                 prompt=text,

@@ -142,3 +142,13 @@ def test_cli_generate_with_llamacpp_records_few_shot_provenance(shared_data: Pat
     assert run["identity"]["template"] == "paper_fewshot_ru" and run["parameters"]["backend_options"]["engine"]
     recs = [json.loads(x) for f in ("notes.jsonl", "failures.jsonl") for x in (out / f).read_text().splitlines()]
     assert len(recs) == 2 and all(len(x["example_ids"]) == 5 for x in recs)
+    # A fresh run of the same command (a new run id) writes the same notes: the seed decides, not the run.
+    again = tmp_path / "again"
+    r2 = subprocess.run([*args[:-3], "--out", str(again), "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert "Traceback" not in r2.stderr
+    recs2 = [json.loads(x) for f in ("notes.jsonl", "failures.jsonl") for x in (again / f).read_text().splitlines()]
+
+    def by_sample(rs: list[dict]) -> dict:
+        return {(x["sample_id"], x["attempt"]): (x["seed"], x.get("response")) for x in rs}
+
+    assert recs2[0]["run_id"] != recs[0]["run_id"] and by_sample(recs2) == by_sample(recs)
