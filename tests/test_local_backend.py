@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from medsyn.backends import ChatRequest, Completion, get_backend
-from medsyn.backends.local_backend import LocalBackend, instruction_prompt
-from medsyn.filtering import FilterConfig
-from medsyn.generation import FAILURES_FILE, NOTES_FILE, GenerationConfig, generate
-from medsyn.models import MANIFEST_NAME, base_fingerprint, base_name, make_tiny_llama
-from medsyn.store import OxigraphStore
+from medsyn.generation.backends import ChatRequest, Completion, get_backend
+from medsyn.generation.backends.local_backend import LocalBackend, instruction_prompt
+from medsyn.generation.engine import FAILURES_FILE, NOTES_FILE, GenerationConfig, generate
+from medsyn.generation.filter import FilterConfig
+from medsyn.kg.store import OxigraphStore
 from medsyn.testing import demo_samples
+from medsyn.training.models import MANIFEST_NAME, base_fingerprint, base_name, make_tiny_llama
 
 SHORT = [{"role": "user", "content": "Write one sentence about a patient with a cough."}]
 

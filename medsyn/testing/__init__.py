@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import random
 
-from medsyn.samples import Sample, sample_id
-from medsyn.vocab import symptom_iri
+from medsyn.kg.vocab import symptom_iri
+from medsyn.sampling.samples import Sample, sample_id
 
 # A few real symptom strings and example-like notes per category (from the MedSyn symptom map's vocabulary).
 _DEMO: dict[str, tuple[str, list[str], str]] = {
