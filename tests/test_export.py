@@ -23,7 +23,8 @@ from medsyn.generation.engine import FAILURES_FILE, NOTES_FILE, RUN_FILE, Genera
 from medsyn.generation.prompts import example_marker, sample_examples
 from medsyn.kg.store import OxigraphStore
 from medsyn.sampling.draw import draw_samples
-from medsyn.sharing.export import read_records, real_notes
+from medsyn.sharing.export import real_notes
+from medsyn.sharing.folder import read_records
 from medsyn.testing.openai_server import FakeOpenAIServer
 
 

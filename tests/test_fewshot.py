@@ -18,7 +18,8 @@ from medsyn.generation.engine import FAILURES_FILE, NOTES_FILE, SAMPLES_FILE, Ge
 from medsyn.generation.prompts import load_template, parse_template
 from medsyn.kg.store import OxigraphStore
 from medsyn.sampling.draw import SamplingRequest, add_examples, draw_samples
-from medsyn.sampling.weights import real_note_counts, topup_counts
+from medsyn.sampling.tables import real_note_counts
+from medsyn.sampling.weights import topup_counts
 from medsyn.testing import demo_samples
 from medsyn.testing.openai_server import FakeOpenAIServer
 

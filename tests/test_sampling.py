@@ -19,8 +19,7 @@ from medsyn.sampling.draw import CHUNK, draw_samples, uniform_rows
 from medsyn.sampling.samples import Sample, sample_id
 from medsyn.sampling.strategies import available_strategies, get_strategy, register_strategy
 from medsyn.sampling.strategies.paper import PaperStrategy
-from medsyn.sampling.tables import SamplingTables, load_tables
-from medsyn.sampling.weights import code_weights
+from medsyn.sampling.tables import SamplingTables, code_weights, load_tables
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tab
 
 @contextlib.contextmanager
 def _opened(store: Path | None, endpoint: str | None) -> Iterator[Store]:
-    from medsyn.kg.store import open_store
+    from medsyn.kg.opener import open_store
     from medsyn.paths import default_store_dir
 
     s = open_store(None if endpoint else (store or default_store_dir()), endpoint=endpoint, read_only=True)
@@ -244,7 +244,7 @@ def reprov_command(
     """Write a run's provenance again from its folder (idempotent): brings runs recorded by an older MedSyn up to
     the current PROV-O layout that `kg validate`'s SHACL shapes check."""
     from medsyn.audit import rerecord
-    from medsyn.kg.store import open_store
+    from medsyn.kg.opener import open_store
     from medsyn.paths import default_store_dir
 
     s = open_store(None if endpoint else (store or default_store_dir()), endpoint=endpoint)

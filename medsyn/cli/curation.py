@@ -40,7 +40,7 @@ SHOW_QUADS = 40
 def _opened(
     store: Path | None, endpoint: str | None, *, read_only: bool = False, create: bool = False
 ) -> Iterator[Store]:
-    from medsyn.kg.store import open_store
+    from medsyn.kg.opener import open_store
     from medsyn.paths import default_store_dir
 
     s = open_store(

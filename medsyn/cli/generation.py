@@ -133,7 +133,7 @@ def generate_command(
     from medsyn.generation.backends.pricing import parse_price
     from medsyn.generation.engine import GenerationConfig, generate, load_run_samples
     from medsyn.generation.filter import FilterConfig
-    from medsyn.kg.store import open_store
+    from medsyn.kg.opener import open_store
     from medsyn.sampling.samples import read_samples
 
     if (samples is not None) == (n is not None or plan is not None):

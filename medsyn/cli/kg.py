@@ -31,7 +31,7 @@ def _store_dir(store: Path | None) -> Path:
 
 
 def _open(store: Path | None, endpoint: str | None, *, read_only: bool = True) -> Any:
-    from medsyn.kg.store import open_store
+    from medsyn.kg.opener import open_store
 
     return open_store(_store_dir(store) if not endpoint else None, endpoint=endpoint, read_only=read_only)
 
@@ -87,8 +87,9 @@ def build(
     if endpoint:
         import tempfile
 
+        from medsyn.kg.opener import open_store
         from medsyn.kg.remote_store import copy_graphs
-        from medsyn.kg.store import OxigraphStore, open_store
+        from medsyn.kg.store import OxigraphStore
 
         # Opened first: a bad URL or credentials setting is reported before minutes of building, not after.
         remote = open_store(endpoint=endpoint)
@@ -248,13 +249,23 @@ def export(
     endpoint: EndpointOpt = None,
 ) -> None:
     """Export the graph. ``owl`` = RDF/XML of the ontology and ICD-10 graphs (opens in owlready2/Protégé)."""
-    from medsyn.kg.export import export_bytes
+    from medsyn.kg.export import EXPORT_FORMATS, export_bytes
 
     if out is not None and not out.parent.is_dir():  # a typo in the folder must not create a new tree
         raise InputError("--out: the folder does not exist; create it first", path=out.parent)
+    owl = fmt.lower() == "owl"
+    if not owl and fmt.lower() not in EXPORT_FORMATS:
+        raise InputError(f"--format: {fmt!r} is not one of {', '.join((*EXPORT_FORMATS, 'owl'))}")
+    if owl and graph:
+        raise InputError("--graph: the owl export always holds the ontology and every ICD-10 code")
     s = _open(store, endpoint)
     try:
-        data = export_bytes(s, fmt, graph=graph)
+        if owl:
+            from medsyn.curation.owl import owl_bytes
+
+            data = owl_bytes(s)[0]
+        else:
+            data = export_bytes(s, fmt, graph=graph)
     finally:
         s.close()
     if out is None:

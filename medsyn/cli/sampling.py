@@ -87,7 +87,7 @@ def sampling_request(
 
 
 def _open(store: Path | None, endpoint: str | None) -> Any:
-    from medsyn.kg.store import open_store
+    from medsyn.kg.opener import open_store
     from medsyn.paths import default_store_dir
 
     return open_store(None if endpoint else (store or default_store_dir()), endpoint=endpoint, read_only=True)
@@ -106,7 +106,8 @@ def weights(
     min_words: MinWordsOpt = 30,
 ) -> None:
     """Print the code weights w(C) = J3(N_symp) * J3(N_exmp) and the planned notes per category."""
-    from medsyn.sampling.weights import code_weights, parse_overrides, plan_counts
+    from medsyn.sampling.tables import code_weights
+    from medsyn.sampling.weights import parse_overrides, plan_counts
 
     kg = _open(store, endpoint)
     try:

@@ -35,7 +35,7 @@ def export_command(
     ] = None,
 ) -> None:
     """Merge runs into RuMedTop3-compatible records (jsonl or Parquet) with a dataset card; no real note inside."""
-    from medsyn.kg.store import open_store
+    from medsyn.kg.opener import open_store
     from medsyn.paths import default_store_dir
     from medsyn.sharing.export import export
 

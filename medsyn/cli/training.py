@@ -39,7 +39,7 @@ def ift(
         tok = load_tokenizer(tokenizer)
     kg = None
     if store is not None or endpoint is not None:
-        from medsyn.kg.store import open_store
+        from medsyn.kg.opener import open_store
 
         kg = open_store(store, endpoint=endpoint, read_only=True)
     try:

@@ -15,8 +15,6 @@ an untouched copy of the same graphs, and what already failed there is not the c
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import lru_cache
-from importlib import import_module
 from typing import Any
 
 from pyoxigraph import BlankNode, DefaultGraph, Literal, NamedNode, Quad
@@ -24,11 +22,10 @@ from pyoxigraph import BlankNode, DefaultGraph, Literal, NamedNode, Quad
 from medsyn.errors import ValidationError
 from medsyn.kg.queries import run_named
 from medsyn.kg.store import OxigraphStore, Store
+from medsyn.kg.validate import run_checks, shapes_graph
 from medsyn.kg.vocab import ICD10_GRAPH, ID, META_GRAPH, ONTOLOGY_GRAPH, RDF_TYPE
-from medsyn.paths import ONTOLOGY_DIR
 
 CONTEXT_GRAPHS = (ONTOLOGY_GRAPH, ICD10_GRAPH, META_GRAPH)
-SHAPES_FILE = ONTOLOGY_DIR / "shapes.ttl"
 
 
 class Candidate:
@@ -152,10 +149,6 @@ class Candidate:
         return [msg for key, msg in new.items() if key not in old]
 
     def _check_problems(self) -> list[str]:
-        try:
-            run_checks = import_module("medsyn.kg.validate").run_checks
-        except (ModuleNotFoundError, AttributeError):
-            return []  # the SPARQL check runner is optional; SHACL still guards every change
         old = {name: {_row_key(r) for r in rows} for name, rows in run_checks(self.before).items()}
         out = []
         for name, rows in run_checks(self.after).items():
@@ -186,20 +179,13 @@ def _neighbourhood(store: OxigraphStore, focus: set[NamedNode | BlankNode]) -> s
     return "\n".join(sorted(lines))
 
 
-@lru_cache(maxsize=1)
-def _shapes() -> Any:
-    import rdflib
-
-    return rdflib.Graph().parse(SHAPES_FILE, format="turtle")
-
-
 def _shacl_results(ntriples: str, focus: set[str]) -> dict[tuple[str, ...], str]:
     """SHACL results on the focus nodes, keyed by (focus, path, constraint, value) -> one-line message."""
     import pyshacl
     import rdflib
 
     data = rdflib.Graph().parse(data=ntriples, format="nt")
-    _, results, _ = pyshacl.validate(data, shacl_graph=_shapes(), inference="none", allow_warnings=True)
+    _, results, _ = pyshacl.validate(data, shacl_graph=shapes_graph(), inference="none", allow_warnings=True)
     sh = rdflib.Namespace("http://www.w3.org/ns/shacl#")
     out: dict[tuple[str, ...], str] = {}
     for r in results.subjects(rdflib.RDF.type, sh.ValidationResult):

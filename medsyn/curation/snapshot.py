@@ -19,12 +19,7 @@ from medsyn.atomic import atomic_write_bytes
 from medsyn.curation.edits import Plan, activity_quads, curator_name
 from medsyn.errors import InputError
 from medsyn.kg.store import OxigraphStore, Store, quads_to_sparql_data
-from medsyn.kg.vocab import CURATION_GRAPH, GRAPH
-
-
-def is_knowledge_graph(g: NamedNode) -> bool:
-    """Graphs a restore replaces: everything but run provenance and the curation record."""
-    return not g.value.startswith(GRAPH + "run/") and g != CURATION_GRAPH
+from medsyn.kg.vocab import is_knowledge_graph
 
 
 def snapshot(store: Store, out: str | Path) -> int:

@@ -26,6 +26,7 @@ from medsyn.errors import InputError
 from medsyn.generation.engine import FAILURES_FILE, NOTE_STATUSES, NOTES_FILE
 from medsyn.jsonl import read_jsonl
 from medsyn.paths import data_dir
+from medsyn.sharing.folder import read_manifest, read_records
 
 Format = Literal["rumedtop3", "generate", "export"]
 _CODE = re.compile(r"^[A-Z][0-9]{2}$")
@@ -184,8 +185,6 @@ def read_notes(path: str | Path, *, accepted_only: bool = True, name: str | None
 
 def _read_export(folder: Path, *, name: str | None) -> NoteSet:
     """The notes of a ``medsyn export`` folder; a record flagged as a near-copy is skipped with a warning."""
-    from medsyn.sharing.export import read_manifest, read_records  # local: medsyn.sharing.export imports this module
-
     path = folder / read_manifest(folder)["data_file"]
     notes: list[Note] = []
     warnings: list[str] = []

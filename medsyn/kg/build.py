@@ -28,7 +28,17 @@ from medsyn.errors import InputError, StoreError
 from medsyn.kg.importers import SOURCES, resolve
 from medsyn.kg.importers._common import BuildContext, integer
 from medsyn.kg.store import BUILDING, OLD, OxigraphStore, corrupt_store_error, lock_file, recover, sibling
-from medsyn.kg.vocab import META_GRAPH, ONTOLOGY_GRAPH, RDF_TYPE, build_iri, ms, prov, source_iri, xsd
+from medsyn.kg.vocab import (
+    META_GRAPH,
+    ONTOLOGY_GRAPH,
+    RDF_TYPE,
+    build_iri,
+    is_knowledge_graph,
+    ms,
+    prov,
+    source_iri,
+    xsd,
+)
 from medsyn.locks import hold
 from medsyn.paths import ONTOLOGY_DIR, data_dir
 
@@ -108,8 +118,6 @@ def _history(target: Path) -> list[Quad]:
 
     A rebuild replaces knowledge, not history: ``audit verify`` must still find every note's run afterwards.
     """
-    from medsyn.curation.snapshot import is_knowledge_graph
-
     if not target.is_dir() or not (target / "CURRENT").is_file():
         return []
     old = OxigraphStore(target, read_only=True, lock=False)

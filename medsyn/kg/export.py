@@ -1,6 +1,5 @@
-"""Serialise the knowledge graph: N-Quads of the dataset, Turtle/N-Triples of one graph or the union, and the
-RDF/XML ``owl`` file of the ontology plus every ICD-10 code that owlready2 and Protégé open
-(:mod:`medsyn.curation.owl`).
+"""Serialise the knowledge graph: N-Quads of the dataset, Turtle/N-Triples of one graph or the union. (The RDF/XML
+``owl`` file that owlready2 and Protégé open is the curators' round trip: :func:`medsyn.curation.owl.owl_bytes`.)
 
 Works through the :class:`~medsyn.kg.store.Store` interface only, so it serves remote endpoints too.
 """
@@ -13,11 +12,11 @@ from medsyn.errors import InputError
 from medsyn.kg.store import Store
 from medsyn.kg.vocab import PREFIXES
 
-EXPORT_FORMATS = ("ttl", "nt", "nq", "owl")
+EXPORT_FORMATS = ("ttl", "nt", "nq")
 
 
 def export_bytes(store: Store, fmt: str, *, graph: str | None = None) -> bytes:
-    """The graph in ``fmt`` (ttl | nt | nq | owl); ``graph`` limits it to one named graph (not for owl).
+    """The graph in ``fmt`` (ttl | nt | nq); ``graph`` limits it to one named graph.
 
     Triple formats without ``graph`` give the union of all named graphs (graph names are dropped).
     """
@@ -25,12 +24,6 @@ def export_bytes(store: Store, fmt: str, *, graph: str | None = None) -> bytes:
     if fmt not in EXPORT_FORMATS:
         raise InputError(f"--format: {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
     g = _graph(store, graph) if graph else None
-    if fmt == "owl":
-        if g is not None:
-            raise InputError("--graph: the owl export always holds the ontology and every ICD-10 code")
-        from medsyn.curation.owl import owl_bytes
-
-        return owl_bytes(store)[0]
     if fmt == "nq":
         return store.dump(format="nq", graph=g)
     if g is not None:

@@ -46,6 +46,7 @@ from SPARQLWrapper import POST, SELECT, URLENCODED, SPARQLWrapper
 from SPARQLWrapper.SPARQLExceptions import SPARQLWrapperException, Unauthorized
 
 from medsyn.errors import InputError, StoreError
+from medsyn.kg.protocol import STORE_DEFAULT_GRAPH, TRUNCATED_HEADER
 from medsyn.kg.store import (
     Bindings,
     OxigraphStore,
@@ -56,7 +57,6 @@ from medsyn.kg.store import (
     rdf_format,
     rows_of,
 )
-from medsyn.server.results import STORE_DEFAULT_GRAPH, TRUNCATED_HEADER
 
 # Results and graphs in one Accept header: the server answers whichever fits the query form.
 _ACCEPT = (

@@ -344,29 +344,6 @@ def quads_to_sparql_data(quads: Iterable[Quad]) -> str:
     return "\n".join(parts)
 
 
-def open_store(
-    store: str | Path | None = None,
-    *,
-    endpoint: str | None = None,
-    read_only: bool = False,
-    create: bool = False,
-    **endpoint_options: Any,
-) -> Store:
-    """Open the embedded store at ``store`` (default ``.medsyn/store``) or a remote SPARQL ``endpoint``.
-
-    A missing store is refused unless ``create`` (only ``kg build`` and ``onto restore`` create stores).
-
-    ``endpoint_options`` (update_endpoint, user, password, token) go to the remote store.
-    """
-    if endpoint:
-        from medsyn.kg.remote_store import RemoteStore  # local import: only the remote path needs SPARQLWrapper
-
-        return RemoteStore(endpoint, **endpoint_options)
-    from medsyn.paths import default_store_dir
-
-    return OxigraphStore(Path(store) if store is not None else default_store_dir(), read_only=read_only, create=create)
-
-
 # ------------------------------------------------------------------------------------------------ store folders
 BUILDING = "building"
 OLD = "old"

@@ -16,13 +16,16 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pyoxigraph import NamedNode
 
 from medsyn.kg.queries import list_queries, run_named
 from medsyn.kg.store import Row, Store
 from medsyn.kg.vocab import GRAPH, ICD10_GRAPH, ONTOLOGY_GRAPH
+from medsyn.paths import ONTOLOGY_DIR
 
 CHECKS_DIR = "checks"
 
@@ -122,13 +125,23 @@ class ShaclReport:
         )
 
 
+SHAPES_FILE = ONTOLOGY_DIR / "shapes.ttl"
+
+
+@lru_cache(maxsize=1)
+def shapes_graph() -> Any:
+    """The SHACL shapes of ``ontology/shapes.ttl`` (an rdflib graph, parsed once): ``kg validate`` runs them on the
+    provenance, a curation change set on the graphs it touches."""
+    import rdflib
+
+    return rdflib.Graph().parse(SHAPES_FILE, format="turtle")
+
+
 def validate_provenance(store: Store, graphs: Sequence[NamedNode] | None = None) -> ShaclReport:
     """Run the SHACL shapes on the run graphs (``graph/run/*``, or ``graphs``) as they are, without the TBox or a
     reasoner: the shapes ask for the explicit PROV-O types and relations that a PROV consumer reads."""
     import pyshacl
     import rdflib
-
-    from medsyn.curation.changeset import _shapes
 
     started = time.perf_counter()
     chosen = (
@@ -141,7 +154,7 @@ def validate_provenance(store: Store, graphs: Sequence[NamedNode] | None = None)
         data.parse(data=store.dump(format="nt", graph=g).decode("utf-8"), format="nt")
     if not len(data):
         return ShaclReport(len(chosen), 0, [], time.perf_counter() - started)
-    _, results, _ = pyshacl.validate(data, shacl_graph=_shapes(), inference="none", allow_warnings=True)
+    _, results, _ = pyshacl.validate(data, shacl_graph=shapes_graph(), inference="none", allow_warnings=True)
     sh = rdflib.Namespace("http://www.w3.org/ns/shacl#")
     problems = []
     for r in results.subjects(rdflib.RDF.type, sh.ValidationResult):

@@ -167,3 +167,8 @@ def build_iri(version: str) -> NamedNode:
 
 def _segment(text: str) -> str:
     return quote(text, safe="-._~")
+
+
+def is_knowledge_graph(g: NamedNode) -> bool:
+    """Graphs a restore replaces: everything but run provenance and the curation record."""
+    return not g.value.startswith(GRAPH + "run/") and g != CURATION_GRAPH

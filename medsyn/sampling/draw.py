@@ -32,15 +32,20 @@ from medsyn.kg.vocab import normalize_code
 from medsyn.sampling.samples import MAX_SAMPLES, Sample
 from medsyn.sampling.strategies import Strategy, StrategyOptions, get_strategy
 from medsyn.sampling.strategies.base import FloatArray, IntArray
-from medsyn.sampling.tables import WEIGHTED_SOURCE, SamplingTables, load_tables, restrict
+from medsyn.sampling.tables import (
+    WEIGHTED_SOURCE,
+    SamplingTables,
+    code_weights,
+    load_tables,
+    real_note_counts,
+    restrict,
+)
 from medsyn.sampling.weights import (
     AUTHORS_TOTAL,
     DEFAULT_SOURCES,
     MIN_WORDS,
-    code_weights,
     parse_overrides,
     plan_counts,
-    real_note_counts,
     topup_counts,
 )
 

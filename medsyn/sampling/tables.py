@@ -337,3 +337,21 @@ def restrict(tables: SamplingTables, codes: Sequence[str]) -> SamplingTables:
         for i, cs in enumerate(tables.cat_weighted_codes)
     ]
     return replace(tables, cat_weight=weight, cat_codes=cat_codes, cat_weighted_codes=cat_weighted)
+
+
+def code_weights(
+    store: Store, *, sources: str | Sequence[str] = DEFAULT_SOURCES, min_words: int = MIN_WORDS
+) -> list[CodeWeight]:
+    """Weights of every category that has symptoms from ``sources``, sorted by category.
+
+    The counts come from the sampling tables (``sparql/sampling/codes.rq``, ``code_symptoms.rq``,
+    ``example_notes.rq``), so the weights are exactly those the sampler draws with. Raises InputError when the graph
+    has no such category (an empty graph, or a source it does not hold).
+    """
+    return load_tables(store, sources=sources, min_words=min_words).weights
+
+
+def real_note_counts(store: Store, *, sources: str | Sequence[str] = DEFAULT_SOURCES) -> dict[str, int]:
+    """Real example notes per category (any length), for the categories the sampler can draw."""
+    tables = load_tables(store, sources=sources, min_words=0)
+    return {cat: len(notes) for cat, notes in zip(tables.cat_notation, tables.cat_notes, strict=True)}

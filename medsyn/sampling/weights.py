@@ -26,7 +26,6 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from medsyn.errors import InputError, ParameterError
-from medsyn.kg.store import Store
 from medsyn.kg.vocab import is_valid_code, normalize_code
 
 DEFAULT_SOURCES: tuple[str, ...] = ("wikimed",)
@@ -68,20 +67,6 @@ def source_list(sources: str | Sequence[str]) -> tuple[str, ...]:
         if not all(c.isalnum() or c in "-_." for c in s):
             raise InputError(f"invalid source name {s!r}")
     return names
-
-
-def code_weights(
-    store: Store, *, sources: str | Sequence[str] = DEFAULT_SOURCES, min_words: int = MIN_WORDS
-) -> list[CodeWeight]:
-    """Weights of every category that has symptoms from ``sources``, sorted by category.
-
-    The counts come from the sampling tables (``sparql/sampling/codes.rq``, ``code_symptoms.rq``,
-    ``example_notes.rq``), so the weights are exactly those the sampler draws with. Raises InputError when the graph
-    has no such category (an empty graph, or a source it does not hold).
-    """
-    from medsyn.sampling.tables import load_tables  # the tables module builds on this one
-
-    return load_tables(store, sources=sources, min_words=min_words).weights
 
 
 def weights_from_counts(counts: Mapping[str, tuple[int, int, int]]) -> list[CodeWeight]:
@@ -171,11 +156,3 @@ def topup_counts(real_counts: Mapping[str, int], total: int) -> dict[str, int]:
         planned[cat] += 1
         heapq.heappush(heap, (n + 1, cat))
     return planned
-
-
-def real_note_counts(store: Store, *, sources: str | Sequence[str] = DEFAULT_SOURCES) -> dict[str, int]:
-    """Real example notes per category (any length), for the categories the sampler can draw."""
-    from medsyn.sampling.tables import load_tables
-
-    tables = load_tables(store, sources=sources, min_words=0)
-    return {cat: len(notes) for cat, notes in zip(tables.cat_notation, tables.cat_notes, strict=True)}

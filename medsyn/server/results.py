@@ -29,15 +29,13 @@ from xml.sax.saxutils import escape, quoteattr
 
 from pyoxigraph import BlankNode, Literal, NamedNode, RdfFormat, Triple, serialize
 
+# Re-exported: the server's handlers read them from here.
+from medsyn.kg.protocol import STORE_DEFAULT_GRAPH as STORE_DEFAULT_GRAPH
+from medsyn.kg.protocol import TRUNCATED_HEADER as TRUNCATED_HEADER
 from medsyn.kg.vocab import PREFIXES
 
 Solution = Sequence[NamedNode | BlankNode | Literal | Triple | None]
 
-TRUNCATED_HEADER = "X-Medsyn-Truncated"
-"""Response header of `medsyn serve` when a result hit the row cap; RemoteStore reports it."""
-STORE_DEFAULT_GRAPH = "store-default-graph"
-"""Request parameter of `medsyn serve` (which defaults to the union): answer from the store's default graph. Unlike
-``union-default-graph=false`` (which the Oxigraph server reads as "union"), other servers ignore it."""
 XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 RDF_LANG_STRING = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"
 

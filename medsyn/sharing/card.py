@@ -13,6 +13,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from medsyn.evaluation.report import _pyplot, _save, _table
+from medsyn.sharing.folder import FIELDS, NEAR_COPY_JACCARD, NEAR_COPY_N, data_file
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -75,8 +76,6 @@ def plot_per_code(per_code: dict[str, int], path: Path) -> None:
 
 
 def _front_matter(report: ExportReport) -> str:
-    from medsyn.sharing.export import data_file
-
     n = len(report.records)
     lic = card_license(report.records)
     lines = [
@@ -156,8 +155,6 @@ def _runs_section(report: ExportReport) -> list[str]:
 
 
 def render_card(report: ExportReport) -> str:
-    from medsyn.sharing.export import FIELDS, NEAR_COPY_JACCARD, NEAR_COPY_N, data_file
-
     recs = report.records
     per_code = report.per_code
     models = Counter(
