@@ -45,6 +45,7 @@ def config(steps: int) -> TrainConfig:
 
 def prepare(work: Path) -> tuple[Path, Path]:
     from medsyn.paths import data_dir
+    from medsyn.testing.tiny_llama import make_tiny_llama
     from medsyn.training.instructions import (
         BuildOptions,
         build_instructions,
@@ -52,7 +53,6 @@ def prepare(work: Path) -> tuple[Path, Path]:
         symptoms_from_json,
         write_dataset,
     )
-    from medsyn.training.models import make_tiny_llama
 
     d = data_dir()
     notes = read_notes(d / "rumedbench/RuMedTop3/train_v1.jsonl")[:60]

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from medsyn.generation.backends import ChatRequest, Completion, get_backend  # noqa: E402
-from medsyn.generation.engine import GenerationConfig, generate  # noqa: E402
+from medsyn.generation.config import GenerationConfig  # noqa: E402
+from medsyn.generation.engine import generate  # noqa: E402
 from medsyn.kg.store import OxigraphStore  # noqa: E402
 from medsyn.testing import demo_samples  # noqa: E402
 from medsyn.testing.openai_server import canned_note  # noqa: E402

@@ -20,7 +20,7 @@ from typing import Any
 from pyoxigraph import NamedNode
 
 from medsyn.errors import InputError, ParameterError
-from medsyn.generation.engine import NOTE_STATUSES
+from medsyn.generation.run_folder import NOTE_STATUSES
 from medsyn.jsonl import read_jsonl
 from medsyn.kg.queries import run_named
 from medsyn.kg.store import Store, to_python
@@ -303,9 +303,9 @@ def rerecord(store: Store, folder: str | Path) -> tuple[str, int]:
     ``prov:wasDerivedFrom``, the qualified association, ``prov:Agent``, the graph build), which the SHACL shapes of
     ``kg validate`` ask for. The files are only read.
     """
-    from medsyn.generation.engine import FAILURES_FILE, RUN_FILE
-    from medsyn.generation.engine import NOTES_FILE as NOTES
     from medsyn.generation.provenance import RunInfo, add_notes, start_run
+    from medsyn.generation.run_folder import FAILURES_FILE, RUN_FILE
+    from medsyn.generation.run_folder import NOTES_FILE as NOTES
 
     d = Path(folder)
     path = d / RUN_FILE

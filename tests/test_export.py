@@ -19,8 +19,10 @@ import pytest
 import yaml
 
 from medsyn.generation.backends import get_backend
-from medsyn.generation.engine import FAILURES_FILE, NOTES_FILE, RUN_FILE, GenerationConfig, generate
+from medsyn.generation.config import GenerationConfig
+from medsyn.generation.engine import generate
 from medsyn.generation.prompts import example_marker, sample_examples
+from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, RUN_FILE
 from medsyn.kg.store import OxigraphStore
 from medsyn.sampling.draw import draw_samples
 from medsyn.sharing.export import real_notes

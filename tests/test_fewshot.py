@@ -14,8 +14,10 @@ import pytest
 
 from medsyn.errors import InputError
 from medsyn.generation.backends import get_backend
-from medsyn.generation.engine import FAILURES_FILE, NOTES_FILE, SAMPLES_FILE, GenerationConfig, generate, read_records
+from medsyn.generation.config import GenerationConfig
+from medsyn.generation.engine import generate
 from medsyn.generation.prompts import load_template, parse_template
+from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, SAMPLES_FILE, read_records
 from medsyn.kg.store import OxigraphStore
 from medsyn.sampling.draw import SamplingRequest, add_examples, draw_samples
 from medsyn.sampling.tables import real_note_counts

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from medsyn.errors import InputError
+from medsyn.testing.tiny_llama import make_tiny_llama
 from medsyn.training.finetune import (
     IGNORE_INDEX,
     TrainConfig,
@@ -33,7 +34,7 @@ from medsyn.training.instructions import (
     symptoms_from_json,
     write_dataset,
 )
-from medsyn.training.models import MANIFEST_NAME, adapter_hash, load_base, load_causal_lm, make_tiny_llama
+from medsyn.training.models import MANIFEST_NAME, adapter_hash, load_base, load_causal_lm
 
 CFG = TrainConfig(
     r=8, alpha=16, lr=3e-3, batch_size=8, micro_batch_size=4, max_len=96, max_steps=6, save_every=2, warmup_ratio=0.2

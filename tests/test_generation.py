@@ -16,17 +16,11 @@ import pytest
 
 from medsyn.errors import InputError
 from medsyn.generation.backends import Completion, get_backend
-from medsyn.generation.engine import (
-    FAILURES_FILE,
-    NOTES_FILE,
-    RUN_FILE,
-    SAMPLES_FILE,
-    GenerationConfig,
-    generate,
-    read_records,
-)
+from medsyn.generation.config import GenerationConfig
+from medsyn.generation.engine import generate
 from medsyn.generation.filter import FilterConfig, decide, score_note
 from medsyn.generation.replies import parse_reply
+from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, RUN_FILE, SAMPLES_FILE, read_records
 from medsyn.kg.store import OxigraphStore
 from medsyn.sampling.samples import write_samples
 from medsyn.testing import demo_samples

@@ -87,7 +87,7 @@ def test_llamacpp_refuses_what_it_cannot_do(tmp_path: Path) -> None:
 
 
 def _tiny_dir(tmp_path: Path) -> Path:
-    from medsyn.training.models import make_tiny_llama
+    from medsyn.testing.tiny_llama import make_tiny_llama
 
     return make_tiny_llama(tmp_path / "tiny")
 

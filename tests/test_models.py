@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from medsyn.errors import InputError
+from medsyn.testing.tiny_llama import make_tiny_llama
 from medsyn.training.models import (
     MANIFEST_NAME,
     SMOLLM2_GGUF,
@@ -17,7 +18,6 @@ from medsyn.training.models import (
     base_name,
     check_adapter_base,
     load_causal_lm,
-    make_tiny_llama,
     pick_device,
     resolve_base,
 )

@@ -131,8 +131,10 @@ def generate_command(
     """Generate synthetic notes (rerun the same command to resume an interrupted run)."""
     from medsyn.generation.backends import get_backend
     from medsyn.generation.backends.pricing import parse_price
-    from medsyn.generation.engine import GenerationConfig, generate, load_run_samples
+    from medsyn.generation.config import GenerationConfig
+    from medsyn.generation.engine import generate
     from medsyn.generation.filter import FilterConfig
+    from medsyn.generation.run_folder import load_run_samples
     from medsyn.kg.opener import open_store
     from medsyn.sampling.samples import read_samples
 
@@ -236,7 +238,7 @@ def generate_command(
             highlight=False,
         )
     if s.produced_nothing:
-        from medsyn.generation.engine import failure_reasons
+        from medsyn.generation.run_folder import failure_reasons
 
         why = failure_reasons(out)
         console.print(

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from medsyn.errors import InputError
-from medsyn.generation.engine import FAILURES_FILE, NOTE_STATUSES, NOTES_FILE
+from medsyn.generation.run_folder import FAILURES_FILE, NOTE_STATUSES, NOTES_FILE
 from medsyn.jsonl import read_jsonl
 from medsyn.paths import data_dir
 from medsyn.sharing.folder import read_manifest, read_records

@@ -32,7 +32,7 @@ from medsyn.evaluation.data import (
     set_name,
 )
 from medsyn.evaluation.quality import normalised, overlap
-from medsyn.generation.engine import NOTES_FILE, RUN_FILE
+from medsyn.generation.run_folder import NOTES_FILE, RUN_FILE
 from medsyn.jsonl import read_jsonl
 from medsyn.kg.queries import run_named
 from medsyn.kg.store import Store

@@ -1,5 +1,6 @@
 """Real test infrastructure shipped with the package (no mocks): a local OpenAI-compatible HTTP server
-(:mod:`medsyn.testing.openai_server`) and hand-made samples for tests, benchmarks and demos."""
+(:mod:`medsyn.testing.openai_server`), server processes (:mod:`medsyn.testing.servers`), a tiny LLaMA built on the
+spot (:mod:`medsyn.testing.tiny_llama`) and hand-made samples for tests, benchmarks and demos."""
 
 from __future__ import annotations
 

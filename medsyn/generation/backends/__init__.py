@@ -2,9 +2,9 @@
 and ``llamacpp`` (GGUF models in llama.cpp, in-process).
 
 A backend turns chat requests into completions. It never parses or judges the text (that is
-:mod:`medsyn.generation.replies`
-and :mod:`medsyn.generation.filter`); it reports transport failures that survived its retries as ``Completion.error``,
-and raises :class:`~medsyn.errors.MedsynError` only for failures that doom the whole run (bad key, unknown model).
+:mod:`medsyn.generation.replies` and :mod:`medsyn.generation.filter`); it reports transport failures that survived its
+retries as ``Completion.error``, and raises :class:`~medsyn.errors.MedsynError` only for failures that doom the whole
+run (bad key, unknown model).
 
 >>> sorted(available_backends())
 ['llamacpp', 'local', 'openai']
