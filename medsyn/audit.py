@@ -4,7 +4,7 @@ Everything here reads the store through the queries in ``sparql/audit/`` and the
 protocol only, so it works the same on the embedded store and over a SPARQL endpoint (``--endpoint``).
 
 ``verify`` recomputes the sha256 of every note text in a generation directory (``notes.jsonl`` for accepted notes,
-``failures.jsonl`` for rejected ones, as ``medsyn.generation.engine`` writes them) and compares it with the
+``failures.jsonl`` for rejected ones, as ``medsyn.generation.run_folder`` lays them out) and compares it with the
 ``ms:contentHash`` recorded at generation time.
 """
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from medsyn.errors import InputError
+
+if TYPE_CHECKING:
+    from medsyn.evaluation.data import NoteSet
+    from medsyn.evaluation.upsampling import RunResult, Summary
 
 app = typer.Typer(help="Evaluate synthetic notes: ICD-10 prediction with upsampling, quality and privacy.")
 console = Console(stderr=True)
@@ -110,13 +115,11 @@ def upsample(
     out: Path = typer.Option(Path("reports/upsample"), help="Report folder."),
 ) -> None:
     """Run the real x synthetic share grid over several seeds and write out/upsample.md with plots."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from medsyn.atomic import atomic_write_text
     from medsyn.evaluation.classifier import ClassifierConfig
     from medsyn.evaluation.data import default_dev, default_synthetic, default_train, display_path, read_notes
     from medsyn.evaluation.report import UpsampleContext, write_upsample_report
-    from medsyn.evaluation.upsampling import GridPoint, best_per_set, plan, rare_codes, run_grid, summarise
+    from medsyn.evaluation.upsampling import make_grid, rare_codes, result_rows, summarise
 
     if share_of not in ("real", "set"):
         raise InputError(f"--share-of: expected real or set, got {share_of!r}")
@@ -125,15 +128,9 @@ def upsample(
     if epochs < 1 or jobs < 1:
         raise InputError("--epochs and --jobs must be at least 1")
     seed_list = _ints(seeds, "--seeds")
-    rs = _floats(real_shares, "--real-shares")
-    ss = _floats(syn_shares, "--syn-shares")
-    if 0 in rs:
-        raise InputError("--real-shares: 0 is the synthetic-only run; it is added unless --no-synthetic-only")
-    grid = [GridPoint(r, s) for r in rs for s in ss]
-    if 1.0 in rs and 0.0 not in ss:
-        grid.append(GridPoint(1.0, 0.0))  # the reference every gain is measured against
-    if not no_synthetic_only:
-        grid.append(GridPoint(0.0, 1.0))
+    grid = make_grid(
+        _floats(real_shares, "--real-shares"), _floats(syn_shares, "--syn-shares"), synthetic_only=not no_synthetic_only
+    )
     tr = read_notes(train or default_train())
     dv = read_notes(dev or default_dev())
     sets = _load_synthetic(
@@ -145,27 +142,8 @@ def upsample(
         warnings.insert(0, f"{dv.path}: codes absent from {tr.path}: {', '.join(missing)} (scored as misses)")
     _warn(warnings)
     cfg = ClassifierConfig(epochs=epochs)
-    total = len(plan(tr, sets, seeds=seed_list, grid=grid, share_of=share_of))  # type: ignore[arg-type]
     start = time.perf_counter()
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as progress:
-        task = progress.add_task("upsampling grid", total=total)
-
-        def done(r):  # type: ignore[no-untyped-def]
-            progress.update(task, advance=1, description=f"{r.set_name}: {r.point.label}, seed {r.seed}")
-
-        results = run_grid(
-            tr,
-            dv,
-            sets,
-            seeds=seed_list,
-            grid=grid,
-            share_of=share_of,  # type: ignore[arg-type]
-            config=cfg,
-            jobs=jobs,
-            on_done=done,
-        )
+    results = _grid_with_progress(tr, dv, sets, seeds=seed_list, grid=grid, share_of=share_of, config=cfg, jobs=jobs)
     wall = time.perf_counter() - start
     rare = rare_codes(tr.codes, quantile=rare_quantile)
     counts = {c: tr.codes.count(c) for c in rare}
@@ -185,23 +163,36 @@ def upsample(
         warnings=warnings,
     )
     path = write_upsample_report(out, results, summaries, ctx)
-    raw = [
-        {
-            "set": r.set_name,
-            "real_share": r.point.real_share,
-            "syn_share": r.point.syn_share,
-            "seed": r.seed,
-            "n_real": r.n_real,
-            "n_syn": r.n_syn,
-            "accuracy": r.scores.accuracy,
-            "hit3": r.scores.hit3,
-            "macro_f1": r.scores.macro_f1,
-            "rare_accuracy": r.scores.group_accuracy(rare),
-            "per_code_recall": r.scores.per_code_recall,
-        }
-        for r in results
-    ]
+    raw = result_rows(results, rare)
     atomic_write_text(out / "results.json", json.dumps(raw, ensure_ascii=False, indent=1) + "\n")
+    _print_best(summaries)
+    typer.echo(f"{len(results)} fits in {wall:.0f} s; report: {path}")
+
+
+def _grid_with_progress(train: NoteSet, dev: NoteSet, sets: list[NoteSet], **grid_options: Any) -> list[RunResult]:
+    """:func:`medsyn.evaluation.upsampling.run_grid` under a progress bar of fits."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from medsyn.evaluation.upsampling import plan, run_grid
+
+    planned = plan(
+        train, sets, seeds=grid_options["seeds"], grid=grid_options["grid"], share_of=grid_options["share_of"]
+    )
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task("upsampling grid", total=len(planned))
+
+        def done(r: RunResult) -> None:
+            progress.update(task, advance=1, description=f"{r.set_name}: {r.point.label}, seed {r.seed}")
+
+        return run_grid(train, dev, sets, on_done=done, **grid_options)
+
+
+def _print_best(summaries: list[Summary]) -> None:
+    """Real-only accuracy, then each set's best grid point with its gains."""
+    from medsyn.evaluation.upsampling import GridPoint, best_per_set
+
     base = [s for s in summaries if s.point == GridPoint(1.0, 0.0)]
     if base:
         typer.echo(f"real only: acc {base[0].accuracy[0]:.2f}, rare acc {base[0].rare_accuracy[0]:.2f}")
@@ -210,7 +201,6 @@ def upsample(
             f"{name}: best {b.point.label}: acc {b.accuracy[0]:.2f} (gain {b.gain[0]:+.2f}), "
             f"rare acc {b.rare_accuracy[0]:.2f} (gain {b.rare_gain[0]:+.2f})"
         )
-    typer.echo(f"{len(results)} fits in {wall:.0f} s; report: {path}")
 
 
 @app.command()

@@ -6,7 +6,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,6 +24,11 @@ from medsyn.cli.sampling import (
     sampling_request,
 )
 from medsyn.errors import ExitCode, InputError
+
+if TYPE_CHECKING:
+    from medsyn.generation.backends import Backend
+    from medsyn.generation.config import GenerationConfig, RunSummary
+    from medsyn.sampling.draw import SamplingRequest
 
 console = Console(stderr=True)
 
@@ -132,16 +137,11 @@ def generate_command(
     from medsyn.generation.backends import get_backend
     from medsyn.generation.backends.pricing import parse_price
     from medsyn.generation.config import GenerationConfig
-    from medsyn.generation.engine import generate
     from medsyn.generation.filter import FilterConfig
-    from medsyn.generation.run_folder import load_run_samples
-    from medsyn.kg.opener import open_store
-    from medsyn.sampling.samples import read_samples
+    from medsyn.sampling.samples import MAX_SAMPLES
 
     if (samples is not None) == (n is not None or plan is not None):
         raise InputError("give exactly one of --n N, --plan weights [--total N], or --samples FILE")
-    from medsyn.sampling.samples import MAX_SAMPLES
-
     for flag, value in (("--n", n), ("--total", total)):
         if value is not None and value > MAX_SAMPLES:
             raise InputError(f"{flag} {value:,} is above the limit of {MAX_SAMPLES:,} notes per run; split the run")
@@ -184,13 +184,32 @@ def generate_command(
             max_retries=max_retries,
             price=parse_price(price) if price else None,
         )
-    elif backend in ("local", "llamacpp"):
-        options.update(adapter=adapter, max_input_tokens=max_input_tokens)
-        if backend == "local":
-            options.update(device=device, batch_size=batch_size)
-        else:
-            options.update(threads=threads, parallel=parallel)
+    elif backend == "local":
+        options.update(adapter=adapter, max_input_tokens=max_input_tokens, device=device, batch_size=batch_size)
+    elif backend == "llamacpp":
+        options.update(adapter=adapter, max_input_tokens=max_input_tokens, threads=threads, parallel=parallel)
     be = get_backend(backend, **options)
+    summary = _run(out, request, samples, be, config, store=store, endpoint=endpoint, progress=progress)
+    _report(summary, out)
+
+
+def _run(
+    out: Path,
+    request: SamplingRequest | None,
+    samples: Path | None,
+    backend: Backend,
+    config: GenerationConfig,
+    *,
+    store: Path | None,
+    endpoint: str | None,
+    progress: bool,
+) -> RunSummary:
+    """Open the store, take the samples (an earlier run's, a drawn set or a file) and generate."""
+    from medsyn.generation.engine import generate
+    from medsyn.generation.run_folder import load_run_samples
+    from medsyn.kg.opener import open_store
+    from medsyn.sampling.samples import read_samples
+
     given = read_samples(samples) if samples is not None else None  # bad input is reported before the store opens
     st = open_store(store if not endpoint else None, endpoint=endpoint)
     try:
@@ -202,11 +221,11 @@ def generate_command(
         elif samples is not None and given is not None:
             sampling = {"samples_file": str(samples.resolve())}
             chosen_samples = given
-        summary = generate(
+        return generate(
             chosen_samples,
             out,
             store=st,
-            backend=be,
+            backend=backend,
             config=config,
             sampling=sampling,
             progress=progress,
@@ -215,7 +234,10 @@ def generate_command(
     finally:
         with contextlib.suppress(Exception):
             st.close()
-    s = summary
+
+
+def _report(s: RunSummary, out: Path) -> None:
+    """The run's line, its JSON summary on stdout, and exit 1 when nothing was accepted."""
     console.print(
         f"run {s.run_id}: {s.status}; {s.accepted}/{s.requested} notes accepted, {s.rejected} rejected, "
         f"{s.failed} failed; {s.prompt_tokens + s.completion_tokens:,} tokens, ${s.cost_usd:.4f}; "

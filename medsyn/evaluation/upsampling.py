@@ -56,6 +56,25 @@ def default_grid(
     return [GridPoint(r, s) for r in real_shares for s in syn_shares] + [GridPoint(0.0, 1.0)]
 
 
+def make_grid(
+    real_shares: Sequence[float], syn_shares: Sequence[float], *, synthetic_only: bool = True
+) -> list[GridPoint]:
+    """The grid of one run: every real x synthetic share, the real-only reference (1 + 0) every gain is measured
+    against when ``real_shares`` holds 1 but ``syn_shares`` lacks 0, then synthetic-only unless turned off.
+
+    >>> [p.label for p in make_grid([1.0], [1.0])]
+    ['real 1 + syn 1', 'real 1 + syn 0', 'synthetic only']
+    """
+    if 0 in real_shares:
+        raise ParameterError("{real_shares}: 0 is the synthetic-only run, which is added on its own")
+    grid = [GridPoint(r, s) for r in real_shares for s in syn_shares]
+    if 1.0 in real_shares and 0.0 not in syn_shares:
+        grid.append(GridPoint(1.0, 0.0))
+    if synthetic_only:
+        grid.append(GridPoint(0.0, 1.0))
+    return grid
+
+
 def rare_codes(train_codes: Sequence[str], *, quantile: float = 0.25) -> set[str]:
     """Codes whose train frequency is at or below the ``quantile`` of per-code train frequencies.
 
@@ -326,3 +345,23 @@ def per_code_gain(results: Sequence[RunResult], set_name: str, point: GridPoint)
     return {
         c: float(np.mean([r.scores.per_code_recall[c] - base[r.seed].per_code_recall[c] for r in runs])) for c in codes
     }
+
+
+def result_rows(results: Sequence[RunResult], rare: set[str]) -> list[dict[str, object]]:
+    """One JSON-ready row per fit (the ``results.json`` of a report): shares, seed, sizes and every score."""
+    return [
+        {
+            "set": r.set_name,
+            "real_share": r.point.real_share,
+            "syn_share": r.point.syn_share,
+            "seed": r.seed,
+            "n_real": r.n_real,
+            "n_syn": r.n_syn,
+            "accuracy": r.scores.accuracy,
+            "hit3": r.scores.hit3,
+            "macro_f1": r.scores.macro_f1,
+            "rare_accuracy": r.scores.group_accuracy(rare),
+            "per_code_recall": r.scores.per_code_recall,
+        }
+        for r in results
+    ]

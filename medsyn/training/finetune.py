@@ -488,14 +488,9 @@ def finetune(
     processes = world_size()
     accumulation = _accumulation(cfg, processes)
     main_process = int(os.environ.get("RANK", "0") or 0) == 0
-    if restart and out.exists() and main_process:
-        for p in [out / "checkpoints", *(out / n for n in (MANIFEST_NAME, "adapter_config.json"))]:
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    if (out / MANIFEST_NAME).is_file():
-        done = _read_json(out / MANIFEST_NAME)
-        if done.get("run") == run:
-            return done
-        raise InputError(f"{out}: holds an adapter of a different run; use another --out, or --restart to replace it")
+    done = _finished_adapter(out, run, restart=restart and main_process)
+    if done is not None:
+        return done
     ckpt = latest_checkpoint(out)
     medsyn_state: dict[str, Any] = {}
     if ckpt is not None:
@@ -505,30 +500,12 @@ def finetune(
     if main_process:
         _drop_incomplete(out)
 
-    import torch  # heavy imports only once the inputs are known to be good
+    # heavy imports only once the inputs are known to be good
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import PrinterCallback
-    from trl import SFTConfig
 
-    dev = torch.device(pick_device(device))
-    use_cpu = dev.type == "cpu"
-    bf16 = not use_cpu and torch.cuda.is_bf16_supported()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
-    # Each process of a multi-GPU launch loads onto its own GPU (where the trainer will keep it).
-    load_device = (
-        None if quant is not None else ("cpu" if use_cpu else f"cuda:{local_rank}" if processes > 1 else str(dev))
-    )
-    model, tokenizer = load_base(
-        base,
-        device=load_device,
-        dtype=torch.bfloat16 if bf16 else torch.float32,
-        quantization=quant,
-    )
-    if quant is not None:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model)
+    model, tokenizer, use_cpu, bf16 = _load_for_training(base, device, quant, processes)
     train_ex, dropped = encode_records(tokenizer, train_recs, cfg.max_len)
     eval_ex, eval_dropped = encode_records(tokenizer, eval_recs, cfg.max_len)
     if not train_ex:
@@ -543,7 +520,114 @@ def finetune(
     )
     total_steps = cfg.max_steps or math.ceil(cfg.epochs * len(train_ex) / cfg.batch_size)
     train_set = Dataset.from_dict({"input_ids": [i for i, _ in train_ex], "labels": [lab for _, lab in train_ex]})
-    args = SFTConfig(
+    args = _sft_config(cfg, out, accumulation=accumulation, total_steps=total_steps, use_cpu=use_cpu, bf16=bf16)
+    trainer = _make_trainer(
+        model=model, args=args, train_dataset=train_set, processing_class=tokenizer, peft_config=lora
+    )
+    pad_id = tokenizer.pad_token_id
+
+    def eval_loss() -> float | None:
+        return evaluate_loss(trainer.model, eval_ex, pad_id=pad_id, micro=cfg.micro_batch_size) if eval_ex else None
+
+    if ckpt is None:
+        medsyn_state["eval_loss_base"] = eval_loss()
+    callback = _callback(
+        out=out,
+        run=run,
+        eval_fn=eval_loss,
+        eval_every=cfg.eval_every,
+        total_steps=total_steps,
+        stop_after=stop_after,
+        progress=progress and main_process,
+        medsyn_state=medsyn_state,
+    )
+    trainer.remove_callback(PrinterCallback)  # its dict per step on stdout; the progress bar shows the same
+    trainer.add_callback(callback)
+    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    state = trainer.state
+    if state.global_step < total_steps:
+        return {"complete": False, "step": state.global_step, "total_steps": total_steps, "run": run}
+
+    manifest = _manifest(
+        cfg,
+        run,
+        data=Path(data),
+        model=model,
+        state=state,
+        eval_loss_base=medsyn_state.get("eval_loss_base"),
+        eval_loss=eval_loss(),
+        wall_time_s=callback.wall_time(),
+        counts={
+            "train_records": len(train_recs),
+            "eval_records": len(eval_recs),
+            "train_dropped_too_long": dropped,
+            "eval_dropped_too_long": eval_dropped,
+        },
+        total_steps=total_steps,
+        accumulation=accumulation,
+        processes=processes,
+        use_cpu=use_cpu,
+        bf16=bf16,
+    )
+    if not trainer.is_world_process_zero():
+        return manifest
+    return _publish_adapter(trainer.model, out, manifest)
+
+
+def _load_for_training(base: str, device: str | None, quant: Any, processes: int) -> tuple[Any, Any, bool, bool]:
+    """``(model, tokenizer, on_cpu, bf16)``: bf16 where the GPU has it; each process of a multi-GPU launch loads onto
+    its own GPU (where the trainer keeps it); a quantized base is prepared for k-bit training."""
+    import torch
+
+    dev = torch.device(pick_device(device))
+    use_cpu = dev.type == "cpu"
+    bf16 = not use_cpu and torch.cuda.is_bf16_supported()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    load_device = (
+        None if quant is not None else ("cpu" if use_cpu else f"cuda:{local_rank}" if processes > 1 else str(dev))
+    )
+    model, tokenizer = load_base(
+        base,
+        device=load_device,
+        dtype=torch.bfloat16 if bf16 else torch.float32,
+        quantization=quant,
+    )
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model)
+    return model, tokenizer, use_cpu, bf16
+
+
+def _make_trainer(**kwargs: Any) -> Any:
+    """The trainer, with PEFT's and TRL's refusals as one line."""
+    try:
+        return _trainer_class()(**kwargs)
+    except ValueError as exc:  # PEFT: a target module the model does not have; else a setting TRL refuses
+        first = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{'target_modules' if 'target modules' in first.lower() else 'trainer'}: {first}") from None
+
+
+def _finished_adapter(out: Path, run: dict[str, Any], *, restart: bool) -> dict[str, Any] | None:
+    """The manifest of a complete adapter of this same run in ``out`` (nothing to do), after ``restart`` cleared
+    ``out``; refuses an adapter of another run."""
+    if restart and out.exists():
+        for p in [out / "checkpoints", *(out / n for n in (MANIFEST_NAME, "adapter_config.json"))]:
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    if not (out / MANIFEST_NAME).is_file():
+        return None
+    done = _read_json(out / MANIFEST_NAME)
+    if done.get("run") == run:
+        return done
+    raise InputError(f"{out}: holds an adapter of a different run; use another --out, or --restart to replace it")
+
+
+def _sft_config(cfg: TrainConfig, out: Path, *, accumulation: int, total_steps: int, use_cpu: bool, bf16: bool) -> Any:
+    """TRL's ``SFTConfig``: answer-only loss on the records encoded here, checkpoints every ``save_every`` steps."""
+    from trl import SFTConfig
+
+    processes = world_size()
+    return SFTConfig(
         output_dir=str(out / "checkpoints"),
         per_device_train_batch_size=cfg.micro_batch_size,
         gradient_accumulation_steps=accumulation,
@@ -574,63 +658,48 @@ def finetune(
         activation_checkpointing=cfg.gradient_checkpointing,
         ddp_find_unused_parameters=False if processes > 1 else None,
     )
-    try:
-        trainer = _trainer_class()(
-            model=model, args=args, train_dataset=train_set, processing_class=tokenizer, peft_config=lora
-        )
-    except ValueError as exc:  # PEFT: a target module the model does not have; else a setting TRL refuses
-        first = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{'target_modules' if 'target modules' in first.lower() else 'trainer'}: {first}") from None
-    pad_id = tokenizer.pad_token_id
 
-    def eval_loss() -> float | None:
-        return evaluate_loss(trainer.model, eval_ex, pad_id=pad_id, micro=cfg.micro_batch_size) if eval_ex else None
 
-    if ckpt is None:
-        medsyn_state["eval_loss_base"] = eval_loss()
-    callback = _callback(
-        out=out,
-        run=run,
-        eval_fn=eval_loss,
-        eval_every=cfg.eval_every,
-        total_steps=total_steps,
-        stop_after=stop_after,
-        progress=progress and main_process,
-        medsyn_state=medsyn_state,
-    )
-    trainer.remove_callback(PrinterCallback)  # its dict per step on stdout; the progress bar shows the same
-    trainer.add_callback(callback)
-    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
-    state = trainer.state
-    if state.global_step < total_steps:
-        return {"complete": False, "step": state.global_step, "total_steps": total_steps, "run": run}
-
-    final_eval = eval_loss()
+def _manifest(
+    cfg: TrainConfig,
+    run: dict[str, Any],
+    *,
+    data: Path,
+    model: Any,
+    state: Any,
+    eval_loss_base: float | None,
+    eval_loss: float | None,
+    wall_time_s: float,
+    counts: dict[str, int],
+    total_steps: int,
+    accumulation: int,
+    processes: int,
+    use_cpu: bool,
+    bf16: bool,
+) -> dict[str, Any]:
+    """The adapter's manifest: base, data, hyperparameters, metrics (held-out loss before and after), trainer."""
     history = _history(state.log_history)
     metrics = {
-        "eval_loss_base": medsyn_state.get("eval_loss_base"),
-        "eval_loss": final_eval,
-        "eval_perplexity_base": _ppl(medsyn_state.get("eval_loss_base")),
-        "eval_perplexity": _ppl(final_eval),
+        "eval_loss_base": eval_loss_base,
+        "eval_loss": eval_loss,
+        "eval_perplexity_base": _ppl(eval_loss_base),
+        "eval_perplexity": _ppl(eval_loss),
         "train_loss_last": history[-1].get("train_loss") if history else None,
         "steps": state.global_step,
         "tokens_trained": int(state.num_input_tokens_seen),
-        "wall_time_s": round(callback.wall_time(), 1),
+        "wall_time_s": round(wall_time_s, 1),
         "history": history,
     }
-    manifest = {
+    return {
         "format": MANIFEST_FORMAT,
         "complete": True,
         "base": run["base"],
         "base_fingerprint": run["base_fingerprint"],
         "base_model_type": getattr(getattr(model, "config", None), "model_type", None),
         "data": {
-            "path": str(Path(data)),
+            "path": str(data),
             "sha256": run["data_sha256"],
-            "train_records": len(train_recs),
-            "eval_records": len(eval_recs),
-            "train_dropped_too_long": dropped,
-            "eval_dropped_too_long": eval_dropped,
+            **counts,
         },
         "hyperparameters": {
             **asdict(cfg),
@@ -654,9 +723,6 @@ def finetune(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "run": run,
     }
-    if not trainer.is_world_process_zero():
-        return manifest
-    return _publish_adapter(trainer.model, out, manifest)
 
 
 def _ppl(loss: float | None) -> float | None:
