@@ -20,7 +20,8 @@ from medsyn.evaluation.quality import NEAR_DUPLICATE, Quality
 from medsyn.evaluation.upsampling import BASELINE, REAL, RunResult, Summary, best_per_set, per_code_gain
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (reports are written headless)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,10 +30,11 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> None:
+def save_figure(fig: Any, path: Path) -> None:
+    """The figure as a PNG at ``path``, written atomically, and closed."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -50,7 +52,14 @@ def pm(value: tuple[float, float], digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub Markdown table.
+
+    >>> print(markdown_table(["a", "b"], [["1", "2"]]))
+    | a | b |
+    |---|---|
+    | 1 | 2 |
+    """
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -73,7 +82,7 @@ class UpsampleContext:
 
 
 def _plot_accuracy(summaries: Sequence[Summary], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     names = [n for n in dict.fromkeys(s.set_name for s in summaries) if n != REAL]
     real_rows = [s for s in summaries if s.set_name == REAL]
     fig, axes = plt.subplots(1, max(len(names), 1), figsize=(4.2 * max(len(names), 1), 3.6), sharey=True, squeeze=False)
@@ -93,11 +102,11 @@ def _plot_accuracy(summaries: Sequence[Summary], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("dev top-1 accuracy, %")
     axes[0][0].legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_code_gains(gains: dict[str, float], rare: set[str], title: str, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     codes = sorted(gains, key=lambda c: gains[c])
     fig, ax = plt.subplots(figsize=(max(6.0, 0.11 * len(codes)), 3.6))
     colors = ["tab:red" if c in rare else "tab:blue" for c in codes]
@@ -106,7 +115,7 @@ def _plot_code_gains(gains: dict[str, float], rare: set[str], title: str, path: 
     ax.axhline(0, color="black", lw=0.6)
     ax.set_ylabel("dev recall gain, points")
     ax.set_title(title + " (red: rare codes)")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def write_upsample_report(
@@ -143,7 +152,7 @@ def write_upsample_report(
             ]
             for name, s in best.items()
         ]
-        lines += [_table(["set", "mix", "acc", "gain", "rare acc", "rare gain"], rows), ""]
+        lines += [markdown_table(["set", "mix", "acc", "gain", "rare acc", "rare gain"], rows), ""]
     header = ["set", "mix", "n real", "n syn", "acc", "Hit@3", "macro-F1", "rare acc", "gain", "rare gain"]
     rows = [
         [
@@ -160,7 +169,7 @@ def write_upsample_report(
         ]
         for s in summaries
     ]
-    lines += ["## All runs", "", _table(header, rows), ""]
+    lines += ["## All runs", "", markdown_table(header, rows), ""]
     for name, s in best.items():
         gains = per_code_gain(results, name, s.point)
         if not gains:
@@ -193,7 +202,7 @@ def write_upsample_report(
 
 
 def _plot_duplicates(qs: Sequence[Quality], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
     bins = np.linspace(0, 1, 41)
     for q in qs:
@@ -206,11 +215,11 @@ def _plot_duplicates(qs: Sequence[Quality], path: Path) -> None:
         ax.set_title(title)
     axes[0].set_ylabel("synthetic notes")
     axes[0].legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_lengths(qs: Sequence[Quality], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.4))
     top = max(np.percentile(np.r_[q.length_real, q.length_syn], 99) for q in qs)
     bins = np.linspace(0, top, 40)
@@ -220,7 +229,7 @@ def _plot_lengths(qs: Sequence[Quality], path: Path) -> None:
     ax.set_xlabel("words per note")
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def quality_rows(qs: Sequence[Quality]) -> tuple[list[str], list[list[str]]]:
@@ -292,7 +301,7 @@ def write_quality_report(out: Path, qs: Sequence[Quality], *, train: str, notes:
         f"Jaccard (J) against the real notes; a note is a near-copy when J ≥ {NEAR_DUPLICATE}. "
         "AUC: 5-fold cross-validated, balanced classes; 0.5 means indistinguishable.",
         "",
-        _table(header, rows),
+        markdown_table(header, rows),
         "",
         "Prompt note used for each set: " + "; ".join(f"{k}: {v}" for k, v in refs.items()) + ".",
         "",

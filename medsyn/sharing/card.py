@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from medsyn.evaluation.report import _pyplot, _save, _table
+from medsyn.evaluation.report import markdown_table, pyplot, save_figure
 from medsyn.sharing.folder import FIELDS, NEAR_COPY_JACCARD, NEAR_COPY_N, data_file
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def card_license(records: list[dict[str, Any]]) -> str:
 
 
 def plot_per_code(per_code: dict[str, int], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     codes = sorted(per_code, key=lambda c: (-per_code[c], c))
     fig, ax = plt.subplots(figsize=(max(4.0, 0.22 * len(codes) + 1.5), 3.2))
     ax.bar(range(len(codes)), [per_code[c] for c in codes], color="#4c72b0")
@@ -72,7 +72,7 @@ def plot_per_code(per_code: dict[str, int], path: Path) -> None:
     ax.set_xticklabels(codes, rotation=90, fontsize=7)
     ax.set_ylabel("notes")
     ax.set_title(f"Notes per ICD-10 code ({sum(per_code.values())} notes, {len(codes)} codes)")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _front_matter(report: ExportReport) -> str:
@@ -137,7 +137,7 @@ def _runs_section(report: ExportReport) -> list[str]:
             "`min_recall`, shingle similarity to the example note at most `max_similarity`, at least `min_words`",
             "words, repetition at most `max_repetition`).",
             "",
-            _table(["run", "backend / model", "adapter", "template", "accepted / scored", "filter"], rows),
+            markdown_table(["run", "backend / model", "adapter", "template", "accepted / scored", "filter"], rows),
             "",
         ]
     authors = [s for s in report.sources if s.kind == "rumedtop3"]
@@ -148,7 +148,7 @@ def _runs_section(report: ExportReport) -> list[str]:
             "Included as published by the MedSyn authors (milteam/MedSyn, RuMedTop3 layout; Hugging Face",
             "Glebkaa/MedSyn-synthetic is marked MIT); they carry no provenance, filter scores or example ids.",
             "",
-            _table(["file", "notes"], [[f"`{s.path.name}`", str(len(s.records))] for s in authors]),
+            markdown_table(["file", "notes"], [[f"`{s.path.name}`", str(len(s.records))] for s in authors]),
             "",
         ]
     return out
@@ -187,7 +187,7 @@ def render_card(report: ExportReport) -> str:
         "name them by id only (`example_ids`), and no prompt is exported. Before writing, every note was compared",
         f"with the {report.real_notes:,} real notes of the graph:",
         "",
-        _table(
+        markdown_table(
             ["check", "notes"],
             [
                 ["exact copy (same words, case and punctuation ignored)", str(report.exact)],
@@ -209,20 +209,20 @@ def render_card(report: ExportReport) -> str:
         ),
         "## Fields",
         "",
-        _table(["field", "meaning"], [[f"`{k}`", v] for k, v in FIELDS.items()]),
+        markdown_table(["field", "meaning"], [[f"`{k}`", v] for k, v in FIELDS.items()]),
         "",
         "## Notes per code",
         "",
         "![notes per code](notes_per_code.png)",
         "",
-        _table(["code", "notes"], [[c, str(n)] for c, n in per_code.items()]),
+        markdown_table(["code", "notes"], [[c, str(n)] for c, n in per_code.items()]),
         "",
         "## Models and prompt templates",
         "",
-        _table(["model", "notes"], [[m, str(n)] for m, n in models.most_common()]),
+        markdown_table(["model", "notes"], [[m, str(n)] for m, n in models.most_common()]),
         "",
         *(
-            [_table(["prompt template", "notes"], [[t, str(n)] for t, n in templates.most_common()]), ""]
+            [markdown_table(["prompt template", "notes"], [[t, str(n)] for t, n in templates.most_common()]), ""]
             if templates
             else []
         ),
@@ -232,7 +232,9 @@ def render_card(report: ExportReport) -> str:
         "Graph versions (content hash of the build, plus a suffix per curator change) the notes were sampled from:",
         "",
         *(
-            _table(["graph version", "notes"], [[f"`{v}`", str(n)] for v, n in versions.most_common()]).splitlines()
+            markdown_table(
+                ["graph version", "notes"], [[f"`{v}`", str(n)] for v, n in versions.most_common()]
+            ).splitlines()
             if versions
             else ["none recorded"]
         ),
@@ -240,7 +242,7 @@ def render_card(report: ExportReport) -> str:
         "Knowledge sources of that graph. A record's `license` is the most restrictive licence among the sources it",
         f"drew on (`sources`): {NON_COMMERCIAL_NOTE}",
         "",
-        _table(
+        markdown_table(
             ["source", "licence", "non-commercial"],
             [
                 [
@@ -252,7 +254,7 @@ def render_card(report: ExportReport) -> str:
             ],
         ),
         "",
-        _table(["record licence", "notes"], [[k, str(v)] for k, v in licences.most_common()]),
+        markdown_table(["record licence", "notes"], [[k, str(v)] for k, v in licences.most_common()]),
         "",
         f"Notes drawing on a non-commercial source: {nc}.",
         "",
