@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/endpoint.py [--store DIR] [--seconds 8] [--clients 4] [--requests 10000]
                                             [--skip-qps] [--skip-load] [--skip-hostile]
+                                            [--hostile-timeout 2] [--hostile-fast-budget S]
 
 Without --store the real knowledge graph is built from the shared data (about 20 s). Both servers get an identical
 copy of the store.
@@ -13,9 +14,11 @@ copy of the store.
    8 client processes while a writer replaces 60-triple graphs in single updates; prints failures, torn reads (a
    reader that saw a writer graph with other than 60 triples), p50/p99 latency and the server's RSS before and
    after; for both servers.
-3. Hostile (medsyn serve only, 8 workers, --timeout from --hostile-timeout, 2 s): 8 SERVICE queries to a host that
-   never answers, 10 expensive aggregates and 16 unauthenticated 60 MiB update bodies at once, while a small query
-   is timed (target: < 1 s; it can wait for a worker up to the time limit while the aggregates hold them all).
+3. Hostile (medsyn serve only, 8 workers, --timeout from --hostile-timeout, 2 s; --fast-budget from
+   --hostile-fast-budget, the server's default otherwise): 8 SERVICE queries to a host that never answers,
+   10 expensive aggregates and 16 unauthenticated 60 MiB update bodies at once, while a small query is timed
+   (target: < 1 s whatever the time limit; it waits for a fast-lane slot at most about the fast budget) and
+   /health is sampled beside it (how often each lane was seen full).
 """
 
 from __future__ import annotations
@@ -210,13 +213,16 @@ def _hostile_traffic(query_url: str, base_url: str, silent_url: str, out: mp.Que
     out.put(codes)
 
 
-def hostile_run(store: Path, log: Path, *, timeout_s: float) -> None:
-    """Bad traffic at once; a small query is timed meanwhile (it may wait up to ``timeout_s`` for a worker)."""
+def hostile_run(store: Path, log: Path, *, timeout_s: float, fast_budget_s: float | None) -> None:
+    """Bad traffic at once; a small query is timed meanwhile (it may wait about the fast budget for a slot)."""
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(64)  # accepts into the backlog and never answers
     silent_url = f"http://127.0.0.1:{silent.getsockname()[1]}/sparql"
-    with medsyn_server(store, token="hostile", extra_args=["--quiet", "--timeout", str(timeout_s)], log_path=log) as ms:
+    args = ["--quiet", "--timeout", str(timeout_s)]
+    if fast_budget_s is not None:
+        args += ["--fast-budget", str(fast_budget_s)]
+    with medsyn_server(store, token="hostile", extra_args=args, log_path=log) as ms:
         before = rss_mib(ms.process.pid)
         out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
         bad = mp.Process(target=_hostile_traffic, args=(ms.query_url, ms.base_url, silent_url, out))
@@ -224,7 +230,9 @@ def hostile_run(store: Path, log: Path, *, timeout_s: float) -> None:
         small: list[float] = []
         small_at: list[float] = []
         answered = 0
-        with httpx.Client(timeout=30) as c:
+        full = {"fast": 0, "slow": 0}
+        samples = 0
+        with httpx.Client(timeout=30) as c, httpx.Client(timeout=30) as probe:
             begin = time.monotonic()
             end = begin + 8
             while time.monotonic() < end:
@@ -233,6 +241,10 @@ def hostile_run(store: Path, log: Path, *, timeout_s: float) -> None:
                 r = c.get(ms.query_url, params={"query": "ASK { ?s ?p ?o }"})
                 small.append(time.perf_counter() - t)
                 answered += r.status_code == 200
+                # /health on its own connection, after the timed query: it shows whether the lanes were full
+                for lane in probe.get(ms.base_url + "/health").json()["saturatedLanes"]:
+                    full[lane] += 1
+                samples += 1
                 time.sleep(0.1)
             health = c.get(ms.base_url + "/health").json()
         codes = out.get(timeout=180)
@@ -242,8 +254,11 @@ def hostile_run(store: Path, log: Path, *, timeout_s: float) -> None:
             f"60 MiB bodies {sorted(set(codes['body']))}; small query: {answered}/{len(small)} answered 200, "
             f"median {statistics.median(small) * 1000:.0f} ms, max {max(small) * 1000:.0f} ms "
             f"(slowest at t={small_at[small.index(max(small))]:.1f} s) "
-            f"({'meets' if max(small) < 1 else 'MISSES'} the 1 s target); health then {health['status']} "
-            f"(busy {health['busyWorkers']}, abandoned {health['abandonedQueries']}); "
+            f"({'meets' if max(small) < 1 else 'MISSES'} the 1 s target); "
+            f"fast budget {health['fastBudgetSeconds']:g} s, "
+            f"lane seen full in /health samples: fast {full['fast']}/{samples}, slow {full['slow']}/{samples}; "
+            f"health then {health['status']} (busy slow {health['busyWorkers']}, fast {health['busyFastWorkers']}, "
+            f"abandoned {health['abandonedQueries']}, overflow {health['overflowQueries']}); "
             f"RSS {before:.0f} -> {rss_mib(ms.process.pid):.0f} MiB"
         )
     silent.close()
@@ -259,6 +274,7 @@ def main() -> None:
     ap.add_argument("--skip-load", action="store_true")
     ap.add_argument("--skip-hostile", action="store_true")
     ap.add_argument("--hostile-timeout", type=float, default=2.0, help="--timeout of the server in the hostile run")
+    ap.add_argument("--hostile-fast-budget", type=float, help="--fast-budget of the server in the hostile run")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="medsyn-bench-") as tmp:
@@ -319,7 +335,9 @@ def main() -> None:
                 verdict = "meets" if min(ratios) >= 0.9 else "MISSES"
                 print(f"lowest sampling-query ratio {min(ratios):.2f}x: {verdict} the 0.9x target")
         if not args.skip_hostile:
-            hostile_run(base / "c", base / "hostile.log", timeout_s=args.hostile_timeout)
+            hostile_run(
+                base / "c", base / "hostile.log", timeout_s=args.hostile_timeout, fast_budget_s=args.hostile_fast_budget
+            )
 
 
 if __name__ == "__main__":

@@ -224,6 +224,8 @@ def test_health(srv: RunningServer, client: httpx.Client) -> None:
     doc = client.get(srv.base_url + "/health").json()
     assert doc["status"] == "ok" and doc["graphVersion"] == "sha256:abc123"
     assert doc["updates"] is True and doc["namedGraphs"] >= 6
+    assert doc["workers"] == doc["fastWorkers"] == 8 and doc["fastBudgetSeconds"] == 0.5  # the defaults
+    assert doc["saturatedLanes"] == [] and doc["busyFastWorkers"] == doc["overflowQueries"] == 0
 
 
 def test_cors_off_by_default(srv: RunningServer, client: httpx.Client) -> None:
@@ -377,6 +379,14 @@ def test_cli_errors_are_one_line(srv: RunningServer, tmp_path: Path) -> None:
     )
     assert bad_port.returncode == 2 and "Traceback" not in bad_port.stderr
     assert bad_port.stderr.strip().splitlines() == ["error: --port: 99999 is not a TCP port (0-65535)"]
+    bad_budget = subprocess.run(
+        [sys.executable, "-m", "medsyn", "serve", "--store", str(tmp_path / "s"), "--fast-budget", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad_budget.returncode == 2
+    assert bad_budget.stderr.strip().splitlines() == ["error: --fast-budget: 0 is not a positive number of seconds"]
 
 
 def test_remote_store_refuses_a_truncated_result(limited: RunningServer) -> None:

@@ -1,6 +1,7 @@
 """`medsyn serve` against hostile requests, spoken to the real command over HTTP and raw sockets: SERVICE/LOAD
-allow lists, the Host check, security headers, bodies refused before reading, the connection cap, time limits that
-keep their worker counted, and bad-token rate limiting."""
+allow lists, the Host check, security headers, bodies refused before reading, the connection cap, the two worker
+lanes (small queries answered while long ones fill the slow lane; abandoned queries kept counted), and bad-token rate
+limiting."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sparql_cases import FILLER, dataset_store
 from medsyn.testing.servers import RunningServer, medsyn_server, oxigraph_server
 
 TOKEN = "security-token"
+SLOW_FILLER = 300  # a three-way product of 300 triples: 27 million rows, seconds of work for one aggregate
 SLOW = f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH <{FILLER.value}> {{ ?a ?b ?c . ?d ?e ?f . ?g ?h ?i }} }}"
 
 
@@ -226,44 +228,86 @@ def test_idle_connections_take_no_threads_and_are_capped(tmp_path: Path) -> None
             time.sleep(0.1)
 
 
-def test_timed_out_queries_keep_their_worker_and_health_says_saturated(tmp_path: Path) -> None:
-    """pyoxigraph cannot stop an aggregate. The first `workers` timed-out ones move to the overflow (the endpoint
-    keeps answering); the next ones keep their worker, /health reports saturation, small queries get a quick 503
-    instead of waiting forever, and everything recovers when the aggregates end."""
-    store = dataset_store(tmp_path / "s", filler=200)  # about 4 s per aggregate, far past the 0.5 s limit
-    args = ["--quiet", "--workers", "2", "--timeout", "0.5"]
-    with medsyn_server(store, extra_args=args) as ms, httpx.Client(timeout=30) as c:
-        results: list[int] = []
+def _health(c: httpx.Client, ms: RunningServer) -> tuple[int, dict[str, object]]:
+    r = c.get(ms.base_url + "/health")
+    return r.status_code, r.json()
+
+
+def _wait_health(c: httpx.Client, ms: RunningServer, field: str, value: int, *, within_s: float = 60) -> None:
+    deadline = time.monotonic() + within_s
+    while _health(c, ms)[1][field] != value:
+        assert time.monotonic() < deadline, f"/health {field} never reached {value}"
+        time.sleep(0.05)
+
+
+def test_small_queries_are_answered_while_long_ones_fill_the_slow_lane(tmp_path: Path) -> None:
+    """Two-level admission: aggregates past the fast budget move to the slow lane and keep their full time limit;
+    while they fill it, a small query still gets a fast-lane slot (200), a third aggregate is refused (503) and
+    goes to the overflow, and /health names the full lane without calling the server saturated."""
+    store = dataset_store(tmp_path / "s", filler=SLOW_FILLER)
+    args = ["--quiet", "--workers", "2", "--fast-workers", "2", "--fast-budget", "0.25", "--timeout", "120"]
+    with medsyn_server(store, extra_args=args) as ms, httpx.Client(timeout=180) as c:
+        answers: list[httpx.Response] = []
 
         def slow() -> None:
-            with httpx.Client(timeout=30) as own:
-                results.append(own.get(ms.query_url, params={"query": SLOW}).status_code)
+            with httpx.Client(timeout=180) as own:
+                answers.append(own.get(ms.query_url, params={"query": SLOW}))
 
-        def wave() -> None:
-            threads = [threading.Thread(target=slow) for _ in range(2)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+        long_ones = [threading.Thread(target=slow) for _ in range(2)]
+        for t in long_ones:
+            t.start()
+        _wait_health(c, ms, "busyWorkers", 2)
+        code, doc = _health(c, ms)
+        assert code == 200 and doc["status"] == "busy" and doc["saturatedLanes"] == ["slow"]
+        assert doc["busyFastWorkers"] == 0  # the demoted aggregates gave their fast slots back
+        for _ in range(3):
+            r = c.get(ms.query_url, params={"query": "ASK {}"})
+            assert r.status_code == 200 and r.json()["boolean"] is True
+        third = c.get(ms.query_url, params={"query": SLOW})
+        assert third.status_code == 503 and "slow-lane query workers are busy" in third.text
+        code, doc = _health(c, ms)
+        # the slow lane was full through all of the above: the small queries were answered beside it
+        assert doc["busyWorkers"] == 2 and doc["saturatedLanes"] == ["slow"]
+        assert doc["abandonedQueries"] == 1 and doc["overflowQueries"] == 1 and doc["busyFastWorkers"] == 0
+        for t in long_ones:
+            t.join()
+        # the long queries had their whole time limit: answered, not cut at the fast budget
+        assert [a.status_code for a in answers] == [200, 200]
+        assert {a.json()["results"]["bindings"][0]["n"]["value"] for a in answers} == {str(SLOW_FILLER**3)}
+        _wait_health(c, ms, "abandonedQueries", 0, within_s=180)
+        code, doc = _health(c, ms)
+        assert code == 200 and doc["status"] == "ok" and doc["saturatedLanes"] == []
+        assert doc["busyWorkers"] == 0 and doc["busyFastWorkers"] == 0 and doc["overflowQueries"] == 0
 
-        wave()  # these two go to the overflow
-        doc = c.get(ms.base_url + "/health").json()
-        assert doc["status"] == "ok" and doc["abandonedQueries"] == 2 and doc["busyWorkers"] == 0
-        assert c.get(ms.query_url, params={"query": "ASK {}"}).json()["boolean"] is True
-        wave()  # the overflow is full: these keep their workers
-        assert results == [503] * 4
-        health = c.get(ms.base_url + "/health")
-        doc = health.json()
-        assert health.status_code == 503 and doc["status"] == "saturated"
-        assert doc["busyWorkers"] == 2 and doc["abandonedQueries"] == 4
+
+def test_abandoned_queries_keep_their_slot_once_the_overflow_is_full(tmp_path: Path) -> None:
+    """pyoxigraph cannot stop an aggregate. A timed-out one moves to the overflow while it has room; the next keeps
+    its slow-lane slot; one demoted while the slow lane is full keeps its fast-lane slot. Then /health answers 503
+    saturated, a small query gets a quick 503 instead of waiting forever, and everything recovers when they end."""
+    store = dataset_store(tmp_path / "s", filler=SLOW_FILLER)
+    args = ["--quiet", "--workers", "1", "--fast-workers", "1", "--fast-budget", "0.2", "--timeout", "0.5"]
+    with medsyn_server(store, extra_args=args) as ms, httpx.Client(timeout=30) as c:
+        first = c.get(ms.query_url, params={"query": SLOW})  # demoted, then past the limit: to the overflow
+        assert first.status_code == 503 and "0.5 s time limit" in first.text
+        code, doc = _health(c, ms)
+        assert code == 200 and doc["status"] == "ok" and doc["overflowQueries"] == 1 and doc["busyWorkers"] == 0
+        second = c.get(ms.query_url, params={"query": SLOW})  # the overflow is full: keeps its slow-lane slot
+        assert second.status_code == 503 and "time limit" in second.text
+        code, doc = _health(c, ms)
+        assert code == 200 and doc["status"] == "busy" and doc["busyWorkers"] == 1
+        third = c.get(ms.query_url, params={"query": SLOW})  # no slow slot, no overflow: keeps its fast slot
+        assert third.status_code == 503 and "slow-lane query workers are busy" in third.text
+        code, doc = _health(c, ms)
+        assert code == 503 and doc["status"] == "saturated" and doc["saturatedLanes"] == ["fast", "slow"]
+        assert doc["busyFastWorkers"] == 1 and doc["busyWorkers"] == 1
+        assert doc["abandonedQueries"] == 3 and doc["overflowQueries"] == 1
         started = time.monotonic()
         r = c.get(ms.query_url, params={"query": "ASK {}"})
-        assert r.status_code == 503 and time.monotonic() - started < 2
-        deadline = time.monotonic() + 180
-        while c.get(ms.base_url + "/health").json()["abandonedQueries"] > 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        assert c.get(ms.base_url + "/health").status_code == 200
+        assert r.status_code == 503 and "fast-lane query workers are busy" in r.text
+        assert time.monotonic() - started < 5
+        _wait_health(c, ms, "abandonedQueries", 0, within_s=180)
+        code, doc = _health(c, ms)
+        assert code == 200 and doc["busyWorkers"] == 0 and doc["busyFastWorkers"] == 0
         assert c.get(ms.query_url, params={"query": "ASK {}"}).json()["boolean"] is True
 
 
@@ -276,9 +320,13 @@ def test_dumps_stream_and_count_against_the_workers(tmp_path: Path) -> None:
             assert dump.status_code == 200 and "content-length" not in dump.headers  # streamed, not buffered
             first = next(dump.iter_raw())
             assert first
-            busy = c.get(ms.query_url, params={"query": "ASK {}"})
-            assert busy.status_code == 503 and "busy" in busy.text
-            assert c.get(ms.base_url + "/health").json()["status"] == "saturated"
+            # the dump holds the one slow-lane worker: a second dump waits for it and is refused; a small query
+            # is still answered in the fast lane
+            busy = c.get(ms.store_url, headers={"Accept": "application/n-quads"})
+            assert busy.status_code == 503 and "slow-lane query workers are busy" in busy.text
+            doc = c.get(ms.base_url + "/health").json()
+            assert doc["status"] == "busy" and doc["saturatedLanes"] == ["slow"] and doc["busyWorkers"] == 1
+            assert c.get(ms.query_url, params={"query": "ASK {}"}).json()["boolean"] is True
         # the client closed the stream early: the producer stops and frees the worker
         deadline = time.monotonic() + 10
         while c.get(ms.base_url + "/health").json()["busyWorkers"] != 0:

@@ -26,7 +26,15 @@ def serve(
         "--union-default-graph/--no-union-default-graph",
         help="Default graph = union of named graphs (per request: union-default-graph=false turns it off).",
     ),
-    workers: int = typer.Option(8, help="Queries and dumps evaluated at once (timed-out ones keep their worker)."),
+    workers: int = typer.Option(
+        8, help="Slow lane: queries past the fast budget, and dumps, evaluated at once (503 past it)."
+    ),
+    fast_workers: int = typer.Option(
+        None, "--fast-workers", help="Fast lane: queries within their first --fast-budget (default: --workers)."
+    ),
+    fast_budget: float = typer.Option(
+        0.5, "--fast-budget", help="Seconds a query runs in the fast lane before it needs a slow-lane worker."
+    ),
     max_connections: int = typer.Option(256, "--max-connections", help="Concurrent connections (503 past it)."),
     max_body_mib: int = typer.Option(64, "--max-body-mib", help="Largest request body with a valid token, MiB."),
     max_query_kib: int = typer.Option(2048, "--max-query-kib", help="Largest request body without a token, KiB."),
@@ -58,6 +66,8 @@ def serve(
         cors_origin=cors_origin,
         union_default_graph=union_default_graph,
         workers=workers,
+        fast_workers=fast_workers,
+        fast_budget_s=fast_budget,
         max_connections=max_connections,
         max_body_bytes=max_body_mib * 1024 * 1024,
         max_query_bytes=max_query_kib * 1024,

@@ -17,13 +17,17 @@ Default graph: the union of the named graphs (MedSyn keeps all data in named gra
 YASGUI users see the data); ``union-default-graph=false`` on a request, or ``union_default_graph=False`` on the
 server, gives the store's default graph instead.
 
-Limits: at most ``workers`` queries or dumps evaluate at once. A query past ``timeout_s`` is answered 503; row-by-row
-evaluation stops at its next row, but an operator that must see all its input first (ORDER BY, GROUP BY, aggregates)
-cannot be interrupted inside pyoxigraph: its worker stays counted as busy until it ends, so the server never starts
-more evaluations than ``workers``, and ``/health`` answers 503 ``saturated`` while none is free. Bodies are refused
+Limits: two-level admission (:class:`Workers`). Every query starts in the fast lane (``fast_workers`` slots) with a
+budget of ``fast_budget_s``; one still running past it needs a slow-lane slot (``workers``, shared with dumps) to go on
+up to ``timeout_s``, and is answered 503 when none is free. So a fast slot frees within the budget and a small query is
+answered, whatever long queries do, until the overflow below is full too. A query answered 503 (past ``timeout_s``, or
+demoted without a slow slot) is told to stop: row-by-row evaluation stops at its next row, but an operator that must see
+all its input first (ORDER BY, GROUP BY, aggregates) cannot be interrupted inside pyoxigraph. It goes on in a bounded
+overflow, or once that is full keeps its slot until it ends, so at most ``fast_workers + 2 * workers`` evaluations run,
+and ``/health`` names the lanes with no free slot (503 ``saturated`` when the fast lane has none). Bodies are refused
 before they are read when over the limit (``max_query_bytes`` without a valid token, ``max_body_bytes`` with one).
-uvicorn caps concurrent connections (``max_connections``; past it, 503) and closes idle keep-alive connections.
-SERVICE and LOAD are refused unless their host is allowed; ``file:`` and other non-HTTP schemes always are.
+uvicorn caps concurrent connections (``max_connections``; past it, 503) and closes idle keep-alive connections. SERVICE
+and LOAD are refused unless their host is allowed; ``file:`` and other non-HTTP schemes always are.
 """
 
 from __future__ import annotations
@@ -107,7 +111,9 @@ class ServerConfig:
     max_rows: int = 100_000
     cors_origin: str | None = None
     union_default_graph: bool = True
-    workers: int = 8
+    workers: int = 8  # the slow lane (see Workers)
+    fast_workers: int = 8
+    fast_budget_s: float = 0.5
     max_connections: int = 256
     max_body_bytes: int = MAX_BODY
     max_query_bytes: int = MAX_QUERY_BODY
@@ -148,22 +154,15 @@ class QueryRequest:
     named_graphs: tuple[NamedNode, ...] = ()
 
 
-class Workers:
-    """``size`` evaluation slots, and as many overflow threads for queries past their deadline.
+class Lane:
+    """``size`` slots that running evaluations are counted against; taken on the event loop, given back from any
+    thread (the evaluation's own, when it ends)."""
 
-    pyoxigraph cannot interrupt an aggregate, so a timed-out query keeps running. The first ``size`` such queries
-    move to the overflow and give their slot back (the endpoint keeps answering); once the overflow is full, a
-    timed-out query keeps its slot until it really ends. So at most ``2 * size`` evaluations ever run, and when all
-    slots are held ``/health`` says ``saturated``.
-    """
-
-    def __init__(self, size: int) -> None:
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
         self.size = size
-        self.pool = ThreadPoolExecutor(max_workers=2 * size, thread_name_prefix="medsyn-sparql")
         self._lock = threading.Lock()
-        self._busy = 0  # slots held
-        self._abandoned = 0  # timed-out evaluations still running (in the overflow or on a slot)
-        self._overflow = 0  # of those, the ones that gave their slot back
+        self._held = 0
         self._sem: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -174,28 +173,75 @@ class Workers:
         return self._sem
 
     async def acquire(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for a slot, else 503."""
         try:
             await asyncio.wait_for(self._semaphore().acquire(), timeout=max(timeout_s, 0.001))
         except TimeoutError:
             raise HttpError(
-                503, f"all {self.size} query workers are busy; try again later", {"Retry-After": "5"}
+                503, f"all {self.size} {self.name}-lane query workers are busy; try again later", {"Retry-After": "5"}
             ) from None
         with self._lock:
-            self._busy += 1
+            self._held += 1
+
+    async def try_acquire(self) -> bool:
+        """A slot now, or False (no waiting: a request waiting here would hold its other slot meanwhile)."""
+        sem = self._semaphore()
+        if sem.locked():  # no free slot, or earlier requests are waiting for one
+            return False
+        await sem.acquire()  # a free semaphore is taken without suspending, so nothing can come between
+        with self._lock:
+            self._held += 1
+        return True
 
     def release(self) -> None:
         """Give a slot back (callable from any thread)."""
         with self._lock:
-            self._busy -= 1
+            self._held -= 1
         assert self._loop is not None and self._sem is not None
         self._loop.call_soon_threadsafe(self._sem.release)
 
+    @property
+    def held(self) -> int:
+        with self._lock:
+            return self._held
+
+    @property
+    def full(self) -> bool:
+        return self.held >= self.size
+
+
+class Workers:
+    """Two-level admission, with accounting only: a running pyoxigraph evaluation cannot change threads, but what it
+    is counted against can.
+
+    Every query starts in the *fast lane* (``fast`` slots) with a budget of ``fast_budget_s``. One still running
+    past it is *demoted*: it takes a *slow-lane* slot (``slow``, the ``--workers`` count) and gives its fast slot
+    back, or, when no slow slot is free, it is answered 503 and abandoned. So, while the overflow has room, a fast
+    slot frees within the budget whatever long queries do, and a small query waits about the budget for one at most
+    (one budget per wave when more than ``fast`` queries are queued ahead of it). Dumps take slow-lane slots directly.
+
+    pyoxigraph cannot interrupt an aggregate, so an abandoned query (demoted without a slow slot, or past its time
+    limit) keeps running. Up to ``slow`` such queries at a time move to the overflow and give their slot back; once
+    the overflow is full, an abandoned query keeps its slot (fast or slow) until it really ends. So at most
+    ``fast + 2 * slow`` evaluations ever run, and ``/health`` names the lanes with no free slot.
+    """
+
+    def __init__(self, slow: int, fast: int, fast_budget_s: float) -> None:
+        self.fast = Lane("fast", fast)
+        self.slow = Lane("slow", slow)
+        self.fast_budget_s = fast_budget_s
+        self.overflow_size = slow
+        self.pool = ThreadPoolExecutor(max_workers=fast + slow + self.overflow_size, thread_name_prefix="medsyn-sparql")
+        self._lock = threading.Lock()
+        self._abandoned = 0  # abandoned evaluations still running (in the overflow or on a slot)
+        self._overflow = 0  # of those, the ones that gave their slot back
+
     def abandon(self) -> bool:
-        """A query passed its deadline while still evaluating; True when it moved to the overflow, so its slot
-        must be released now (and not again when it ends)."""
+        """A query was answered 503 while still evaluating; True when it moved to the overflow, so its slot must be
+        released now (and not again when it ends)."""
         with self._lock:
             self._abandoned += 1
-            if self._overflow < self.size:
+            if self._overflow < self.overflow_size:
                 self._overflow += 1
                 return True
             return False
@@ -207,14 +253,57 @@ class Workers:
                 self._overflow -= 1
 
     @property
-    def busy(self) -> int:
-        with self._lock:
-            return self._busy
-
-    @property
     def abandoned(self) -> int:
         with self._lock:
             return self._abandoned
+
+    @property
+    def overflow(self) -> int:
+        with self._lock:
+            return self._overflow
+
+
+class _Evaluation:
+    """What one running query is counted against: a lane's slot, or nothing once it moved to the overflow. The
+    event loop moves it; its worker thread gives back whatever it holds when the evaluation ends."""
+
+    def __init__(self, workers: Workers, lane: Lane) -> None:
+        self.workers = workers
+        self.lane: Lane | None = lane
+        self._lock = threading.Lock()
+        self._done = False
+        self._abandoned = False
+
+    def ended(self) -> None:
+        with self._lock:
+            self._done = True
+            if self._abandoned:
+                self.workers.ended_abandoned(in_overflow=self.lane is None)
+            if self.lane is not None:
+                self.lane.release()
+
+    def move_to(self, lane: Lane) -> bool:
+        """Count the evaluation against ``lane`` (whose slot the caller took) instead; False when it already ended."""
+        with self._lock:
+            if self._done:
+                return False
+            old, self.lane = self.lane, lane
+        assert old is not None
+        old.release()
+        return True
+
+    def abandon(self) -> bool:
+        """Its client gets a 503: to the overflow if there is room, else it keeps its slot. False when it already
+        ended (its answer is ready)."""
+        with self._lock:
+            if self._done:
+                return False
+            self._abandoned = True
+            if self.workers.abandon():
+                old, self.lane = self.lane, None
+                assert old is not None
+                old.release()
+            return True
 
 
 class Endpoint:
@@ -224,7 +313,7 @@ class Endpoint:
         self.store = store
         self.config = config
         self.owns_store = owns_store
-        self.workers = Workers(config.workers)
+        self.workers = Workers(config.workers, config.fast_workers, config.fast_budget_s)
         self.write_lock = threading.Lock()  # one update at a time: pyoxigraph transactions would otherwise conflict
         self._bad_tokens: dict[str, deque[float]] = {}
         self._bad_lock = threading.Lock()
@@ -285,37 +374,46 @@ class Endpoint:
         return rows, False
 
     async def run_query(self, req: QueryRequest) -> Answer:
-        """Evaluate within the deadline; past it, answer 503 and tell the evaluation to stop at its next row (one
-        that cannot stop goes on in the overflow or on its slot, see :class:`Workers`)."""
+        """Evaluate in the fast lane, then (past its budget) in the slow lane, within the deadline; a query
+        answered 503 before it ended is told to stop at its next row (one that cannot stop goes on in the overflow
+        or on its slot, see :class:`Workers`)."""
+        lanes = self.workers
         deadline = time.monotonic() + self.config.timeout_s
-        await self.workers.acquire(deadline - time.monotonic())
+        await lanes.fast.acquire(deadline - time.monotonic())
         cancel = threading.Event()
-        state = {"done": False, "abandoned": False, "holds_slot": True}
-        state_lock = threading.Lock()
+        run = _Evaluation(lanes, lanes.fast)
 
         def work() -> Answer:
             try:
                 return self.evaluate(req, cancel)
             finally:
-                with state_lock:
-                    state["done"] = True
-                    if state["abandoned"]:
-                        self.workers.ended_abandoned(in_overflow=not state["holds_slot"])
-                    if state["holds_slot"]:
-                        self.workers.release()
+                run.ended()
 
-        future = asyncio.get_running_loop().run_in_executor(self.workers.pool, work)
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout=max(deadline - time.monotonic(), 0.001))
-        except TimeoutError:
-            cancel.set()
-            with state_lock:
-                if not state["done"]:
-                    state["abandoned"] = True
-                    if self.workers.abandon():
-                        state["holds_slot"] = False
-                        self.workers.release()
-            return Answer(503, f"query exceeded the {self.config.timeout_s:g} s time limit of this endpoint\n".encode())
+        future = asyncio.get_running_loop().run_in_executor(lanes.pool, work)
+        budget_end = min(time.monotonic() + lanes.fast_budget_s, deadline)
+        answer = await _by(future, budget_end)
+        if answer is not None:
+            return answer
+        if budget_end < deadline:
+            if not await lanes.slow.try_acquire():
+                if not run.abandon():
+                    return await future
+                cancel.set()
+                message = (
+                    f"all {lanes.slow.size} slow-lane query workers are busy and this query ran past the "
+                    f"{lanes.fast_budget_s:g} s fast-lane budget; try again later\n"
+                )
+                return Answer(503, message.encode(), headers={"Retry-After": "5"})
+            if not run.move_to(lanes.slow):
+                lanes.slow.release()
+                return await future
+            answer = await _by(future, deadline)
+            if answer is not None:
+                return answer
+        if not run.abandon():
+            return await future
+        cancel.set()
+        return Answer(503, f"query exceeded the {self.config.timeout_s:g} s time limit of this endpoint\n".encode())
 
     def check_remote(self, sparql: str) -> None:
         """Refuse SERVICE and LOAD unless their IRI is http(s) on an allowed host; ``file:`` is always refused."""
@@ -380,22 +478,29 @@ class Endpoint:
             graphs = sum(1 for _ in self.store.raw.named_graphs())
         except (OSError, StoreError) as exc:
             return Answer(503, f"store unavailable: {exc}\n".encode())
-        busy, abandoned = self.workers.busy, self.workers.abandoned
-        saturated = busy >= self.workers.size
+        lanes = self.workers
+        full = [lane.name for lane in (lanes.fast, lanes.slow) if lane.full]
+        # 503 only when no query can start now; a full slow lane refuses long queries while small ones are answered.
+        status = "saturated" if "fast" in full else "busy" if full else "ok"
         doc = {
-            "status": "saturated" if saturated else "ok",
+            "status": status,
             "store": str(self.store.path) if self.store.path else None,
             "namedGraphs": graphs,
             "graphVersion": version,
             "updates": self.config.token is not None,
             "maxRows": self.config.max_rows,
             "timeoutSeconds": self.config.timeout_s,
-            "workers": self.workers.size,
-            "busyWorkers": busy,
-            "abandonedQueries": abandoned,
+            "workers": lanes.slow.size,
+            "busyWorkers": lanes.slow.held,
+            "fastWorkers": lanes.fast.size,
+            "busyFastWorkers": lanes.fast.held,
+            "fastBudgetSeconds": lanes.fast_budget_s,
+            "saturatedLanes": full,
+            "abandonedQueries": lanes.abandoned,
+            "overflowQueries": lanes.overflow,
             "unionDefaultGraph": self.config.union_default_graph,
         }
-        return Answer(503 if saturated else 200, json.dumps(doc).encode(), "application/json")
+        return Answer(503 if status == "saturated" else 200, json.dumps(doc).encode(), "application/json")
 
     def service_description(self, endpoint_url: str, accept: str | None) -> Answer:
         media = _pick(accept, results.GRAPH_TYPES)
@@ -445,15 +550,15 @@ class Endpoint:
             fmt, ctype = results.graph_format(media), results.content_type(media, graph=True)
         if fmt not in (RdfFormat.N_QUADS, RdfFormat.TRIG, RdfFormat.N_TRIPLES, RdfFormat.TURTLE):
             # RDF/XML and JSON-LD documents cannot be cut into pieces: one graph is written whole.
-            await self.workers.acquire(self.config.timeout_s)
+            await self.workers.slow.acquire(self.config.timeout_s)
             try:
                 quads = await asyncio.get_running_loop().run_in_executor(
                     self.workers.pool, lambda: list(self.store.raw.quads_for_pattern(None, None, None, target))
                 )
             finally:
-                self.workers.release()
+                self.workers.slow.release()
             return Answer(200, serialize([q.triple for q in quads], format=fmt) or b"", ctype)
-        await self.workers.acquire(self.config.timeout_s)
+        await self.workers.slow.acquire(self.config.timeout_s)
         stop = threading.Event()
         return Answer(200, self._stream(target, fmt, stop), ctype, close=stop.set)
 
@@ -488,7 +593,7 @@ class Endpoint:
                     if not put(data):
                         return
             finally:
-                self.workers.release()
+                self.workers.slow.release()
                 put(None)
 
         self.workers.pool.submit(produce)  # now, not on the first read: an answer never sent must still end it
@@ -542,6 +647,14 @@ class Endpoint:
             else:
                 self.store.raw.extend(quads)
         return Answer(204 if exists else 201, b"")
+
+
+async def _by(future: asyncio.Future[Answer], when: float) -> Answer | None:
+    """The answer if it is ready by ``when`` (monotonic time), else None; the evaluation goes on either way."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(future), timeout=max(when - time.monotonic(), 0.001))
+    except TimeoutError:
+        return None
 
 
 def _pick(accept: str | None, offers: list[str]) -> str:
@@ -988,7 +1101,7 @@ class SparqlServer:
 
     @property
     def abandoned_queries(self) -> int:
-        """Queries past their deadline still evaluating in a worker (pyoxigraph cannot interrupt them)."""
+        """Queries answered 503 (past the time limit, or demoted without a slow-lane slot) still evaluating."""
         return self.endpoint.workers.abandoned
 
 
@@ -1003,6 +1116,8 @@ def make_server(
     cors_origin: str | None = None,
     union_default_graph: bool = True,
     workers: int = 8,
+    fast_workers: int | None = None,
+    fast_budget_s: float = 0.5,
     max_connections: int = 256,
     max_body_bytes: int = MAX_BODY,
     max_query_bytes: int = MAX_QUERY_BODY,
@@ -1015,10 +1130,15 @@ def make_server(
     """Bind an endpoint (not yet serving: call ``serve_forever()``, then ``close()``).
 
     A path is opened read-write and closed by ``close()``; a given store stays the caller's.
-    ``port=0`` picks a free port (see ``server.url``).
+    ``port=0`` picks a free port (see ``server.url``). ``fast_workers`` defaults to ``workers``.
     """
+    fast_workers = workers if fast_workers is None else fast_workers
     if timeout_s <= 0 or max_rows <= 0 or workers <= 0 or max_connections <= 0 or client_timeout_s <= 0:
         raise InputError("timeout, max rows, workers and max connections must be positive")
+    if fast_workers <= 0:
+        raise InputError(f"--fast-workers: {fast_workers} is not a positive number of workers")
+    if not fast_budget_s > 0:  # also NaN
+        raise InputError(f"--fast-budget: {fast_budget_s:g} is not a positive number of seconds")
     if max_body_bytes <= 0 or max_query_bytes <= 0:
         raise InputError("body limits must be positive")
     if not 0 <= port <= 65535:
@@ -1032,6 +1152,8 @@ def make_server(
         cors_origin=cors_origin,
         union_default_graph=union_default_graph,
         workers=workers,
+        fast_workers=fast_workers,
+        fast_budget_s=fast_budget_s,
         max_connections=max_connections,
         max_body_bytes=max_body_bytes,
         max_query_bytes=max_query_bytes,
