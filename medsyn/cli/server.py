@@ -53,7 +53,7 @@ def serve(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-request log lines."),
 ) -> None:
     """Serve the store as a SPARQL 1.1 endpoint: /sparql, /update, /store, /health and the YASGUI page at /."""
-    from medsyn.server.app import make_server  # local import keeps `medsyn --help` fast
+    from medsyn.server.process import make_server  # local import keeps `medsyn --help` fast
 
     path = store if store is not None else default_store_dir()
     server = make_server(
