@@ -39,10 +39,10 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from medsyn.queries import load_query  # noqa: E402
-from medsyn.store import bind_query  # noqa: E402
+from medsyn.kg.queries import load_query  # noqa: E402
+from medsyn.kg.store import bind_query  # noqa: E402
+from medsyn.kg.vocab import code_iri, source_iri  # noqa: E402
 from medsyn.testing.servers import medsyn_server, oxigraph_server  # noqa: E402
-from medsyn.vocab import code_iri, source_iri  # noqa: E402
 
 ACCEPT = {"Accept": "application/sparql-results+json"}
 
@@ -282,7 +282,7 @@ def main() -> None:
         if args.store:
             shutil.copytree(args.store, base / "a")
         else:
-            from medsyn.build import build_kg
+            from medsyn.kg.build import build_kg
 
             t = time.perf_counter()
             build_kg(base / "a", progress=False)

@@ -73,8 +73,8 @@ def _leftovers(store: Path) -> list[Path]:
 # ------------------------------------------------------------------------------------------------ rounds
 def generate_round(rng: random.Random, work: Path, base_url: str) -> Counter[str]:
     from medsyn.audit import verify
-    from medsyn.samples import write_samples
-    from medsyn.store import OxigraphStore
+    from medsyn.kg.store import OxigraphStore
+    from medsyn.sampling.samples import write_samples
     from medsyn.testing import demo_samples
 
     c: Counter[str] = Counter(runs=1)
@@ -107,9 +107,9 @@ def generate_round(rng: random.Random, work: Path, base_url: str) -> Counter[str
 def build_round(rng: random.Random, work: Path, base: Path, build_s: float) -> Counter[str]:
     from pyoxigraph import Literal, NamedNode, Quad
 
-    from medsyn.graphversion import graph_version
-    from medsyn.store import OxigraphStore
-    from medsyn.vocab import GRAPH
+    from medsyn.kg.store import OxigraphStore
+    from medsyn.kg.version import graph_version
+    from medsyn.kg.vocab import GRAPH
 
     c: Counter[str] = Counter(runs=1)
     store = work / "store"
@@ -140,8 +140,8 @@ def build_round(rng: random.Random, work: Path, base: Path, build_s: float) -> C
 
 
 def curation_round(rng: random.Random, work: Path, base: Path) -> Counter[str]:
-    from medsyn.queries import run_named
-    from medsyn.store import OxigraphStore
+    from medsyn.kg.queries import run_named
+    from medsyn.kg.store import OxigraphStore
 
     c: Counter[str] = Counter(runs=1)
     store = work / "store"
@@ -165,8 +165,8 @@ def curation_round(rng: random.Random, work: Path, base: Path) -> Counter[str]:
 
 def concurrent_round(rng: random.Random, work: Path, base: Path, base_url: str) -> Counter[str]:
     """A second writer while the first runs: refused (one line, exit 2) and the first completes."""
-    from medsyn.samples import write_samples
-    from medsyn.store import OxigraphStore
+    from medsyn.kg.store import OxigraphStore
+    from medsyn.sampling.samples import write_samples
     from medsyn.testing import demo_samples
 
     c: Counter[str] = Counter(runs=1)
@@ -216,7 +216,7 @@ def main() -> None:
     if unknown or args.n < 1:
         sys.exit(f"error: --only takes {', '.join(KINDS)}; --n must be >= 1")
 
-    from medsyn.build import build_kg
+    from medsyn.kg.build import build_kg
     from medsyn.paths import data_dir
     from medsyn.testing.openai_server import FakeOpenAIServer
 

@@ -9,8 +9,8 @@ process, so its peak memory (max RSS on CPU, ``torch.cuda.max_memory_allocated``
 alternate ``--repeats`` times and the best of each counts (the machine is shared). Tokens/s = non-padding input
 tokens (prompt + answer) of the optimiser steps over their wall time, evaluation excluded on both sides.
 
-The old loop below is the baseline only (``medsyn.finetune`` no longer has it): torch AdamW, cosine schedule with
-warm-up, micro-batches accumulated to the step, answer-only loss summed over the step's answer tokens.
+The old loop below is the baseline only (``medsyn.training.finetune`` no longer has it): torch AdamW, cosine schedule
+with warm-up, micro-batches accumulated to the step, answer-only loss summed over the step's answer tokens.
 Target: new/old tokens/s >= 1.0 on CPU (exit 1 below it).
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from medsyn.finetune import TrainConfig  # noqa: E402
+from medsyn.training.finetune import TrainConfig  # noqa: E402
 
 TARGET = 1.0
 
@@ -44,9 +44,15 @@ def config(steps: int) -> TrainConfig:
 
 
 def prepare(work: Path) -> tuple[Path, Path]:
-    from medsyn.instructions import BuildOptions, build_instructions, read_notes, symptoms_from_json, write_dataset
-    from medsyn.models import make_tiny_llama
     from medsyn.paths import data_dir
+    from medsyn.testing.tiny_llama import make_tiny_llama
+    from medsyn.training.instructions import (
+        BuildOptions,
+        build_instructions,
+        read_notes,
+        symptoms_from_json,
+        write_dataset,
+    )
 
     d = data_dir()
     notes = read_notes(d / "rumedbench/RuMedTop3/train_v1.jsonl")[:60]
@@ -74,9 +80,9 @@ def run_old(base: str, data: Path, steps: int, device: str) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model
     from transformers import get_cosine_schedule_with_warmup
 
-    from medsyn.finetune import IGNORE_INDEX, _split, answer_loss_sum, collate, encode_records
-    from medsyn.instructions import read_dataset
-    from medsyn.models import load_base
+    from medsyn.training.finetune import IGNORE_INDEX, _split, answer_loss_sum, collate, encode_records
+    from medsyn.training.instructions import read_dataset
+    from medsyn.training.models import load_base
 
     cfg = config(steps)
     torch.manual_seed(cfg.seed)
@@ -110,7 +116,7 @@ def run_old(base: str, data: Path, steps: int, device: str) -> dict[str, Any]:
 
 
 def run_new(base: str, data: Path, steps: int, device: str, out: Path) -> dict[str, Any]:
-    from medsyn.finetune import finetune
+    from medsyn.training.finetune import finetune
 
     m = finetune(base, data, out, config=config(steps), device=device, progress=False)
     met = m["metrics"]

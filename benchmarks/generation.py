@@ -28,9 +28,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from medsyn.backends import ChatRequest, Completion, get_backend  # noqa: E402
-from medsyn.generation import GenerationConfig, generate  # noqa: E402
-from medsyn.store import OxigraphStore  # noqa: E402
+from medsyn.generation.backends import ChatRequest, Completion, get_backend  # noqa: E402
+from medsyn.generation.config import GenerationConfig  # noqa: E402
+from medsyn.generation.engine import generate  # noqa: E402
+from medsyn.kg.store import OxigraphStore  # noqa: E402
 from medsyn.testing import demo_samples  # noqa: E402
 from medsyn.testing.openai_server import canned_note  # noqa: E402
 

@@ -27,8 +27,8 @@ def main() -> None:
     from pyoxigraph import RdfFormat
     from pyoxigraph import Store as OxStore
 
-    from medsyn.build import build_kg
-    from medsyn.store import OxigraphStore
+    from medsyn.kg.build import build_kg
+    from medsyn.kg.store import OxigraphStore
 
     console = Console()
     with tempfile.TemporaryDirectory(prefix="medsyn-bench-") as tmp:

@@ -28,11 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from medsyn.backends import ChatRequest, get_backend  # noqa: E402
+from medsyn.generation.backends import ChatRequest, get_backend  # noqa: E402
+from medsyn.generation.prompts import load_template  # noqa: E402
+from medsyn.kg.store import OxigraphStore  # noqa: E402
 from medsyn.paths import data_dir  # noqa: E402
-from medsyn.prompts import load_template  # noqa: E402
-from medsyn.sampling import add_examples, draw_samples  # noqa: E402
-from medsyn.store import OxigraphStore  # noqa: E402
+from medsyn.sampling.draw import add_examples, draw_samples  # noqa: E402
 
 
 def prompts(n: int) -> list[str]:

@@ -1,6 +1,6 @@
 """Samples per second through the full path (SPARQL queries + sampling), Oxigraph against rdflib, in one run.
 
-All backends run the same code (``medsyn.sampling.draw_samples`` with the table cache off) and the same
+All backends run the same code (``medsyn.sampling.draw.draw_samples`` with the table cache off) and the same
 ``sparql/sampling/*.rq`` queries over the same triples; only the store differs. The run checks that every backend
 gives identical samples, and says whether the issue's targets (20,000 samples/s and 20x rdflib, on the on-disk
 Oxigraph store that ``medsyn sample`` uses) are met at each n.
@@ -37,15 +37,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from medsyn.kg.store import Bindings, OxigraphStore, bind_query  # noqa: E402
 from medsyn.paths import data_dir  # noqa: E402
-from medsyn.samples import Sample  # noqa: E402
-from medsyn.sampling import draw_samples  # noqa: E402
-from medsyn.store import Bindings, OxigraphStore, bind_query  # noqa: E402
-from medsyn.strategies.tables import load_tables  # noqa: E402
+from medsyn.sampling.draw import draw_samples  # noqa: E402
+from medsyn.sampling.samples import Sample  # noqa: E402
+from medsyn.sampling.tables import load_tables  # noqa: E402
 
 
 class RdflibStore:
-    """The query side of medsyn.store.Store over an rdflib Dataset (default graph = union of the named graphs)."""
+    """The query side of medsyn.kg.store.Store over an rdflib Dataset (default graph = union of the named graphs)."""
 
     def __init__(self, nquads: bytes) -> None:
         self.ds = rdflib.Dataset(default_union=True)

@@ -2,7 +2,7 @@
 
 The library API is what the CLI calls; a notebook user can call it directly::
 
-    >>> from medsyn.vocab import code_iri
+    >>> from medsyn.kg.vocab import code_iri
     >>> code_iri("A00.1").value
     'https://w3id.org/medsyn/id/icd10/A00.1'
 """

@@ -1,10 +1,10 @@
 """Provenance auditing: where a note came from, whether a generated set still matches its record, run summaries.
 
-Everything here reads the store through the queries in ``sparql/audit/`` and the :class:`~medsyn.store.Store`
+Everything here reads the store through the queries in ``sparql/audit/`` and the :class:`~medsyn.kg.store.Store`
 protocol only, so it works the same on the embedded store and over a SPARQL endpoint (``--endpoint``).
 
 ``verify`` recomputes the sha256 of every note text in a generation directory (``notes.jsonl`` for accepted notes,
-``failures.jsonl`` for rejected ones, as ``medsyn.generation`` writes them) and compares it with the
+``failures.jsonl`` for rejected ones, as ``medsyn.generation.run_folder`` lays them out) and compares it with the
 ``ms:contentHash`` recorded at generation time.
 """
 
@@ -20,12 +20,12 @@ from typing import Any
 from pyoxigraph import NamedNode
 
 from medsyn.errors import InputError, ParameterError
-from medsyn.generation import NOTE_STATUSES
-from medsyn.graphversion import graph_version
+from medsyn.generation.run_folder import NOTE_STATUSES
 from medsyn.jsonl import read_jsonl
-from medsyn.queries import run_named
-from medsyn.store import Store, to_python
-from medsyn.vocab import ID, MS, run_iri, synthetic_note_iri
+from medsyn.kg.queries import run_named
+from medsyn.kg.store import Store, to_python
+from medsyn.kg.version import graph_version
+from medsyn.kg.vocab import ID, MS, run_iri, synthetic_note_iri
 
 NOTE_FILES = ("notes.jsonl", "failures.jsonl")
 """Files of a generation directory that hold note texts; ``failures.jsonl`` lines without a text are skipped."""
@@ -298,14 +298,14 @@ def export_prov(store: Store, ref: str, *, fmt: str = "provn") -> str:
 def rerecord(store: Store, folder: str | Path) -> tuple[str, int]:
     """Write a generate folder's provenance again from its run.json and JSONL files: (run id, notes recorded).
 
-    Quads are a pure function of those records (:mod:`medsyn.provenance`), so this is idempotent; on a run recorded
-    by an older MedSyn it adds what the current layout has and the old one lacked (plain ``prov:used``,
+    Quads are a pure function of those records (:mod:`medsyn.generation.provenance`), so this is idempotent; on a run
+    recorded by an older MedSyn it adds what the current layout has and the old one lacked (plain ``prov:used``,
     ``prov:wasDerivedFrom``, the qualified association, ``prov:Agent``, the graph build), which the SHACL shapes of
     ``kg validate`` ask for. The files are only read.
     """
-    from medsyn.generation import FAILURES_FILE, RUN_FILE
-    from medsyn.generation import NOTES_FILE as NOTES
-    from medsyn.provenance import RunInfo, add_notes, start_run
+    from medsyn.generation.provenance import RunInfo, add_notes, start_run
+    from medsyn.generation.run_folder import FAILURES_FILE, RUN_FILE
+    from medsyn.generation.run_folder import NOTES_FILE as NOTES
 
     d = Path(folder)
     path = d / RUN_FILE

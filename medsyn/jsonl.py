@@ -1,4 +1,4 @@
-"""Reading JSON Lines files with errors that name ``file:line``.
+"""JSON Lines files: one reader whose errors name ``file:line``, and the append-only writer of generate runs.
 
 One reader for every JSONL input (real notes, instruction data, generated sets), so a bad line reads the same
 whatever command met it.
@@ -13,11 +13,12 @@ whatever command met it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from medsyn.errors import InputError
+from medsyn.errors import InputError, StoreError
 
 
 def read_jsonl(
@@ -55,3 +56,41 @@ def read_jsonl(
         if not isinstance(obj, dict):
             raise InputError("expected a JSON object", path=p, line=n)
         yield n, obj
+
+
+class JsonlAppender:
+    """Append-only JSONL: each record is one ``write`` syscall of a whole line (unbuffered), so a killed process leaves
+    at most one torn last line, which :func:`medsyn.generation.run_folder.read_records` cuts off. :meth:`sync` makes the
+    lines written so far survive a power loss; the generation engine calls it before it writes their provenance."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._fh = path.open("ab", buffering=0)
+        except OSError as exc:
+            raise StoreError(f"cannot open {path}: {exc.strerror or exc}") from None
+        self._dirty = False
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        try:
+            n = self._fh.write(data)
+            while n is not None and n < len(data):  # a short write (disk full): finish it or fail loudly
+                data = data[n:]
+                n = self._fh.write(data)
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        self._dirty = True
+
+    def sync(self) -> None:
+        if self._dirty:
+            try:
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                raise StoreError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            self._dirty = False
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self.sync()
+            self._fh.close()

@@ -1,7 +1,7 @@
 """Russian text similarity shared by the quality filter and the evaluation report.
 
 Word tokens, Snowball stems (the curator's near-duplicate labels) and shingle overlap. Whether a note mentions a
-symptom is :mod:`medsyn.symptom_mentions` (lemmas and negation).
+symptom is :mod:`medsyn.generation.mentions` (lemmas and negation).
 
 >>> round(jaccard(shingles("одна и та же фраза"), shingles("одна и та же фраза")), 2)
 1.0

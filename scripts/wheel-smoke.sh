@@ -17,6 +17,16 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 echo "wheel-smoke: building the wheel"
 "$BUILD_PY" -m pip wheel -q --no-deps -w "$WORK/dist" "$ROOT" >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log"; exit 1; }
 WHEEL=$(ls "$WORK"/dist/medsyn-*.whl)
+# Package data the commands below do not load: the prompt templates and the query page must be in the wheel too.
+"$BUILD_PY" - "$WHEEL" <<'PYEOF' || exit 1
+import sys, zipfile
+names = set(zipfile.ZipFile(sys.argv[1]).namelist())
+need = ["medsyn/generation/prompts/paper_fewshot_ru.json", "medsyn/generation/prompts/paper_ru.json",
+        "medsyn/resources/yasgui/index.html", "medsyn/resources/yasgui/yasgui.min.js"]
+missing = [n for n in need if n not in names]
+if missing:
+    sys.exit(f"wheel-smoke: FAIL: the wheel lacks {', '.join(missing)}")
+PYEOF
 "$PY" -m venv "$WORK/venv"
 V="$WORK/venv/bin"
 # The requirement strings of the few dependencies `kg build` and `sample` import, as pinned in pyproject.toml.

@@ -12,8 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from medsyn.kg.store import OxigraphStore
 from medsyn.paths import ROOT, data_dir
-from medsyn.store import OxigraphStore
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +31,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def kg_store_dir(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
     """A full knowledge graph built once per session from the real data (closed again: open it yourself)."""
-    from medsyn.build import build_kg
+    from medsyn.kg.build import build_kg
 
     path = tmp_path_factory.mktemp("kg") / "store"
     build_kg(path, data=shared_data, progress=False)

@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from medsyn.store import OxigraphStore
+from medsyn.kg.store import OxigraphStore
 
 
 def data_with(real: Path, tmp: Path, rel: str, content: bytes) -> Path:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from pyoxigraph import Literal, NamedNode, Quad
 
-from medsyn.paths import ONTOLOGY_DIR
-from medsyn.store import OxigraphStore
-from medsyn.vocab import (
+from medsyn.kg.store import OxigraphStore
+from medsyn.kg.vocab import (
     ICD10_GRAPH,
     ID,
     META_GRAPH,
@@ -35,6 +34,7 @@ from medsyn.vocab import (
     synthetic_note_iri,
     xsd,
 )
+from medsyn.paths import ONTOLOGY_DIR
 
 CODES = {
     # code: (kind, parent, category, ru label)

@@ -1,6 +1,6 @@
 """Small knowledge graphs that follow docs/data-model.md, for the sampling tests and benchmark.
 
-``GraphBuilder`` writes exactly the nodes the sampling queries read, minted with ``medsyn.vocab``; ``real_graph``
+``GraphBuilder`` writes exactly the nodes the sampling queries read, minted with ``medsyn.kg.vocab``; ``real_graph``
 fills one from the real WikiMed symptom map and RuMedTop3 train notes, so tests see the real category structure
 without depending on the full build.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 
 from pyoxigraph import Literal, NamedNode, Quad
 
-from medsyn.store import OxigraphStore
-from medsyn.vocab import (
+from medsyn.kg.store import OxigraphStore
+from medsyn.kg.vocab import (
     ICD10_GRAPH,
     META_GRAPH,
     RDF_TYPE,

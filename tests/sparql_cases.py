@@ -9,10 +9,10 @@ from typing import Any
 
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, Triple
 
+from medsyn.kg.queries import load_query
+from medsyn.kg.store import OxigraphStore, Store
+from medsyn.kg.vocab import GRAPH, ID, MS
 from medsyn.paths import ONTOLOGY_DIR
-from medsyn.queries import load_query
-from medsyn.store import OxigraphStore, Store
-from medsyn.vocab import GRAPH, ID, MS
 
 PREFIXES = f"""PREFIX ms: <{MS}>
 PREFIX msid: <{ID}>

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from mkg_small import NOTES, RUN_ID, build_store, sha256, write_notes
 
-from medsyn import audit, curation
+from medsyn import audit
+from medsyn.curation import edits as curation
 from medsyn.errors import InputError
-from medsyn.store import OxigraphStore
-from medsyn.vocab import run_iri, symptom_iri
+from medsyn.kg.store import OxigraphStore
+from medsyn.kg.vocab import run_iri, symptom_iri
 
 
 @pytest.fixture
@@ -133,7 +134,7 @@ def test_audit_on_the_real_built_graph(kg_store_dir: Path, tmp_path: Path) -> No
     """Provenance written against the real graph: lineage finds real knowledge sources of real symptoms."""
     from mkg_small import run_quads
 
-    from medsyn.queries import run_query
+    from medsyn.kg.queries import run_query
 
     store = OxigraphStore(kg_store_dir, read_only=True)
     rows = run_query(
@@ -160,7 +161,7 @@ def test_audit_on_the_real_built_graph(kg_store_dir: Path, tmp_path: Path) -> No
 
 def test_audit_and_curation_over_a_sparql_endpoint(tmp_path: Path) -> None:
     """The same queries through RemoteStore against the real Oxigraph server binary."""
-    from medsyn.remote_store import RemoteStore
+    from medsyn.kg.remote_store import RemoteStore
     from medsyn.testing.servers import oxigraph_server
 
     with oxigraph_server(tmp_path / "ox") as server:

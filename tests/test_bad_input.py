@@ -13,9 +13,9 @@ import pytest
 import typer
 
 from medsyn.errors import InputError
+from medsyn.kg.store import OxigraphStore
 from medsyn.pipeline import parse_pipeline, plan_pipeline
-from medsyn.samples import MAX_SAMPLES
-from medsyn.store import OxigraphStore
+from medsyn.sampling.samples import MAX_SAMPLES
 from medsyn.testing import demo_samples
 from medsyn.testing.openai_server import FakeOpenAIServer
 

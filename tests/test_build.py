@@ -9,13 +9,13 @@ import pytest
 from kg_helpers import data_with, read_only
 from pyoxigraph import BlankNode, RdfFormat, parse
 
-from medsyn.build import build_kg, content_hash
 from medsyn.errors import InputError, StoreError
-from medsyn.graphversion import graph_version
-from medsyn.kgexport import export_bytes
-from medsyn.kgstats import build_info, class_counts, graph_counts
-from medsyn.store import OxigraphStore
-from medsyn.vocab import GRAPH, association_iri, code_iri, symptom_iri
+from medsyn.kg.build import build_kg, content_hash
+from medsyn.kg.export import export_bytes
+from medsyn.kg.stats import build_info, class_counts, graph_counts
+from medsyn.kg.store import OxigraphStore
+from medsyn.kg.version import graph_version
+from medsyn.kg.vocab import GRAPH, association_iri, code_iri, symptom_iri
 
 SMALL = ["wikimed"]  # + the register, always included: a ~3 s build
 
@@ -122,8 +122,8 @@ def test_missing_data_folder(tmp_path: Path) -> None:
 
 
 def test_graph_version_changes_with_each_curation_activity() -> None:
-    from medsyn.graphversion import graph_version
-    from medsyn.store import OxigraphStore
+    from medsyn.kg.store import OxigraphStore
+    from medsyn.kg.version import graph_version
 
     s = OxigraphStore.in_memory()
     assert graph_version(s) is None

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from medsyn.store import OxigraphStore, to_python
-from medsyn.validate import check_names, run_checks
+from medsyn.kg.store import OxigraphStore, to_python
+from medsyn.kg.validate import check_names, run_checks
 
 MANIFEST = tomllib.loads((Path(__file__).parent / "check_cases.toml").read_text(encoding="utf-8"))
 PREFIXES = dict(re.findall(r"@prefix (\w*): <([^>]+)> \.", MANIFEST["prefixes"]))

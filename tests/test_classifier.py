@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from medsyn.classifier import ClassifierConfig, CodeClassifier, evaluate, hit_at, score
-from medsyn.eval_data import default_dev, default_train, read_notes
+from medsyn.evaluation.classifier import ClassifierConfig, CodeClassifier, evaluate, hit_at, score
+from medsyn.evaluation.data import default_dev, default_train, read_notes
 
 CHEAP = ClassifierConfig(ngram_range=(3, 5), epochs=3)
 

@@ -9,14 +9,14 @@ import pytest
 from mkg_small import build_store, double
 from pyoxigraph import Literal, NamedNode, Quad
 
-from medsyn import curation
-from medsyn.candidate import Candidate
+from medsyn.curation import edits as curation
+from medsyn.curation.changeset import Candidate
+from medsyn.curation.diff import diff_stores
+from medsyn.curation.owl import export_owl, import_owl
+from medsyn.curation.snapshot import restore, snapshot
 from medsyn.errors import InputError, MedsynError, ValidationError
-from medsyn.ontodiff import diff_stores
-from medsyn.owlio import export_owl, import_owl
-from medsyn.snapshot import restore, snapshot
-from medsyn.store import OxigraphStore, to_python
-from medsyn.vocab import (
+from medsyn.kg.store import OxigraphStore, to_python
+from medsyn.kg.vocab import (
     CURATION_GRAPH,
     DCTERMS,
     ID,

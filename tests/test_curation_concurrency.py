@@ -12,12 +12,12 @@ from collections.abc import Iterator
 import pytest
 from mkg_small import build_store
 
-from medsyn import curation
-from medsyn.queries import run_named
-from medsyn.remote_store import RemoteStore
-from medsyn.store import OxigraphStore, to_python
+from medsyn.curation import edits as curation
+from medsyn.kg.queries import run_named
+from medsyn.kg.remote_store import RemoteStore
+from medsyn.kg.store import OxigraphStore, to_python
+from medsyn.kg.vocab import code_iri, source_iri
 from medsyn.testing.servers import RunningServer, medsyn_server, oxigraph_server
-from medsyn.vocab import code_iri, source_iri
 
 TOKEN = "curators-token"
 

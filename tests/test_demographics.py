@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from medsyn.demographics import (
+from medsyn.errors import InputError
+from medsyn.sampling.demographics import (
     MARRIAGE_MIN_AGE,
     SMOKING_MIN_AGE,
     SMOKING_PREVALENCE,
@@ -18,7 +19,6 @@ from medsyn.demographics import (
     draw_demographics,
     load_population,
 )
-from medsyn.errors import InputError
 
 
 @pytest.fixture(scope="module")

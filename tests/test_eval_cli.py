@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from medsyn.errors import InputError
-from medsyn.eval_data import (
+from medsyn.evaluation.data import (
     attach_requested,
     default_dev,
     default_requested,

@@ -12,7 +12,7 @@ import pytest
 from mkg_small import build_store, write_notes
 
 from medsyn.errors import ExitCode
-from medsyn.samples import write_samples
+from medsyn.sampling.samples import write_samples
 from medsyn.testing import demo_samples
 from medsyn.testing.openai_server import FakeOpenAIServer
 

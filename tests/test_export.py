@@ -18,12 +18,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medsyn.backends import get_backend
-from medsyn.export import read_records, real_notes
-from medsyn.generation import FAILURES_FILE, NOTES_FILE, RUN_FILE, GenerationConfig, generate
-from medsyn.prompts import example_marker, sample_examples
-from medsyn.sampling import draw_samples
-from medsyn.store import OxigraphStore
+from medsyn.generation.backends import get_backend
+from medsyn.generation.config import GenerationConfig
+from medsyn.generation.engine import generate
+from medsyn.generation.prompts import example_marker, sample_examples
+from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, RUN_FILE
+from medsyn.kg.store import OxigraphStore
+from medsyn.sampling.draw import draw_samples
+from medsyn.sharing.export import real_notes
+from medsyn.sharing.folder import read_records
 from medsyn.testing.openai_server import FakeOpenAIServer
 
 

@@ -12,15 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from medsyn.backends import get_backend
 from medsyn.errors import InputError
-from medsyn.generation import FAILURES_FILE, NOTES_FILE, SAMPLES_FILE, GenerationConfig, generate, read_records
-from medsyn.prompts import load_template, parse_template
-from medsyn.sampling import SamplingRequest, add_examples, draw_samples
-from medsyn.store import OxigraphStore
+from medsyn.generation.backends import get_backend
+from medsyn.generation.config import GenerationConfig
+from medsyn.generation.engine import generate
+from medsyn.generation.prompts import load_template, parse_template
+from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, SAMPLES_FILE, read_records
+from medsyn.kg.store import OxigraphStore
+from medsyn.sampling.draw import SamplingRequest, add_examples, draw_samples
+from medsyn.sampling.tables import real_note_counts
+from medsyn.sampling.weights import topup_counts
 from medsyn.testing import demo_samples
 from medsyn.testing.openai_server import FakeOpenAIServer
-from medsyn.weights import real_note_counts, topup_counts
 
 MEDSYN = str(Path(sys.executable).with_name("medsyn"))
 

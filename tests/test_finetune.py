@@ -1,5 +1,6 @@
-"""medsyn.finetune (TRL SFTTrainer + PEFT): answer-only loss, training, checkpoints, resume after stop and after
-kill -9 (bit-identical), accelerate launch with two CPU processes, manifest, merge, errors (tiny LLaMA + SmolLM2)."""
+"""medsyn.training.finetune (TRL SFTTrainer + PEFT): answer-only loss, training, checkpoints, resume after stop and
+after kill -9 (bit-identical), accelerate launch with two CPU processes, manifest, merge, errors (tiny LLaMA +
+SmolLM2)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from medsyn.errors import InputError
-from medsyn.finetune import (
+from medsyn.testing.tiny_llama import make_tiny_llama
+from medsyn.training.finetune import (
     IGNORE_INDEX,
     TrainConfig,
     collate,
@@ -24,7 +26,7 @@ from medsyn.finetune import (
     latest_checkpoint,
     merge,
 )
-from medsyn.instructions import (
+from medsyn.training.instructions import (
     BuildOptions,
     build_instructions,
     build_prompt,
@@ -32,7 +34,7 @@ from medsyn.instructions import (
     symptoms_from_json,
     write_dataset,
 )
-from medsyn.models import MANIFEST_NAME, adapter_hash, load_base, load_causal_lm, make_tiny_llama
+from medsyn.training.models import MANIFEST_NAME, adapter_hash, load_base, load_causal_lm
 
 CFG = TrainConfig(
     r=8, alpha=16, lr=3e-3, batch_size=8, micro_batch_size=4, max_len=96, max_steps=6, save_every=2, warmup_ratio=0.2
@@ -128,8 +130,8 @@ def test_train_save_reload_resume_generate(tmp_path: Path, tiny: Path, data: Pat
     assert m["tokens_trained"] > 0 and full["hyperparameters"]["gradient_accumulation_steps"] == 2
 
     # the step-0 evaluation is the base model's own held-out loss (LoRA starts as a no-op)
-    from medsyn.finetune import _split, encode_records
-    from medsyn.instructions import read_dataset
+    from medsyn.training.finetune import _split, encode_records
+    from medsyn.training.instructions import read_dataset
 
     base_model, tok = load_base(str(tiny))
     held = encode_records(tok, _split(read_dataset(data), CFG)[1], CFG.max_len)[0]

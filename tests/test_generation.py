@@ -14,21 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from medsyn.backends import Completion, get_backend
 from medsyn.errors import InputError
-from medsyn.filtering import FilterConfig, decide, score_note
-from medsyn.generation import (
-    FAILURES_FILE,
-    NOTES_FILE,
-    RUN_FILE,
-    SAMPLES_FILE,
-    GenerationConfig,
-    generate,
-    read_records,
-)
-from medsyn.replies import parse_reply
-from medsyn.samples import write_samples
-from medsyn.store import OxigraphStore
+from medsyn.generation.backends import Completion, get_backend
+from medsyn.generation.config import GenerationConfig
+from medsyn.generation.engine import generate
+from medsyn.generation.filter import FilterConfig, decide, score_note
+from medsyn.generation.replies import parse_reply
+from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, RUN_FILE, SAMPLES_FILE, read_records
+from medsyn.kg.store import OxigraphStore
+from medsyn.sampling.samples import write_samples
 from medsyn.testing import demo_samples
 from medsyn.testing.openai_server import FakeOpenAIServer
 
@@ -142,7 +136,7 @@ def test_torn_last_line_is_cut_and_resume_completes(server: FakeOpenAIServer, tm
 
 def test_a_line_separator_inside_a_note_does_not_break_resume(server: FakeOpenAIServer, tmp_path: Path) -> None:
     """U+2028 is legal inside a JSON string and json.dumps(ensure_ascii=False) writes it raw; it is no line end."""
-    from medsyn.eval_data import read_notes
+    from medsyn.evaluation.data import read_notes
 
     samples, out, store = demo_samples(3), tmp_path / "o", OxigraphStore.in_memory()
     run(server, samples, out, store=store)

@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 
 from medsyn.audit import verify
-from medsyn.backends import get_backend
-from medsyn.generation import FAILURES_FILE, LOST, NOTES_FILE, GenerationConfig, generate
-from medsyn.samples import write_samples
-from medsyn.store import OxigraphStore
+from medsyn.generation.backends import get_backend
+from medsyn.generation.config import GenerationConfig
+from medsyn.generation.engine import generate
+from medsyn.generation.run_folder import FAILURES_FILE, LOST, NOTES_FILE
+from medsyn.kg.store import OxigraphStore
+from medsyn.sampling.samples import write_samples
 from medsyn.testing import demo_samples
 from medsyn.testing.openai_server import FakeOpenAIServer
 

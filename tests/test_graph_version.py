@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from medsyn.build import build_kg
-from medsyn.graphversion import graph_version
-from medsyn.store import OxigraphStore
+from medsyn.kg.build import build_kg
+from medsyn.kg.store import OxigraphStore
+from medsyn.kg.version import graph_version
 
 # The installed console script, as a user runs it (PYTHONPATH, when set, points it at this checkout).
 MEDSYN = [str(Path(sys.executable).parent / "medsyn")]
@@ -70,8 +70,8 @@ def test_curation_changes_the_version_that_stats_and_new_samples_cite(store_dir:
 def test_tables_cache_and_generation_follow_curation(store_dir: Path, tmp_path: Path) -> None:
     """In one process: the sampling table cache is keyed on the version, so an edit is seen by the next draw, and
     a run generated after the edit records the new version in its provenance."""
-    from medsyn.curation import add_symptom
-    from medsyn.strategies.tables import load_tables
+    from medsyn.curation.edits import add_symptom
+    from medsyn.sampling.tables import load_tables
 
     with OxigraphStore(store_dir) as s:
         first = load_tables(s)

@@ -14,9 +14,9 @@ from kg_helpers import data_with
 from pyoxigraph import Quad
 
 from medsyn.errors import InputError
-from medsyn.importers import SOURCES, resolve
-from medsyn.importers._common import BuildContext
-from medsyn.vocab import MS, code_iri, normalize_label, symptom_iri
+from medsyn.kg.importers import SOURCES, resolve
+from medsyn.kg.importers._common import BuildContext
+from medsyn.kg.vocab import MS, code_iri, normalize_label, symptom_iri
 
 WIKIMED = "medsyn/mkg/rumedtop3_wikimed_symptoms_equipped_with_rumedprime.json"
 REGISTER = "mkb10_ru_minzdrav/mkb10_1.2.643.5.1.13.13.11.1005_v2.27.csv"

@@ -1,4 +1,5 @@
-"""medsyn.instructions: the two-task instruction dataset built from real RuMedTop3 notes and the symptom map."""
+"""medsyn.training.instructions: the two-task instruction dataset built from real RuMedTop3 notes and the symptom
+map."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 from pyoxigraph import Literal, Quad
 
 from medsyn.errors import InputError
-from medsyn.instructions import (
+from medsyn.kg.store import OxigraphStore
+from medsyn.kg.vocab import RDF_TYPE, association_iri, code_iri, graph_iri, ms, rdfs, source_iri, symptom_iri
+from medsyn.training.instructions import (
     CONTINUE_INSTRUCTIONS,
     INSTRUCTIONS,
     BuildOptions,
@@ -24,8 +27,6 @@ from medsyn.instructions import (
     symptoms_from_json,
     symptoms_from_store,
 )
-from medsyn.store import OxigraphStore
-from medsyn.vocab import RDF_TYPE, association_iri, code_iri, graph_iri, ms, rdfs, source_iri, symptom_iri
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pyoxigraph import RdfFormat, parse
 
-from medsyn.build import build_kg
-from medsyn.store import OxigraphStore
+from medsyn.kg.build import build_kg
+from medsyn.kg.store import OxigraphStore
 
 MEDSYN = [sys.executable, "-m", "medsyn"]
 M545 = "<https://w3id.org/medsyn/id/icd10/M54.5>"

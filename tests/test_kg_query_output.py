@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, parse
 
-from medsyn.remote_store import RemoteStore
-from medsyn.store import OxigraphStore
+from medsyn.kg.remote_store import RemoteStore
+from medsyn.kg.store import OxigraphStore
 from medsyn.testing.servers import medsyn_server, oxigraph_server
 
 MEDSYN = str(Path(sys.executable).with_name("medsyn"))

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from medsyn.backends import ChatRequest, Completion, get_backend
 from medsyn.errors import InputError
-from medsyn.models import GEMMA3, gguf_path, resolve_base
+from medsyn.generation.backends import ChatRequest, Completion, get_backend
+from medsyn.training.models import GEMMA3, gguf_path, resolve_base
 
 MEDSYN = str(Path(sys.executable).with_name("medsyn"))
 PROMPT = (
@@ -87,7 +87,7 @@ def test_llamacpp_refuses_what_it_cannot_do(tmp_path: Path) -> None:
 
 
 def _tiny_dir(tmp_path: Path) -> Path:
-    from medsyn.models import make_tiny_llama
+    from medsyn.testing.tiny_llama import make_tiny_llama
 
     return make_tiny_llama(tmp_path / "tiny")
 
@@ -104,7 +104,7 @@ def test_transformers_runs_the_same_gguf_with_a_completion_prompt() -> None:
 def test_cli_generate_with_llamacpp_records_few_shot_provenance(shared_data: Path, tmp_path: Path) -> None:
     from sampling_graph import real_graph
 
-    from medsyn.store import OxigraphStore
+    from medsyn.kg.store import OxigraphStore
 
     store_dir = tmp_path / "store"
     with OxigraphStore(store_dir) as st:

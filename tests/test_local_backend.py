@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from medsyn.backends import ChatRequest, Completion, get_backend
-from medsyn.backends.local_backend import LocalBackend, instruction_prompt
-from medsyn.filtering import FilterConfig
-from medsyn.generation import FAILURES_FILE, NOTES_FILE, GenerationConfig, generate
-from medsyn.models import MANIFEST_NAME, base_fingerprint, base_name, make_tiny_llama
-from medsyn.store import OxigraphStore
+from medsyn.generation.backends import ChatRequest, Completion, get_backend
+from medsyn.generation.backends.local_backend import LocalBackend, instruction_prompt
+from medsyn.generation.config import GenerationConfig
+from medsyn.generation.engine import generate
+from medsyn.generation.filter import FilterConfig
+from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE
+from medsyn.kg.store import OxigraphStore
 from medsyn.testing import demo_samples
+from medsyn.testing.tiny_llama import make_tiny_llama
+from medsyn.training.models import MANIFEST_NAME, base_fingerprint, base_name
 
 SHORT = [{"role": "user", "content": "Write one sentence about a patient with a cough."}]
 

@@ -1,4 +1,4 @@
-"""medsyn.models: base resolution, loading, the tiny test LLaMA, adapter identity and base checks."""
+"""medsyn.training.models: base resolution, loading, the tiny test LLaMA, adapter identity and base checks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from medsyn.errors import InputError
-from medsyn.models import (
+from medsyn.testing.tiny_llama import make_tiny_llama
+from medsyn.training.models import (
     MANIFEST_NAME,
     SMOLLM2_GGUF,
     adapter_hash,
@@ -17,7 +18,6 @@ from medsyn.models import (
     base_name,
     check_adapter_base,
     load_causal_lm,
-    make_tiny_llama,
     pick_device,
     resolve_base,
 )
@@ -29,11 +29,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _make_adapter(base: Path, out: Path, *, seed: int = 0) -> Path:
-    """A real (untrained) PEFT LoRA adapter of ``base`` with a manifest, as medsyn.finetune writes it."""
+    """A real (untrained) PEFT LoRA adapter of ``base`` with a manifest, as medsyn.training.finetune writes it."""
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from medsyn.models import load_base
+    from medsyn.training.models import load_base
 
     model, _ = load_base(str(base))
     torch.manual_seed(seed)
@@ -148,7 +148,7 @@ def test_adapter_hash_ignores_set_order_and_layout_of_the_config(tmp_path: Path,
 _SAVE_IN_A_FRESH_PROCESS = """
 import sys, torch
 from peft import LoraConfig, get_peft_model
-from medsyn.models import load_base
+from medsyn.training.models import load_base
 model, _ = load_base(sys.argv[1])
 torch.manual_seed(0)
 config = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")
@@ -179,7 +179,7 @@ def test_adapter_hash_is_the_same_for_identical_adapters_saved_by_different_proc
 def test_smollm2_gguf_load_prints_no_progress_bar(capfd: pytest.CaptureFixture[str]) -> None:
     from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
-    from medsyn.models import load_base
+    from medsyn.training.models import load_base
 
     bare = gguf_utils.tqdm
     model, tok = load_base("smollm2", device="cpu")

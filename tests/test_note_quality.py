@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from medsyn.eval_data import (
+from medsyn.evaluation.data import (
     Note,
     NoteSet,
     attach_requested,
@@ -17,7 +17,7 @@ from medsyn.eval_data import (
     read_notes,
     read_requested,
 )
-from medsyn.note_quality import assess, distinct_n, length_auc, overlap
+from medsyn.evaluation.quality import assess, distinct_n, length_auc, overlap
 
 
 def test_distinct_n_by_hand() -> None:
@@ -80,7 +80,7 @@ def test_gpt4_notes_are_new_but_recognisable() -> None:
 
 
 def test_code_fidelity_and_accept_rate() -> None:
-    from medsyn.classifier import ClassifierConfig, CodeClassifier
+    from medsyn.evaluation.classifier import ClassifierConfig, CodeClassifier
 
     train = read_notes(default_train())
     small = replace(train, notes=train.notes[:600])

@@ -13,7 +13,7 @@ from mkg_small import build_store, write_notes
 from typer.testing import CliRunner
 
 from medsyn.cli.audit import app as audit_app
-from medsyn.cli.onto import app as onto_app
+from medsyn.cli.curation import app as onto_app
 
 runner = CliRunner()
 
@@ -102,7 +102,7 @@ def test_tampered_set_fails_verify_with_exit_1(store_dir: Path, tmp_path: Path) 
 
 
 def test_user_errors_are_one_line_and_change_nothing(store_dir: Path) -> None:
-    from medsyn.store import OxigraphStore
+    from medsyn.kg.store import OxigraphStore
 
     with OxigraphStore(store_dir) as s:
         before = s.dump(format="nq")

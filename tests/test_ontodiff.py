@@ -8,14 +8,14 @@ import pytest
 from mkg_small import build_store
 from pyoxigraph import Literal, Quad
 
-from medsyn import curation
+from medsyn.curation import edits as curation
+from medsyn.curation.check import check, merge_commands, near_duplicates
+from medsyn.curation.diff import diff_paths, diff_stores
+from medsyn.curation.owl import export_owl
+from medsyn.curation.snapshot import restore, snapshot
 from medsyn.errors import InputError
-from medsyn.ontocheck import check, merge_commands, near_duplicates
-from medsyn.ontodiff import diff_paths, diff_stores
-from medsyn.owlio import export_owl
-from medsyn.snapshot import restore, snapshot
-from medsyn.store import OxigraphStore
-from medsyn.vocab import ICD10_GRAPH, RDF_TYPE, code_iri, ms, skos
+from medsyn.kg.store import OxigraphStore
+from medsyn.kg.vocab import ICD10_GRAPH, RDF_TYPE, code_iri, ms, skos
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ from time import time
 
 import pytest
 
-from medsyn.backends import ChatRequest, Completion, get_backend
-from medsyn.backends.openai_backend import OpenAIBackend, retry_after_seconds
-from medsyn.backends.pricing import cost_usd, parse_price, price_for
 from medsyn.errors import BackendError, InputError
-from medsyn.replies import parse_reply
+from medsyn.generation.backends import ChatRequest, Completion, get_backend
+from medsyn.generation.backends.openai_backend import OpenAIBackend, retry_after_seconds
+from medsyn.generation.backends.pricing import cost_usd, parse_price, price_for
+from medsyn.generation.replies import parse_reply
 from medsyn.testing.openai_server import FakeOpenAIServer
 
 MESSAGES = [

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pyoxigraph import RdfFormat, parse
 
-from medsyn.build import build_kg
-from medsyn.owlio import export_owl, import_owl
-from medsyn.store import OxigraphStore
-from medsyn.vocab import MS
+from medsyn.curation.owl import export_owl, import_owl
+from medsyn.kg.build import build_kg
+from medsyn.kg.store import OxigraphStore
+from medsyn.kg.vocab import MS
 
 MEDSYN = [str(Path(sys.executable).parent / "medsyn")]
 KINDS = ("ICD10Chapter", "ICD10Block", "ICD10Category", "ICD10Subcode")

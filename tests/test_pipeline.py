@@ -107,7 +107,7 @@ def test_run_skips_existing_outputs_and_reports_errors_in_one_line(tmp_path: Pat
 
 
 def test_kg_build_publishes_to_a_real_oxigraph_server(tmp_path: Path, shared_data: Path) -> None:
-    from medsyn.remote_store import RemoteStore
+    from medsyn.kg.remote_store import RemoteStore
     from medsyn.testing.servers import oxigraph_server
 
     with oxigraph_server(tmp_path / "ox") as server:
@@ -135,7 +135,7 @@ def test_kg_build_publishes_to_a_real_oxigraph_server(tmp_path: Path, shared_dat
 def test_a_generation_folder_reads_as_one_note_set(tmp_path: Path) -> None:
     import json
 
-    from medsyn.eval_data import read_notes
+    from medsyn.evaluation.data import read_notes
 
     def line(i: int, status: str, accepted: bool, text: str | None) -> str:
         rec = {"id": f"n{i}", "code": "M54", "response": text, "symptoms": ["боль"], "accepted": accepted}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from medsyn.errors import InputError
-from medsyn.prompts import list_templates, load_template, patient_phrase
-from medsyn.samples import Sample
+from medsyn.generation.prompts import list_templates, load_template, patient_phrase
+from medsyn.sampling.samples import Sample
 
 # The authors' user prompt (milteam/MedSyn scripts/taskgen/generate_anamneses.py, PROMPT_STRUCTURE).
 AUTHORS_USER = (

@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from medsyn.backends import get_backend
-from medsyn.filtering import FilterConfig
-from medsyn.generation import NOTES_FILE, RUN_FILE, GenerationConfig, generate
-from medsyn.prompts import load_template
-from medsyn.provenance import RunInfo, agent_iri, note_id, note_quads
-from medsyn.store import OxigraphStore
+from medsyn.generation.backends import get_backend
+from medsyn.generation.config import GenerationConfig
+from medsyn.generation.engine import generate
+from medsyn.generation.filter import FilterConfig
+from medsyn.generation.prompts import load_template
+from medsyn.generation.provenance import RunInfo, agent_iri, note_id, note_quads
+from medsyn.generation.run_folder import NOTES_FILE, RUN_FILE
+from medsyn.kg.store import OxigraphStore
+from medsyn.kg.vocab import code_iri, example_note_iri, graph_iri, symptom_iri
 from medsyn.testing import demo_samples
 from medsyn.testing.openai_server import FakeOpenAIServer
-from medsyn.vocab import code_iri, example_note_iri, graph_iri, symptom_iri
 
 P = """PREFIX ms: <https://w3id.org/medsyn/ontology#>
 PREFIX prov: <http://www.w3.org/ns/prov#>

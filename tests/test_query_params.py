@@ -7,10 +7,10 @@ import pytest
 from pyoxigraph import Literal, NamedNode
 
 from medsyn.errors import InputError
+from medsyn.kg.queries import query_parameters, run_named, run_query
+from medsyn.kg.store import OxigraphStore, bind_query
+from medsyn.kg.vocab import ID
 from medsyn.paths import SPARQL_DIR
-from medsyn.queries import query_parameters, run_named, run_query
-from medsyn.store import OxigraphStore, bind_query
-from medsyn.vocab import ID
 
 # Per parametrized query: a binding that matches the shared dataset (tests/sparql_cases.py). A new parametrized
 # query without an entry here fails test_every_parametrized_query_has_a_case.

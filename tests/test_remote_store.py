@@ -13,10 +13,11 @@ from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, parse
 from sparql_cases import BULK_GRAPH, CASES, EMPTY_CASES, Case, bulk_quads, canonical, load_dataset
 
 from medsyn.errors import InputError, StoreError
-from medsyn.remote_store import RemoteStore, copy_graphs
-from medsyn.store import OxigraphStore, Store, open_store
+from medsyn.kg.opener import open_store
+from medsyn.kg.remote_store import RemoteStore, copy_graphs
+from medsyn.kg.store import OxigraphStore, Store
+from medsyn.kg.vocab import GRAPH
 from medsyn.testing.servers import RunningServer, free_port, medsyn_server, oxigraph_server
-from medsyn.vocab import GRAPH
 
 TOKEN = "test-token-7"
 

@@ -10,9 +10,9 @@ import pytest
 from sampling_graph import real_graph
 
 from medsyn.cli import main
-from medsyn.samples import read_samples
-from medsyn.sampling import draw_samples
-from medsyn.store import OxigraphStore
+from medsyn.kg.store import OxigraphStore
+from medsyn.sampling.draw import draw_samples
+from medsyn.sampling.samples import read_samples
 
 
 @pytest.fixture(scope="module")

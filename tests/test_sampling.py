@@ -11,16 +11,15 @@ import pytest
 from sampling_graph import GraphBuilder, real_graph
 from scipy.stats import chisquare
 
-import medsyn.strategies
+import medsyn.sampling.strategies
 from medsyn.errors import InputError
-from medsyn.samples import Sample, sample_id
-from medsyn.sampling import CHUNK, draw_samples, uniform_rows
-from medsyn.store import OxigraphStore
-from medsyn.strategies import available_strategies, get_strategy, register_strategy
-from medsyn.strategies.paper import PaperStrategy
-from medsyn.strategies.tables import SamplingTables, load_tables
-from medsyn.vocab import code_iri, source_iri
-from medsyn.weights import code_weights
+from medsyn.kg.store import OxigraphStore
+from medsyn.kg.vocab import code_iri, source_iri
+from medsyn.sampling.draw import CHUNK, draw_samples, uniform_rows
+from medsyn.sampling.samples import Sample, sample_id
+from medsyn.sampling.strategies import available_strategies, get_strategy, register_strategy
+from medsyn.sampling.strategies.paper import PaperStrategy
+from medsyn.sampling.tables import SamplingTables, code_weights, load_tables
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +266,7 @@ def test_strategies_are_pluggable_by_name_class_or_instance(
 ) -> None:
     assert {"paper", "softmax"} <= set(available_strategies())
     # A registry copy for this test, so the test strategy does not leak into the rest of the session.
-    monkeypatch.setattr(medsyn.strategies, "_REGISTRY", dict(medsyn.strategies._REGISTRY))
+    monkeypatch.setattr(medsyn.sampling.strategies, "_REGISTRY", dict(medsyn.sampling.strategies._REGISTRY))
     register_strategy("first-only", OnlyFirstSymptom)
     by_name = draw_samples(tables, n=50, strategy="first-only", seed=1)
     assert all(len(s.symptoms) == 1 for s in by_name)

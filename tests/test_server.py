@@ -24,10 +24,10 @@ from pyoxigraph import (
 from sparql_cases import CASES, FILLER, PREFIXES, Case, canonical, dataset_store
 
 from medsyn.errors import StoreError
-from medsyn.remote_store import RemoteStore
-from medsyn.store import OxigraphStore, bind_query
+from medsyn.kg.remote_store import RemoteStore
+from medsyn.kg.store import OxigraphStore, bind_query
+from medsyn.kg.vocab import GRAPH
 from medsyn.testing.servers import RunningServer, free_port, medsyn_server
-from medsyn.vocab import GRAPH
 
 TOKEN = "s3cret-token"
 SELECT = PREFIXES + "SELECT ?c ?l WHERE { ?c skos:notation ?n ; rdfs:label ?l }"

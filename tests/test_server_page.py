@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import pytest
 from sparql_cases import PREFIXES, load_dataset
 
-from medsyn.store import OxigraphStore
+from medsyn.kg.store import OxigraphStore
 from medsyn.testing.servers import RunningServer, medsyn_server
 
 M545 = "https://w3id.org/medsyn/id/icd10/M54.5"

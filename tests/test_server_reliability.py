@@ -16,11 +16,11 @@ import httpx
 import pytest
 from sparql_cases import CASES, PREFIXES, canonical, load_dataset
 
-from medsyn.provenance import RunInfo, add_notes, finish_run, run_quads
-from medsyn.remote_store import RemoteStore
-from medsyn.store import OxigraphStore
+from medsyn.generation.provenance import RunInfo, add_notes, finish_run, run_quads
+from medsyn.kg.remote_store import RemoteStore
+from medsyn.kg.store import OxigraphStore
+from medsyn.kg.vocab import GRAPH
 from medsyn.testing.servers import RunningServer, medsyn_server
-from medsyn.vocab import GRAPH
 
 TOKEN = "reliability-token"
 RUN_PREFIX = GRAPH + "run/stress-"

@@ -8,7 +8,7 @@ import pytest
 from pyoxigraph import Literal, NamedNode, Quad
 
 from medsyn.errors import InputError, StoreError
-from medsyn.store import OxigraphStore, bind_query
+from medsyn.kg.store import OxigraphStore, bind_query
 
 G = NamedNode("urn:g")
 P = NamedNode("urn:p")
@@ -78,7 +78,7 @@ def test_read_only_store_closes_and_a_second_writer_is_refused(tmp_path: Path) -
 
 
 def test_samples_file_errors_name_the_line(tmp_path: Path) -> None:
-    from medsyn.samples import Sample, read_samples, write_samples
+    from medsyn.sampling.samples import Sample, read_samples, write_samples
 
     s = Sample(
         id="s",

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from pyoxigraph import Literal, NamedNode, Quad
 
-from medsyn.build import build_kg
-from medsyn.graphversion import graph_version
-from medsyn.store import OxigraphStore
+from medsyn.kg.build import build_kg
+from medsyn.kg.store import OxigraphStore
+from medsyn.kg.version import graph_version
+from medsyn.kg.vocab import CURATION_GRAPH, GRAPH
 from medsyn.testing.servers import free_port
-from medsyn.vocab import CURATION_GRAPH, GRAPH
 
 MEDSYN = [sys.executable, "-m", "medsyn"]
 SMALL = ["wikimed"]
@@ -150,7 +150,7 @@ def test_rebuild_keeps_runs_and_curation_or_drops_them_on_request(
 def test_only_build_and_restore_create_a_store(small: Path, tmp_path: Path) -> None:
     typo = tmp_path / "st-typo"
     samples = tmp_path / "samples.jsonl"
-    from medsyn.samples import write_samples
+    from medsyn.sampling.samples import write_samples
     from medsyn.testing import demo_samples
 
     write_samples(samples, demo_samples(1))

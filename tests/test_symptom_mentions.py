@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from medsyn.filtering import FilterConfig, decide, score_note
-from medsyn.symptom_mentions import analyse, mentioned, symptom_recall, symptom_words
+from medsyn.generation.filter import FilterConfig, decide, score_note
+from medsyn.generation.mentions import analyse, mentioned, symptom_recall, symptom_words
 
 TABLE = Path(__file__).parent / "data" / "symptom_mentions.tsv"
 

@@ -8,9 +8,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from medsyn.classifier import ClassifierConfig
-from medsyn.eval_data import NoteSet, default_dev, default_synthetic, default_train, read_notes
-from medsyn.upsampling import (
+from medsyn.evaluation.classifier import ClassifierConfig
+from medsyn.evaluation.data import NoteSet, default_dev, default_synthetic, default_train, read_notes
+from medsyn.evaluation.upsampling import (
     REAL,
     GridPoint,
     allocate,
@@ -130,7 +130,7 @@ def test_whole_grid_on_small_subset(train: NoteSet, gpt4: NoteSet) -> None:
 
 def test_bad_arguments_are_input_errors_naming_the_parameter(train: NoteSet, gpt4: NoteSet, tmp_path) -> None:
     from medsyn.errors import InputError
-    from medsyn.report import write_quality_report
+    from medsyn.evaluation.report import write_quality_report
 
     rng = np.random.default_rng(0)
     with pytest.raises(InputError, match=r"^share must be in \(0, 1\], got 0"):

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from kg_helpers import read_only
 
+from medsyn.kg.store import OxigraphStore
+from medsyn.kg.validate import check_names, reason, run_checks
+from medsyn.kg.vocab import GRAPH, ICD10_GRAPH, ONTOLOGY_GRAPH, graph_iri
 from medsyn.paths import ONTOLOGY_DIR
-from medsyn.store import OxigraphStore
-from medsyn.validate import check_names, reason, run_checks
-from medsyn.vocab import GRAPH, ICD10_GRAPH, ONTOLOGY_GRAPH, graph_iri
 
 MS = "https://w3id.org/medsyn/ontology#"
 ID = "https://w3id.org/medsyn/id/"

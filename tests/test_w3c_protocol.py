@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pyoxigraph import BlankNode, Literal, NamedNode, RdfFormat, Store
 
-from medsyn.store import OxigraphStore
+from medsyn.kg.store import OxigraphStore
 from medsyn.testing.servers import RunningServer, medsyn_server, oxigraph_server
 
 HERE = Path(__file__).parent / "w3c_protocol"

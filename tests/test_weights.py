@@ -11,9 +11,10 @@ import pytest
 from sampling_graph import GraphBuilder, real_graph
 
 from medsyn.errors import InputError
-from medsyn.store import OxigraphStore
-from medsyn.vocab import normalize_label
-from medsyn.weights import CodeWeight, code_weights, parse_overrides, plan_counts
+from medsyn.kg.store import OxigraphStore
+from medsyn.kg.vocab import normalize_label
+from medsyn.sampling.tables import code_weights
+from medsyn.sampling.weights import CodeWeight, parse_overrides, plan_counts
 
 
 def J3(x: float) -> float:

@@ -29,13 +29,13 @@ app = typer.Typer(
 # (`app`) or top-level commands through `register(app)`.
 _GROUPS: list[tuple[str, str | None]] = [
     ("medsyn.cli.kg", "kg"),
-    ("medsyn.cli.sample", None),
-    ("medsyn.cli.generate", None),
-    ("medsyn.cli.export", None),
-    ("medsyn.cli.finetune", None),
-    ("medsyn.cli.evaluate", "eval"),
-    ("medsyn.cli.serve", None),
-    ("medsyn.cli.onto", "onto"),
+    ("medsyn.cli.sampling", None),
+    ("medsyn.cli.generation", None),
+    ("medsyn.cli.sharing", None),
+    ("medsyn.cli.training", None),
+    ("medsyn.cli.evaluation", "eval"),
+    ("medsyn.cli.server", None),
+    ("medsyn.cli.curation", "onto"),
     ("medsyn.cli.audit", "audit"),
     ("medsyn.cli.pipeline", None),
 ]

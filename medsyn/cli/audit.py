@@ -16,7 +16,7 @@ from rich.tree import Tree
 from medsyn.errors import ExitCode
 
 if TYPE_CHECKING:
-    from medsyn.store import Store
+    from medsyn.kg.store import Store
 
 app = typer.Typer(help="Audit provenance: note lineage, integrity of generated sets, runs and sources.")
 console = Console()
@@ -32,8 +32,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tab
 
 @contextlib.contextmanager
 def _opened(store: Path | None, endpoint: str | None) -> Iterator[Store]:
+    from medsyn.kg.opener import open_store
     from medsyn.paths import default_store_dir
-    from medsyn.store import open_store
 
     s = open_store(None if endpoint else (store or default_store_dir()), endpoint=endpoint, read_only=True)
     try:
@@ -244,8 +244,8 @@ def reprov_command(
     """Write a run's provenance again from its folder (idempotent): brings runs recorded by an older MedSyn up to
     the current PROV-O layout that `kg validate`'s SHACL shapes check."""
     from medsyn.audit import rerecord
+    from medsyn.kg.opener import open_store
     from medsyn.paths import default_store_dir
-    from medsyn.store import open_store
 
     s = open_store(None if endpoint else (store or default_store_dir()), endpoint=endpoint)
     try:

@@ -31,13 +31,13 @@ def _store_dir(store: Path | None) -> Path:
 
 
 def _open(store: Path | None, endpoint: str | None, *, read_only: bool = True) -> Any:
-    from medsyn.store import open_store
+    from medsyn.kg.opener import open_store
 
     return open_store(_store_dir(store) if not endpoint else None, endpoint=endpoint, read_only=read_only)
 
 
 def _counts_tables(class_counts: dict[str, int], graph_counts: dict[str, int]) -> tuple[Table, Table]:
-    from medsyn.vocab import GRAPH
+    from medsyn.kg.vocab import GRAPH
 
     ct = Table(title="Instances per class")
     ct.add_column("class")
@@ -82,13 +82,14 @@ def build(
     With --endpoint the graph is built locally in a temporary store, then published to the SPARQL server graph by
     graph (each named graph is replaced there).
     """
-    from medsyn.build import build_kg
+    from medsyn.kg.build import build_kg
 
     if endpoint:
         import tempfile
 
-        from medsyn.remote_store import copy_graphs
-        from medsyn.store import OxigraphStore, open_store
+        from medsyn.kg.opener import open_store
+        from medsyn.kg.remote_store import copy_graphs
+        from medsyn.kg.store import OxigraphStore
 
         # Opened first: a bad URL or credentials setting is reported before minutes of building, not after.
         remote = open_store(endpoint=endpoint)
@@ -129,8 +130,8 @@ def build(
 @app.command()
 def stats(store: StoreOpt = None, endpoint: EndpointOpt = None) -> None:
     """Counts per class and per named graph, and the graph version notes generated now would cite."""
-    from medsyn.graphversion import graph_version
-    from medsyn.kgstats import build_info, class_counts, graph_counts
+    from medsyn.kg.stats import build_info, class_counts, graph_counts
+    from medsyn.kg.version import graph_version
 
     s = _open(store, endpoint)
     try:
@@ -168,7 +169,7 @@ def query(
     endpoint: EndpointOpt = None,
 ) -> None:
     """Run a SPARQL query (default graph = union of all named graphs); results in the W3C formats."""
-    from medsyn.queries import read_query_file
+    from medsyn.kg.queries import read_query_file
 
     if fmt not in FORMATS:
         raise InputError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
@@ -185,11 +186,11 @@ def query(
 
 
 def format_result(result: Any, fmt: str) -> bytes:
-    """A :data:`medsyn.store.QueryResult` written by pyoxigraph's serializers, or as a table (header: the query's
+    """A :data:`medsyn.kg.store.QueryResult` written by pyoxigraph's serializers, or as a table (header: the query's
     variables, also when no row binds them)."""
     from pyoxigraph import QueryBoolean, QueryResultsFormat, RdfFormat, serialize
 
-    from medsyn.vocab import PREFIXES
+    from medsyn.kg.vocab import PREFIXES
 
     if isinstance(result, list):  # CONSTRUCT / DESCRIBE
         graph_formats = {
@@ -248,13 +249,23 @@ def export(
     endpoint: EndpointOpt = None,
 ) -> None:
     """Export the graph. ``owl`` = RDF/XML of the ontology and ICD-10 graphs (opens in owlready2/Protégé)."""
-    from medsyn.kgexport import export_bytes
+    from medsyn.kg.export import EXPORT_FORMATS, export_bytes
 
     if out is not None and not out.parent.is_dir():  # a typo in the folder must not create a new tree
         raise InputError("--out: the folder does not exist; create it first", path=out.parent)
+    owl = fmt.lower() == "owl"
+    if not owl and fmt.lower() not in EXPORT_FORMATS:
+        raise InputError(f"--format: {fmt!r} is not one of {', '.join((*EXPORT_FORMATS, 'owl'))}")
+    if owl and graph:
+        raise InputError("--graph: the owl export always holds the ontology and every ICD-10 code")
     s = _open(store, endpoint)
     try:
-        data = export_bytes(s, fmt, graph=graph)
+        if owl:
+            from medsyn.curation.owl import owl_bytes
+
+            data = owl_bytes(s)[0]
+        else:
+            data = export_bytes(s, fmt, graph=graph)
     finally:
         s.close()
     if out is None:
@@ -278,7 +289,7 @@ def validate(
 ) -> None:
     """SPARQL checks (sparql/checks/*.rq must return no rows), the provenance SHACL shapes and an OWL consistency
     check; non-zero on failure."""
-    from medsyn.validate import reason, run_checks, validate_provenance
+    from medsyn.kg.validate import reason, run_checks, validate_provenance
 
     s = _open(store, endpoint)
     try:

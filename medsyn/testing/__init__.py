@@ -1,12 +1,13 @@
 """Real test infrastructure shipped with the package (no mocks): a local OpenAI-compatible HTTP server
-(:mod:`medsyn.testing.openai_server`) and hand-made samples for tests, benchmarks and demos."""
+(:mod:`medsyn.testing.openai_server`), server processes (:mod:`medsyn.testing.servers`), a tiny LLaMA built on the
+spot (:mod:`medsyn.testing.tiny_llama`) and hand-made samples for tests, benchmarks and demos."""
 
 from __future__ import annotations
 
 import random
 
-from medsyn.samples import Sample, sample_id
-from medsyn.vocab import symptom_iri
+from medsyn.kg.vocab import symptom_iri
+from medsyn.sampling.samples import Sample, sample_id
 
 # A few real symptom strings and example-like notes per category (from the MedSyn symptom map's vocabulary).
 _DEMO: dict[str, tuple[str, list[str], str]] = {

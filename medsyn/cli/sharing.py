@@ -1,0 +1,59 @@
+"""``medsyn export``: generated runs (and the authors' sets) as one shareable dataset folder with a card."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def export_command(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="medsyn generate output folders, or RuMedTop3-layout JSONL files (the authors' sets)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Dataset folder to write (replaced as a whole).")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet.")] = "jsonl",
+    on_near_copy: Annotated[
+        str,
+        typer.Option(
+            "--on-near-copy", help="A note copying a real one (exact, or word 5-gram Jaccard >= 0.8): drop, flag, fail."
+        ),
+    ] = "drop",
+    store: Annotated[
+        Path | None,
+        typer.Option("--store", help="Store the runs were generated with (default: $MEDSYN_STORE or .medsyn/store)."),
+    ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="SPARQL endpoint URL instead of the store.")
+    ] = None,
+) -> None:
+    """Merge runs into RuMedTop3-compatible records (jsonl or Parquet) with a dataset card; no real note inside."""
+    from medsyn.kg.opener import open_store
+    from medsyn.paths import default_store_dir
+    from medsyn.sharing.export import export
+
+    s = open_store(None if endpoint else (store or default_store_dir()), endpoint=endpoint, read_only=True)
+    try:
+        r = export(
+            inputs, out, store=s, fmt=fmt, on_near_copy=on_near_copy, command=["medsyn", "export", *sys.argv[2:]]
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            s.close()
+    typer.echo(
+        f"exported {len(r.records)} notes over {len(r.per_code)} codes from {len(r.sources)} input(s) -> {r.out} "
+        f"({r.format}); near-copy check against {r.real_notes} real notes: {r.exact} exact, {r.near} near "
+        f"(Jaccard >= 0.8), {r.dropped} dropped, {r.flagged} flagged"
+        + (f"; {r.duplicates} duplicate ids skipped" if r.duplicates else "")
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_command)

@@ -1,0 +1,273 @@
+"""Quality and privacy of a synthetic note set measured against the real notes.
+
+* diversity: distinct-n (unique / total word n-grams) on equally many real and synthetic notes, because distinct-n
+  falls as a corpus grows and the sets differ in size;
+* lengths in words;
+* symptom recall of the requested symptoms (:func:`medsyn.generation.mentions.symptom_recall`: lemmas, negation scope);
+* copying: word 3-shingle Jaccard and containment (:mod:`medsyn.textsim`) of every synthetic note against the real
+  note it was prompted with (``example_id`` of ``medsyn generate`` output; for sets without it, the closest real
+  note of the same code stands in) and against the whole train set. Computed exactly with a sparse shingle
+  matrix rather than estimated with MinHash: 2k x 5k pairs are cheap this way;
+* distinguishability: cross-validated AUC of a char TF-IDF + logistic regression telling real train notes from
+  synthetic ones on a balanced sample (0.5 = indistinguishable), next to the AUC of note length alone;
+* code fidelity: the share of notes that a classifier trained on the real train notes puts in their intended code
+  (top-1 and top-3). A filter can be passed by notes that merely list the requested symptoms; such notes rarely
+  read like the code's real notes, and fidelity shows it where the accept rate cannot;
+* accept rate: the share of a ``medsyn generate`` set's scored notes that the quality filter accepted (when the
+  rejected notes were read too). Fidelity is measured on the accepted notes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from medsyn.evaluation.classifier import CodeClassifier
+from medsyn.evaluation.data import NoteSet
+from medsyn.generation.mentions import symptom_recall
+from medsyn.textsim import shingles, tokens
+
+NEAR_DUPLICATE = 0.5  # word 3-shingle Jaccard at or above which a note counts as a near-copy
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Unique word n-grams over all word n-grams of the corpus.
+
+    >>> distinct_n(["а б а б"], 1), distinct_n(["а б в", "а б в"], 2)
+    (0.5, 0.5)
+    """
+    seen: set[tuple[str, ...]] = set()
+    total = 0
+    for t in texts:
+        w = tokens(t)
+        grams = [tuple(w[i : i + n]) for i in range(len(w) - n + 1)]
+        total += len(grams)
+        seen.update(grams)
+    return len(seen) / total if total else 0.0
+
+
+def word_lengths(texts: Sequence[str]) -> np.ndarray:
+    return np.array([len(tokens(t)) for t in texts], dtype=int)
+
+
+def normalised(text: str) -> str:
+    """Case, punctuation and spacing removed: two notes equal under this are exact duplicates."""
+    return " ".join(tokens(text))
+
+
+def _shingle_matrix(texts: Sequence[str], vocab: dict[str, int], n: int = 3) -> sparse.csr_matrix:
+    rows, cols = [], []
+    for i, t in enumerate(texts):
+        for s in shingles(t, n):
+            rows.append(i)
+            cols.append(vocab.setdefault(s, len(vocab)))
+    data = np.ones(len(rows), dtype=np.float32)
+    return sparse.csr_matrix((data, (rows, cols)), shape=(len(texts), max(len(vocab), 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class Overlap:
+    """Per synthetic note: best Jaccard and containment against the reference notes, and where it was found."""
+
+    jaccard: np.ndarray
+    containment: np.ndarray
+    best: np.ndarray  # index of the reference note with the highest Jaccard (-1 when none overlaps)
+
+
+def overlap(
+    synthetic: Sequence[str],
+    reference: Sequence[str],
+    *,
+    allowed: np.ndarray | None = None,
+    skip_self: bool = False,
+    n: int = 3,
+) -> Overlap:
+    """Max word ``n``-shingle (3 by default) Jaccard / containment of each synthetic note over the reference notes.
+
+    ``allowed`` (boolean, synthetic x reference) restricts the pairs considered; ``skip_self`` ignores the
+    diagonal when both sides are the same list.
+
+    >>> o = overlap(["боль в спине слева"], ["боль в спине слева", "кашель"])
+    >>> float(o.jaccard[0]), int(o.best[0])
+    (1.0, 0)
+    """
+    vocab: dict[str, int] = {}
+    s = _shingle_matrix(synthetic, vocab, n)
+    r = _shingle_matrix(reference, vocab, n)
+    s.resize((s.shape[0], len(vocab) or 1))
+    r.resize((r.shape[0], len(vocab) or 1))
+    inter = (s @ r.T).tocoo()
+    size_s = np.asarray(s.sum(axis=1)).ravel()
+    size_r = np.asarray(r.sum(axis=1)).ravel()
+    i, j, v = inter.row, inter.col, inter.data.astype(float)
+    keep = np.ones(v.size, dtype=bool)
+    if allowed is not None:
+        keep &= allowed[i, j]
+    if skip_self:
+        keep &= i != j
+    i, j, v = i[keep], j[keep], v[keep]
+    jac = v / (size_s[i] + size_r[j] - v)
+    con = v / np.maximum(size_s[i], 1)
+    rows = len(synthetic)
+    best_j = np.zeros(rows)
+    best_c = np.zeros(rows)
+    best = np.full(rows, -1)
+    # Visit pairs by ascending Jaccard so the last write per row is its maximum.
+    order = np.argsort(jac, kind="stable")
+    best_j[i[order]] = jac[order]
+    best[i[order]] = j[order]
+    np.maximum.at(best_c, i, con)
+    return Overlap(best_j, best_c, best)
+
+
+def distinguishability_auc(
+    real: Sequence[str], synthetic: Sequence[str], rng: np.random.Generator, *, folds: int = 5, max_per_class: int = 0
+) -> tuple[float, float]:
+    """Mean and std over stratified folds of a char TF-IDF (2..5) + LR real-vs-synthetic classifier's ROC AUC.
+
+    Both classes are cut to the smaller one's size (and to ``max_per_class`` when positive) so that AUC does not
+    reward a size imbalance.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+
+    k = min(len(real), len(synthetic))
+    if max_per_class > 0:
+        k = min(k, max_per_class)
+    if k < folds:
+        return float("nan"), float("nan")
+    ri = rng.choice(len(real), size=k, replace=False)
+    si = rng.choice(len(synthetic), size=k, replace=False)
+    texts = [real[i] for i in ri] + [synthetic[i] for i in si]
+    y = np.r_[np.zeros(k, dtype=int), np.ones(k, dtype=int)]
+    aucs = []
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=int(rng.integers(2**31 - 1)))
+    for tr, te in cv.split(texts, y):
+        model = make_pipeline(
+            TfidfVectorizer(analyzer="char", ngram_range=(2, 5), min_df=2, sublinear_tf=True),
+            LogisticRegression(C=10, solver="liblinear"),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit([texts[i] for i in tr], y[tr])
+        aucs.append(roc_auc_score(y[te], model.decision_function([texts[i] for i in te])))
+    return float(np.mean(aucs)), float(np.std(aucs, ddof=1))
+
+
+def length_auc(real: Sequence[str], synthetic: Sequence[str]) -> float:
+    """ROC AUC of word count alone, folded so that 0.5 is the floor (either direction separates)."""
+    from sklearn.metrics import roc_auc_score
+
+    lengths = np.r_[word_lengths(real), word_lengths(synthetic)]
+    y = np.r_[np.zeros(len(real)), np.ones(len(synthetic))]
+    a = float(roc_auc_score(y, lengths))
+    return max(a, 1 - a)
+
+
+@dataclass(frozen=True, slots=True)
+class Quality:
+    name: str
+    n: int
+    n_real: int
+    length_real: np.ndarray
+    length_syn: np.ndarray
+    distinct_real: dict[int, float]
+    distinct_syn: dict[int, float]
+    symptom_recall: float | None
+    prompt_reference: str  # "example_id" or "closest same-code train note"
+    prompt_overlap: Overlap
+    train_overlap: Overlap
+    within_overlap: Overlap
+    exact_train: float
+    exact_within: float
+    auc: tuple[float, float]
+    auc_length: float
+    fidelity: tuple[float, float] | None = None
+    """Share of accepted notes whose intended code a real-notes classifier ranks first / in its top 3."""
+    accept_rate: float | None = None
+    """Share of scored notes the filter accepted (None when only accepted notes were read)."""
+
+    def near_rate(self, which: str, threshold: float = NEAR_DUPLICATE) -> float:
+        o: Overlap = getattr(self, f"{which}_overlap")
+        return float((o.jaccard >= threshold).mean())
+
+
+def code_fidelity(classifier: CodeClassifier, notes: NoteSet) -> tuple[float, float]:
+    """(top-1, top-3) share of the notes whose own code the classifier ranks first / among its first three."""
+    ranked = classifier.top_k(notes.texts, 3)
+    codes = notes.codes
+    return (
+        float(np.mean([r[0] == c for r, c in zip(ranked, codes, strict=True)])),
+        float(np.mean([c in r for r, c in zip(ranked, codes, strict=True)])),
+    )
+
+
+def assess(
+    synthetic: NoteSet,
+    train: NoteSet,
+    rng: np.random.Generator,
+    *,
+    auc_folds: int = 5,
+    auc_max_per_class: int = 0,
+    classifier: CodeClassifier | None = None,
+) -> Quality:
+    """All quality and privacy figures of one synthetic set against the real train set.
+
+    ``classifier`` (fitted on ``train``) adds code fidelity; fit it once for several sets.
+    """
+    accept_rate = float(np.mean([n.accepted for n in synthetic.notes]))
+    kept = NoteSet(synthetic.name, synthetic.path, synthetic.format, [n for n in synthetic.notes if n.accepted])
+    fidelity = code_fidelity(classifier, kept) if classifier is not None and kept.notes else None
+    syn = synthetic.texts
+    real = train.texts
+    k = min(len(syn), len(real))
+    real_sample = [real[i] for i in rng.choice(len(real), size=k, replace=False)]
+    syn_sample = [syn[i] for i in rng.choice(len(syn), size=k, replace=False)]
+    requested = [n for n in synthetic.notes if n.requested]
+    recall = float(np.mean([symptom_recall(n.text, n.requested) for n in requested])) if requested else None
+
+    train_ids = {n.id: i for i, n in enumerate(train.notes)}
+    linked = [train_ids.get(n.example_id) if n.example_id else None for n in synthetic.notes]
+    if any(x is not None for x in linked):
+        allowed = np.zeros((len(syn), len(real)), dtype=bool)
+        for i, j in enumerate(linked):
+            if j is not None:
+                allowed[i, j] = True
+        prompt_ref = "example_id"
+    else:
+        allowed = np.equal.outer(np.asarray(synthetic.codes, dtype=object), np.asarray(train.codes, dtype=object))
+        prompt_ref = "closest same-code train note"
+    real_norm = {normalised(t) for t in real}
+    syn_norm = [normalised(t) for t in syn]
+    counts: dict[str, int] = {}
+    for t in syn_norm:
+        counts[t] = counts.get(t, 0) + 1
+    auc = distinguishability_auc(real, syn, rng, folds=auc_folds, max_per_class=auc_max_per_class)
+    return Quality(
+        name=synthetic.name,
+        n=len(syn),
+        n_real=len(real),
+        length_real=word_lengths(real),
+        length_syn=word_lengths(syn),
+        distinct_real={n: distinct_n(real_sample, n) for n in (1, 2, 3)},
+        distinct_syn={n: distinct_n(syn_sample, n) for n in (1, 2, 3)},
+        symptom_recall=recall,
+        prompt_reference=prompt_ref,
+        prompt_overlap=overlap(syn, real, allowed=allowed),
+        train_overlap=overlap(syn, real),
+        within_overlap=overlap(syn, syn, skip_self=True),
+        exact_train=float(np.mean([t in real_norm for t in syn_norm])),
+        exact_within=float(np.mean([counts[t] > 1 for t in syn_norm])),
+        auc=auc,
+        auc_length=length_auc(real, syn),
+        fidelity=fidelity,
+        # Only a set read with its rejected notes (eval quality --include-rejected) has an accept rate to show.
+        accept_rate=accept_rate if accept_rate < 1.0 else None,
+    )

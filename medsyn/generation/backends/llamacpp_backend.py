@@ -1,0 +1,165 @@
+"""The ``llamacpp`` backend: GGUF models run by llama.cpp in this process (the ``xllamacpp`` wheel, CPU build).
+
+llama.cpp runs quantized GGUF weights natively, where transformers first de-quantizes them to float32; on a CPU it
+decodes faster (``benchmarks/local_generation.py`` measures both on the same prompts). The engine is llama.cpp's own
+server code (``xllamacpp.Server``) called in-process through its OpenAI-style handlers, so completion prompts and
+chat messages get the same treatment as from a llama.cpp server. ``parallel`` slots run that many requests at once
+(continuous batching); ``threads`` is the CPU threads per decode step (on a busy 2-core machine 1 is fastest).
+
+Sampling is seeded per request (``ChatRequest.seed``), so the same prompt and seed give the same note.
+LoRA adapters trained by ``medsyn finetune`` are PEFT folders, which llama.cpp does not read: use ``--backend local``
+for them (or merge the adapter and convert the merged model to GGUF).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medsyn.errors import InputError
+from medsyn.generation.backends import ChatRequest, Completion
+
+DEFAULT_MODEL = "gemma3"
+PROMPT_CACHE_MIB = 0
+
+
+class LlamaCppBackend:
+    name = "llamacpp"
+    batch_size = 1
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        adapter: str | Path | None = None,
+        threads: int = 1,
+        parallel: int = 1,
+        max_input_tokens: int = 2048,
+        stop: Sequence[str] | None = ("\n\n",),
+        **_ignored: Any,
+    ) -> None:
+        if adapter is not None:
+            raise InputError("the llamacpp backend does not read PEFT adapters; use --backend local with --adapter")
+        if threads < 1:
+            raise InputError(f"threads must be >= 1, got {threads}")
+        if parallel < 1:
+            raise InputError(f"parallel must be >= 1, got {parallel}")
+        from medsyn.training.models import base_name
+
+        self.spec = model or DEFAULT_MODEL
+        self.model = base_name(self.spec)
+        self.adapter_hash: str | None = None
+        self.threads = threads
+        self.parallel = parallel
+        self.max_concurrency = parallel
+        self.max_input_tokens = max_input_tokens
+        self.stop = tuple(x for x in (stop or ()) if x)
+        self._server: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "model": self.model,
+            "engine": _engine_version(),
+            "threads": self.threads,
+            "parallel": self.parallel,
+            "max_input_tokens": self.max_input_tokens,
+            "stop": list(self.stop),
+            "prompt_cache_mib": PROMPT_CACHE_MIB,
+        }
+
+    def _load(self) -> Any:
+        if self._server is None:
+            from medsyn.training.models import gguf_path
+
+            path = gguf_path(self.spec)
+            if path is None:
+                raise InputError(f"{self.spec}: the llamacpp backend needs a GGUF model (a .gguf file or gemma3)")
+            try:
+                import xllamacpp
+            except ImportError:
+                raise InputError("the llamacpp backend needs the xllamacpp package (pip install xllamacpp)") from None
+            params = xllamacpp.CommonParams()
+            params.model.path = str(path)
+            # One slot's context holds the prompt and the reply; the server splits n_ctx over its slots.
+            params.n_ctx = (self.max_input_tokens + 1024) * self.parallel
+            params.n_parallel = self.parallel
+            params.cpuparams.n_threads = self.threads
+            params.cpuparams_batch.n_threads = self.threads
+            params.warmup = False
+            params.verbosity = -1
+            params.endpoint_metrics = False
+            # llama.cpp's server keeps finished prompts' KV states in host memory (8 GiB by default): with distinct
+            # few-shot prompts a long run grew ~6 MB an attempt until that cap. A retry of the same prompt still
+            # reuses its slot's own cache, which is all generation here gains from caching.
+            params.cache_ram_mib = PROMPT_CACHE_MIB
+            try:
+                self._server = xllamacpp.Server(params)
+            except Exception as exc:  # the engine reports a bad file as a generic runtime error
+                raise InputError(f"{path}: llama.cpp cannot load this model: {exc}") from None
+        return self._server
+
+    def _body(self, req: ChatRequest) -> dict[str, Any]:
+        stop = list(req.stop if req.stop is not None else self.stop)
+        body: dict[str, Any] = {
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
+            "top_p": 0.95,
+            "seed": req.seed,
+            "stop": stop,
+            "n_probs": 0,
+        }
+        if req.prompt is not None:
+            body["prompt"] = req.prompt
+        else:
+            body["messages"] = req.messages
+        return body
+
+    def generate_one(self, req: ChatRequest) -> Completion:
+        """Blocking generation of one request (what :meth:`complete` runs in a worker thread)."""
+        server = self._load()
+        body = self._body(req)
+        handler = server.handle_completions if req.prompt is not None else server.handle_chat_completions
+        reply = handler(body)
+        if not isinstance(reply, dict) or "error" in reply or not reply.get("choices"):
+            err = reply.get("error") if isinstance(reply, dict) else reply
+            msg = err.get("message") if isinstance(err, dict) else str(err)
+            return Completion(error=f"llama.cpp: {' '.join(str(msg).split())[:300]}", permanent=True, model=self.model)
+        choice = reply["choices"][0]
+        text = choice.get("text") if req.prompt is not None else (choice.get("message") or {}).get("content")
+        usage = reply.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        if prompt_tokens > self.max_input_tokens:
+            return Completion(
+                error=f"prompt too long: {prompt_tokens} tokens > max_input_tokens {self.max_input_tokens}",
+                permanent=True,
+                prompt_tokens=prompt_tokens,
+                model=self.model,
+            )
+        timings = reply.get("timings") or {}
+        return Completion(
+            text=text,
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            model=self.model,
+            extra={k: timings[k] for k in ("prompt_ms", "predicted_ms") if k in timings},
+        )
+
+    async def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        self._load()  # load once, before several worker threads could race to do it
+        return [await asyncio.to_thread(self.generate_one, r) for r in requests]
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _engine_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return f"xllamacpp {version('xllamacpp')}"
+    except Exception:
+        return None

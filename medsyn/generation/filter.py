@@ -1,0 +1,101 @@
+"""The quality filter: score a generated note and decide whether to keep it.
+
+Two scores, both lexical and deterministic (no model download):
+
+* ``recall``: share of the requested symptoms the note states as present
+  (:func:`medsyn.generation.mentions.symptom_recall`). A symptom counts when all its content words have a lemma
+  (pymorphy3) in one sentence of the note, close together and outside a negation's scope: "головная боль" does not
+  mention "головокружение", "правом колене" not "левом колене", and "Отрицает тошноту и рвоту" mentions neither.
+  Paraphrases with other lemmas ("частые позывы" for "учащенное мочеиспускание") are missed; the paper used
+  BERTScore recall >= 0.65 instead, so the default threshold is a little lower. Precision and recall of the matcher
+  on a labelled table: docs/generation.md.
+* ``similarity``: share of the note's word 3-gram shingles that also occur in the example note (containment). A note
+  that copies its example scores near 1 and is rejected as memorised; the paper's BERTScore precision against the
+  example played the opposite role (keep notes close in style), which lexical overlap cannot measure without
+  rewarding copies. With several example notes (a few-shot prompt) it is the highest share over them.
+* ``repetition``: share of the note's word 3-grams that repeat an earlier 3-gram of the same note. Small models
+  fall into loops ("0, ОГК 0, ОАМ 0, ОГК 0, ...") that can still mention the symptoms; a loop is not a note.
+
+>>> cfg = FilterConfig(min_recall=0.5, max_similarity=0.6)
+>>> s = score_note("Жалобы на головную боль и тошноту.", ["головная боль", "тошнота"], "Боль в колене.")
+>>> s.recall, decide(s, cfg)
+(1.0, (True, ''))
+>>> score_note("Жалобы на головную боль, тошноты нет.", ["головная боль", "тошнота"], None).recall
+0.5
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from medsyn.errors import InputError
+from medsyn.generation.mentions import symptom_recall
+from medsyn.textsim import containment, shingles, tokens
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    min_recall: float = 0.5
+    """Reject a note mentioning fewer than this share of the requested symptoms."""
+    max_similarity: float = 0.6
+    """Reject a note with more than this share of its 3-gram shingles copied from the example note."""
+    min_words: int = 5
+    """Reject notes shorter than this many words."""
+    max_repetition: float = 0.3
+    """Reject a note whose word 3-grams repeat earlier ones more often than this share (a generation loop)."""
+
+    def __post_init__(self) -> None:
+        for name in ("min_recall", "max_similarity", "max_repetition"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise InputError(f"--{name.replace('_', '-')} must be in [0, 1], got {v}")
+        if self.min_words < 0:
+            raise InputError(f"min_words must be >= 0, got {self.min_words}")
+
+
+@dataclass(frozen=True)
+class Scores:
+    recall: float
+    similarity: float
+    words: int
+    repetition: float = 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def score_note(text: str, symptoms: Sequence[str], example: str | Sequence[str] | None) -> Scores:
+    """Symptom recall, copy-similarity to the example note(s) (0 without one), word count and repetition."""
+    examples = [example] if isinstance(example, str) else list(example or [])
+    own = shingles(text)
+    sim = max((containment(own, shingles(e)) for e in examples if e), default=0.0)
+    return Scores(
+        recall=symptom_recall(text, symptoms), similarity=sim, words=len(tokens(text)), repetition=repetition(text)
+    )
+
+
+def repetition(text: str, n: int = 3) -> float:
+    """Share of word ``n``-grams that repeat an earlier one in the same text (0 for a text without loops).
+
+    >>> repetition("боль в горле, кашель, температура 38")
+    0.0
+    >>> repetition("0, ОГК 0, ОАМ 0, ОГК 0, ОАМ 0, ОГК 0, ОАМ 0") > 0.5
+    True
+    """
+    t = tokens(text)
+    grams = [tuple(t[i : i + n]) for i in range(len(t) - n + 1)]
+    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def decide(scores: Scores, config: FilterConfig) -> tuple[bool, str]:
+    """(accepted, reason of rejection or '')."""
+    if scores.words < config.min_words:
+        return False, f"too short ({scores.words} words < {config.min_words})"
+    if scores.recall < config.min_recall:
+        return False, f"symptom recall {scores.recall:.2f} < {config.min_recall}"
+    if scores.repetition > config.max_repetition:
+        return False, f"repetition loop (repetition {scores.repetition:.2f} > {config.max_repetition})"
+    if scores.similarity > config.max_similarity:
+        return False, f"copies the example note (similarity {scores.similarity:.2f} > {config.max_similarity})"
+    return True, ""

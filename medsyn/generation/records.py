@@ -1,0 +1,102 @@
+"""One attempt as a record: the JSON object a line of notes.jsonl or failures.jsonl holds.
+
+A record carries the request (the prompt with the real example notes redacted to their ids, and the hash of what was
+sent), the reply, the filter's scores and verdict, usage and cost, and the ids provenance is built from. The reply is
+parsed (:mod:`medsyn.generation.replies`) and judged (:mod:`medsyn.generation.filter`) here, never by a backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medsyn.generation.backends import Backend, ChatRequest, Completion
+from medsyn.generation.filter import FilterConfig, decide, score_note
+from medsyn.generation.prompts import PromptTemplate, messages_hash, sample_examples
+from medsyn.generation.provenance import content_hash, now_iso
+from medsyn.generation.replies import parse_reply
+from medsyn.sampling.samples import Sample
+
+
+def attempt_record(
+    *,
+    run_id: str,
+    backend: Backend,
+    template: PromptTemplate,
+    filter_config: FilterConfig,
+    graph_version: str,
+    sample: Sample,
+    attempt: int,
+    nid: str,
+    req: ChatRequest,
+    started: str,
+    comp: Completion,
+) -> dict[str, Any]:
+    """The record of attempt ``attempt`` on ``sample``: ``accepted``/``rejected`` with scores when a note came back,
+    else the failure's ``status`` and ``reason``."""
+    ended = now_iso()
+    rec: dict[str, Any] = {
+        "id": nid,
+        "run_id": run_id,
+        "code": sample.category,
+        "subcode": sample.code,
+        "model": backend.model,
+        "backend": backend.name,
+        # The real example notes stand as their ids (prompts.example_marker): a shared notes.jsonl must not
+        # carry a hospital's notes. prompt_sha256 is the hash of what was sent, for re-rendering from the graph.
+        "prompt": redacted_prompt(template, sample),
+        "prompt_sha256": messages_hash(req.messages),
+        "symptoms": sample.symptoms,
+        "symptom_iris": sample.symptom_iris,
+        "example_id": sample.example_id,
+        "example_ids": [i for i, _ in sample_examples(sample)[: template.shots or 1] if i],
+        "response": None,
+        "scores": None,
+        "accepted": False,
+        "status": "error",
+        "reason": "",
+        "sample_id": sample.id,
+        "attempt": attempt,
+        "seed": req.seed,
+        "template": template.name,
+        "template_hash": template.content_hash,
+        "kg_version": sample.kg_version or graph_version,
+        "finish_reason": comp.finish_reason,
+        "usage": {"prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens},
+        "cost_usd": comp.cost_usd,
+        "retries": comp.retries,
+        "started": started,
+        "ended": ended,
+    }
+    if comp.model and comp.model != backend.model:
+        rec["model_reported"] = comp.model
+    if comp.extra.get("server"):
+        rec["server"] = comp.extra["server"]
+    if comp.error is not None:
+        rec["reason"] = comp.error
+        if comp.permanent:
+            rec["permanent"] = True
+        return rec
+    reply = parse_reply(comp.text, finish_reason=comp.finish_reason, refusal=comp.refusal)
+    rec["response"] = reply.text or None
+    if not reply.ok:
+        rec["status"], rec["reason"] = reply.status, reply.reason
+        return rec
+    shown = [t for _, t in sample_examples(sample)[: template.shots or 1]]
+    scores = score_note(reply.text, sample.symptoms, shown)
+    ok, why = decide(scores, filter_config)
+    rec.update(
+        scores=scores.to_dict(),
+        accepted=ok,
+        status="accepted" if ok else "rejected",
+        reason=why,
+        content_hash=content_hash(reply.text),
+    )
+    return rec
+
+
+def redacted_prompt(template: PromptTemplate, sample: Sample) -> list[dict[str, str]]:
+    """The prompt as recorded: example notes and cue lines stand as markers with their ids."""
+    t = template
+    if t.mode == "completion":
+        return [{"role": "user", "content": t.render_text(sample, redact=True)}]
+    return t.render(sample, redact=True)

@@ -1,0 +1,414 @@
+"""The knowledge-graph store: one interface, an embedded Oxigraph implementation.
+
+Every other module talks to a :class:`Store`; ``medsyn.kg.remote_store`` implements the same interface over a
+SPARQL 1.1 endpoint. SELECT results are lists of ``{variable: pyoxigraph term}`` dicts on both.
+
+>>> s = OxigraphStore.in_memory()
+>>> s.update('INSERT DATA { GRAPH <urn:g> { <urn:a> <urn:p> "1" } }')
+>>> [row["o"].value for row in s.query("SELECT ?o WHERE { ?s ?p ?o }")]
+['1']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import IO, Any, Protocol, runtime_checkable
+
+from pyoxigraph import (
+    BlankNode,
+    DefaultGraph,
+    Literal,
+    NamedNode,
+    Quad,
+    QueryBoolean,
+    QuerySolutions,
+    RdfFormat,
+    Triple,
+)
+from pyoxigraph import (
+    Store as _OxStore,
+)
+
+from medsyn.errors import InputError, StoreError
+from medsyn.kg.scopes import binding_sites
+from medsyn.locks import acquire, is_held_here, release
+
+Term = NamedNode | BlankNode | Literal | Triple
+Row = dict[str, Term]
+Bindings = Mapping[str, Term | str | int | float | bool]
+QueryResult = QuerySolutions | QueryBoolean | list[Triple]
+"""A query's result as pyoxigraph gives it (CONSTRUCT/DESCRIBE as a list of triples), for its own serializers."""
+
+FORMATS: dict[str, RdfFormat] = {
+    "ttl": RdfFormat.TURTLE,
+    "turtle": RdfFormat.TURTLE,
+    "nt": RdfFormat.N_TRIPLES,
+    "nq": RdfFormat.N_QUADS,
+    "trig": RdfFormat.TRIG,
+    "owl": RdfFormat.RDF_XML,
+    "rdf": RdfFormat.RDF_XML,
+    "xml": RdfFormat.RDF_XML,
+}
+
+
+def bind_query(sparql: str, bindings: Bindings) -> str:
+    r"""Bind parameters by a ``VALUES`` row at the start of each WHERE group that uses them.
+
+    That is the outer WHERE group, or the WHERE group of the sub-SELECT a variable lives in (a row outside a
+    sub-query would not reach into it; see :mod:`medsyn.kg.scopes`). A parameter the query does not use is
+    refused. Terms are written in N-Triples syntax by pyoxigraph (escaped), so a bound string can never alter the
+    query. Works the same on every SPARQL 1.1 engine, unlike engine-specific substitution.
+
+    >>> print(bind_query("SELECT ?s WHERE { ?s ?p ?o }", {"o": 'x" }'}))
+    SELECT ?s WHERE { VALUES (?o) { ("x\" }") } ?s ?p ?o }
+    """
+    for n in bindings:
+        if not n.isidentifier():
+            raise InputError(f"invalid SPARQL parameter name {n!r}")
+    terms = {n: str(to_term(v)) for n, v in bindings.items()}
+    sites = binding_sites(sparql, list(bindings))
+    for pos in sorted(sites, reverse=True):
+        names = sites[pos]
+        values = "VALUES (" + " ".join("?" + n for n in names) + ") { (" + " ".join(terms[n] for n in names) + ") }"
+        rest = sparql[pos + 1 :].lstrip(" ")
+        sparql = sparql[: pos + 1] + " " + values + ("" if rest[:1].isspace() else " ") + rest
+    return sparql
+
+
+def rdf_format(name: str) -> RdfFormat:
+    """Map a short format name or file suffix (``ttl``, ``nq``, ``owl``...) to an Oxigraph format."""
+    try:
+        return FORMATS[name.lower().lstrip(".")]
+    except KeyError:
+        raise InputError(f"unknown RDF format {name!r}; expected one of {', '.join(sorted(FORMATS))}") from None
+
+
+def to_term(value: Term | str | int | float | bool) -> Term:
+    """Python value -> RDF term for query bindings. Strings become plain literals; pass a NamedNode for IRIs."""
+    if isinstance(value, NamedNode | BlankNode | Literal | Triple):
+        return value
+    if isinstance(value, bool):
+        return Literal("true" if value else "false", datatype=NamedNode("http://www.w3.org/2001/XMLSchema#boolean"))
+    if isinstance(value, int):
+        return Literal(str(value), datatype=NamedNode("http://www.w3.org/2001/XMLSchema#integer"))
+    if isinstance(value, float):
+        return Literal(repr(value), datatype=NamedNode("http://www.w3.org/2001/XMLSchema#double"))
+    if isinstance(value, str):
+        return Literal(value)
+    raise TypeError(f"cannot bind {type(value).__name__} in a SPARQL query")
+
+
+def to_python(term: Term | None) -> Any:
+    """RDF term -> Python value: IRIs to str, typed numeric/boolean literals to numbers/bools."""
+    if term is None:
+        return None
+    if isinstance(term, Literal):
+        dt = term.datatype.value.rsplit("#", 1)[-1]
+        if dt in {"integer", "int", "long", "nonNegativeInteger", "positiveInteger"}:
+            return int(term.value)
+        if dt in {"double", "float", "decimal"}:
+            return float(term.value)
+        if dt == "boolean":
+            return term.value in {"true", "1"}
+        return term.value
+    return term.value
+
+
+def rows_of(result: QueryResult) -> list[Row] | bool | list[Triple]:
+    """SELECT -> list of ``{variable: term}`` rows (unbound variables left out), ASK -> bool, else the triples."""
+    if isinstance(result, QueryBoolean):
+        return bool(result)
+    if isinstance(result, QuerySolutions):
+        names = [v.value for v in result.variables]
+        return [{n: t for n, t in zip(names, sol, strict=True) if t is not None} for sol in result]
+    return result
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What every store offers.
+
+    On the embedded store every write is one transaction. A remote store sends large writes in batches, one
+    transaction per batch (see ``medsyn.kg.remote_store``), and its error says how much was stored.
+    """
+
+    def query(self, sparql: str, *, bindings: Bindings | None = None, union: bool = True) -> Any:
+        """SELECT -> list of rows, ASK -> bool, CONSTRUCT/DESCRIBE -> list of triples."""
+
+    def results(self, sparql: str, *, union: bool = True) -> QueryResult:
+        """The result with its variables, as pyoxigraph parses it: read it before the store is closed."""
+
+    def update(self, sparql: str, *, bindings: Bindings | None = None) -> None:
+        """Run a SPARQL update as one transaction."""
+
+    def add_quads(self, quads: Iterable[Quad]) -> None:
+        """Insert quads as one transaction."""
+
+    def load(self, data: bytes | str | Path, *, format: str, graph: NamedNode | None = None) -> None:
+        """Parse and insert an RDF document as one transaction (into ``graph`` for triple formats)."""
+
+    def dump(self, *, format: str, graph: NamedNode | None = None) -> bytes:
+        """Serialize the whole dataset (quad formats) or one graph (triple formats)."""
+
+    def named_graphs(self) -> list[NamedNode]: ...
+
+    def clear_graph(self, graph: NamedNode) -> None:
+        """Remove every triple of a named graph as one transaction."""
+
+    def close(self) -> None: ...
+
+
+class OxigraphStore:
+    """An embedded, persistent Oxigraph store (RocksDB on disk) or an in-memory one.
+
+    One process owns an on-disk store: a read-write open holds the store's OS lock (``<store>.lock``, see
+    :func:`lock_file`) until ``close()``, and a second one raises StoreError naming the holder. :func:`open_store`,
+    the opener of the commands, refuses a missing store unless told to create it (``kg build``, ``onto restore``).
+    Leftovers of an interrupted build are recovered first (:func:`recover`).
+    """
+
+    def __init__(
+        self, path: str | Path | None = None, *, read_only: bool = False, create: bool = True, lock: bool = True
+    ) -> None:
+        self.path = Path(path) if path is not None else None
+        self.read_only = read_only
+        self._locked = False
+        if self.path is None:
+            self._store = _OxStore()
+            return
+        if not read_only and lock:
+            acquire(lock_file(self.path), f"store {self.path}")
+            self._locked = True
+        try:
+            if lock:
+                recover(self.path)
+            self._store = self._open(create=create)
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _open(self, *, create: bool) -> _OxStore:
+        assert self.path is not None
+        if not self.path.exists() and (self.read_only or not create):
+            raise StoreError(f"store {self.path} does not exist; build it with `medsyn kg build --store {self.path}`")
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"store {self.path} is not a directory")
+        if self.path.is_dir() and not (self.path / "CURRENT").is_file() and any(self.path.iterdir()):
+            raise StoreError(f"{self.path} is not an Oxigraph store (no CURRENT file)")
+        try:
+            if self.read_only:
+                return _OxStore.read_only(str(self.path))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return _OxStore(str(self.path))
+        except OSError as exc:
+            msg = str(exc)
+            if "lock" in msg.lower():
+                raise StoreError(
+                    f"store {self.path} is locked by another process (is `medsyn serve` or `oxigraph serve` running "
+                    "on it? then use --endpoint URL)"
+                ) from None
+            raise StoreError(f"cannot open store {self.path}: {msg.splitlines()[0] if msg else exc!r}") from None
+        except RuntimeError as exc:  # RocksDB reports damage (Corruption: ...) as RuntimeError
+            raise corrupt_store_error(self.path, exc) from None
+
+    def _unlock(self) -> None:
+        if self._locked and self.path is not None:
+            self._locked = False
+            release(lock_file(self.path))
+
+    @classmethod
+    def in_memory(cls) -> OxigraphStore:
+        return cls(None)
+
+    @property
+    def raw(self) -> _OxStore:
+        """The underlying ``pyoxigraph.Store`` for bulk work that needs it."""
+        return self._store
+
+    def query(self, sparql: str, *, bindings: Bindings | None = None, union: bool = True) -> Any:
+        if bindings:
+            sparql = bind_query(sparql, bindings)
+        try:
+            return rows_of(self.results(sparql, union=union))
+        except RuntimeError as exc:  # damage found while reading the solutions
+            raise corrupt_store_error(self.path, exc) from None
+
+    def results(self, sparql: str, *, union: bool = True) -> QueryResult:
+        try:
+            result = self._store.query(sparql, use_default_graph_as_union=union)
+        except SyntaxError as exc:
+            raise InputError(f"SPARQL syntax error: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"query failed: {exc}") from None
+        except RuntimeError as exc:  # RocksDB damage found while planning or reading
+            raise corrupt_store_error(self.path, exc) from None
+        if isinstance(result, QueryBoolean | QuerySolutions):
+            return result
+        return list(result)
+
+    def update(self, sparql: str, *, bindings: Bindings | None = None) -> None:
+        if bindings:
+            # Oxigraph has no substitutions for updates; bind by a VALUES-free rewrite is unsafe, so refuse.
+            raise TypeError("bindings are not supported for updates; build quads and call add_quads instead")
+        try:
+            self._store.update(sparql)
+        except SyntaxError as exc:
+            raise InputError(f"SPARQL update syntax error: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"update failed: {exc}") from None
+        except RuntimeError as exc:
+            raise corrupt_store_error(self.path, exc) from None
+
+    def add_quads(self, quads: Iterable[Quad]) -> None:
+        try:
+            self._store.extend(quads)
+        except OSError as exc:
+            raise StoreError(f"write failed: {exc}") from None
+
+    def remove_quads(self, quads: Iterable[Quad]) -> None:
+        """Remove quads as one transaction (one DELETE DATA update)."""
+        body = quads_to_sparql_data(quads)
+        if body:
+            self.update("DELETE DATA { " + body + " }")
+
+    def load(self, data: bytes | str | Path, *, format: str, graph: NamedNode | None = None) -> None:
+        fmt = rdf_format(format)
+        to_graph = graph if graph is not None and not fmt.supports_datasets else None
+        try:
+            if isinstance(data, Path):
+                self._store.load(path=str(data), format=fmt, to_graph=to_graph)
+            else:
+                raw = data.encode("utf-8") if isinstance(data, str) else data
+                self._store.load(io.BytesIO(raw), format=fmt, to_graph=to_graph)
+        except SyntaxError as exc:
+            where = str(data) if isinstance(data, Path) else "input"
+            raise InputError(f"{where}: RDF syntax error: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"load failed: {exc}") from None
+
+    def dump(self, *, format: str, graph: NamedNode | None = None) -> bytes:
+        fmt = rdf_format(format)
+        out: IO[bytes] = io.BytesIO()
+        if fmt.supports_datasets:
+            if graph is None:
+                self._store.dump(out, format=fmt)
+            else:
+                # Oxigraph drops the graph name when dumping one graph; a quad format must keep it to reload.
+                from pyoxigraph import serialize
+
+                serialize(self._store.quads_for_pattern(None, None, None, graph), out, format=fmt)
+        else:
+            self._store.dump(out, format=fmt, from_graph=graph if graph is not None else DefaultGraph())
+        return out.getvalue()  # type: ignore[attr-defined]
+
+    def named_graphs(self) -> list[NamedNode]:
+        return sorted((g for g in self._store.named_graphs() if isinstance(g, NamedNode)), key=lambda g: g.value)
+
+    def clear_graph(self, graph: NamedNode) -> None:
+        self.update(f"DROP SILENT GRAPH <{graph.value}>")
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def flush(self) -> None:
+        if self.path is not None and not self.read_only:
+            self._store.flush()
+
+    def close(self) -> None:
+        if not hasattr(self, "_store"):
+            return
+        if self.path is not None and not self.read_only:
+            with contextlib.suppress(OSError, RuntimeError):
+                self._store.flush()
+        del self._store
+        self._unlock()
+
+    def __enter__(self) -> OxigraphStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def quads_to_sparql_data(quads: Iterable[Quad]) -> str:
+    """The body of an INSERT DATA / DELETE DATA block; pyoxigraph terms print as escaped N-Triples terms."""
+    parts = []
+    for q in quads:
+        triple = f"{q.subject} {q.predicate} {q.object} ."
+        parts.append(triple if isinstance(q.graph_name, DefaultGraph) else f"GRAPH {q.graph_name} {{ {triple} }}")
+    return "\n".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------ store folders
+BUILDING = "building"
+OLD = "old"
+
+
+def lock_file(store: Path) -> Path:
+    """The OS lock of a store: ``<store>.lock`` beside it, so it survives the folder swap of a rebuild."""
+    return store.with_name(store.name + ".lock")
+
+
+def sibling(store: Path, kind: str) -> Path:
+    """A fresh work folder beside ``store``: ``.<name>.building-<pid>-<random>`` or ``.<name>.old-...``."""
+    import uuid
+
+    return store.with_name(f".{store.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def leftovers(store: Path, kind: str) -> list[Path]:
+    """Work folders of ``kind`` an earlier build left beside ``store``, oldest first."""
+    try:
+        found = [p for p in store.parent.glob(f".{store.name}.{kind}-*") if p.is_dir()]
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: p.stat().st_mtime)
+
+
+def recover(store: Path) -> list[str]:
+    """Undo what an interrupted build left: a missing store gets its ``.old-*`` folder back, stale ``.building-*``
+    and ``.old-*`` folders are removed. Returns what was done (one phrase each).
+
+    Only a holder of the store lock may do this (no build is running then); a read-only caller takes the lock
+    only when there is something to recover, and skips the clean-up when a writer holds it.
+    """
+    import shutil
+
+    old, building = leftovers(store, OLD), leftovers(store, BUILDING)
+    if not old and not building:
+        return []
+    key = lock_file(store)
+    if not is_held_here(key):
+        try:
+            # The store may be missing for the instant between a build's two renames: wait that out.
+            acquire(key, f"store {store}", wait_s=0.0 if store.exists() else 10.0)
+        except StoreError:
+            return []
+        try:
+            return recover(store)
+        finally:
+            release(key)
+    done = []
+    if not store.exists() and old:
+        os.rename(old[-1], store)
+        done.append(f"restored {store} from {old[-1].name}")
+        old = old[:-1]
+    for p in [*old, *building]:
+        shutil.rmtree(p, ignore_errors=True)
+        done.append(f"removed {p.name}")
+    if done:
+        print(f"recovered store {store}: " + "; ".join(done), file=sys.stderr)
+    return done
+
+
+def corrupt_store_error(path: Path | None, exc: BaseException) -> StoreError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return StoreError(
+        f"store {path} is damaged ({first}); rebuild it with `medsyn kg build --store {path}` "
+        "(or restore it from a snapshot or backup)"
+    )

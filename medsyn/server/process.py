@@ -1,0 +1,206 @@
+"""The server process: uvicorn on a socket MedSyn opened, its signal handling and request-head deadline, and
+:func:`make_server`, the library entry point."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from medsyn.errors import InputError, StoreError
+from medsyn.kg.store import OxigraphStore
+from medsyn.server.app import App
+from medsyn.server.config import MAX_BODY, MAX_QUERY_BODY, ServerConfig
+from medsyn.server.endpoint import Endpoint
+
+
+def _uvicorn_server_class() -> type[Any]:
+    import uvicorn
+
+    class Quiet(uvicorn.Server):
+        """uvicorn re-raises SIGTERM/SIGINT after its shutdown, which would kill the process before ``close()``
+        flushes the store; here a signal only asks the server to stop, and ``serve_forever`` returns."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Quiet
+
+
+def _head_deadline_protocol(deadline_s: float) -> type[Any]:
+    """uvicorn's h11 protocol with a deadline for each request head (slow-loris: a client that sends its headers a
+    byte at a time would otherwise hold its connection, and a place under --max-connections, forever)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadDeadline(H11Protocol):  # type: ignore[misc]
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self) -> None:
+            self._head_timer = self.loop.call_later(deadline_s, self._head_expired)
+
+        def _head_expired(self) -> None:
+            # No request in progress (none yet, or the last one answered): the next head is late.
+            if self.cycle is None or self.cycle.response_complete:
+                self.transport.close()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._head_timer.cancel()
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._head_timer.cancel()
+            super().connection_lost(exc)
+
+    return HeadDeadline
+
+
+def _uvicorn_server(config: Any) -> Any:
+    """A uvicorn server with MedSyn's signal handling (the class is made on first use: uvicorn loads lazily)."""
+    return _uvicorn_server_class()(config)
+
+
+class SparqlServer:
+    """A bound endpoint: ``serve_forever()`` runs uvicorn on the socket until SIGINT/SIGTERM, ``close()`` frees it."""
+
+    def __init__(self, endpoint: Endpoint, sock: socket.socket) -> None:
+        import uvicorn
+
+        self.endpoint = endpoint
+        self.socket = sock
+        self.app = App(endpoint)
+        config = uvicorn.Config(
+            self.app,
+            limit_concurrency=endpoint.config.max_connections,
+            timeout_keep_alive=15,
+            timeout_graceful_shutdown=5,
+            log_level="error",
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            h11_max_incomplete_event_size=64 * 1024,  # request line and headers: no megabyte header lines
+            http=_head_deadline_protocol(endpoint.config.client_timeout_s),
+        )
+        self.uvicorn = _uvicorn_server(config)
+
+    @property
+    def url(self) -> str:
+        host, port = self.socket.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def store(self) -> OxigraphStore:
+        return self.endpoint.store
+
+    def serve_forever(self) -> None:
+        self.uvicorn.run(sockets=[self.socket])
+
+    def close(self) -> None:
+        """Free the socket and workers and, when the server opened the store, flush and close it."""
+        self.socket.close()
+        self.endpoint.workers.pool.shutdown(wait=False, cancel_futures=True)
+        if self.endpoint.owns_store:
+            self.endpoint.store.close()
+
+    @property
+    def abandoned_queries(self) -> int:
+        """Queries answered 503 (past the time limit, or demoted without a slow-lane slot) still evaluating."""
+        return self.endpoint.workers.abandoned
+
+
+def make_server(
+    store: str | Path | OxigraphStore,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7879,
+    token: str | None = None,
+    timeout_s: float = 30.0,
+    max_rows: int = 100_000,
+    cors_origin: str | None = None,
+    union_default_graph: bool = True,
+    workers: int = 8,
+    fast_workers: int | None = None,
+    fast_budget_s: float = 0.5,
+    max_connections: int = 256,
+    max_body_bytes: int = MAX_BODY,
+    max_query_bytes: int = MAX_QUERY_BODY,
+    allow_hosts: tuple[str, ...] = (),
+    service_hosts: tuple[str, ...] = (),
+    load_hosts: tuple[str, ...] = (),
+    client_timeout_s: float = 15.0,
+    quiet: bool = False,
+) -> SparqlServer:
+    """Bind an endpoint (not yet serving: call ``serve_forever()``, then ``close()``).
+
+    A path is opened read-write and closed by ``close()``; a given store stays the caller's.
+    ``port=0`` picks a free port (see ``server.url``). ``fast_workers`` defaults to ``workers``.
+    """
+    fast_workers = workers if fast_workers is None else fast_workers
+    if timeout_s <= 0 or max_rows <= 0 or workers <= 0 or max_connections <= 0 or client_timeout_s <= 0:
+        raise InputError("timeout, max rows, workers and max connections must be positive")
+    if fast_workers <= 0:
+        raise InputError(f"--fast-workers: {fast_workers} is not a positive number of workers")
+    if not fast_budget_s > 0:  # also NaN
+        raise InputError(f"--fast-budget: {fast_budget_s:g} is not a positive number of seconds")
+    if max_body_bytes <= 0 or max_query_bytes <= 0:
+        raise InputError("body limits must be positive")
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port: {port} is not a TCP port (0-65535)")
+    if token is not None and not token.strip():
+        raise InputError("the update token is empty")
+    config = ServerConfig(
+        token=token,
+        timeout_s=timeout_s,
+        max_rows=max_rows,
+        cors_origin=cors_origin,
+        union_default_graph=union_default_graph,
+        workers=workers,
+        fast_workers=fast_workers,
+        fast_budget_s=fast_budget_s,
+        max_connections=max_connections,
+        max_body_bytes=max_body_bytes,
+        max_query_bytes=max_query_bytes,
+        host=host,
+        allow_hosts=tuple(allow_hosts),
+        service_hosts=tuple(service_hosts),
+        load_hosts=tuple(load_hosts),
+        client_timeout_s=client_timeout_s,
+        quiet=quiet,
+    )
+    owns = not isinstance(store, OxigraphStore)
+    # Serving never creates a store: a mistyped path must not answer "ok" over an empty graph.
+    opened = OxigraphStore(Path(store), create=False) if not isinstance(store, OxigraphStore) else store
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without it the body
+        # (a write of its own after the headers) waits for the client's delayed ACK, ~40 ms per request.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.bind((host, port))
+            sock.listen(512)
+        except OSError:
+            sock.close()
+            raise
+        sock.set_inheritable(True)
+    except OSError as exc:
+        if owns:
+            opened.close()
+        raise StoreError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return SparqlServer(Endpoint(opened, config, owns_store=owns), sock)
