@@ -72,6 +72,15 @@ def tokens(text: str) -> list[str]:
     return [t.lower().replace("ё", "е") for t in _WORD.findall(text)]
 
 
+def normalised(text: str) -> str:
+    """Case, punctuation and spacing removed: two notes equal under this are exact duplicates.
+
+    >>> normalised("Онемение в руках,  больше справа.") == normalised("онемение в руках больше справа")
+    True
+    """
+    return " ".join(tokens(text))
+
+
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
     if word.isascii():

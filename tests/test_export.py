@@ -23,9 +23,9 @@ from medsyn.generation.config import GenerationConfig
 from medsyn.generation.engine import generate
 from medsyn.generation.prompts import example_marker, sample_examples
 from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, RUN_FILE
+from medsyn.kg.notes import real_notes
 from medsyn.kg.store import OxigraphStore
 from medsyn.sampling.draw import draw_samples
-from medsyn.sharing.export import real_notes
 from medsyn.sharing.folder import read_records
 from medsyn.testing.openai_server import FakeOpenAIServer
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,11 @@ from medsyn.generation.filter import FilterConfig, decide, score_note
 from medsyn.generation.replies import parse_reply
 from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, RUN_FILE, SAMPLES_FILE, read_records
 from medsyn.kg.store import OxigraphStore
+from medsyn.kg.vocab import RDF_TYPE, code_iri, example_note_iri, graph_iri, ms
 from medsyn.sampling.samples import write_samples
 from medsyn.testing import demo_samples
 from medsyn.testing.openai_server import FakeOpenAIServer
+from medsyn.textsim import normalised
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,6 +101,40 @@ def test_rejected_notes_go_to_failures_and_give_up_after_max_attempts(server: Fa
         sorted((f["sample_id"], f["attempt"]) for f in fails)[:2]
         == sorted((f["sample_id"], f["attempt"]) for f in fails)[:2]
     )
+
+
+def test_a_reply_that_copies_a_real_note_is_not_kept(
+    server: FakeOpenAIServer, shared_data: Path, tmp_path: Path
+) -> None:
+    """A model that writes a real note back word for word (here the example of its prompt, with the example
+    similarity check turned off) gets no note: the attempt fails with status ``copy``, and the real text is in neither
+    notes.jsonl nor failures.jsonl (both are shared, docs/export.md)."""
+    from pyoxigraph import Literal, Quad
+
+    first = json.loads((shared_data / "rumedbench/RuMedTop3/train_v1.jsonl").read_text(encoding="utf-8").split("\n")[0])
+    nid, text, code = first["idx"], first["symptoms"], first["code"]
+    store = OxigraphStore.in_memory()
+    note, g = example_note_iri(nid), graph_iri("source", "rumedtop3")
+    store.add_quads(
+        [
+            Quad(note, RDF_TYPE, ms("ExampleNote"), g),
+            Quad(note, ms("noteId"), Literal(nid), g),
+            Quad(note, ms("text"), Literal(text), g),
+            Quad(note, ms("code"), code_iri(code), g),
+            Quad(code_iri(code), ms("category"), Literal(code[:3]), g),
+        ]
+    )
+    sample = replace(demo_samples(1)[0], example_id=nid, example_text=text)
+    server.configure(script=["copy", "copy", "ok"])
+    lenient = FilterConfig(max_similarity=1.0, min_recall=0.0)
+    s = run(server, [sample], tmp_path / "o", store=store, max_attempts=3, filter=lenient)
+    assert s.accepted == 1 and s.failed == 2  # the third attempt, an own note, is kept
+    fails = lines(tmp_path / "o" / FAILURES_FILE)
+    assert [f["status"] for f in fails] == ["copy", "copy"]
+    assert all(f["response"] is None and nid in f["reason"] and "content_hash" not in f for f in fails)
+    real = normalised(text)
+    for name in (NOTES_FILE, FAILURES_FILE, RUN_FILE):  # samples.jsonl keeps the samples as drawn, examples included
+        assert real not in normalised((tmp_path / "o" / name).read_text(encoding="utf-8")), name
 
 
 def test_target_per_code_keeps_generating_until_k(server: FakeOpenAIServer, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from scipy import sparse
 from medsyn.evaluation.classifier import CodeClassifier
 from medsyn.evaluation.data import NoteSet
 from medsyn.generation.mentions import symptom_recall
-from medsyn.textsim import shingles, tokens
+from medsyn.textsim import normalised, shingles, tokens
 
 NEAR_DUPLICATE = 0.5  # word 3-shingle Jaccard at or above which a note counts as a near-copy
 
@@ -52,11 +52,6 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
 
 def word_lengths(texts: Sequence[str]) -> np.ndarray:
     return np.array([len(tokens(t)) for t in texts], dtype=int)
-
-
-def normalised(text: str) -> str:
-    """Case, punctuation and spacing removed: two notes equal under this are exact duplicates."""
-    return " ".join(tokens(text))
 
 
 def _shingle_matrix(texts: Sequence[str], vocab: dict[str, int], n: int = 3) -> sparse.csr_matrix:

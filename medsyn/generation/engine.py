@@ -51,9 +51,11 @@ from medsyn.generation.run_folder import (
 )
 from medsyn.generation.scheduler import Group, Scheduler, make_groups
 from medsyn.jsonl import JsonlAppender
+from medsyn.kg.notes import real_notes
 from medsyn.kg.store import Store
 from medsyn.locks import acquire, release
 from medsyn.sampling.samples import Sample
+from medsyn.textsim import normalised
 
 _RUN_JSON_EVERY_S = 5.0
 _PROV_BATCH = 256
@@ -185,6 +187,7 @@ class _Engine:
         self._prov_t = time.monotonic()
         self._appenders: tuple[JsonlAppender, ...] = ()
         self.lost = 0
+        self.real_copies: dict[str, str] = {}
 
     # ---------------------------------------------------------------- run identity and run.json
     def _identity(self) -> dict[str, Any]:
@@ -367,6 +370,7 @@ class _Engine:
     async def _run(self, *, progress: bool) -> RunSummary:
         t0 = time.monotonic()
         self.groups = make_groups(self.samples, self.config)
+        self.real_copies = {normalised(text): nid for nid, text in real_notes(self.store)}
         self._open_run()
         start_run(self.store, self.run)
         self._resume()
@@ -466,6 +470,7 @@ class _Engine:
                     req=req,
                     started=started,
                     comp=comp,
+                    real_copies=self.real_copies,
                 )
                 (notes_out if rec["accepted"] else fail_out).write(rec)
                 self.totals.add(rec)

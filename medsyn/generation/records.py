@@ -7,6 +7,7 @@ parsed (:mod:`medsyn.generation.replies`) and judged (:mod:`medsyn.generation.fi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from medsyn.generation.backends import Backend, ChatRequest, Completion
@@ -15,6 +16,10 @@ from medsyn.generation.prompts import PromptTemplate, messages_hash, sample_exam
 from medsyn.generation.provenance import content_hash, now_iso
 from medsyn.generation.replies import parse_reply
 from medsyn.sampling.samples import Sample
+from medsyn.textsim import normalised
+
+COPY = "copy"
+"""Status of an attempt whose reply is a real note of the graph, word for word."""
 
 
 def attempt_record(
@@ -30,9 +35,13 @@ def attempt_record(
     req: ChatRequest,
     started: str,
     comp: Completion,
+    real_copies: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The record of attempt ``attempt`` on ``sample``: ``accepted``/``rejected`` with scores when a note came back,
-    else the failure's ``status`` and ``reason``."""
+    else the failure's ``status`` and ``reason``.
+
+    ``real_copies`` maps the :func:`~medsyn.textsim.normalised` text of every real note of the graph to its id: a
+    reply equal to one is a failed attempt of status ``copy``, its text left out of the record."""
     ended = now_iso()
     rec: dict[str, Any] = {
         "id": nid,
@@ -80,6 +89,12 @@ def attempt_record(
     rec["response"] = reply.text or None
     if not reply.ok:
         rec["status"], rec["reason"] = reply.status, reply.reason
+        return rec
+    copied = (real_copies or {}).get(normalised(reply.text))
+    if copied is not None:
+        # A real note written back word for word is a hospital's note, not a synthetic one: it is not kept, and
+        # not even in failures.jsonl (which is shared like notes.jsonl), so it gets no provenance either.
+        rec.update(response=None, status=COPY, reason=f"copies a real note word for word ({copied}; not kept)")
         return rec
     shown = [t for _, t in sample_examples(sample)[: template.shots or 1]]
     scores = score_note(reply.text, sample.symptoms, shown)

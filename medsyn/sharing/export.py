@@ -31,9 +31,10 @@ from medsyn.evaluation.data import (
     read_requested,
     set_name,
 )
-from medsyn.evaluation.quality import normalised, overlap
+from medsyn.evaluation.quality import overlap
 from medsyn.generation.run_folder import NOTES_FILE, RUN_FILE
 from medsyn.jsonl import read_jsonl
+from medsyn.kg.notes import real_notes
 from medsyn.kg.queries import run_named
 from medsyn.kg.store import Store
 from medsyn.kg.vocab import run_iri
@@ -48,6 +49,7 @@ from medsyn.sharing.folder import (
     data_file,
     write_records,
 )
+from medsyn.textsim import normalised
 
 NearCopyPolicy = Literal["drop", "flag", "fail"]
 POLICIES: tuple[str, ...] = ("drop", "flag", "fail")
@@ -185,12 +187,6 @@ def read_source(path: str | Path) -> Source:
         for n in notes.notes
     ]
     return Source(p, "rumedtop3", name, records, attempts=len(records))
-
-
-def real_notes(store: Store) -> list[tuple[str, str]]:
-    """(id, text) of every real note of the graph (``ms:ExampleNote``)."""
-    rows = run_named(store, "sampling/example_notes")
-    return [(str(r["noteId"].value), str(r["text"].value)) for r in rows]
 
 
 def note_sources(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:

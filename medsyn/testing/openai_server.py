@@ -18,7 +18,8 @@ or in-process from a test::
 
 Actions (``script`` entries are consumed by the first requests in order; ``rates`` draw one per request from a
 seeded RNG; the default is ``ok``): ``ok``, ``429``, ``500``, ``slow``, ``empty``, ``refusal``, ``refusal_field``,
-``truncated``, ``hang`` (never answers; exercises client timeouts).
+``truncated``, ``hang`` (never answers; exercises client timeouts), ``copy`` (writes back the example note of a
+``paper_ru``-style prompt word for word, as a model that copies would).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-ACTIONS = ("ok", "429", "500", "slow", "empty", "refusal", "refusal_field", "truncated", "hang")
+ACTIONS = ("ok", "429", "500", "slow", "empty", "refusal", "refusal_field", "truncated", "hang", "copy")
 
 
 @dataclass
@@ -89,6 +90,16 @@ def symptoms_in_prompt(text: str) -> list[str]:
     # A single symptom in the paper prompt: the line before the closing instruction.
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return [lines[-2].rstrip(".")] if len(lines) >= 2 else []
+
+
+_EXAMPLE = re.compile(r"исходный анамнез пациента:\s*\n(.+?)\n\n", re.DOTALL)
+
+
+def example_in_prompt(messages: list[dict[str, Any]]) -> str | None:
+    """The example note a ``paper_ru`` prompt shows (between "исходный анамнез пациента:" and the next blank line)."""
+    user = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+    m = _EXAMPLE.search(user)
+    return m.group(1).strip() if m else None
 
 
 def canned_note(messages: list[dict[str, Any]]) -> str:
@@ -238,6 +249,8 @@ async def _answer(state: _State, method: str, path: str, headers: dict[str, str]
         if action == "refusal_field":
             return _completion(request, None, "stop", refusal="I can't help with that.")
         text = canned_note(request["messages"])
+        if action == "copy":
+            text = example_in_prompt(request["messages"]) or text
         if action == "truncated":
             return _completion(request, text[: len(text) // 3], "length")
         return _completion(request, text, "stop")
