@@ -187,7 +187,8 @@ class _Engine:
         self._prov_t = time.monotonic()
         self._appenders: tuple[JsonlAppender, ...] = ()
         self.lost = 0
-        self.real_copies: dict[str, str] = {}
+        # A reply equal to one of these is a real note written back, never kept (records.attempt_record).
+        self.real_copies = {normalised(text): nid for nid, text in real_notes(store)}
 
     # ---------------------------------------------------------------- run identity and run.json
     def _identity(self) -> dict[str, Any]:
@@ -370,7 +371,6 @@ class _Engine:
     async def _run(self, *, progress: bool) -> RunSummary:
         t0 = time.monotonic()
         self.groups = make_groups(self.samples, self.config)
-        self.real_copies = {normalised(text): nid for nid, text in real_notes(self.store)}
         self._open_run()
         start_run(self.store, self.run)
         self._resume()

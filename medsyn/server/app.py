@@ -11,14 +11,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+from medsyn.kg.protocol import STORE_DEFAULT_GRAPH, TRUNCATED_HEADER
 from medsyn.kg.scopes import dataset_clauses, where_sites
 from medsyn.paths import PACKAGE_DIR
-from medsyn.server import results
 from medsyn.server.config import ServerConfig
 from medsyn.server.endpoint import Endpoint
 from medsyn.server.messages import (
     FALSE_VALUES,
-    TRUNCATED_HEADER,
     Answer,
     HttpError,
     QueryRequest,
@@ -217,8 +216,8 @@ class App:
         union = self.config.union_default_graph
         if "union-default-graph" in params:
             union = params["union-default-graph"][-1].strip().lower() not in FALSE_VALUES
-        elif results.STORE_DEFAULT_GRAPH in params:
-            union = params[results.STORE_DEFAULT_GRAPH][-1].strip().lower() in FALSE_VALUES
+        elif STORE_DEFAULT_GRAPH in params:
+            union = params[STORE_DEFAULT_GRAPH][-1].strip().lower() in FALSE_VALUES
         req = QueryRequest(
             sparql=sparql,
             accept=request.header("accept"),

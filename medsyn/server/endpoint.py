@@ -28,6 +28,7 @@ from pyoxigraph import (
 )
 
 from medsyn.errors import StoreError
+from medsyn.kg.protocol import TRUNCATED_HEADER
 from medsyn.kg.scopes import remote_targets
 from medsyn.kg.store import OxigraphStore
 from medsyn.kg.version import graph_version
@@ -36,7 +37,6 @@ from medsyn.server.config import BAD_TOKEN_LIMIT, DUMP_CHUNK, ServerConfig
 from medsyn.server.messages import (
     QUAD_FORMATS,
     QUAD_TYPES,
-    TRUNCATED_HEADER,
     Answer,
     HttpError,
     QueryRequest,

@@ -5,14 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from pyoxigraph import (
-    NamedNode,
-    RdfFormat,
-)
+from pyoxigraph import NamedNode, RdfFormat
 
 from medsyn.server import results
 
-TRUNCATED_HEADER = results.TRUNCATED_HEADER
 QUAD_TYPES = ["application/n-quads", "application/trig"]
 QUAD_FORMATS = {"application/n-quads": RdfFormat.N_QUADS, "application/trig": RdfFormat.TRIG}
 FALSE_VALUES = {"false", "0", "no", "off"}

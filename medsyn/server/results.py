@@ -29,9 +29,6 @@ from xml.sax.saxutils import escape, quoteattr
 
 from pyoxigraph import BlankNode, Literal, NamedNode, RdfFormat, Triple, serialize
 
-# Re-exported: the server's handlers read them from here.
-from medsyn.kg.protocol import STORE_DEFAULT_GRAPH as STORE_DEFAULT_GRAPH
-from medsyn.kg.protocol import TRUNCATED_HEADER as TRUNCATED_HEADER
 from medsyn.kg.vocab import PREFIXES
 
 Solution = Sequence[NamedNode | BlankNode | Literal | Triple | None]
