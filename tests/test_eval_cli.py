@@ -179,7 +179,12 @@ def test_cli_upsample_and_quality_write_reports(small: dict[str, Path], tmp_path
     for png in ["accuracy_vs_share.png", "code_gains_gpt4.png", "code_gains_generated.png"]:
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     raw = json.loads((out / "results.json").read_text())
-    assert len(raw) == 2 + 2 * 3
+    # Real-only points once, then three points for each set and for its graph-only control.
+    assert len(raw) == 2 + 4 * 3
+    assert {r["set"] for r in raw if r["control_of"]} == {"gpt4:lists", "generated:lists"}
+    assert "## What the text adds over the graph" in md and "| gpt4 | real 1 + syn 1 |" in md
+    assert "gpt4: requested symptoms paired by rank within code" in md
+    assert "the text adds" in res.stdout
 
     qout = tmp_path / "q"
     res = _medsyn("quality", "--train", small["train"], "--synthetic", small["gpt4"], "--out", qout)
@@ -187,3 +192,74 @@ def test_cli_upsample_and_quality_write_reports(small: dict[str, Path], tmp_path
     qmd = (qout / "quality.md").read_text()
     assert "real-vs-synthetic AUC" in qmd and "distinct-2" in qmd
     assert (qout / "duplicates.png").exists() and (qout / "lengths.png").exists()
+
+
+def test_cli_held_out_codes_and_synthetic_only(small: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "held"
+    res = _medsyn(
+        "held-out-codes",
+        "--train",
+        small["train"],
+        "--dev",
+        small["dev"],
+        "--synthetic",
+        small["gpt4"],
+        "--seeds",
+        "0,1",
+        "--codes",
+        "2",
+        "--min-dev",
+        "1",
+        "--out",
+        out,
+    )
+    assert res.returncode == 0, res.stderr
+    md = (out / "held_out_codes.md").read_text()
+    assert (out / "held_out_codes.png").read_bytes()[:4] == b"\x89PNG"
+    rows = json.loads((out / "held_out_codes.json").read_text())
+    assert {r["set_name"] for r in rows} == {"real notes, same count", "gpt4", "gpt4:lists"}
+    assert len(rows) == 2 * 3
+    # The same number of notes is added by every set: the training sets differ in their text only.
+    assert len({(r["seed"], r["n_train"]) for r in rows}) == 2
+    real = [r for r in rows if r["set_name"] == "real notes, same count"]
+    assert all(r["accuracy"] > 0 for r in real), "real notes of a held-out code must teach it"
+    assert "Codes outside the real training set" in md
+
+    out = tmp_path / "only"
+    res = _medsyn(
+        "synthetic-only",
+        "--train",
+        small["train"],
+        "--dev",
+        small["dev"],
+        "--synthetic",
+        small["gpt4"],
+        "--seeds",
+        "0",
+        "--out",
+        out,
+    )
+    assert res.returncode == 0, res.stderr
+    rows = json.loads((out / "synthetic_only.json").read_text())
+    by = {r["set_name"]: r for r in rows}
+    assert set(by) == {"gpt4", "gpt4:lists", "gpt4: real notes, same count"}
+    assert by["gpt4"]["n_train"] == by["gpt4:lists"]["n_train"] >= by["gpt4: real notes, same count"]["n_train"]
+    assert (out / "synthetic_only.md").is_file()
+
+
+def test_cli_experiments_refuse_bad_values(small: dict[str, Path]) -> None:
+    res = _medsyn(
+        "held-out-codes",
+        "--train",
+        small["train"],
+        "--dev",
+        small["dev"],
+        "--synthetic",
+        small["gpt4"],
+        "--codes",
+        "50",
+    )
+    assert res.returncode == 2
+    assert "n_codes: only" in res.stderr and "Traceback" not in res.stderr
+    res = _medsyn("synthetic-only", "--classifier", "bert")
+    assert res.returncode == 2 and "--classifier: expected one of tfidf, vectors" in res.stderr

@@ -65,20 +65,21 @@ def baseline(
     eval_file: Path = typer.Option(None, "--eval", help="Notes to score (JSONL); default: RuMedTop3 dev."),
     solver: str = typer.Option("sgd", help="sgd (fast, default) or lbfgs (RuMedBench's exact setting, slow)."),
     seed: int = typer.Option(0, help="Seed of the SGD shuffling."),
+    classifier: str = typer.Option("tfidf", help="tfidf (char n-grams, RuMedBench's) or vectors (navec + MLP)."),
     predictions: Path = typer.Option(None, help="Write top-3 predictions per note here (JSONL)."),
 ) -> None:
     """Train the char TF-IDF + LR baseline and print top-1 accuracy, Hit@3 and macro-F1 (x100)."""
     from medsyn.atomic import atomic_write_text
-    from medsyn.evaluation.classifier import ClassifierConfig, CodeClassifier, evaluate
+    from medsyn.evaluation.classifier import ClassifierConfig, evaluate, make_classifier
     from medsyn.evaluation.data import default_dev, default_train, read_notes
 
     if solver not in ("sgd", "lbfgs"):
         raise InputError(f"--solver: expected sgd or lbfgs, got {solver!r}")
     tr = read_notes(train or default_train())
     ev = read_notes(eval_file or default_dev())
-    cfg = ClassifierConfig() if solver == "sgd" else ClassifierConfig.reference()
+    cfg = ClassifierConfig(kind=classifier) if solver == "sgd" else ClassifierConfig.reference()  # type: ignore[arg-type]
     with console.status("fitting the classifier"):
-        clf = CodeClassifier(cfg).fit(tr.texts, tr.codes, seed=seed)
+        clf = make_classifier(cfg).fit(tr.texts, tr.codes, seed=seed)
         scores, ranked = evaluate(clf, ev.texts, ev.codes)
     if scores.unseen:
         missing = sum(scores.per_code_n[c] for c in scores.unseen)
@@ -112,6 +113,15 @@ def upsample(
     jobs: int = typer.Option(1, help="Fits run in parallel."),
     strict_codes: bool = typer.Option(False, help="Fail on a synthetic note whose code is not in train."),
     include_rejected: bool = typer.Option(False, help="Use generate notes that the filter rejected, too."),
+    control: bool = typer.Option(
+        True,
+        help="Score each set beside its graph-only control (its requested symptoms as text) and report the "
+        "difference: what the text adds.",
+    ),
+    requested: Path = typer.Option(
+        None, help="Symptom sets the notes were prompted with, for sets without them; default: train_sampled.jsonl."
+    ),
+    classifier: str = typer.Option("tfidf", help="tfidf (char n-grams, RuMedBench's) or vectors (navec + MLP)."),
     out: Path = typer.Option(Path("reports/upsample"), help="Report folder."),
 ) -> None:
     """Run the real x synthetic share grid over several seeds and write out/upsample.md with plots."""
@@ -133,15 +143,18 @@ def upsample(
     )
     tr = read_notes(train or default_train())
     dv = read_notes(dev or default_dev())
+    cfg = ClassifierConfig(kind=classifier, epochs=epochs)  # type: ignore[arg-type]  # checked by the config
     sets = _load_synthetic(
         list(synthetic or default_synthetic()), set(tr.codes), strict=strict_codes, include_rejected=include_rejected
     )
     warnings = [w for s in sets for w in s.warnings]
+    control_notes: list[str] = []
+    if control:
+        sets, control_notes = _with_controls(sets, requested)
     missing = sorted(set(dv.codes) - set(tr.codes))
     if missing:
         warnings.insert(0, f"{dv.path}: codes absent from {tr.path}: {', '.join(missing)} (scored as misses)")
     _warn(warnings)
-    cfg = ClassifierConfig(epochs=epochs)
     start = time.perf_counter()
     results = _grid_with_progress(tr, dv, sets, seeds=seed_list, grid=grid, share_of=share_of, config=cfg, jobs=jobs)
     wall = time.perf_counter() - start
@@ -153,20 +166,30 @@ def upsample(
         dev=display_path(dv.path),
         synthetic=[display_path(s.path) for s in sets],
         seeds=seed_list,
-        classifier=f"char TF-IDF {cfg.ngram_range[0]}..{cfg.ngram_range[1]} (min_df={cfg.min_df}) + one-vs-rest "
-        f"L2 log-loss, C={cfg.C:g}, {cfg.solver} ({cfg.epochs} epochs)",
+        classifier=cfg.describe(),
         share_of=share_of,
         rare=sorted(rare),
         rare_rule=f"train frequency ≤ the {rare_quantile:g} quantile of per-code train counts "
         f"({max(counts.values())} notes or fewer)",
         wall_s=wall,
         warnings=warnings,
+        control_notes=control_notes,
     )
     path = write_upsample_report(out, results, summaries, ctx)
     raw = result_rows(results, rare)
     atomic_write_text(out / "results.json", json.dumps(raw, ensure_ascii=False, indent=1) + "\n")
     _print_best(summaries)
     typer.echo(f"{len(results)} fits in {wall:.0f} s; report: {path}")
+
+
+def _with_controls(sets: list[NoteSet], requested: Path | None) -> tuple[list[NoteSet], list[str]]:
+    """Each set followed by its graph-only control; lists for the authors' sets from their sampled-symptom file."""
+    from medsyn.evaluation.control import with_controls
+    from medsyn.evaluation.data import default_requested, read_requested
+
+    path = requested or default_requested()
+    req = read_requested(path) if (requested is not None or path.is_file()) else {}
+    return with_controls(sets, req, source=path.name)
 
 
 def _grid_with_progress(train: NoteSet, dev: NoteSet, sets: list[NoteSet], **grid_options: Any) -> list[RunResult]:
@@ -197,9 +220,14 @@ def _print_best(summaries: list[Summary]) -> None:
     if base:
         typer.echo(f"real only: acc {base[0].accuracy[0]:.2f}, rare acc {base[0].rare_accuracy[0]:.2f}")
     for name, b in best_per_set(summaries).items():
+        adds = (
+            ""
+            if b.text_adds is None or b.rare_text_adds is None
+            else f"; the text adds {b.text_adds[0]:+.2f} (rare {b.rare_text_adds[0]:+.2f}) over its bare lists"
+        )
         typer.echo(
             f"{name}: best {b.point.label}: acc {b.accuracy[0]:.2f} (gain {b.gain[0]:+.2f}), "
-            f"rare acc {b.rare_accuracy[0]:.2f} (gain {b.rare_gain[0]:+.2f})"
+            f"rare acc {b.rare_accuracy[0]:.2f} (gain {b.rare_gain[0]:+.2f}){adds}"
         )
 
 
@@ -267,3 +295,139 @@ def quality(
             + ("" if q.accept_rate is None else f", accepted {100 * q.accept_rate:.1f}%")
         )
     typer.echo(f"report: {path}")
+
+
+def _experiment_sets(
+    synthetic: list[Path] | None, train: Path | None, dev: Path | None, *, control: bool, requested: Path | None
+) -> tuple[NoteSet, NoteSet, list[NoteSet], list[str]]:
+    """Train, dev, the synthetic sets (each followed by its graph-only control) and what the controls say."""
+    from medsyn.evaluation.data import default_dev, default_synthetic, default_train, read_notes
+
+    tr = read_notes(train or default_train())
+    dv = read_notes(dev or default_dev())
+    sets = _load_synthetic(list(synthetic or default_synthetic()), set(tr.codes), strict=False, include_rejected=False)
+    _warn([w for s in sets for w in s.warnings])
+    notes: list[str] = []
+    if control:
+        sets, notes = _with_controls(sets, requested)
+    return tr, dv, sets, notes
+
+
+def _outcome_progress(total: int, label: str) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+    return progress, progress.add_task(label, total=total)
+
+
+_SYNTHETIC_HELP = "Synthetic note sets (repeat); default: the authors' three sets."
+_CONTROL_HELP = "Run each set's graph-only control (its requested symptoms as text) beside it."
+
+
+@app.command("held-out-codes")
+def held_out_codes_command(
+    synthetic: list[Path] = typer.Option(None, help=_SYNTHETIC_HELP),
+    train: Path = typer.Option(None, help="Real training notes; default: RuMedTop3 train."),
+    dev: Path = typer.Option(None, help="Evaluation notes; default: RuMedTop3 dev."),
+    seeds: str = typer.Option("0,1,2", help="Comma-separated seeds (draws and fits)."),
+    codes: int = typer.Option(10, help="How many codes to remove from the real training set."),
+    min_dev: int = typer.Option(5, help="A held-out code has at least this many dev notes."),
+    per_code: int = typer.Option(30, help="At most this many notes added per held-out code (same for every set)."),
+    choice_seed: int = typer.Option(0, help="Seed of the choice of codes."),
+    control: bool = typer.Option(True, help=_CONTROL_HELP),
+    requested: Path = typer.Option(None, help="Sampled symptom sets for sets without them (train_sampled.jsonl)."),
+    classifier: str = typer.Option("tfidf", help="tfidf or vectors."),
+    out: Path = typer.Option(Path("reports/held-out-codes"), help="Report folder."),
+) -> None:
+    """Remove every real train note of some codes, add synthetic notes for them only, score those codes on dev."""
+    from medsyn.evaluation.classifier import ClassifierConfig
+    from medsyn.evaluation.data import display_path
+    from medsyn.evaluation.experiments import held_out_codes, summarise_outcomes
+    from medsyn.evaluation.report import write_experiment_report
+
+    if min(codes, min_dev, per_code) < 1:
+        raise InputError("--codes, --min-dev and --per-code must be at least 1")
+    cfg = ClassifierConfig(kind=classifier)  # type: ignore[arg-type]  # checked by the config
+    seed_list = _ints(seeds, "--seeds")
+    tr, dv, sets, notes = _experiment_sets(synthetic, train, dev, control=control, requested=requested)
+    progress, task = _outcome_progress(len(seed_list) * (len(sets) + 1), "held-out codes")
+    with progress:
+        chosen, counts, outcomes = held_out_codes(
+            tr,
+            dv,
+            sets,
+            seeds=seed_list,
+            n_codes=codes,
+            min_dev=min_dev,
+            per_code=per_code,
+            choice_seed=choice_seed,
+            config=cfg,
+            on_done=lambda o: progress.advance(task),
+        )
+    rows = summarise_outcomes(outcomes)
+    intro = [
+        f"Every real train note of {len(chosen)} codes is removed from `{display_path(tr.path)}`: "
+        + ", ".join(f"{c} ({counts[c]} added)" for c in chosen)
+        + f". Chosen with seed {choice_seed} among codes with {min_dev}+ dev notes that every set holds. Each set "
+        "adds its own notes of those codes only, the same number per code for every set; the reference adds as many "
+        "real train notes. Without any of them those codes cannot be predicted (accuracy 0).",
+        f"Scored on the held-out codes' notes of `{display_path(dv.path)}`; seeds {seeds}; classifier: "
+        f"{cfg.describe()}. Mean ± std over seeds, x100.",
+        *(f"- {n}" for n in notes),
+    ]
+    path = write_experiment_report(out, "Codes outside the real training set", intro, rows, stem="held_out_codes")
+    _write_outcomes(out / "held_out_codes.json", outcomes)
+    for r in rows:
+        typer.echo(
+            f"{r.set_name}: acc {r.accuracy[0]:.2f} ± {r.accuracy[1]:.2f}, hit@3 {r.hit3[0]:.2f} on held-out codes"
+        )
+    typer.echo(f"report: {path}")
+
+
+@app.command("synthetic-only")
+def synthetic_only_command(
+    synthetic: list[Path] = typer.Option(None, help=_SYNTHETIC_HELP),
+    train: Path = typer.Option(None, help="Real training notes; default: RuMedTop3 train."),
+    dev: Path = typer.Option(None, help="Evaluation notes; default: RuMedTop3 dev."),
+    seeds: str = typer.Option("0,1,2", help="Comma-separated seeds (draws and fits)."),
+    control: bool = typer.Option(True, help=_CONTROL_HELP),
+    requested: Path = typer.Option(None, help="Sampled symptom sets for sets without them (train_sampled.jsonl)."),
+    classifier: str = typer.Option("tfidf", help="tfidf or vectors."),
+    out: Path = typer.Option(Path("reports/synthetic-only"), help="Report folder."),
+) -> None:
+    """Train on a synthetic set alone, beside real notes with the same count per code; score its codes on dev."""
+    from medsyn.evaluation.classifier import ClassifierConfig
+    from medsyn.evaluation.data import display_path
+    from medsyn.evaluation.experiments import summarise_outcomes, synthetic_only
+    from medsyn.evaluation.report import write_experiment_report
+
+    cfg = ClassifierConfig(kind=classifier)  # type: ignore[arg-type]  # checked by the config
+    seed_list = _ints(seeds, "--seeds")
+    tr, dv, sets, notes = _experiment_sets(synthetic, train, dev, control=control, requested=requested)
+    total = len(seed_list) * (len(sets) + sum(s.control_of is None for s in sets))
+    progress, task = _outcome_progress(total, "synthetic only")
+    with progress:
+        outcomes = synthetic_only(tr, dv, sets, seeds=seed_list, config=cfg, on_done=lambda o: progress.advance(task))
+    rows = summarise_outcomes(outcomes)
+    intro = [
+        "Each set trains a classifier on its own; `<set>: real notes, same count` trains one on real train notes "
+        f"of `{display_path(tr.path)}` with the same count per code (all there are where fewer). Both are scored on "
+        f"the dev notes of the codes the set covers (`{display_path(dv.path)}`); seeds {seeds}; classifier: "
+        f"{cfg.describe()}. Mean ± std over seeds, x100.",
+        *(f"- {n}" for n in notes),
+    ]
+    path = write_experiment_report(out, "Synthetic-only training, like for like", intro, rows, stem="synthetic_only")
+    _write_outcomes(out / "synthetic_only.json", outcomes)
+    for r in rows:
+        typer.echo(f"{r.set_name}: acc {r.accuracy[0]:.2f} ± {r.accuracy[1]:.2f} on its codes ({r.n_train:.0f} notes)")
+    typer.echo(f"report: {path}")
+
+
+def _write_outcomes(path: Path, outcomes: list[Any]) -> None:
+    from dataclasses import asdict
+
+    from medsyn.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps([asdict(o) for o in outcomes], ensure_ascii=False, indent=1) + "\n")

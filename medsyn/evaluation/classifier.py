@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -24,17 +24,43 @@ from sklearn.multiclass import OneVsRestClassifier
 from medsyn.errors import InputError
 
 Solver = Literal["sgd", "lbfgs"]
+Kind = Literal["tfidf", "vectors"]
+KINDS: tuple[Kind, ...] = ("tfidf", "vectors")
 
 
 @dataclass(frozen=True, slots=True)
 class ClassifierConfig:
-    """Model settings; ``epochs`` applies to SGD only (tests use fewer for speed)."""
+    """Model settings; ``epochs`` applies to SGD only (tests use fewer for speed).
 
+    ``kind="vectors"`` selects :class:`medsyn.evaluation.vectors.VectorClassifier` (mean navec word vectors + a
+    hidden layer), a classifier that reads meaning rather than character n-grams; ``hidden`` and ``vector_epochs``
+    are its settings, the others are the TF-IDF model's.
+    """
+
+    kind: Kind = "tfidf"
     C: float = 10.0
     ngram_range: tuple[int, int] = (3, 8)
     min_df: int = 2
     solver: Solver = "sgd"
     epochs: int = 5
+    hidden: int = 512
+    vector_epochs: int = 30
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise InputError(f"--classifier: expected one of {', '.join(KINDS)}, got {self.kind!r}")
+
+    def describe(self) -> str:
+        """One line for reports."""
+        if self.kind == "vectors":
+            return (
+                f"mean navec word vectors (300-d, natasha's news model) + MLP ({self.hidden} ReLU units, Adam, "
+                f"{self.vector_epochs} epochs)"
+            )
+        return (
+            f"char TF-IDF {self.ngram_range[0]}..{self.ngram_range[1]} (min_df={self.min_df}) + one-vs-rest "
+            f"L2 log-loss, C={self.C:g}, {self.solver} ({self.epochs} epochs)"
+        )
 
     @classmethod
     def reference(cls) -> ClassifierConfig:
@@ -99,10 +125,34 @@ class CodeClassifier:
         return np.asarray(self._model.predict_proba(x))
 
     def top_k(self, texts: Sequence[str], k: int = 3) -> list[list[str]]:
-        scores = self.decision(texts)
-        # Stable sort on the negated scores: ties rank in class order, so runs are reproducible.
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return [[str(c) for c in row] for row in self.classes_[order]]
+        return ranked_codes(self.decision(texts), self.classes_, k)
+
+
+class Classifier(Protocol):
+    """What the evaluation needs of a code classifier (TF-IDF or word vectors)."""
+
+    classes_: np.ndarray
+
+    def fit(self, texts: Sequence[str], codes: Sequence[str], *, seed: int = 0) -> Classifier: ...
+
+    def top_k(self, texts: Sequence[str], k: int = 3) -> list[list[str]]: ...
+
+
+def make_classifier(config: ClassifierConfig | None = None) -> Classifier:
+    """The classifier ``config.kind`` names (vectors are imported only when asked for)."""
+    cfg = config or ClassifierConfig()
+    if cfg.kind == "vectors":
+        from medsyn.evaluation.vectors import VectorClassifier
+
+        return VectorClassifier(cfg)
+    return CodeClassifier(cfg)
+
+
+def ranked_codes(scores: np.ndarray, classes: np.ndarray, k: int) -> list[list[str]]:
+    """The ``k`` best classes per row of ``scores``."""
+    # Stable sort on the negated scores: ties rank in class order, so runs are reproducible.
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return [[str(c) for c in row] for row in classes[order]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +224,6 @@ def score(gold: Sequence[str], ranked: Sequence[Sequence[str]], *, known: Iterab
     )
 
 
-def evaluate(clf: CodeClassifier, texts: Sequence[str], gold: Sequence[str]) -> tuple[Scores, list[list[str]]]:
+def evaluate(clf: Classifier, texts: Sequence[str], gold: Sequence[str]) -> tuple[Scores, list[list[str]]]:
     ranked = clf.top_k(texts, k=3)
     return score(gold, ranked, known=[str(c) for c in clf.classes_]), ranked

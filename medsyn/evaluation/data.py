@@ -60,6 +60,8 @@ class NoteSet:
     format: Format
     notes: list[Note]
     warnings: list[str] = field(default_factory=list)
+    control_of: str | None = None
+    """Set for a graph-only control: the name of the set whose requested symptoms it holds as its texts."""
 
     @property
     def codes(self) -> list[str]:

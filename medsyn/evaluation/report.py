@@ -16,8 +16,18 @@ import numpy as np
 
 from medsyn.atomic import atomic_write_bytes, atomic_write_text
 from medsyn.errors import ParameterError
+from medsyn.evaluation.experiments import Row
 from medsyn.evaluation.quality import NEAR_DUPLICATE, Quality
-from medsyn.evaluation.upsampling import BASELINE, REAL, RunResult, Summary, best_per_set, per_code_gain
+from medsyn.evaluation.upsampling import (
+    BASELINE,
+    REAL,
+    GridPoint,
+    RunResult,
+    Summary,
+    best_per_set,
+    per_code_gain,
+    text_adds,
+)
 
 
 def pyplot() -> Any:
@@ -79,6 +89,7 @@ class UpsampleContext:
     rare_rule: str
     wall_s: float
     warnings: list[str] = field(default_factory=list)
+    control_notes: list[str] = field(default_factory=list)
 
 
 def _plot_accuracy(summaries: Sequence[Summary], path: Path) -> None:
@@ -118,6 +129,62 @@ def _plot_code_gains(gains: dict[str, float], rare: set[str], title: str, path: 
     save_figure(fig, path)
 
 
+def _text_adds_section(results: Sequence[RunResult], summaries: Sequence[Summary], ctx: UpsampleContext) -> list[str]:
+    """The graph-only control: each set against its own requested symptoms as text, per point and per seed."""
+    rows = [s for s in summaries if s.text_adds is not None]
+    if not rows and not ctx.control_notes:
+        return []
+    lines = [
+        "## What the text adds over the graph",
+        "",
+        "Each set is run beside its graph-only control (`<set>:lists`): the same samples' requested symptoms joined "
+        'by ", " as the note text, with the same codes, counts, drawn notes and fit seeds. *Text adds* = set minus '
+        "control, paired by seed; a negative figure means the model's prose costs what the graph gave.",
+        "",
+    ]
+    lines += [f"- {n}" for n in ctx.control_notes]
+    lines.append("")
+    if not rows:
+        return lines
+    rare = set(ctx.rare)
+    per_seed: dict[tuple[str, GridPoint], str] = {}
+    for s in rows:
+        runs = [r for r in results if r.set_name == s.set_name and r.point == s.point]
+        twins = [r for r in results if r.control_of == s.set_name and r.point == s.point]
+        adds = text_adds(runs, twins, rare)
+        per_seed[(s.set_name, s.point)] = " / ".join(f"{a:+.2f} ({b:+.2f})" for a, b in adds)
+    header = [
+        "set",
+        "mix",
+        "gain",
+        "control's gain",
+        "text adds",
+        "rare gain",
+        "control's rare gain",
+        "text adds, rare",
+        "per seed: overall (rare)",
+    ]
+    twin_of = {(s.control_of, s.point): s for s in summaries if s.control_of}
+    table = []
+    for s in rows:
+        twin = twin_of[(s.set_name, s.point)]
+        table.append(
+            [
+                s.set_name,
+                s.point.label,
+                pm(s.gain),
+                pm(twin.gain),
+                pm(s.text_adds or (0.0, 0.0)),
+                pm(s.rare_gain),
+                pm(twin.rare_gain),
+                pm(s.rare_text_adds or (0.0, 0.0)),
+                per_seed[(s.set_name, s.point)],
+            ]
+        )
+    lines += [markdown_table(header, table), ""]
+    return lines
+
+
 def write_upsample_report(
     out: Path, results: Sequence[RunResult], summaries: Sequence[Summary], ctx: UpsampleContext
 ) -> Path:
@@ -153,6 +220,7 @@ def write_upsample_report(
             for name, s in best.items()
         ]
         lines += [markdown_table(["set", "mix", "acc", "gain", "rare acc", "rare gain"], rows), ""]
+    lines += _text_adds_section(results, summaries, ctx)
     header = ["set", "mix", "n real", "n syn", "acc", "Hit@3", "macro-F1", "rare acc", "gain", "rare gain"]
     rows = [
         [
@@ -313,5 +381,34 @@ def write_quality_report(out: Path, qs: Sequence[Quality], *, train: str, notes:
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     path = out / "quality.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def _plot_rows(rows: Sequence[Row], title: str, path: Path) -> None:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(rows)), 3.6))
+    x = np.arange(len(rows))
+    colors = ["tab:grey" if r.control_of else "tab:blue" for r in rows]
+    ax.bar(x, [r.accuracy[0] for r in rows], yerr=[r.accuracy[1] for r in rows], capsize=3, color=colors)
+    ax.set_xticks(x, [r.set_name for r in rows], rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("dev top-1 accuracy, %")
+    ax.set_title(title + " (grey: graph-only controls)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    save_figure(fig, path)
+
+
+def write_experiment_report(out: Path, title: str, intro: Sequence[str], rows: Sequence[Row], *, stem: str) -> Path:
+    """``out/<stem>.md`` with a table and a bar chart of one experiment's rows."""
+    if not rows:
+        raise ParameterError("{rows} is empty")
+    out.mkdir(parents=True, exist_ok=True)
+    _plot_rows(rows, title, out / f"{stem}.png")
+    header = ["set", "seeds", "training notes", "acc (evaluated codes)", "Hit@3 (evaluated codes)", "acc (all dev)"]
+    table = [
+        [r.set_name, str(r.seeds), f"{r.n_train:.0f}", pm(r.accuracy), pm(r.hit3), pm(r.overall_accuracy)] for r in rows
+    ]
+    lines = [f"# {title}", "", *intro, "", markdown_table(header, table), "", f"![{title}]({stem}.png)", ""]
+    path = out / f"{stem}.md"
     atomic_write_text(path, "\n".join(lines))
     return path

@@ -9,13 +9,18 @@ Definitions (docs/evaluation.md repeats them):
   per code while there are enough notes), then drawn without replacement;
 * synthetic-only: the whole synthetic set, no real notes.
 
-Every training set is drawn from one ``np.random.default_rng(seed)`` per seed, in grid order, before any model is
-fitted, so results do not depend on how many fits run in parallel.
+Every draw has its own seeded stream (:func:`stream`), keyed by what it draws: the real notes of a (seed, real
+share), shared by every set and point with that share; the synthetic notes of a (seed, point, set); the fit's seed
+of a (seed, point, set). So one set's result never depends on which other sets share the run, and a set and its
+graph-only control (:mod:`medsyn.evaluation.control`, keyed by the set it controls) draw the same notes with the
+same fit seed: their difference is the text alone. Everything is drawn before any model is fitted, so results do not
+depend on how many fits run in parallel.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -23,7 +28,7 @@ from typing import Literal
 import numpy as np
 
 from medsyn.errors import ParameterError
-from medsyn.evaluation.classifier import ClassifierConfig, CodeClassifier, Scores, evaluate
+from medsyn.evaluation.classifier import ClassifierConfig, Scores, evaluate, make_classifier
 from medsyn.evaluation.data import NoteSet
 
 ShareOf = Literal["real", "set"]
@@ -86,6 +91,16 @@ def rare_codes(train_codes: Sequence[str], *, quantile: float = 0.25) -> set[str
         counts[c] = counts.get(c, 0) + 1
     cut = float(np.quantile(list(counts.values()), quantile))
     return {c for c, n in counts.items() if n <= cut}
+
+
+def stream(seed: int, *key: str | float) -> np.random.Generator:
+    """The generator of one draw: a pure function of the seed and the key (names and shares).
+
+    >>> stream(0, "real", 0.5).integers(100) == stream(0, "real", 0.5).integers(100)
+    True
+    """
+    words = [seed & 0xFFFFFFFF, *(zlib.crc32(repr(k).encode()) for k in key)]
+    return np.random.default_rng(np.random.SeedSequence(words))
 
 
 def _by_code(codes: Sequence[str]) -> dict[str, np.ndarray]:
@@ -152,33 +167,40 @@ class TrainingSet:
     real_idx: np.ndarray
     syn_idx: np.ndarray
     fit_seed: int
+    control_of: str | None = None
+    """For a graph-only control, the set whose samples it holds as bare symptom lists."""
 
 
 def mix(
     train: NoteSet,
     synthetic: NoteSet | None,
     point: GridPoint,
-    rng: np.random.Generator,
     *,
     seed: int = 0,
     share_of: ShareOf = "real",
 ) -> TrainingSet:
-    """Draw one training set for ``point``."""
+    """Draw one training set for ``point`` from the streams of ``seed`` (see the module's docstring)."""
+    key = REAL if synthetic is None else synthetic.control_of or synthetic.name
+    where = (point.real_share, point.syn_share)
     if point.synthetic_only:
         if synthetic is None:
             raise ParameterError(f"{{point}} {point.label} is synthetic-only and needs a {{synthetic}} set")
         real_idx = np.array([], dtype=int)
         syn_idx = np.arange(len(synthetic.notes))
     else:
-        real_idx = stratified_share(train.codes, point.real_share, rng)
+        real_idx = stratified_share(train.codes, point.real_share, stream(seed, REAL, point.real_share))
         syn_idx = np.array([], dtype=int)
         if point.syn_share > 0:
             if synthetic is None:
                 raise ParameterError(f"{{point}} {point.label} adds synthetic notes and needs a {{synthetic}} set")
             base = real_idx.size if share_of == "real" else len(synthetic.notes)
-            syn_idx = stratified_draw(synthetic.codes, round(point.syn_share * base), rng)
+            syn_idx = stratified_draw(
+                synthetic.codes, round(point.syn_share * base), stream(seed, "synthetic", key, *where)
+            )
     name = synthetic.name if synthetic is not None else REAL
-    return TrainingSet(name, point, seed, real_idx, syn_idx, int(rng.integers(2**31 - 1)))
+    fit_seed = int(stream(seed, "fit", key, *where).integers(2**31 - 1))
+    control_of = synthetic.control_of if synthetic is not None else None
+    return TrainingSet(name, point, seed, real_idx, syn_idx, fit_seed, control_of)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +211,7 @@ class RunResult:
     n_real: int
     n_syn: int
     scores: Scores
+    control_of: str | None = None
 
 
 def plan(
@@ -203,14 +226,13 @@ def plan(
     points = list(grid) if grid is not None else default_grid()
     out: list[TrainingSet] = []
     for seed in seeds:
-        rng = np.random.default_rng(seed)
         for p in points:
             if p.syn_share == 0 and not p.synthetic_only:
-                out.append(mix(train, None, p, rng, seed=seed))
+                out.append(mix(train, None, p, seed=seed))
         for syn in synthetic_sets:
             for p in points:
                 if p.syn_share > 0 or p.synthetic_only:
-                    out.append(mix(train, syn, p, rng, seed=seed, share_of=share_of))
+                    out.append(mix(train, syn, p, seed=seed, share_of=share_of))
     return out
 
 
@@ -222,9 +244,10 @@ def fit_one(
     if synthetic is not None:
         texts += [synthetic.notes[i].text for i in ts.syn_idx]
         codes += [synthetic.notes[i].code for i in ts.syn_idx]
-    clf = CodeClassifier(config).fit(texts, codes, seed=ts.fit_seed)
+    clf = make_classifier(config).fit(texts, codes, seed=ts.fit_seed)
     scores, _ = evaluate(clf, dev.texts, dev.codes)
-    return RunResult(ts.set_name, ts.point, ts.seed, int(ts.real_idx.size), int(ts.syn_idx.size), scores)
+    n_real, n_syn = int(ts.real_idx.size), int(ts.syn_idx.size)
+    return RunResult(ts.set_name, ts.point, ts.seed, n_real, n_syn, scores, ts.control_of)
 
 
 def run_grid(
@@ -280,6 +303,10 @@ class Summary:
     rare_accuracy: tuple[float, float]
     gain: tuple[float, float]
     rare_gain: tuple[float, float]
+    text_adds: tuple[float, float] | None = None
+    """Accuracy of this set minus its graph-only control at the same point, paired by seed (None: no control)."""
+    rare_text_adds: tuple[float, float] | None = None
+    control_of: str | None = None
 
 
 def _ms(values: Sequence[float]) -> tuple[float, float]:
@@ -290,15 +317,30 @@ def _ms(values: Sequence[float]) -> tuple[float, float]:
 BASELINE = GridPoint(1.0, 0.0)
 
 
+def text_adds(runs: Sequence[RunResult], controls: Sequence[RunResult], rare: set[str]) -> list[tuple[float, float]]:
+    """Per seed shared by both: (accuracy, rare accuracy) of the notes minus those of their graph-only control."""
+    twin = {r.seed: r.scores for r in controls}
+    return [
+        (r.scores.accuracy - twin[r.seed].accuracy, r.scores.group_accuracy(rare) - twin[r.seed].group_accuracy(rare))
+        for r in runs
+        if r.seed in twin
+    ]
+
+
 def summarise(results: Sequence[RunResult], rare: set[str]) -> list[Summary]:
-    """One row per (set, point) in first-seen order; without a real 1 + syn 0 run the gains are NaN."""
+    """One row per (set, point) in first-seen order; without a real 1 + syn 0 run the gains are NaN.
+
+    A set whose graph-only control ran at the same point gets ``text_adds``: what its text adds over the bare lists.
+    """
     base = {r.seed: r.scores for r in results if r.point == BASELINE}
     groups: dict[tuple[str, GridPoint], list[RunResult]] = {}
     for r in results:
         groups.setdefault((r.set_name, r.point), []).append(r)
+    controls = {(runs[0].control_of, point): runs for (_, point), runs in groups.items() if runs[0].control_of}
     out = []
     nan = float("nan")
     for (name, point), runs in groups.items():
+        adds = text_adds(runs, controls.get((name, point), []), rare)
         acc = [r.scores.accuracy for r in runs]
         rare_acc = [r.scores.group_accuracy(rare) for r in runs]
         gain = [r.scores.accuracy - base[r.seed].accuracy if r.seed in base else nan for r in runs]
@@ -319,6 +361,9 @@ def summarise(results: Sequence[RunResult], rare: set[str]) -> list[Summary]:
                 _ms(rare_acc),
                 _ms(gain),
                 _ms(rgain),
+                _ms([a for a, _ in adds]) if adds else None,
+                _ms([b for _, b in adds]) if adds else None,
+                runs[0].control_of,
             )
         )
     return out
@@ -328,7 +373,7 @@ def best_per_set(summaries: Sequence[Summary]) -> dict[str, Summary]:
     """The mixed (real + synthetic) point with the highest mean accuracy, per synthetic set."""
     best: dict[str, Summary] = {}
     for s in summaries:
-        if s.set_name == REAL or s.point.synthetic_only:
+        if s.set_name == REAL or s.point.synthetic_only or s.control_of:
             continue
         if s.set_name not in best or s.accuracy[0] > best[s.set_name].accuracy[0]:
             best[s.set_name] = s
@@ -361,6 +406,7 @@ def result_rows(results: Sequence[RunResult], rare: set[str]) -> list[dict[str, 
             "hit3": r.scores.hit3,
             "macro_f1": r.scores.macro_f1,
             "rare_accuracy": r.scores.group_accuracy(rare),
+            "control_of": r.control_of,
             "per_code_recall": r.scores.per_code_recall,
         }
         for r in results
