@@ -210,6 +210,8 @@ def test_cli_held_out_codes_and_synthetic_only(small: dict[str, Path], tmp_path:
         "2",
         "--min-dev",
         "1",
+        "--min-notes",
+        "1",
         "--out",
         out,
     )

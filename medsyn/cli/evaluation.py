@@ -334,6 +334,7 @@ def held_out_codes_command(
     seeds: str = typer.Option("0,1,2", help="Comma-separated seeds (draws and fits)."),
     codes: int = typer.Option(10, help="How many codes to remove from the real training set."),
     min_dev: int = typer.Option(5, help="A held-out code has at least this many dev notes."),
+    min_notes: int = typer.Option(10, help="... and at least this many notes in every synthetic set."),
     per_code: int = typer.Option(30, help="At most this many notes added per held-out code (same for every set)."),
     choice_seed: int = typer.Option(0, help="Seed of the choice of codes."),
     control: bool = typer.Option(True, help=_CONTROL_HELP),
@@ -347,8 +348,8 @@ def held_out_codes_command(
     from medsyn.evaluation.experiments import held_out_codes, summarise_outcomes
     from medsyn.evaluation.report import write_experiment_report
 
-    if min(codes, min_dev, per_code) < 1:
-        raise InputError("--codes, --min-dev and --per-code must be at least 1")
+    if min(codes, min_dev, min_notes, per_code) < 1:
+        raise InputError("--codes, --min-dev, --min-notes and --per-code must be at least 1")
     cfg = ClassifierConfig(kind=classifier)  # type: ignore[arg-type]  # checked by the config
     seed_list = _ints(seeds, "--seeds")
     tr, dv, sets, notes = _experiment_sets(synthetic, train, dev, control=control, requested=requested)
@@ -361,6 +362,7 @@ def held_out_codes_command(
             seeds=seed_list,
             n_codes=codes,
             min_dev=min_dev,
+            min_notes=min_notes,
             per_code=per_code,
             choice_seed=choice_seed,
             config=cfg,
@@ -370,9 +372,9 @@ def held_out_codes_command(
     intro = [
         f"Every real train note of {len(chosen)} codes is removed from `{display_path(tr.path)}`: "
         + ", ".join(f"{c} ({counts[c]} added)" for c in chosen)
-        + f". Chosen with seed {choice_seed} among codes with {min_dev}+ dev notes that every set holds. Each set "
-        "adds its own notes of those codes only, the same number per code for every set; the reference adds as many "
-        "real train notes. Without any of them those codes cannot be predicted (accuracy 0).",
+        + f". Chosen with seed {choice_seed} among codes with {min_dev}+ dev notes and {min_notes}+ notes in every "
+        "set. Each set adds its own notes of those codes only, the same number per code for every set; the reference "
+        "adds as many real train notes. Without any of them those codes cannot be predicted (accuracy 0).",
         f"Scored on the held-out codes' notes of `{display_path(dv.path)}`; seeds {seeds}; classifier: "
         f"{cfg.describe()}. Mean ± std over seeds, x100.",
         *(f"- {n}" for n in notes),

@@ -1,10 +1,11 @@
 """The paper's two missing experiments: codes the real training set lacks, and synthetic-only training.
 
-* **Held-out codes** (:func:`held_out_codes`): ``n_codes`` codes with at least ``min_dev`` dev notes, present in
-  every compared set, are chosen with a seeded stream; every real train note of them is removed, and each set adds
-  its own notes of those codes only, the same number per code for every set (the smallest any set holds, capped by
-  ``per_code``). Scores are dev accuracy and Hit@3 on the held-out codes' notes. Two references bound them: no
-  synthetic note (the codes can never be predicted: 0) and the same number of *real* train notes of those codes.
+* **Held-out codes** (:func:`held_out_codes`): ``n_codes`` codes with at least ``min_dev`` dev notes, of which
+  every compared set holds at least ``min_notes``, are chosen with a seeded stream; every real train note of them is
+  removed, and each set adds its own notes of those codes only, the same number per code for every set (the
+  smallest any set holds, capped by ``per_code``). Scores are dev accuracy and Hit@3 on the held-out codes' notes.
+  Two references bound them: no synthetic note (the codes can never be predicted: 0) and the same number of *real*
+  train notes of those codes.
 * **Synthetic-only** (:func:`synthetic_only`): a classifier trained on a set alone, beside one trained on real train
   notes with the same count per code (like for like: as many real notes of each code as the set has, or all there
   are), both scored on the dev notes of the codes the set covers.
@@ -47,14 +48,18 @@ def _key(s: NoteSet) -> str:
     return s.control_of or s.name
 
 
-def choose_codes(dev: NoteSet, sets: Sequence[NoteSet], *, n_codes: int, min_dev: int, seed: int) -> list[str]:
-    """``n_codes`` codes with ``min_dev`` or more dev notes that every set holds, chosen with ``seed``'s stream."""
+def choose_codes(
+    dev: NoteSet, sets: Sequence[NoteSet], *, n_codes: int, min_dev: int, min_notes: int, seed: int
+) -> list[str]:
+    """``n_codes`` codes with ``min_dev`` or more dev notes of which every set holds ``min_notes`` or more, chosen
+    with ``seed``'s stream."""
     dev_n = Counter(dev.codes)
-    common = set.intersection(*(set(s.codes) for s in sets)) if sets else set()
-    pool = sorted(c for c in common if dev_n[c] >= min_dev)
+    held = [Counter(s.codes) for s in sets]
+    pool = sorted(c for c in dev_n if dev_n[c] >= min_dev and held and all(h[c] >= min_notes for h in held))
     if len(pool) < n_codes:
         raise ParameterError(
-            f"{{n_codes}}: only {len(pool)} codes have {min_dev}+ dev notes and occur in every set; asked for {n_codes}"
+            f"{{n_codes}}: only {len(pool)} codes have {min_dev}+ dev notes and {min_notes}+ notes in every set; "
+            f"asked for {n_codes}"
         )
     picked = stream(seed, "held-out codes").choice(pool, size=n_codes, replace=False)
     return sorted(str(c) for c in picked)
@@ -95,6 +100,7 @@ def held_out_codes(
     seeds: Sequence[int],
     n_codes: int = 10,
     min_dev: int = 5,
+    min_notes: int = 10,
     per_code: int = 30,
     choice_seed: int = 0,
     config: ClassifierConfig | None = None,
@@ -102,7 +108,7 @@ def held_out_codes(
 ) -> tuple[list[str], dict[str, int], list[Outcome]]:
     """The held-out codes, the synthetic notes per code each set adds, and one outcome per (set, seed)."""
     cfg = config or ClassifierConfig()
-    codes = choose_codes(dev, sets, n_codes=n_codes, min_dev=min_dev, seed=choice_seed)
+    codes = choose_codes(dev, sets, n_codes=n_codes, min_dev=min_dev, min_notes=min_notes, seed=choice_seed)
     held = set(codes)
     counts = {c: min([per_code] + [Counter(s.codes)[c] for s in sets]) for c in codes}
     kept = [n for n in train.notes if n.code not in held]
