@@ -29,7 +29,7 @@ from pyoxigraph import (
 
 from medsyn.errors import StoreError
 from medsyn.kg.protocol import TRUNCATED_HEADER
-from medsyn.kg.scopes import remote_targets
+from medsyn.kg.scopes import query_dataset, remote_targets
 from medsyn.kg.store import OxigraphStore
 from medsyn.kg.version import graph_version
 from medsyn.server import results
@@ -67,12 +67,13 @@ class Endpoint:
 
     def evaluate(self, req: QueryRequest, cancel: threading.Event) -> Answer:
         options: dict[str, Any] = {"base_iri": req.base_iri}
-        if req.default_graphs:
+        if req.default_graphs or req.named_graphs:
+            # The protocol's dataset replaces the query's, and is exactly what it names: no named graphs when only
+            # default-graph-uri is given, an empty default graph when only named-graph-uri is (as Oxigraph).
             options["default_graph"] = list(req.default_graphs)
-        else:
-            options["use_default_graph_as_union"] = req.union
-        if req.named_graphs:
             options["named_graphs"] = list(req.named_graphs)
+        elif not query_dataset(req.sparql):  # a query's own FROM / FROM NAMED replaces the union default
+            options["use_default_graph_as_union"] = req.union
         try:
             result = self.store.raw.query(req.sparql, **options)
         except SyntaxError as exc:
