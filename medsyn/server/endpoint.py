@@ -40,6 +40,7 @@ from medsyn.server.messages import (
     Answer,
     HttpError,
     QueryRequest,
+    StreamBroken,
     parse_iri,
     pick,
     single_param,
@@ -187,34 +188,36 @@ class Endpoint:
                 return Answer(400, f"SPARQL update syntax error: {exc}\n".encode())
             except OSError as exc:
                 return Answer(500, f"update failed: {exc}\n".encode())
+            except RuntimeError as exc:  # the store refused it ("The graph <g> does not exist"), or it is damaged
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                return Answer(500 if _damage(reason) else 400, f"update failed: {reason}\n".encode())
         return Answer(204, b"")
 
     def authorize(self, authorization: str | None, client: str) -> None:
+        """Pass the right bearer token, always: a lockout never applies to it, so nobody can lock the operator out.
+        Wrong tokens are counted per client address (see ``--trusted-proxy``); past ``BAD_TOKEN_LIMIT`` in a
+        minute that address gets 429 for its wrong tokens. Guessing is made hopeless by the token's length, not by
+        this limit, which bounds the work and log noise of failed attempts."""
         token = self.config.token
         if token is None:
             raise HttpError(403, "updates are disabled on this endpoint (start `medsyn serve` with --token)")
-        now = time.monotonic()
-        with self._bad_lock:
-            recent = self._bad_tokens.get(client)
-            while recent and now - recent[0] > 60:
-                recent.popleft()
-            if recent and len(recent) >= BAD_TOKEN_LIMIT:
-                raise HttpError(429, "too many invalid tokens from this address; wait a minute", {"Retry-After": "60"})
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not given:
             raise HttpError(401, "updates need 'Authorization: Bearer <token>'", {"WWW-Authenticate": "Bearer"})
         # Constant-time comparison: response timing must not reveal how much of a guessed token was right.
-        if not hmac.compare_digest(given.strip().encode(), token.encode()):
-            with self._bad_lock:
-                self._bad_tokens.setdefault(client, deque()).append(now)
-            raise HttpError(401, "invalid bearer token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
-
-    def token_ok(self, authorization: str | None) -> bool:
-        token = self.config.token
-        scheme, _, given = (authorization or "").partition(" ")
-        if not token or scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(given.strip().encode(), token.encode())
+        if hmac.compare_digest(given.strip().encode(), token.encode()):
+            return
+        now = time.monotonic()
+        with self._bad_lock:
+            if len(self._bad_tokens) > 4096:  # addresses that stopped failing a minute ago are forgotten
+                self._bad_tokens = {a: d for a, d in self._bad_tokens.items() if d and now - d[-1] <= 60}
+            recent = self._bad_tokens.setdefault(client, deque())
+            while recent and now - recent[0] > 60:
+                recent.popleft()
+            if len(recent) >= BAD_TOKEN_LIMIT:
+                raise HttpError(429, "too many invalid tokens from this address; wait a minute", {"Retry-After": "60"})
+            recent.append(now)
+        raise HttpError(401, "invalid bearer token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
     # --- health, service description, Graph Store ---------------------------------------------------------------
 
@@ -314,9 +317,9 @@ class Endpoint:
         """Pieces of a dump, written by one worker thread (pyoxigraph's quad iterator must stay in the thread that
         made it) into a short queue; the worker slot taken by the caller is freed when that thread ends, which
         ``stop`` (set by the answer's ``close``, also when the stream never started) makes it do."""
-        pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        pieces: queue.Queue[bytes | Exception | None] = queue.Queue(maxsize=4)
 
-        def put(item: bytes | None) -> bool:
+        def put(item: bytes | Exception | None) -> bool:
             while not stop.is_set():
                 try:
                     pieces.put(item, timeout=0.5)
@@ -326,6 +329,8 @@ class Endpoint:
             return False
 
         def produce() -> None:
+            end: Exception | None = None
+            sent = 0
             try:
                 quads = iter(self.store.raw.quads_for_pattern(None, None, None, target))
                 while not stop.is_set():
@@ -338,13 +343,17 @@ class Endpoint:
                         data = serialize([q.triple for q in chunk], format=fmt) or b""
                     if not put(data):
                         return
+                    sent += len(chunk)
+            except Exception as exc:  # damage found midway: the client must not take the part for the whole
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                end = StreamBroken(f"the dump failed after {sent} quads: {first}")
             finally:
                 self.workers.slow.release()
-                put(None)
+                put(end)
 
         self.workers.pool.submit(produce)  # now, not on the first read: an answer never sent must still end it
 
-        def take() -> bytes | None:
+        def take() -> bytes | Exception | None:
             while True:
                 try:
                     return pieces.get(timeout=0.5)
@@ -354,6 +363,8 @@ class Endpoint:
 
         async def drain() -> AsyncIterator[bytes]:
             while (data := await asyncio.to_thread(take)) is not None:
+                if isinstance(data, Exception):
+                    raise data
                 yield data
 
         return drain()
@@ -393,6 +404,11 @@ class Endpoint:
             else:
                 self.store.raw.extend(quads)
         return Answer(204 if exists else 201, b"")
+
+
+def _damage(reason: str) -> bool:
+    """RocksDB's words for a damaged or failing store (its other errors are the update's own fault)."""
+    return any(word in reason for word in ("Corruption", "IO error", "rocksdb", "RocksDB"))
 
 
 async def _by(future: asyncio.Future[Answer], when: float) -> Answer | None:

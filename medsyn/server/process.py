@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import logging
 import signal
 import socket
 import threading
@@ -13,9 +15,10 @@ from typing import Any
 
 from medsyn.errors import InputError, StoreError
 from medsyn.kg.store import OxigraphStore
-from medsyn.server.app import App
+from medsyn.server.app import App, trusted_peer
 from medsyn.server.config import MAX_BODY, MAX_QUERY_BODY, ServerConfig
 from medsyn.server.endpoint import Endpoint
+from medsyn.server.messages import StreamBroken
 
 
 def _uvicorn_server_class() -> type[Any]:
@@ -40,14 +43,37 @@ def _uvicorn_server_class() -> type[Any]:
     return Quiet
 
 
-def _head_deadline_protocol(deadline_s: float) -> type[Any]:
-    """uvicorn's h11 protocol with a deadline for each request head (slow-loris: a client that sends its headers a
-    byte at a time would otherwise hold its connection, and a place under --max-connections, forever)."""
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 5\r\n"
+    b"connection: close\r\ncontent-length: 49\r\n\r\ntoo many open connections from this address (503)\n"
+)
+
+
+def _guarded_protocol(deadline_s: float, per_client: int, trusted: tuple[str, ...]) -> type[Any]:
+    """uvicorn's h11 protocol with two guards against slow-loris:
+
+    - a deadline for each request head (a client that sends its headers a byte at a time would otherwise hold its
+      connection, and a place under --max-connections, forever);
+    - at most ``per_client`` open connections per peer address (trusted proxies excepted: their clients share
+      their address), so that one address cannot fill --max-connections; one more is answered 503 and closed.
+    """
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class HeadDeadline(H11Protocol):  # type: ignore[misc]
+    open_by_peer: dict[str, int] = {}  # the event loop's thread only: no lock
+
+    class Guarded(H11Protocol):  # type: ignore[misc]
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            self._peer: str | None = None
+            self._head_timer: Any = None
+            peer = self.client[0] if self.client else None
+            if peer is not None and not trusted_peer(peer, trusted):
+                if open_by_peer.get(peer, 0) >= per_client:
+                    transport.write(_BUSY)
+                    transport.close()
+                    return
+                open_by_peer[peer] = open_by_peer.get(peer, 0) + 1
+                self._peer = peer
             self._arm()
 
         def _arm(self) -> None:
@@ -60,14 +86,29 @@ def _head_deadline_protocol(deadline_s: float) -> type[Any]:
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            self._head_timer.cancel()
-            self._arm()
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._head_timer.cancel()
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            if self._peer is not None:
+                left = open_by_peer.pop(self._peer) - 1
+                if left:
+                    open_by_peer[self._peer] = left
+                self._peer = None
             super().connection_lost(exc)
 
-    return HeadDeadline
+    return Guarded
+
+
+class _DropBrokenStreams(logging.Filter):
+    """uvicorn logs an exception that ends an ASGI app with a traceback; a broken-off stream was already logged
+    in one line by the app, and dropping the connection is what it asked for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], StreamBroken))
 
 
 def _uvicorn_server(config: Any) -> Any:
@@ -92,10 +133,16 @@ class SparqlServer:
             log_level="error",
             access_log=False,
             lifespan="off",
+            proxy_headers=False,  # X-Forwarded-For is read by the app, and only from --trusted-proxy peers
             server_header=False,
             h11_max_incomplete_event_size=64 * 1024,  # request line and headers: no megabyte header lines
-            http=_head_deadline_protocol(endpoint.config.client_timeout_s),
+            http=_guarded_protocol(
+                endpoint.config.client_timeout_s,
+                endpoint.config.max_connections_per_client,
+                endpoint.config.trusted_proxies,
+            ),
         )
+        logging.getLogger("uvicorn.error").addFilter(_DropBrokenStreams())
         self.uvicorn = _uvicorn_server(config)
 
     @property
@@ -137,6 +184,8 @@ def make_server(
     fast_workers: int | None = None,
     fast_budget_s: float = 0.5,
     max_connections: int = 256,
+    max_connections_per_client: int = 64,
+    trusted_proxies: tuple[str, ...] = (),
     max_body_bytes: int = MAX_BODY,
     max_query_bytes: int = MAX_QUERY_BODY,
     allow_hosts: tuple[str, ...] = (),
@@ -157,6 +206,13 @@ def make_server(
         raise InputError(f"--fast-workers: {fast_workers} is not a positive number of workers")
     if not fast_budget_s > 0:  # also NaN
         raise InputError(f"--fast-budget: {fast_budget_s:g} is not a positive number of seconds")
+    if max_connections_per_client <= 0:
+        raise InputError(f"--max-connections-per-client: {max_connections_per_client} is not a positive number")
+    for proxy in trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise InputError(f"--trusted-proxy: {proxy!r} is not an IP address or network") from None
     if max_body_bytes <= 0 or max_query_bytes <= 0:
         raise InputError("body limits must be positive")
     if not 0 <= port <= 65535:
@@ -173,6 +229,8 @@ def make_server(
         fast_workers=fast_workers,
         fast_budget_s=fast_budget_s,
         max_connections=max_connections,
+        max_connections_per_client=max_connections_per_client,
+        trusted_proxies=tuple(trusted_proxies),
         max_body_bytes=max_body_bytes,
         max_query_bytes=max_query_bytes,
         host=host,
