@@ -338,3 +338,14 @@ def test_a_locked_store_does_not_print_the_token(tmp_path: Path) -> None:
         assert secret not in lock_file(store).read_text()
     finally:
         stop(process)
+
+
+def test_a_graph_the_format_cannot_write_says_why(srv: RunningServer) -> None:
+    """JSON-LD (written whole) has no RDF 1.2 triple terms: the answer names that, not an internal exception."""
+    update = "INSERT DATA { GRAPH <urn:t> { <urn:x> <urn:p> <<( <urn:a> <urn:p> <urn:b> )>> } }"
+    with httpx.Client(timeout=30) as c:
+        assert c.post(srv.update_url, data={"update": update}, headers=_bearer(TOKEN)).status_code == 204
+        r = c.get(srv.store_url, params={"graph": "urn:t"}, headers={"Accept": "application/ld+json"})
+        assert r.status_code == 500 and r.text == "dump failed: JSON-LD does not support RDF 1.2 yet\n"
+        r = c.get(srv.store_url, params={"graph": "urn:t"}, headers={"Accept": "application/n-triples"})
+        assert r.status_code == 200 and "<<( <urn:a> <urn:p> <urn:b> )>>" in r.text

@@ -189,7 +189,7 @@ class Endpoint:
             except OSError as exc:
                 return Answer(500, f"update failed: {exc}\n".encode())
             except RuntimeError as exc:  # the store refused it ("The graph <g> does not exist"), or it is damaged
-                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                reason = _first_line(exc)
                 return Answer(500 if _damage(reason) else 400, f"update failed: {reason}\n".encode())
         return Answer(204, b"")
 
@@ -225,8 +225,8 @@ class Endpoint:
         try:
             version = graph_version(self.store)
             graphs = sum(1 for _ in self.store.raw.named_graphs())
-        except (OSError, StoreError) as exc:
-            return Answer(503, f"store unavailable: {exc}\n".encode())
+        except (OSError, RuntimeError, StoreError) as exc:  # RuntimeError: RocksDB found damage
+            return Answer(503, f"store unavailable: {_first_line(exc)}\n".encode())
         lanes = self.workers
         full = [lane.name for lane in (lanes.fast, lanes.slow) if lane.full]
         # 503 only when no query can start now; a full slow lane refuses long queries while small ones are answered.
@@ -304,9 +304,12 @@ class Endpoint:
                 quads = await asyncio.get_running_loop().run_in_executor(
                     self.workers.pool, lambda: list(self.store.raw.quads_for_pattern(None, None, None, target))
                 )
+                body = serialize([q.triple for q in quads], format=fmt) or b""
+            except (OSError, RuntimeError, ValueError) as exc:  # damage, or a term the format cannot write
+                raise HttpError(500, f"dump failed: {_first_line(exc)}") from None
             finally:
                 self.workers.slow.release()
-            return Answer(200, serialize([q.triple for q in quads], format=fmt) or b"", ctype)
+            return Answer(200, body, ctype)
         await self.workers.slow.acquire(self.config.timeout_s)
         stop = threading.Event()
         return Answer(200, self._stream(target, fmt, stop), ctype, close=stop.set)
@@ -345,8 +348,7 @@ class Endpoint:
                         return
                     sent += len(chunk)
             except Exception as exc:  # damage found midway: the client must not take the part for the whole
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-                end = StreamBroken(f"the dump failed after {sent} quads: {first}")
+                end = StreamBroken(f"the dump failed after {sent} quads: {_first_line(exc)}")
             finally:
                 self.workers.slow.release()
                 put(end)
@@ -404,6 +406,10 @@ class Endpoint:
             else:
                 self.store.raw.extend(quads)
         return Answer(204 if exists else 201, b"")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _damage(reason: str) -> bool:
