@@ -349,3 +349,21 @@ def test_a_graph_the_format_cannot_write_says_why(srv: RunningServer) -> None:
         assert r.status_code == 500 and r.text == "dump failed: JSON-LD does not support RDF 1.2 yet\n"
         r = c.get(srv.store_url, params={"graph": "urn:t"}, headers={"Accept": "application/n-triples"})
         assert r.status_code == 200 and "<<( <urn:a> <urn:p> <urn:b> )>>" in r.text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trusted-proxy", "proxy.example"], "--trusted-proxy: 'proxy.example' is not an IP address or network"),
+        (["--max-connections-per-client", "0"], "--max-connections-per-client: 0 is not a positive number"),
+    ],
+)
+def test_bad_trust_options_are_one_line_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    store = dataset_store(tmp_path / "s")
+    run = subprocess.run(
+        [MEDSYN, "serve", "--store", str(store), "--port", str(free_port()), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2 and message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
