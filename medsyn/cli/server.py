@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from medsyn.paths import default_store_dir
+
+if TYPE_CHECKING:
+    from medsyn.server.process import SparqlServer
 
 
 def serve(
@@ -87,8 +91,13 @@ def serve(
         client_timeout_s=client_timeout,
         quiet=quiet,
     )
-    updates = "updates need the bearer token" if token else "read-only"
-    print(f"serving {path} at {server.url}/ ({updates}); Ctrl+C stops", file=sys.stderr, flush=True)
+    _run(server, path, token is not None)
+
+
+def _run(server: SparqlServer, path: Path, updates: bool) -> None:
+    """Serve until SIGINT/SIGTERM, then free the store."""
+    mode = "updates need the bearer token" if updates else "read-only"
+    print(f"serving {path} at {server.url}/ ({mode}); Ctrl+C stops", file=sys.stderr, flush=True)
     try:
         server.serve_forever()  # uvicorn handles SIGINT/SIGTERM: stops accepting, finishes answers in flight
     except KeyboardInterrupt:

@@ -200,25 +200,6 @@ def make_server(
     ``port=0`` picks a free port (see ``server.url``). ``fast_workers`` defaults to ``workers``.
     """
     fast_workers = workers if fast_workers is None else fast_workers
-    if timeout_s <= 0 or max_rows <= 0 or workers <= 0 or max_connections <= 0 or client_timeout_s <= 0:
-        raise InputError("timeout, max rows, workers and max connections must be positive")
-    if fast_workers <= 0:
-        raise InputError(f"--fast-workers: {fast_workers} is not a positive number of workers")
-    if not fast_budget_s > 0:  # also NaN
-        raise InputError(f"--fast-budget: {fast_budget_s:g} is not a positive number of seconds")
-    if max_connections_per_client <= 0:
-        raise InputError(f"--max-connections-per-client: {max_connections_per_client} is not a positive number")
-    for proxy in trusted_proxies:
-        try:
-            ipaddress.ip_network(proxy, strict=False)
-        except ValueError:
-            raise InputError(f"--trusted-proxy: {proxy!r} is not an IP address or network") from None
-    if max_body_bytes <= 0 or max_query_bytes <= 0:
-        raise InputError("body limits must be positive")
-    if not 0 <= port <= 65535:
-        raise InputError(f"--port: {port} is not a TCP port (0-65535)")
-    if token is not None and not token.strip():
-        raise InputError("the update token is empty")
     config = ServerConfig(
         token=token,
         timeout_s=timeout_s,
@@ -240,25 +221,55 @@ def make_server(
         client_timeout_s=client_timeout_s,
         quiet=quiet,
     )
+    _check(config, port)
     owns = not isinstance(store, OxigraphStore)
     # Serving never creates a store: a mistyped path must not answer "ok" over an empty graph.
     opened = OxigraphStore(Path(store), create=False) if not isinstance(store, OxigraphStore) else store
     try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without it the body
-        # (a write of its own after the headers) waits for the client's delayed ACK, ~40 ms per request.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.bind((host, port))
-            sock.listen(512)
-        except OSError:
-            sock.close()
-            raise
-        sock.set_inheritable(True)
+        sock = _listen(host, port)
     except OSError as exc:
         if owns:
             opened.close()
         raise StoreError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return SparqlServer(Endpoint(opened, config, owns_store=owns), sock)
+
+
+def _check(config: ServerConfig, port: int) -> None:
+    """One-line errors for options out of range (the CLI's exit status 2)."""
+    c = config
+    if c.timeout_s <= 0 or c.max_rows <= 0 or c.workers <= 0 or c.max_connections <= 0 or c.client_timeout_s <= 0:
+        raise InputError("timeout, max rows, workers and max connections must be positive")
+    if c.fast_workers <= 0:
+        raise InputError(f"--fast-workers: {c.fast_workers} is not a positive number of workers")
+    if not c.fast_budget_s > 0:  # also NaN
+        raise InputError(f"--fast-budget: {c.fast_budget_s:g} is not a positive number of seconds")
+    if c.max_connections_per_client <= 0:
+        raise InputError(f"--max-connections-per-client: {c.max_connections_per_client} is not a positive number")
+    for proxy in c.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise InputError(f"--trusted-proxy: {proxy!r} is not an IP address or network") from None
+    if c.max_body_bytes <= 0 or c.max_query_bytes <= 0:
+        raise InputError("body limits must be positive")
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port: {port} is not a TCP port (0-65535)")
+    if c.token is not None and not c.token.strip():
+        raise InputError("the update token is empty")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without it the body
+    # (a write of its own after the headers) waits for the client's delayed ACK, ~40 ms per request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(512)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
