@@ -69,6 +69,9 @@ def _guarded_protocol(deadline_s: float, per_client: int, trusted: tuple[str, ..
             peer = self.client[0] if self.client else None
             if peer is not None and not trusted_peer(peer, trusted):
                 if open_by_peer.get(peer, 0) >= per_client:
+                    # Not counted against --max-connections either, even for the instant until connection_lost:
+                    # a burst of refused connections must not make uvicorn answer others 503.
+                    self.connections.discard(self)
                     transport.write(_BUSY)
                     transport.close()
                     return
