@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import sys
 import threading
 import time
@@ -50,7 +51,8 @@ def _holder_text(lock_file: Path) -> str:
         lines = []
     if not lines or not lines[0].strip().isdigit():
         return "another process"
-    cmd = f" ({lines[1][:80]})" if len(lines) > 1 and lines[1].strip() else ""
+    # Redacted again: a lock file written before redaction may still hold a secret.
+    cmd = f" ({' '.join(redact(lines[1].split()))[:80]})" if len(lines) > 1 and lines[1].strip() else ""
     return f"process {lines[0].strip()}{cmd}"
 
 
@@ -82,11 +84,36 @@ def acquire(lock_file: Path, what: str, *, wait_s: float = 0.0) -> None:
                 os.close(fd)
                 raise StoreError(f"cannot lock {what}: {key}: {exc.strerror or exc}") from None
         # Record who holds it; the lock, not this text, is what excludes others.
-        cmd = " ".join([_program(), *sys.argv[1:]])[:200]
+        cmd = " ".join([_program(), *redact(sys.argv[1:])])[:200]
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n{cmd}\n".encode("utf-8", "replace"), 0)
         _held[key] = (fd, 1)
+
+
+_SECRET_OPTION = re.compile(r"^--?(?:[\w-]*-)?(?:token|password|secret|key)$", re.IGNORECASE)
+
+
+def redact(args: list[str]) -> list[str]:
+    """Command-line arguments with the values of secret options (``--token``, ``--password``, ``--api-key``...)
+    replaced by ``***``: the lock file is readable by others and its text goes into error messages.
+
+    >>> redact(["serve", "--token", "s3cret", "--api-key=k", "--max-tokens", "5"])
+    ['serve', '--token', '***', '--api-key=***', '--max-tokens', '5']
+    """
+    out: list[str] = []
+    hide_next = False
+    for arg in args:
+        name, eq, _ = arg.partition("=")
+        if hide_next:
+            out.append("***")
+            hide_next = False
+        elif _SECRET_OPTION.match(name):
+            out.append(name + "=***" if eq else arg)
+            hide_next = not eq
+        else:
+            out.append(arg)
+    return out
 
 
 def _program() -> str:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from medsyn.paths import default_store_dir
+
+if TYPE_CHECKING:
+    from medsyn.server.process import SparqlServer
 
 
 def serve(
@@ -36,6 +40,14 @@ def serve(
         0.5, "--fast-budget", help="Seconds a query runs in the fast lane before it needs a slow-lane worker."
     ),
     max_connections: int = typer.Option(256, "--max-connections", help="Concurrent connections (503 past it)."),
+    max_connections_per_client: int = typer.Option(
+        64, "--max-connections-per-client", help="Open connections per client address (503 and closed past it)."
+    ),
+    trusted_proxy: list[str] = typer.Option(
+        [],
+        "--trusted-proxy",
+        help="Reverse proxy address or network whose X-Forwarded-For names the client (repeatable; default: none).",
+    ),
     max_body_mib: int = typer.Option(64, "--max-body-mib", help="Largest request body with a valid token, MiB."),
     max_query_kib: int = typer.Option(2048, "--max-query-kib", help="Largest request body without a token, KiB."),
     allow_host: list[str] = typer.Option(
@@ -69,6 +81,8 @@ def serve(
         fast_workers=fast_workers,
         fast_budget_s=fast_budget,
         max_connections=max_connections,
+        max_connections_per_client=max_connections_per_client,
+        trusted_proxies=tuple(trusted_proxy),
         max_body_bytes=max_body_mib * 1024 * 1024,
         max_query_bytes=max_query_kib * 1024,
         allow_hosts=tuple(allow_host),
@@ -77,8 +91,13 @@ def serve(
         client_timeout_s=client_timeout,
         quiet=quiet,
     )
-    updates = "updates need the bearer token" if token else "read-only"
-    print(f"serving {path} at {server.url}/ ({updates}); Ctrl+C stops", file=sys.stderr, flush=True)
+    _run(server, path, token is not None)
+
+
+def _run(server: SparqlServer, path: Path, updates: bool) -> None:
+    """Serve until SIGINT/SIGTERM, then free the store."""
+    mode = "updates need the bearer token" if updates else "read-only"
+    print(f"serving {path} at {server.url}/ ({mode}); Ctrl+C stops", file=sys.stderr, flush=True)
     try:
         server.serve_forever()  # uvicorn handles SIGINT/SIGTERM: stops accepting, finishes answers in flight
     except KeyboardInterrupt:

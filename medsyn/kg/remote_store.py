@@ -47,6 +47,7 @@ from SPARQLWrapper.SPARQLExceptions import SPARQLWrapperException, Unauthorized
 
 from medsyn.errors import InputError, StoreError
 from medsyn.kg.protocol import STORE_DEFAULT_GRAPH, TRUNCATED_HEADER
+from medsyn.kg.scopes import query_dataset
 from medsyn.kg.store import (
     Bindings,
     OxigraphStore,
@@ -280,7 +281,9 @@ class RemoteStore:
         wrapper.setQuery(sparql)
         if not update:
             wrapper.addCustomHttpHeader("Accept", _ACCEPT)
-            if union and self.union_parameter:
+            if query_dataset(sparql):
+                pass  # its own FROM / FROM NAMED is its dataset; Oxigraph's union switch would override it
+            elif union and self.union_parameter:
                 wrapper.addParameter(self.union_parameter, "true")
             elif not union:
                 # `medsyn serve` answers from the union by default; this switch (ignored by Oxigraph and other

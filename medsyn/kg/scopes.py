@@ -235,6 +235,17 @@ def dataset_clauses(update: str) -> bool:
     return any(t.kind == "word" and t.text in ("USING", "WITH") and t.depth == 0 for t in tokens(update))
 
 
+def query_dataset(query: str) -> bool:
+    """Whether a query names its own dataset (``FROM`` or ``FROM NAMED``, the only top-level ``FROM``).
+
+    >>> query_dataset("SELECT * FROM NAMED <urn:g> { GRAPH ?g { ?s ?p ?o } }"), query_dataset("ASK { ?from ?p 'FROM' }")
+    (True, False)
+    """
+    if "from" not in query.lower():  # most queries: no need to lex
+        return False
+    return any(t.kind == "word" and t.text == "FROM" and t.depth == 0 for t in tokens(query))
+
+
 def where_sites(update: str) -> list[int]:
     """Where ``USING`` clauses go: before each top-level ``WHERE`` that follows a ``DELETE``/``INSERT`` template.
 
@@ -252,4 +263,13 @@ def where_sites(update: str) -> list[int]:
     ]
 
 
-__all__ = ["Token", "binding_sites", "dataset_clauses", "prefixes", "remote_targets", "tokens", "where_sites"]
+__all__ = [
+    "Token",
+    "binding_sites",
+    "dataset_clauses",
+    "prefixes",
+    "query_dataset",
+    "remote_targets",
+    "tokens",
+    "where_sites",
+]

@@ -35,7 +35,7 @@ from pyoxigraph import (
 )
 
 from medsyn.errors import InputError, StoreError
-from medsyn.kg.scopes import binding_sites
+from medsyn.kg.scopes import binding_sites, query_dataset
 from medsyn.locks import acquire, is_held_here, release
 
 Term = NamedNode | BlankNode | Literal | Triple
@@ -239,6 +239,8 @@ class OxigraphStore:
             raise corrupt_store_error(self.path, exc) from None
 
     def results(self, sparql: str, *, union: bool = True) -> QueryResult:
+        # A query's own FROM / FROM NAMED replaces the union default (pyoxigraph's union switch would override it).
+        union = union and not query_dataset(sparql)
         try:
             result = self._store.query(sparql, use_default_graph_as_union=union)
         except SyntaxError as exc:

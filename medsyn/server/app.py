@@ -21,6 +21,7 @@ from medsyn.server.messages import (
     Answer,
     HttpError,
     QueryRequest,
+    StreamBroken,
     body_text,
     media_type,
     parse_iri,
@@ -74,14 +75,12 @@ class App:
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                pass
-            await send({"type": "lifespan.shutdown.complete"})
+            await _lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
         started = time.perf_counter()
-        request = _Request(scope, receive, self.config.client_timeout_s)
+        request = _Request(scope, receive, self.config)
         try:
             answer = await self.dispatch(request)
         except HttpError as exc:
@@ -89,7 +88,11 @@ class App:
         except Exception as exc:  # a bug must not drop the connection silently; the client gets a 500
             self.config.log(f"internal error on {request.method} {request.path}: {type(exc).__name__}: {exc}")
             answer = Answer(500, f"internal error: {type(exc).__name__}\n".encode())
-        size = await self.send_answer(request, answer, send)
+        try:
+            size = await self.send_answer(request, answer, send)
+        except StreamBroken as exc:
+            self.config.log(f"{request.client} {request.method} {request.path}: stream broken off: {exc}")
+            raise  # the ASGI server then drops the connection: no clean end of a cut answer
         if not self.config.quiet:
             ms = (time.perf_counter() - started) * 1000
             line = f"{request.method} {request.path}"
@@ -105,6 +108,9 @@ class App:
             if origin != "*":
                 headers["vary"] = "Origin"
         headers.update({k.lower(): v for k, v in answer.headers.items()})
+        if request.body_unread:
+            # Answered before the body was read (refused, too large): close rather than read and discard the rest.
+            headers["connection"] = "close"
         head_only = request.method == "HEAD"
         if isinstance(answer.body, bytes):
             headers["content-length"] = str(len(answer.body))
@@ -147,7 +153,7 @@ class App:
             return await self.store(request)
         if route == "/health":
             _only(method, "GET", "HEAD")
-            return self.endpoint.health()
+            return await asyncio.to_thread(self.endpoint.health)  # store reads: never on the event loop
         if route == "/examples.json":
             _only(method, "GET", "HEAD")
             return Answer(200, _examples(), "application/json")
@@ -167,16 +173,35 @@ class App:
         kind = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}.get(path.suffix, "text/plain")
         return Answer(200, path.read_bytes(), kind + "; charset=utf-8", {"Cache-Control": "max-age=3600"})
 
-    async def body(self, request: _Request, *, authorized: bool) -> bytes:
-        """The request body, refused before reading when its announced size is over the caller's limit."""
-        limit = self.config.max_body_bytes if authorized else self.config.max_query_bytes
+    async def body(self, request: _Request, kind: str) -> bytes:
+        """The request body, refused before reading when its announced size is over the limit.
+
+        ``kind``: ``update`` (the caller checked the token: the update limit), ``query`` (the query limit, whatever
+        the token), ``form`` (a query or an update: past the query limit only a request that passes
+        :meth:`Endpoint.authorize` may send more). So no answer about a body's size depends on the token being
+        right: a wrong one gets the 401 of every token check, counted against its address's limit.
+        """
+        cfg = self.config
+        limit = cfg.max_body_bytes if kind == "update" else cfg.max_query_bytes
+
+        def over(size: int) -> int:
+            if kind == "form" and limit < cfg.max_body_bytes and request.header("authorization") is not None:
+                self.endpoint.authorize(request.header("authorization"), request.client)
+                if size <= cfg.max_body_bytes:
+                    return cfg.max_body_bytes
+            if kind == "update" or size > cfg.max_body_bytes:
+                raise HttpError(413, f"request body over {_size(cfg.max_body_bytes)}")
+            if kind == "query":
+                raise HttpError(413, f"request body over {_size(limit)}, the limit for a query")
+            raise HttpError(413, f"request body over {_size(limit)}; only an update with the token may be larger")
+
         length = request.header("content-length")
         if length is not None:
             if not length.isdigit():
                 raise HttpError(400, f"invalid Content-Length {length!r}")
             if int(length) > limit:
-                raise HttpError(413, f"request body over {_size(limit)}{'' if authorized else ' without a token'}")
-        return await request.read(limit, authorized)
+                limit = over(int(length))
+        return await request.read(limit, over)
 
     async def sparql(self, request: _Request, *, allow_update: bool) -> Answer:
         params = request.params
@@ -191,9 +216,8 @@ class App:
             ctype, charset = media_type(request.header("content-type"))
             if charset not in (None, "utf-8", "utf8"):
                 raise HttpError(415, f"charset {charset} is not supported; send UTF-8")
-            authorized = self.endpoint.token_ok(request.header("authorization"))
             if ctype == "application/x-www-form-urlencoded":
-                form = parse_qs(body_text(await self.body(request, authorized=authorized)), keep_blank_values=True)
+                form = parse_qs(body_text(await self.body(request, "form")), keep_blank_values=True)
                 if "update" in form:
                     if not allow_update:
                         raise HttpError(400, "updates go to /update")
@@ -203,10 +227,10 @@ class App:
                 for key, values in form.items():
                     params.setdefault(key, []).extend(values)
             elif ctype == "application/sparql-query":
-                params.setdefault("query", []).append(body_text(await self.body(request, authorized=authorized)))
+                params.setdefault("query", []).append(body_text(await self.body(request, "query")))
             elif ctype == "application/sparql-update" and allow_update:
                 self.endpoint.authorize(request.header("authorization"), request.client)
-                return await self._update(request, body_text(await self.body(request, authorized=True)), params)
+                return await self._update(request, body_text(await self.body(request, "update")), params)
             else:
                 raise HttpError(415, f"unsupported Content-Type {ctype!r} for a query")
         else:
@@ -233,7 +257,7 @@ class App:
         ctype, charset = media_type(request.header("content-type"))
         if charset not in (None, "utf-8", "utf8"):
             raise HttpError(415, f"charset {charset} is not supported; send UTF-8")
-        body = await self.body(request, authorized=True)
+        body = await self.body(request, "update")
         params = request.params
         if ctype == "application/x-www-form-urlencoded":
             form = parse_qs(body_text(body), keep_blank_values=True)
@@ -262,10 +286,22 @@ class App:
             return await self.endpoint.graph_store_get(request.params, request.header("accept"))
         if method in ("PUT", "POST", "DELETE"):
             self.endpoint.authorize(request.header("authorization"), request.client)
-            body = b"" if method == "DELETE" else await self.body(request, authorized=True)
+            body = b"" if method == "DELETE" else await self.body(request, "update")
             ctype, _ = media_type(request.header("content-type"))
             return await asyncio.to_thread(self.endpoint.graph_store_write, method, request.params, ctype, body)
         raise HttpError(405, "use GET, PUT, POST or DELETE on /store", {"Allow": "GET, HEAD, PUT, POST, DELETE"})
+
+
+async def _lifespan(receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    """Answer the ASGI lifespan protocol (nothing to set up: the endpoint is ready when built); an ASGI server run
+    with lifespan on waits for the startup answer before it serves."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def _only(method: str, *allowed: str) -> None:
@@ -298,12 +334,37 @@ def _examples() -> bytes:
     return _EXAMPLES
 
 
+def client_address(peer: str, forwarded_for: str | None, config: ServerConfig) -> str:
+    """The address a request's limits count against: the peer, or, when the peer is one of ``--trusted-proxy``,
+    the nearest address in its X-Forwarded-For that is not itself a trusted proxy. Anyone else's X-Forwarded-For
+    is ignored (a client could otherwise pick a new address for every request)."""
+    if not forwarded_for or not trusted_peer(peer, config.trusted_proxies):
+        return peer
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a hop the proxy did not write: nothing behind it can be believed
+        if not trusted_peer(hop, config.trusted_proxies):
+            return hop
+    return peer
+
+
+def trusted_peer(address: str, proxies: tuple[str, ...]) -> bool:
+    """Whether ``address`` is one of the ``--trusted-proxy`` addresses or networks."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
 class _Request:
     """The parts of an ASGI HTTP request the routes read."""
 
-    def __init__(self, scope: dict[str, Any], receive: Callable[..., Any], client_timeout_s: float) -> None:
+    def __init__(self, scope: dict[str, Any], receive: Callable[..., Any], config: ServerConfig) -> None:
         self.scope = scope
-        self.client_timeout_s = client_timeout_s
+        self.client_timeout_s = config.client_timeout_s
         self.receive = receive
         self.method: str = scope["method"]
         self.path: str = scope["path"]
@@ -312,8 +373,11 @@ class _Request:
         for key, value in scope.get("headers", []):
             name = key.decode("latin-1").lower()
             self._headers[name] = value.decode("latin-1")
-        client = scope.get("client")
-        self.client = client[0] if client else "-"
+        peer = scope.get("client")
+        self.client = client_address(peer[0] if peer else "-", self._headers.get("x-forwarded-for"), config)
+        length = self._headers.get("content-length")
+        # A body the client still sends when the answer goes out is not read: the connection is closed instead.
+        self.body_unread = "transfer-encoding" in self._headers or (length is not None and length.strip() != "0")
 
     def header(self, name: str) -> str | None:
         return self._headers.get(name)
@@ -326,7 +390,8 @@ class _Request:
         host = self.header("host") or "localhost"
         return f"{scheme}://{host}{self.path}"
 
-    async def read(self, limit: int, authorized: bool) -> bytes:
+    async def read(self, limit: int, over: Callable[[int], int]) -> bytes:
+        """The body, up to ``limit`` bytes; past it ``over(size)`` gives a new limit or raises."""
         chunks: list[bytes] = []
         size = 0
         deadline = time.monotonic() + self.client_timeout_s
@@ -340,7 +405,8 @@ class _Request:
             piece = message.get("body", b"")
             size += len(piece)
             if size > limit:  # a chunked body announces no size: count while reading
-                raise HttpError(413, f"request body over {_size(limit)}{'' if authorized else ' without a token'}")
+                limit = over(size)
             chunks.append(piece)
             if not message.get("more_body", False):
+                self.body_unread = False
                 return b"".join(chunks)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 MAX_BODY = 64 * 1024 * 1024
 MAX_QUERY_BODY = 2 * 1024 * 1024
 DUMP_CHUNK = 5000  # quads per streamed piece of a Graph Store GET
-BAD_TOKEN_LIMIT = 10  # failed bearer tokens per client address and minute before 429
+BAD_TOKEN_LIMIT = 10  # wrong bearer tokens per client address and minute before 429 (the right one always passes)
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class ServerConfig:
     fast_workers: int = 8
     fast_budget_s: float = 0.5
     max_connections: int = 256
+    max_connections_per_client: int = 64  # per peer address (trusted proxies excepted): one address cannot fill the cap
+    trusted_proxies: tuple[str, ...] = ()  # peers (addresses or networks) whose X-Forwarded-For is believed
     max_body_bytes: int = MAX_BODY
     max_query_bytes: int = MAX_QUERY_BODY
     host: str = "127.0.0.1"

@@ -29,7 +29,7 @@ from pyoxigraph import (
 
 from medsyn.errors import StoreError
 from medsyn.kg.protocol import TRUNCATED_HEADER
-from medsyn.kg.scopes import remote_targets
+from medsyn.kg.scopes import query_dataset, remote_targets
 from medsyn.kg.store import OxigraphStore
 from medsyn.kg.version import graph_version
 from medsyn.server import results
@@ -40,6 +40,7 @@ from medsyn.server.messages import (
     Answer,
     HttpError,
     QueryRequest,
+    StreamBroken,
     parse_iri,
     pick,
     single_param,
@@ -67,12 +68,13 @@ class Endpoint:
 
     def evaluate(self, req: QueryRequest, cancel: threading.Event) -> Answer:
         options: dict[str, Any] = {"base_iri": req.base_iri}
-        if req.default_graphs:
+        if req.default_graphs or req.named_graphs:
+            # The protocol's dataset replaces the query's, and is exactly what it names: no named graphs when only
+            # default-graph-uri is given, an empty default graph when only named-graph-uri is (as Oxigraph).
             options["default_graph"] = list(req.default_graphs)
-        else:
-            options["use_default_graph_as_union"] = req.union
-        if req.named_graphs:
             options["named_graphs"] = list(req.named_graphs)
+        elif not query_dataset(req.sparql):  # a query's own FROM / FROM NAMED replaces the union default
+            options["use_default_graph_as_union"] = req.union
         try:
             result = self.store.raw.query(req.sparql, **options)
         except SyntaxError as exc:
@@ -186,34 +188,36 @@ class Endpoint:
                 return Answer(400, f"SPARQL update syntax error: {exc}\n".encode())
             except OSError as exc:
                 return Answer(500, f"update failed: {exc}\n".encode())
+            except RuntimeError as exc:  # the store refused it ("The graph <g> does not exist"), or it is damaged
+                reason = _first_line(exc)
+                return Answer(500 if _damage(reason) else 400, f"update failed: {reason}\n".encode())
         return Answer(204, b"")
 
     def authorize(self, authorization: str | None, client: str) -> None:
+        """Pass the right bearer token, always: a lockout never applies to it, so nobody can lock the operator out.
+        Wrong tokens are counted per client address (see ``--trusted-proxy``); past ``BAD_TOKEN_LIMIT`` in a
+        minute that address gets 429 for its wrong tokens. Guessing is made hopeless by the token's length, not by
+        this limit, which bounds the work and log noise of failed attempts."""
         token = self.config.token
         if token is None:
             raise HttpError(403, "updates are disabled on this endpoint (start `medsyn serve` with --token)")
-        now = time.monotonic()
-        with self._bad_lock:
-            recent = self._bad_tokens.get(client)
-            while recent and now - recent[0] > 60:
-                recent.popleft()
-            if recent and len(recent) >= BAD_TOKEN_LIMIT:
-                raise HttpError(429, "too many invalid tokens from this address; wait a minute", {"Retry-After": "60"})
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not given:
             raise HttpError(401, "updates need 'Authorization: Bearer <token>'", {"WWW-Authenticate": "Bearer"})
         # Constant-time comparison: response timing must not reveal how much of a guessed token was right.
-        if not hmac.compare_digest(given.strip().encode(), token.encode()):
-            with self._bad_lock:
-                self._bad_tokens.setdefault(client, deque()).append(now)
-            raise HttpError(401, "invalid bearer token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
-
-    def token_ok(self, authorization: str | None) -> bool:
-        token = self.config.token
-        scheme, _, given = (authorization or "").partition(" ")
-        if not token or scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(given.strip().encode(), token.encode())
+        if hmac.compare_digest(given.strip().encode(), token.encode()):
+            return
+        now = time.monotonic()
+        with self._bad_lock:
+            if len(self._bad_tokens) > 4096:  # addresses that stopped failing a minute ago are forgotten
+                self._bad_tokens = {a: d for a, d in self._bad_tokens.items() if d and now - d[-1] <= 60}
+            recent = self._bad_tokens.setdefault(client, deque())
+            while recent and now - recent[0] > 60:
+                recent.popleft()
+            if len(recent) >= BAD_TOKEN_LIMIT:
+                raise HttpError(429, "too many invalid tokens from this address; wait a minute", {"Retry-After": "60"})
+            recent.append(now)
+        raise HttpError(401, "invalid bearer token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
     # --- health, service description, Graph Store ---------------------------------------------------------------
 
@@ -221,8 +225,8 @@ class Endpoint:
         try:
             version = graph_version(self.store)
             graphs = sum(1 for _ in self.store.raw.named_graphs())
-        except (OSError, StoreError) as exc:
-            return Answer(503, f"store unavailable: {exc}\n".encode())
+        except (OSError, RuntimeError, StoreError) as exc:  # RuntimeError: RocksDB found damage
+            return Answer(503, f"store unavailable: {_first_line(exc)}\n".encode())
         lanes = self.workers
         full = [lane.name for lane in (lanes.fast, lanes.slow) if lane.full]
         # 503 only when no query can start now; a full slow lane refuses long queries while small ones are answered.
@@ -300,9 +304,12 @@ class Endpoint:
                 quads = await asyncio.get_running_loop().run_in_executor(
                     self.workers.pool, lambda: list(self.store.raw.quads_for_pattern(None, None, None, target))
                 )
+                body = serialize([q.triple for q in quads], format=fmt) or b""
+            except (OSError, RuntimeError, ValueError) as exc:  # damage, or a term the format cannot write
+                raise HttpError(500, f"dump failed: {_first_line(exc)}") from None
             finally:
                 self.workers.slow.release()
-            return Answer(200, serialize([q.triple for q in quads], format=fmt) or b"", ctype)
+            return Answer(200, body, ctype)
         await self.workers.slow.acquire(self.config.timeout_s)
         stop = threading.Event()
         return Answer(200, self._stream(target, fmt, stop), ctype, close=stop.set)
@@ -313,9 +320,9 @@ class Endpoint:
         """Pieces of a dump, written by one worker thread (pyoxigraph's quad iterator must stay in the thread that
         made it) into a short queue; the worker slot taken by the caller is freed when that thread ends, which
         ``stop`` (set by the answer's ``close``, also when the stream never started) makes it do."""
-        pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        pieces: queue.Queue[bytes | Exception | None] = queue.Queue(maxsize=4)
 
-        def put(item: bytes | None) -> bool:
+        def put(item: bytes | Exception | None) -> bool:
             while not stop.is_set():
                 try:
                     pieces.put(item, timeout=0.5)
@@ -325,6 +332,8 @@ class Endpoint:
             return False
 
         def produce() -> None:
+            end: Exception | None = None
+            sent = 0
             try:
                 quads = iter(self.store.raw.quads_for_pattern(None, None, None, target))
                 while not stop.is_set():
@@ -337,13 +346,16 @@ class Endpoint:
                         data = serialize([q.triple for q in chunk], format=fmt) or b""
                     if not put(data):
                         return
+                    sent += len(chunk)
+            except Exception as exc:  # damage found midway: the client must not take the part for the whole
+                end = StreamBroken(f"the dump failed after {sent} quads: {_first_line(exc)}")
             finally:
                 self.workers.slow.release()
-                put(None)
+                put(end)
 
         self.workers.pool.submit(produce)  # now, not on the first read: an answer never sent must still end it
 
-        def take() -> bytes | None:
+        def take() -> bytes | Exception | None:
             while True:
                 try:
                     return pieces.get(timeout=0.5)
@@ -353,6 +365,8 @@ class Endpoint:
 
         async def drain() -> AsyncIterator[bytes]:
             while (data := await asyncio.to_thread(take)) is not None:
+                if isinstance(data, Exception):
+                    raise data
                 yield data
 
         return drain()
@@ -392,6 +406,15 @@ class Endpoint:
             else:
                 self.store.raw.extend(quads)
         return Answer(204 if exists else 201, b"")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _damage(reason: str) -> bool:
+    """RocksDB's words for a damaged or failing store (its other errors are the update's own fault)."""
+    return any(word in reason for word in ("Corruption", "IO error", "rocksdb", "RocksDB"))
 
 
 async def _by(future: asyncio.Future[Answer], when: float) -> Answer | None:

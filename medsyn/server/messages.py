@@ -32,6 +32,11 @@ class HttpError(Exception):
         self.headers = headers or {}
 
 
+class StreamBroken(Exception):
+    """A streamed answer failed after its status went out: the connection is dropped (no clean end), so the client
+    sees an incomplete answer instead of a short one that looks whole."""
+
+
 @dataclass(frozen=True)
 class QueryRequest:
     sparql: str

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import logging
 import signal
 import socket
 import threading
@@ -13,9 +15,10 @@ from typing import Any
 
 from medsyn.errors import InputError, StoreError
 from medsyn.kg.store import OxigraphStore
-from medsyn.server.app import App
+from medsyn.server.app import App, trusted_peer
 from medsyn.server.config import MAX_BODY, MAX_QUERY_BODY, ServerConfig
 from medsyn.server.endpoint import Endpoint
+from medsyn.server.messages import StreamBroken
 
 
 def _uvicorn_server_class() -> type[Any]:
@@ -40,14 +43,40 @@ def _uvicorn_server_class() -> type[Any]:
     return Quiet
 
 
-def _head_deadline_protocol(deadline_s: float) -> type[Any]:
-    """uvicorn's h11 protocol with a deadline for each request head (slow-loris: a client that sends its headers a
-    byte at a time would otherwise hold its connection, and a place under --max-connections, forever)."""
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 5\r\n"
+    b"connection: close\r\ncontent-length: 49\r\n\r\ntoo many open connections from this address (503)\n"
+)
+
+
+def _guarded_protocol(deadline_s: float, per_client: int, trusted: tuple[str, ...]) -> type[Any]:
+    """uvicorn's h11 protocol with two guards against slow-loris:
+
+    - a deadline for each request head (a client that sends its headers a byte at a time would otherwise hold its
+      connection, and a place under --max-connections, forever);
+    - at most ``per_client`` open connections per peer address (trusted proxies excepted: their clients share
+      their address), so that one address cannot fill --max-connections; one more is answered 503 and closed.
+    """
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class HeadDeadline(H11Protocol):  # type: ignore[misc]
+    open_by_peer: dict[str, int] = {}  # the event loop's thread only: no lock
+
+    class Guarded(H11Protocol):  # type: ignore[misc]
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            self._peer: str | None = None
+            self._head_timer: Any = None
+            peer = self.client[0] if self.client else None
+            if peer is not None and not trusted_peer(peer, trusted):
+                if open_by_peer.get(peer, 0) >= per_client:
+                    # Not counted against --max-connections either, even for the instant until connection_lost:
+                    # a burst of refused connections must not make uvicorn answer others 503.
+                    self.connections.discard(self)
+                    transport.write(_BUSY)
+                    transport.close()
+                    return
+                open_by_peer[peer] = open_by_peer.get(peer, 0) + 1
+                self._peer = peer
             self._arm()
 
         def _arm(self) -> None:
@@ -60,14 +89,29 @@ def _head_deadline_protocol(deadline_s: float) -> type[Any]:
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            self._head_timer.cancel()
-            self._arm()
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._head_timer.cancel()
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            if self._peer is not None:
+                left = open_by_peer.pop(self._peer) - 1
+                if left:
+                    open_by_peer[self._peer] = left
+                self._peer = None
             super().connection_lost(exc)
 
-    return HeadDeadline
+    return Guarded
+
+
+class _DropBrokenStreams(logging.Filter):
+    """uvicorn logs an exception that ends an ASGI app with a traceback; a broken-off stream was already logged
+    in one line by the app, and dropping the connection is what it asked for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], StreamBroken))
 
 
 def _uvicorn_server(config: Any) -> Any:
@@ -92,10 +136,16 @@ class SparqlServer:
             log_level="error",
             access_log=False,
             lifespan="off",
+            proxy_headers=False,  # X-Forwarded-For is read by the app, and only from --trusted-proxy peers
             server_header=False,
             h11_max_incomplete_event_size=64 * 1024,  # request line and headers: no megabyte header lines
-            http=_head_deadline_protocol(endpoint.config.client_timeout_s),
+            http=_guarded_protocol(
+                endpoint.config.client_timeout_s,
+                endpoint.config.max_connections_per_client,
+                endpoint.config.trusted_proxies,
+            ),
         )
+        logging.getLogger("uvicorn.error").addFilter(_DropBrokenStreams())
         self.uvicorn = _uvicorn_server(config)
 
     @property
@@ -137,6 +187,8 @@ def make_server(
     fast_workers: int | None = None,
     fast_budget_s: float = 0.5,
     max_connections: int = 256,
+    max_connections_per_client: int = 64,
+    trusted_proxies: tuple[str, ...] = (),
     max_body_bytes: int = MAX_BODY,
     max_query_bytes: int = MAX_QUERY_BODY,
     allow_hosts: tuple[str, ...] = (),
@@ -151,18 +203,6 @@ def make_server(
     ``port=0`` picks a free port (see ``server.url``). ``fast_workers`` defaults to ``workers``.
     """
     fast_workers = workers if fast_workers is None else fast_workers
-    if timeout_s <= 0 or max_rows <= 0 or workers <= 0 or max_connections <= 0 or client_timeout_s <= 0:
-        raise InputError("timeout, max rows, workers and max connections must be positive")
-    if fast_workers <= 0:
-        raise InputError(f"--fast-workers: {fast_workers} is not a positive number of workers")
-    if not fast_budget_s > 0:  # also NaN
-        raise InputError(f"--fast-budget: {fast_budget_s:g} is not a positive number of seconds")
-    if max_body_bytes <= 0 or max_query_bytes <= 0:
-        raise InputError("body limits must be positive")
-    if not 0 <= port <= 65535:
-        raise InputError(f"--port: {port} is not a TCP port (0-65535)")
-    if token is not None and not token.strip():
-        raise InputError("the update token is empty")
     config = ServerConfig(
         token=token,
         timeout_s=timeout_s,
@@ -173,6 +213,8 @@ def make_server(
         fast_workers=fast_workers,
         fast_budget_s=fast_budget_s,
         max_connections=max_connections,
+        max_connections_per_client=max_connections_per_client,
+        trusted_proxies=tuple(trusted_proxies),
         max_body_bytes=max_body_bytes,
         max_query_bytes=max_query_bytes,
         host=host,
@@ -182,25 +224,55 @@ def make_server(
         client_timeout_s=client_timeout_s,
         quiet=quiet,
     )
+    _check(config, port)
     owns = not isinstance(store, OxigraphStore)
     # Serving never creates a store: a mistyped path must not answer "ok" over an empty graph.
     opened = OxigraphStore(Path(store), create=False) if not isinstance(store, OxigraphStore) else store
     try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without it the body
-        # (a write of its own after the headers) waits for the client's delayed ACK, ~40 ms per request.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.bind((host, port))
-            sock.listen(512)
-        except OSError:
-            sock.close()
-            raise
-        sock.set_inheritable(True)
+        sock = _listen(host, port)
     except OSError as exc:
         if owns:
             opened.close()
         raise StoreError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return SparqlServer(Endpoint(opened, config, owns_store=owns), sock)
+
+
+def _check(config: ServerConfig, port: int) -> None:
+    """One-line errors for options out of range (the CLI's exit status 2)."""
+    c = config
+    if c.timeout_s <= 0 or c.max_rows <= 0 or c.workers <= 0 or c.max_connections <= 0 or c.client_timeout_s <= 0:
+        raise InputError("timeout, max rows, workers and max connections must be positive")
+    if c.fast_workers <= 0:
+        raise InputError(f"--fast-workers: {c.fast_workers} is not a positive number of workers")
+    if not c.fast_budget_s > 0:  # also NaN
+        raise InputError(f"--fast-budget: {c.fast_budget_s:g} is not a positive number of seconds")
+    if c.max_connections_per_client <= 0:
+        raise InputError(f"--max-connections-per-client: {c.max_connections_per_client} is not a positive number")
+    for proxy in c.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise InputError(f"--trusted-proxy: {proxy!r} is not an IP address or network") from None
+    if c.max_body_bytes <= 0 or c.max_query_bytes <= 0:
+        raise InputError("body limits must be positive")
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port: {port} is not a TCP port (0-65535)")
+    if c.token is not None and not c.token.strip():
+        raise InputError("the update token is empty")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without it the body
+    # (a write of its own after the headers) waits for the client's delayed ACK, ~40 ms per request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(512)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
