@@ -129,6 +129,18 @@ def test_missing_key_without_base_url_is_a_clear_error(monkeypatch: pytest.Monke
         get_backend("nope")
 
 
+def test_an_unknown_backend_option_is_an_error_naming_the_nearest() -> None:
+    # A misspelt option used to be swallowed by **_ignored: concurency=1 silently kept 8 requests in flight.
+    line = r"^the openai backend has no option 'concurency'; did you mean 'concurrency'\?$"
+    with pytest.raises(InputError, match=line):
+        get_backend("openai", base_url="http://127.0.0.1:1/v1", concurency=1)
+    with pytest.raises(InputError, match="the llamacpp backend has no option 'seed'"):
+        get_backend("llamacpp", seed=1)
+    with pytest.raises(InputError, match="the local backend has no option 'batchsize'; did you mean 'batch_size'"):
+        get_backend("local", batchsize=1)
+    assert get_backend("openai", base_url="http://127.0.0.1:1/v1", concurrency=1).max_concurrency == 1
+
+
 def test_retry_after_parsing() -> None:
     assert retry_after_seconds({"retry-after": "2"}) == 2.0
     assert retry_after_seconds({"retry-after-ms": "250"}) == 0.25
