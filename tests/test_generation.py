@@ -164,7 +164,11 @@ def test_torn_last_line_is_cut_and_resume_completes(server: FakeOpenAIServer, tm
     notes_path = out / NOTES_FILE
     kept = notes_path.read_text(encoding="utf-8").splitlines(keepends=True)
     notes_path.write_text("".join(kept[:4]) + kept[4][: len(kept[4]) // 2], encoding="utf-8")  # torn 5th line
-    s = run(server, samples, out, store=store)
+    torn = notes_path.read_bytes()
+    # A reader leaves the file alone (a run may be appending to it): it only skips the torn line.
+    assert [r["id"] for r in read_records(notes_path)] == [json.loads(x)["id"] for x in kept[:4]]
+    assert notes_path.read_bytes() == torn
+    s = run(server, samples, out, store=store)  # the run that holds the folder's lock cuts the torn line
     notes = lines(notes_path)
     assert s.status == "done" and len(notes) == 6 and len({n["sample_id"] for n in notes}) == 6
     assert s.generated_now == 2
