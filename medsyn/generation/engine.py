@@ -138,8 +138,11 @@ async def agenerate(
     template = cfg.load_template()
     if template.shots:
         from medsyn.sampling.draw import add_examples
+        from medsyn.sampling.weights import DEFAULT_SOURCES
 
-        samples = add_examples(store, samples, template.shots, seed=cfg.seed)
+        # Examples come from the tables of the sources the samples were drawn with (a sample file: the default).
+        sources = (sampling or {}).get("sources") or DEFAULT_SOURCES
+        samples = add_examples(store, samples, template.shots, seed=cfg.seed, sources=sources)
     engine = _Engine(
         samples,
         Path(out_dir),
