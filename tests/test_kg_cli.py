@@ -64,6 +64,23 @@ def test_query_errors_are_one_line(kg_store_dir: Path, tmp_path: Path) -> None:
     assert_one_line_error(medsyn("kg", "stats", store=tmp_path / "none"), "does not exist")
 
 
+def test_a_query_file_without_its_prefix_names_the_file_and_line(tmp_path: Path) -> None:
+    # pyoxigraph's message was a dump of every character class it would have accepted, without the file.
+    store = tmp_path / "store"
+    OxigraphStore(store).close()
+    rq = tmp_path / "codes.rq"
+    rq.write_text("# categories\nSELECT ?c WHERE {\n  ?c a ms:ICD10Category .\n}\n", encoding="utf-8")
+    p = medsyn("kg", "query", str(rq), store=store)
+    assert p.returncode == 2
+    assert p.stderr.strip() == (
+        f"error: {rq}:3: prefix ms: is not declared; add PREFIX ms: <https://w3id.org/medsyn/ontology#> at the top"
+    )
+    rq.write_text("# a typo\nSELEC ?c WHERE { ?c ?p ?o }\n", encoding="utf-8")
+    assert_one_line_error(medsyn("kg", "query", str(rq), store=store), f"{rq}:2: SPARQL syntax error at column")
+    rq.write_text("PREFIX ms: <https://w3id.org/medsyn/ontology#>\nASK { ?c a ms:ICD10Category }\n", encoding="utf-8")
+    assert medsyn("kg", "query", str(rq), store=store).returncode == 0
+
+
 def test_export_owl_and_turtle(kg_store_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "mkg.owl"
     p = medsyn("kg", "export", "--format", "owl", "--out", str(out), store=kg_store_dir)
