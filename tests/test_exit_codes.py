@@ -68,6 +68,20 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(store_dir: Path, tmp_path: Path
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "interrupted"
 
 
+def test_kg_validate_and_audit_sources_show_their_progress(store_dir: Path) -> None:
+    # Both ran for most of a minute on the real graph with nothing on the screen.
+    from medsyn.kg.validate import check_names
+
+    validate = medsyn("kg", "validate", "--no-reasoner", "--store", str(store_dir))
+    steps = len(check_names()) + 1  # every check, then the SHACL shapes
+    (line,) = [x for x in validate.stderr.splitlines() if x.startswith("kg validate ")]
+    assert f" {steps}/{steps} done " in line, validate.stderr
+    sources = medsyn("audit", "sources", "--json", "--store", str(store_dir))
+    assert sources.returncode == 0 and json.loads(sources.stdout)  # stdout stays JSON
+    (line,) = sources.stderr.strip().splitlines()
+    assert line.startswith("audit sources ") and " done " in line
+
+
 def test_audit_verify_exits_1_on_an_altered_or_missing_note(store_dir: Path, tmp_path: Path) -> None:
     folder = tmp_path / "run"
     path = write_notes(folder)
