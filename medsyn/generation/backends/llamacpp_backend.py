@@ -174,7 +174,9 @@ class LlamaCppBackend:
         text = choice.get("text") if req.prompt is not None else (choice.get("message") or {}).get("content")
         usage = reply.get("usage") or {}
         prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
-        timings = reply.get("timings") or {}
+        timings = dict(reply.get("timings") or {})
+        if "prompt_ms" in timings:  # the prompt was evaluated by the probe; the reply only reused it
+            timings["prompt_ms"] += (probe.get("timings") or {}).get("prompt_ms") or 0.0
         return Completion(
             text=text,
             finish_reason=choice.get("finish_reason"),
