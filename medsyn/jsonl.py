@@ -22,12 +22,13 @@ from medsyn.errors import InputError, StoreError
 
 
 def read_jsonl(
-    path: str | Path, *, blank_lines: Literal["skip", "error"] = "skip"
+    path: str | Path, *, blank_lines: Literal["skip", "error"] = "skip", torn_tail: Literal["read", "skip"] = "read"
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line number, object)`` for each line; every line must be a JSON object.
 
     Lines are split on ``\\n`` only: a note written with ``ensure_ascii=False`` may hold U+2028 inside a string,
-    which ``str.splitlines`` would wrongly treat as a line break.
+    which ``str.splitlines`` would wrongly treat as a line break. ``torn_tail="skip"`` leaves out a last line with
+    no newline (what a killed :class:`JsonlAppender` leaves), without changing the file.
     """
     p = Path(path)
     try:
@@ -42,8 +43,8 @@ def read_jsonl(
         line = raw.count(b"\n", 0, exc.start) + 1
         raise InputError(f"not UTF-8 text (byte {exc.start})", path=p, line=line) from None
     lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline ends the last line; it does not start an empty one
+    if lines and (lines[-1] == "" or torn_tail == "skip"):
+        lines.pop()  # the final newline ends the last line (it does not start an empty one), or a torn line
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             if blank_lines == "error":

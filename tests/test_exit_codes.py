@@ -36,6 +36,52 @@ def test_the_console_script_is_installed() -> None:
     assert Path(MEDSYN).is_file(), MEDSYN
 
 
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    r = medsyn("--version")
+    assert r.returncode == 0 and r.stdout == f"medsyn {version('medsyn')}\n", r.stderr
+
+
+def test_ctrl_c_says_how_to_resume_and_exits_130(store_dir: Path, tmp_path: Path) -> None:
+    # Typer turned Ctrl-C into a silent exit 130: nothing told the user the run can be resumed.
+    import signal
+    import time
+
+    from medsyn.testing.servers import openai_server
+
+    write_samples(tmp_path / "s.jsonl", demo_samples(2))
+    with openai_server(tmp_path / "openai.log", latency=120) as srv:
+        args = ["generate", "--samples", str(tmp_path / "s.jsonl"), "--base-url", srv.base_url, "--no-progress"]
+        args += ["--store", str(store_dir), "--out", str(tmp_path / "run")]
+        env = {**os.environ, "OPENAI_API_KEY": "", "COLUMNS": "200"}
+        proc = subprocess.Popen([MEDSYN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(1200):  # until both requests wait on the server: the command is mid-run
+            if srv.stats()["in_flight"] == 2 or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert srv.stats()["in_flight"] == 2
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert err.strip() == "interrupted: rerun the same command to resume"
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_kg_validate_and_audit_sources_show_their_progress(store_dir: Path) -> None:
+    # Both ran for most of a minute on the real graph with nothing on the screen.
+    from medsyn.kg.validate import check_names
+
+    validate = medsyn("kg", "validate", "--no-reasoner", "--store", str(store_dir))
+    steps = len(check_names()) + 1  # every check, then the SHACL shapes
+    (line,) = [x for x in validate.stderr.splitlines() if x.startswith("kg validate ")]
+    assert f" {steps}/{steps} done " in line, validate.stderr
+    sources = medsyn("audit", "sources", "--json", "--store", str(store_dir))
+    assert sources.returncode == 0 and json.loads(sources.stdout)  # stdout stays JSON
+    (line,) = sources.stderr.strip().splitlines()
+    assert line.startswith("audit sources ") and " done " in line
+
+
 def test_audit_verify_exits_1_on_an_altered_or_missing_note(store_dir: Path, tmp_path: Path) -> None:
     folder = tmp_path / "run"
     path = write_notes(folder)

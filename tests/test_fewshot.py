@@ -98,6 +98,34 @@ def test_examples_are_seeded_distinct_and_of_the_sampled_category(graph: Oxigrap
     assert add_examples(graph, samples[5:6], 5, seed=1) == a[5:6]
 
 
+def test_examples_come_from_the_sources_the_samples_were_drawn_with(tmp_path: Path) -> None:
+    # Z99 has symptoms only in a second source: the default source's tables do not know it, so its samples used to
+    # get no shot at all (silently), whatever --sources the run was drawn with.
+    from sampling_graph import GraphBuilder
+
+    b = GraphBuilder()
+    b.symptom("J06", "кашель")
+    b.note("j1", "J06", words=6, text="Кашель и насморк третий день, слабость.")
+    for label in ("слабость", "головная боль", "тошнота"):
+        b.symptom("Z99", label, source="hsdn")
+    for i in range(6):
+        b.note(f"z{i}", "Z99", words=6, text=f"Слабость и тошнота {i} дня, головная боль.")
+    b.version("fewshot-sources")
+    store = b.store()
+    request = SamplingRequest(n=3, codes=("Z99",), sources="hsdn", seed=1, min_words=1)
+    samples = request.draw(store)
+    with FakeOpenAIServer() as srv:
+        be = get_backend("openai", base_url=srv.base_url, concurrency=2, max_retries=0)
+        cfg = GenerationConfig(template="paper_fewshot_ru", shots=3, seed=4, max_attempts=1)
+        generate(samples, tmp_path / "run", store=store, backend=be, config=cfg, sampling=request.to_dict())
+    kept = [json.loads(x) for x in (tmp_path / "run" / SAMPLES_FILE).read_text().splitlines()]
+    assert len(kept) == 3 and all(len(k["extra"]["examples"]) == 3 for k in kept)
+    assert {x["id"] for k in kept for x in k["extra"]["examples"]} <= {f"z{i}" for i in range(6)}
+    # Without the sources (a sample file drawn elsewhere): one line naming the category, not fewer shots.
+    with pytest.raises(InputError, match=r"^few-shot examples: category Z99 has no symptoms in source\(s\) wikimed"):
+        add_examples(store, samples, 3, seed=4)
+
+
 def test_topup_plan_fills_the_rarest_categories_first(graph: OxigraphStore) -> None:
     real = real_note_counts(graph)
     plan = SamplingRequest(plan="topup", total=120, seed=0).counts(graph)

@@ -10,12 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from medsyn.audit import verify
+from medsyn.errors import StoreError
 from medsyn.generation.backends import get_backend
 from medsyn.generation.config import GenerationConfig
 from medsyn.generation.engine import generate
 from medsyn.generation.run_folder import FAILURES_FILE, LOST, NOTES_FILE
 from medsyn.kg.store import OxigraphStore
+from medsyn.kg.vocab import run_iri
 from medsyn.sampling.samples import write_samples
 from medsyn.testing import demo_samples
 from medsyn.testing.openai_server import FakeOpenAIServer
@@ -119,6 +123,36 @@ def test_lines_are_fsynced_before_their_provenance(tmp_path: Path, monkeypatch: 
     first = events.index("provenance")
     assert "fsync notes.jsonl" in events[:first]
     assert "fsync out" in events  # run.json's rename made durable: the folder itself is fsynced
+
+
+class DownAtTheEnd(OxigraphStore):
+    """A store that stops answering when the run writes its end record (as a remote endpoint going down would)."""
+
+    down = True
+
+    def update(self, sparql: str, **kw: object) -> None:
+        if self.down and "endedAtTime" in sparql:
+            raise StoreError("connection to http://127.0.0.1:9/update failed: [Errno 111] Connection refused")
+        super().update(sparql, **kw)  # type: ignore[arg-type]
+
+
+def test_a_store_that_fails_the_end_record_fails_the_run_and_a_rerun_records_it(tmp_path: Path) -> None:
+    # The end record's failure used to be swallowed: the store kept no end time nor totals, and the CLI said success.
+    store, out = DownAtTheEnd(None), tmp_path / "out"
+    with FakeOpenAIServer() as srv:
+        be = get_backend("openai", base_url=srv.base_url, concurrency=2, max_retries=1)
+        with pytest.raises(StoreError) as err:
+            generate(demo_samples(3), out, store=store, backend=be, config=GenerationConfig())
+        assert str(err.value).startswith(f"the run's notes are safe in {out}, but the store did not take")
+        assert str(err.value).endswith("Connection refused); rerun the same command to record them")
+        run = json.loads((out / "run.json").read_text())
+        assert run["status"] == "done" and run["totals"]["accepted"] == 3 == len(lines(out / NOTES_FILE))
+        prov_ended = "<http://www.w3.org/ns/prov#endedAtTime>"
+        ended = f"SELECT ?t WHERE {{ GRAPH ?g {{ {run_iri(run['run_id'])} {prov_ended} ?t }} }}"
+        assert len(list(store.query(ended))) == 0
+        store.down = False
+        again = generate(demo_samples(3), out, store=store, backend=be, config=GenerationConfig())
+    assert again.status == "done" and again.generated_now == 0 and len(list(store.query(ended))) == 1
 
 
 def test_bad_output_folders_are_one_line(tmp_path: Path) -> None:

@@ -184,6 +184,9 @@ def test_cli_ift(tmp_path: Path, real: dict[str, Path]) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert f"records to {out}" in done.stdout and len(read_dataset(out)) > 60
+    # The progress line (on stderr; a pipe gets its last state): every step of the build done.
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("ift ") and " 5/5 done " in line
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"idx": "a", "symptoms": "боль", "code": "M54"}\n{oops\n')

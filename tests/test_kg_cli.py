@@ -27,10 +27,11 @@ def medsyn(*args: str, store: Path | None = None, data: Path | None = None) -> s
     return subprocess.run([*MEDSYN, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
-def assert_one_line_error(p: subprocess.CompletedProcess[str], *fragments: str) -> None:
+def assert_one_line_error(p: subprocess.CompletedProcess[str], *fragments: str, progress: str | None = None) -> None:
+    """``progress``: the command's progress line, which a command that ran to its finding shows before it."""
     assert p.returncode != 0
     assert "Traceback" not in p.stderr
-    lines = p.stderr.strip().splitlines()
+    lines = [x for x in p.stderr.strip().splitlines() if progress is None or not x.startswith(progress + " ")]
     assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
     for f in fragments:
         assert f in lines[0]
@@ -62,6 +63,23 @@ def test_query_errors_are_one_line(kg_store_dir: Path, tmp_path: Path) -> None:
     construct = "CONSTRUCT { ?s ?p ?o } WHERE { ?s ?p ?o } LIMIT 1"
     assert_one_line_error(medsyn("kg", "query", "-e", construct, "-f", "csv", store=kg_store_dir), "--format csv")
     assert_one_line_error(medsyn("kg", "stats", store=tmp_path / "none"), "does not exist")
+
+
+def test_a_query_file_without_its_prefix_names_the_file_and_line(tmp_path: Path) -> None:
+    # pyoxigraph's message was a dump of every character class it would have accepted, without the file.
+    store = tmp_path / "store"
+    OxigraphStore(store).close()
+    rq = tmp_path / "codes.rq"
+    rq.write_text("# categories\nSELECT ?c WHERE {\n  ?c a ms:ICD10Category .\n}\n", encoding="utf-8")
+    p = medsyn("kg", "query", str(rq), store=store)
+    assert p.returncode == 2
+    assert p.stderr.strip() == (
+        f"error: {rq}:3: prefix ms: is not declared; add PREFIX ms: <https://w3id.org/medsyn/ontology#> at the top"
+    )
+    rq.write_text("# a typo\nSELEC ?c WHERE { ?c ?p ?o }\n", encoding="utf-8")
+    assert_one_line_error(medsyn("kg", "query", str(rq), store=store), f"{rq}:2: SPARQL syntax error at column")
+    rq.write_text("PREFIX ms: <https://w3id.org/medsyn/ontology#>\nASK { ?c a ms:ICD10Category }\n", encoding="utf-8")
+    assert medsyn("kg", "query", str(rq), store=store).returncode == 0
 
 
 def test_export_owl_and_turtle(kg_store_dir: Path, tmp_path: Path) -> None:
@@ -100,7 +118,7 @@ def test_validate_lists_offending_rows(small_store: Path) -> None:
     bad = medsyn("kg", "validate", "--no-reasoner", store=small_store)
     assert bad.returncode == 1
     assert "assoc/symptom/bad" in bad.stdout and "value=2" in bad.stdout
-    assert_one_line_error(bad, "weight_out_of_range", "orphan_association")
+    assert_one_line_error(bad, "weight_out_of_range", "orphan_association", progress="kg validate")
 
 
 def test_build_refuses_locked_store_and_bad_data(small_store: Path, tmp_path: Path, shared_data: Path) -> None:

@@ -86,6 +86,54 @@ def test_llamacpp_refuses_what_it_cannot_do(tmp_path: Path) -> None:
         complete(get_backend("llamacpp", model=str(_tiny_dir(tmp_path))), [ChatRequest(key="y", messages=[])])
 
 
+def _listening_tcp_inodes() -> set[str]:
+    """Inodes of the TCP sockets this process listens on (state 0A in /proc/net/tcp{,6})."""
+    mine = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            mine.add(target[8:-1])
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            cols = row.split()
+            if cols[3] == "0A":
+                listening.add(cols[9])
+    return mine & listening
+
+
+def test_llamacpp_engine_has_no_listener_another_process_can_reach() -> None:
+    # llama.cpp's server code binds an HTTP listener (a random 127.0.0.1 port, no key, /slots open) beside the
+    # in-process handlers; here it is a keyed Unix socket whose private folder is gone once the engine is up.
+    import socket
+
+    before = _listening_tcp_inodes()
+    be = get_backend("llamacpp", model=GEMMA3, max_input_tokens=64, max_tokens=4)
+    (out,) = complete(be, [ChatRequest(key="a", messages=[], prompt=PROMPT, seed=1, max_tokens=2)])
+    assert out.error is None and out.completion_tokens > 0
+    assert _listening_tcp_inodes() - before == set()
+    address = be._load().listening_address  # type: ignore[attr-defined]
+    assert address.startswith("unix://")
+    path = Path(address.removeprefix("unix://"))
+    assert not path.exists() and not path.parent.exists()
+    with socket.socket(socket.AF_UNIX) as client, pytest.raises(OSError):
+        client.connect(str(path))
+
+
+def test_llamacpp_checks_the_prompt_before_generating_and_sizes_slots_by_max_tokens() -> None:
+    be = get_backend("llamacpp", model=GEMMA3, max_input_tokens=8, max_tokens=16)
+    req = ChatRequest(key="long", messages=[], prompt=PROMPT, seed=1, max_tokens=12, stop=())
+    (out,) = complete(be, [req])
+    assert out.error is not None and out.error.startswith("prompt too long") and out.permanent
+    # Only the prompt was evaluated: llama.cpp samples one token to end a zero-length request, no more.
+    assert be.engine_counts()["tokens_predicted_total"] <= 1  # type: ignore[attr-defined]
+    (over,) = complete(be, [ChatRequest(key="big", messages=[], prompt="Жалобы:", max_tokens=17)])
+    assert over.permanent and over.error == "max_tokens 17 > the llamacpp backend's max_tokens 16"
+
+
 def _tiny_dir(tmp_path: Path) -> Path:
     from medsyn.testing.tiny_llama import make_tiny_llama
 
@@ -140,6 +188,7 @@ def test_cli_generate_with_llamacpp_records_few_shot_provenance(shared_data: Pat
     assert "Traceback" not in r.stderr and summary["attempts"] == 2
     run = json.loads((out / "run.json").read_text())
     assert run["identity"]["template"] == "paper_fewshot_ru" and run["parameters"]["backend_options"]["engine"]
+    assert run["parameters"]["backend_options"]["max_tokens"] == 64  # --max-tokens sizes the engine's slots
     recs = [json.loads(x) for f in ("notes.jsonl", "failures.jsonl") for x in (out / f).read_text().splitlines()]
     assert len(recs) == 2 and all(len(x["example_ids"]) == 5 for x in recs)
     # A fresh run of the same command (a new run id) writes the same notes: the seed decides, not the run.

@@ -193,3 +193,50 @@ def test_copy_graphs_replaces_them_on_the_endpoint(remote: RemoteStore) -> None:
     rows = remote.query("SELECT ?s WHERE { GRAPH <urn:medsyn:test:published> { ?s ?p ?o } }", union=False)
     assert len(rows) == 30 and NamedNode("urn:stale") not in {r["s"] for r in rows}
     remote.clear_graph(g)
+
+
+def test_exports_through_a_capped_medsyn_serve_page_past_the_cap(tmp_path: Path) -> None:
+    """`kg export -f ttl` and `onto export-owl --with-symptoms` through --endpoint used to stop at the server's row
+    cap and tell the user to add LIMIT/OFFSET to a query they do not write; a cap of 40 rows makes every part of
+    these exports larger than one answer."""
+    from mkg_small import build_store
+
+    from medsyn.kg.queries import run_named
+
+    path = tmp_path / "store"
+    build_store(path).close()
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def medsyn(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "medsyn", *args], capture_output=True, text=True, timeout=300)
+
+    local = {
+        "ttl": medsyn("kg", "export", "-f", "ttl", "-o", str(out / "local.ttl"), "--store", str(path)),
+        "owl": medsyn("onto", "export-owl", "--with-symptoms", "--out", str(out / "local.owl"), "--store", str(path)),
+    }
+    assert all(r.returncode == 0 for r in local.values()), local
+    with OxigraphStore(path, read_only=True) as st:
+        symptoms = set(run_named(st, "owl/symptoms"))
+    assert len(symptoms) > 2 * 40
+    with medsyn_server(path, extra_args=["--quiet", "--max-rows", "40"]) as server:
+        capped = RemoteStore(server.query_url)
+        assert set(run_named(capped, "owl/symptoms")) == symptoms  # a CONSTRUCT in pages
+        with pytest.raises(StoreError, match="cut the result short"):  # the cap is real: a LIMIT query is not paged
+            capped.query("SELECT ?s WHERE { GRAPH ?g { ?s ?p ?o } } LIMIT 1000", union=False)
+        ttl = medsyn("kg", "export", "-f", "ttl", "-o", str(out / "remote.ttl"), "--endpoint", server.query_url)
+        owl = medsyn(
+            "onto", "export-owl", "--with-symptoms", "--out", str(out / "remote.owl"), "--endpoint", server.query_url
+        )
+    assert ttl.returncode == 0 and owl.returncode == 0, ttl.stderr + owl.stderr
+
+    def triples(name: str, fmt: RdfFormat) -> set[str]:
+        return {
+            " ".join("_:" if str(t).startswith("_:") else str(t) for t in q.triple)
+            for q in parse(path=str(out / name), format=fmt)
+        }
+
+    want_ttl, want_owl = triples("local.ttl", RdfFormat.TURTLE), triples("local.owl", RdfFormat.RDF_XML)
+    assert len(want_ttl) > 10 * 40 and len(want_owl) > 3 * 40
+    assert triples("remote.ttl", RdfFormat.TURTLE) == want_ttl
+    assert triples("remote.owl", RdfFormat.RDF_XML) == want_owl

@@ -25,6 +25,28 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("medsyn")
+        except PackageNotFoundError:  # a checkout on PYTHONPATH, never installed
+            number = "unknown (not installed)"
+        print(f"medsyn {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print medsyn's version and exit."
+    ),
+) -> None:
+    """MedSyn: synthetic clinical notes from a Medical Knowledge Graph and LLMs."""
+
+
 # (module, attribute, group name or None for top-level commands). A module registers either a sub-app
 # (`app`) or top-level commands through `register(app)`.
 _GROUPS: list[tuple[str, str | None]] = [
@@ -91,8 +113,7 @@ def main() -> None:
         _error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]; rerun the same command to resume")
-        sys.exit(ExitCode.INTERRUPTED)
+        _interrupted()
     except SystemExit:
         raise
     except Exception as exc:
@@ -101,9 +122,18 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         if type(exc).__name__ == "Abort":
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                _interrupted()
             sys.exit(ExitCode.FINDING)
         raise
+    if code == ExitCode.INTERRUPTED:  # Typer turns Ctrl-C into a silent exit 130: say what happened
+        _interrupted()
     sys.exit(code)
+
+
+def _interrupted() -> None:
+    err_console.print("interrupted: rerun the same command to resume", style="yellow", highlight=False)
+    sys.exit(ExitCode.INTERRUPTED)
 
 
 def _error(message: str) -> None:

@@ -200,8 +200,10 @@ def sources(
 ) -> None:
     """Which knowledge sources contributed to how many notes (sampled symptoms and example notes)."""
     from medsyn.audit import sources_summary
+    from medsyn.cli.progress import steps
 
-    with _opened(store, endpoint) as s:
+    with _opened(store, endpoint) as s, steps("audit sources", None) as step:
+        step("tracing each note's symptoms and example to their sources (one query)")
         rows = sources_summary(s, run=run)
     if as_json:
         _echo_json(rows)

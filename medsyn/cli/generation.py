@@ -173,9 +173,11 @@ def generate_command(
         shots=shots,
         stop=stops,
     )
-    options: dict[str, Any] = {"model": model, "seed": seed}
+    # Each backend gets only the options it takes: get_backend refuses any other.
+    options: dict[str, Any] = {"model": model}
     if backend == "openai":
         options.update(
+            seed=seed,
             base_url=base_url,
             server_cooldown=server_cooldown,
             concurrency=concurrency,
@@ -187,7 +189,13 @@ def generate_command(
     elif backend == "local":
         options.update(adapter=adapter, max_input_tokens=max_input_tokens, device=device, batch_size=batch_size)
     elif backend == "llamacpp":
-        options.update(adapter=adapter, max_input_tokens=max_input_tokens, threads=threads, parallel=parallel)
+        options.update(
+            adapter=adapter,
+            max_input_tokens=max_input_tokens,
+            max_tokens=max_tokens,
+            threads=threads,
+            parallel=parallel,
+        )
     be = get_backend(backend, **options)
     summary = _run(out, request, samples, be, config, store=store, endpoint=endpoint, progress=progress)
     _report(summary, out)

@@ -289,13 +289,19 @@ def validate(
 ) -> None:
     """SPARQL checks (sparql/checks/*.rq must return no rows), the provenance SHACL shapes and an OWL consistency
     check; non-zero on failure."""
-    from medsyn.kg.validate import reason, run_checks, validate_provenance
+    from medsyn.cli.progress import steps
+    from medsyn.kg.validate import check_names, reason, run_checks, validate_provenance
 
     s = _open(store, endpoint)
     try:
-        results = run_checks(s)
-        prov_report = validate_provenance(s) if shacl else None
-        consistency = reason(s) if reasoner else None
+        with steps("kg validate", len(check_names()) + shacl + reasoner) as step:
+            results = run_checks(s, on_check=lambda name: step(f"check {name}"))
+            if shacl:
+                step("SHACL shapes on the provenance")
+            prov_report = validate_provenance(s) if shacl else None
+            if reasoner:
+                step("OWL consistency (HermiT)")
+            consistency = reason(s) if reasoner else None
     finally:
         s.close()
     table = Table(title="SPARQL checks")

@@ -42,19 +42,24 @@ def ift(
         from medsyn.kg.opener import open_store
 
         kg = open_store(store, endpoint=endpoint, read_only=True)
+    from medsyn.cli.progress import steps
+    from medsyn.training.instructions import BUILD_STEPS
+
     try:
-        card = build_dataset(
-            out,
-            train=train,
-            dev=dev,
-            store=kg,
-            symptom_map=symptom_map,
-            symptom_source=symptom_source,
-            generated=generated,
-            options=opts,
-            tokenizer=tok,
-            tokenizer_name=tokenizer,
-        )
+        with steps("ift", len(BUILD_STEPS)) as step:
+            card = build_dataset(
+                out,
+                train=train,
+                dev=dev,
+                store=kg,
+                symptom_map=symptom_map,
+                symptom_source=symptom_source,
+                generated=generated,
+                options=opts,
+                tokenizer=tok,
+                tokenizer_name=tokenizer,
+                on_step=step,
+            )
     finally:
         if kg is not None:
             kg.close()

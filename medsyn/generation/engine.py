@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from medsyn.atomic import atomic_write_text, fsync_file
-from medsyn.errors import InputError
+from medsyn.errors import InputError, StoreError
 from medsyn.generation.backends import Backend, ChatRequest
 from medsyn.generation.config import GenerationConfig, RunSummary
 from medsyn.generation.progress import Progress, Totals
@@ -43,6 +43,7 @@ from medsyn.generation.run_folder import (
     NOTES_FILE,
     RUN_FILE,
     SAMPLES_FILE,
+    cut_torn_line,
     has_note,
     prepare_out,
     read_records,
@@ -137,8 +138,11 @@ async def agenerate(
     template = cfg.load_template()
     if template.shots:
         from medsyn.sampling.draw import add_examples
+        from medsyn.sampling.weights import DEFAULT_SOURCES
 
-        samples = add_examples(store, samples, template.shots, seed=cfg.seed)
+        # Examples come from the tables of the sources the samples were drawn with (a sample file: the default).
+        sources = (sampling or {}).get("sources") or DEFAULT_SOURCES
+        samples = add_examples(store, samples, template.shots, seed=cfg.seed, sources=sources)
     engine = _Engine(
         samples,
         Path(out_dir),
@@ -275,6 +279,8 @@ class _Engine:
 
     # ---------------------------------------------------------------- resume
     def _resume(self) -> None:
+        for name in (NOTES_FILE, FAILURES_FILE):  # this run holds the folder's lock: it may cut a torn line
+            cut_torn_line(self.out / name)
         notes = read_records(self.out / NOTES_FILE)
         failures = read_records(self.out / FAILURES_FILE)
         by_sample: dict[str, Group] = {}
@@ -418,9 +424,7 @@ class _Engine:
             finally:
                 notes_out.close()
                 fail_out.close()
-            with contextlib.suppress(Exception):
-                finish_run(self.store, self.run, ended=now_iso(), totals=self.totals.to_dict())
-            self._write_run_json()
+            self._record_end()
         t = self.totals
         return RunSummary(
             run_id=self.run.run_id,
@@ -487,6 +491,25 @@ class _Engine:
         self._prov.extend(with_notes)
         if len(self._prov) >= _PROV_BATCH or time.monotonic() - self._prov_t > _PROV_EVERY_S:
             self._flush_provenance()
+
+    def _record_end(self) -> None:
+        """The run's end time and totals in the store, then ``run.json`` (which has them whatever the store does).
+
+        A store that fails here fails the command: the run's lines are on disk and its notes recorded, and a rerun
+        of the same command writes the end record. The one failure left unsaid is one met while the run is already
+        being interrupted: that interruption is what the user hears about (and a rerun records the end as well).
+        """
+        try:
+            finish_run(self.store, self.run, ended=now_iso(), totals=self.totals.to_dict())
+        except StoreError as exc:
+            self._write_run_json()
+            if self.status == "interrupted":
+                return
+            raise StoreError(
+                f"the run's notes are safe in {self.out}, but the store did not take the run's end time and totals "
+                f"({exc}); rerun the same command to record them"
+            ) from None
+        self._write_run_json()
 
     def _flush_provenance(self) -> None:
         if self._prov:

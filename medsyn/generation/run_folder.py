@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,23 +54,34 @@ def failure_reasons(out_dir: str | Path, top: int = 3) -> str:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSONL output file (through :func:`medsyn.jsonl.read_jsonl`); a torn last line (no newline) is
-    truncated away on disk first, since a killed process leaves at most that one."""
+    """Records of a JSONL output file (through :func:`medsyn.jsonl.read_jsonl`), without a torn last line (no
+    newline: a killed process leaves at most that one). A reader: the file is not changed (the run that owns the
+    folder cuts that line, under the folder's lock, with :func:`cut_torn_line`)."""
     if not path.exists():
         return []
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with path.open("r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)
     out = []
     try:
-        for n, rec in read_jsonl(path):
+        for n, rec in read_jsonl(path, torn_tail="skip"):
             if "id" not in rec or "sample_id" not in rec:
                 raise InputError("not a note record (no id or sample_id)", path=path, line=n)
             out.append(rec)
     except InputError as exc:
         raise InputError(f"corrupt output: {exc}; move the file away to start over") from None
     return out
+
+
+def cut_torn_line(path: Path) -> None:
+    """Truncate a torn last line away, so that the next appended record starts a line of its own.
+
+    Only for the process that holds the folder's lock (``generate`` resuming its run): another run may be appending.
+    """
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+            os.fsync(fh.fileno())
 
 
 def load_run_samples(out_dir: str | Path, sampling: Mapping[str, Any]) -> list[Sample] | None:

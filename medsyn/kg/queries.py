@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from medsyn.errors import InputError
-from medsyn.kg.store import Store, Term
+from medsyn.kg.store import Store, Term, sparql_syntax_error
 from medsyn.paths import SPARQL_DIR
 
 
@@ -50,7 +50,20 @@ def list_queries(folder: str = "") -> list[str]:
 
 
 def read_query_file(path: str | Path) -> str:
+    """The text of a ``.rq`` file, parsed here (by an empty in-memory Oxigraph) so that a syntax error names the
+    file and line in one line, whichever store then runs it."""
     p = Path(path)
+    text = _read(p)
+    from pyoxigraph import Store as Oxigraph
+
+    try:
+        Oxigraph().query(text)  # prepares the query; evaluation over an empty store is nothing
+    except SyntaxError as exc:
+        raise sparql_syntax_error(exc, text, p) from None
+    return text
+
+
+def _read(p: Path) -> str:
     try:
         return p.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -13,6 +13,10 @@ environment, so commands only pass ``--endpoint URL``:
                             empty for servers whose default graph is already the union, e.g. Virtuoso)
 ==========================  =========================================================================
 
+Result caps: a server that cuts a result short (``medsyn serve`` at ``--max-rows``, with its truncation header) gets
+the same SELECT or CONSTRUCT again in pages (``ORDER BY`` every variable, ``LIMIT`` the cap, ``OFFSET``), when the
+query has no solution modifier of its own; one graph is dumped by a Graph Store Protocol GET, which no cap cuts.
+
 Atomicity: one ``update`` is one request, a transaction on Oxigraph and ``medsyn serve``. ``add_quads`` and
 ``load`` send INSERT DATA batches of ``batch_size`` quads, so a load larger than one batch is *not* one
 transaction on a remote server: if a batch fails, the error says how many quads were stored; since inserting a
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import urllib.error
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -142,11 +147,43 @@ class RemoteStore:
     # --- the Store protocol -------------------------------------------------------------------------------------
 
     def query(self, sparql: str, *, bindings: Bindings | None = None, union: bool = True) -> Any:
-        """SELECT -> list of ``{var: term}`` rows, ASK -> bool, CONSTRUCT/DESCRIBE -> list of triples."""
+        """SELECT -> list of ``{var: term}`` rows, ASK -> bool, CONSTRUCT/DESCRIBE -> list of triples.
+
+        A result the server cuts at its row cap is fetched again in pages (see the module notes)."""
         if bindings:
             sparql = bind_query(sparql, bindings)
-        body, ctype = self._send(sparql, update=False, union=union)
+        try:
+            body, ctype = self._send(sparql, update=False, union=union)
+        except _Truncated as exc:
+            order = _page_order(sparql)
+            if order is None or exc.cap < 1:
+                raise StoreError(str(exc)) from None
+            return self._paged(sparql, order, exc.cap, union=union)
         return _decode(body, ctype, self.endpoint)
+
+    def _paged(self, sparql: str, order: str, cap: int, *, union: bool) -> list[Any]:
+        """Every page of a query the server capped: rows in order, or the distinct triples of a CONSTRUCT."""
+        got: list[Any] = []
+        offset, size = 0, cap
+        while True:
+            page = f"{sparql}\n{order} LIMIT {size} OFFSET {offset}"
+            try:
+                body, ctype = self._send(page, update=False, union=union)
+            except _Truncated:
+                if size == 1:
+                    raise StoreError(
+                        f"{self.endpoint} caps the triples of one solution; ask for a higher --max-rows"
+                    ) from None
+                size = max(1, size // 2)  # a CONSTRUCT writes several triples per solution: fewer solutions a page
+                continue
+            rows = _decode(body, ctype, self.endpoint)
+            assert isinstance(rows, list)
+            got += rows
+            offset += size
+            # A SELECT page shorter than asked is the last; a CONSTRUCT page (triples, not solutions) only when empty.
+            if not rows or (rows and not isinstance(rows[0], Triple) and len(rows) < size):
+                break
+        return list(dict.fromkeys(got)) if got and isinstance(got[0], Triple) else got
 
     def results(self, sparql: str, *, union: bool = True) -> QueryResult:
         """The endpoint's answer parsed by pyoxigraph: solutions with the endpoint's variables, a boolean, triples."""
@@ -210,6 +247,9 @@ class RemoteStore:
                 quads = self._all_quads()
             return serialize(quads, format=fmt) or b""
         if graph is not None:
+            whole = self._gsp_graph(graph, fmt)
+            if whole is not None:
+                return whole
             triples = self.query(f"CONSTRUCT {{ ?s ?p ?o }} WHERE {{ GRAPH <{graph.value}> {{ ?s ?p ?o }} }}")
         else:
             triples = self.query("CONSTRUCT { ?s ?p ?o } WHERE { ?s ?p ?o }", union=False)
@@ -247,11 +287,30 @@ class RemoteStore:
         )
         return [Quad(r["s"], r["p"], r["o"], r.get("g", DefaultGraph())) for r in rows]
 
-    def _gsp_get(self) -> tuple[bytes, str]:
+    def _gsp_graph(self, graph: NamedNode, fmt: RdfFormat) -> bytes | None:
+        """One graph by a Graph Store Protocol GET (whole, whatever the server's row cap), in ``fmt``; None when the
+        endpoint has no Graph Store Protocol."""
+        if not self.store_endpoint:
+            return None
+        from urllib.parse import quote
+
+        try:
+            body, ctype = self._gsp_get(f"?graph={quote(graph.value, safe='')}", accept="application/n-triples")
+        except StoreError:
+            return None  # no Graph Store Protocol there: the caller falls back to SPARQL
+        source = RdfFormat.from_media_type(ctype) or RdfFormat.N_TRIPLES
+        if source == fmt:
+            return body
+        try:
+            return serialize(parse(body, format=source), format=fmt) or b""
+        except SyntaxError as exc:
+            raise StoreError(f"{self.store_endpoint} sent a malformed {ctype} graph: {exc}") from None
+
+    def _gsp_get(self, query: str = "", *, accept: str = "application/n-quads") -> tuple[bytes, str]:
         import urllib.request
 
         assert self.store_endpoint is not None
-        req = urllib.request.Request(self.store_endpoint, headers={"Accept": "application/n-quads"})
+        req = urllib.request.Request(self.store_endpoint + query, headers={"Accept": accept})
         for name, value in self._auth_headers().items():
             req.add_header(name, value)
         try:
@@ -322,10 +381,44 @@ class RemoteStore:
         headers = response.info()
         truncated = headers.get(TRUNCATED_HEADER)
         if truncated:
-            raise StoreError(
-                f"{url} cut the result short ({truncated}); add LIMIT/OFFSET or ask for a higher --max-rows"
+            cap = truncated.partition("=")[2]
+            raise _Truncated(
+                f"{url} cut the result short ({truncated}); add LIMIT/OFFSET or ask for a higher --max-rows",
+                cap=int(cap) if cap.isdigit() else 0,
             )
         return body, (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+
+
+class _Truncated(StoreError):
+    """A result cut at the server's row cap (``cap`` rows or triples; 0 when the server did not say)."""
+
+    def __init__(self, message: str, *, cap: int) -> None:
+        super().__init__(message)
+        self.cap = cap
+
+
+_IRI_OR_STRING = re.compile(r"<[^<>\s]*>|\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'")
+_COMMENT = re.compile(r"#[^\n]*")
+_MODIFIER = re.compile(r"\b(LIMIT|OFFSET|ORDER\s+BY|GROUP\s+BY|HAVING)\b", re.IGNORECASE)
+_FORM = re.compile(r"\b(SELECT|CONSTRUCT|ASK|DESCRIBE)\b", re.IGNORECASE)
+_VARIABLE = re.compile(r"[?$]([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _page_order(sparql: str) -> str | None:
+    """``ORDER BY`` every variable of a SELECT or CONSTRUCT that has no solution modifier (nor sub-query with one),
+    which makes LIMIT/OFFSET pages of it stable; None for a query that cannot be paged so.
+
+    >>> _page_order("PREFIX ms: <https://w3id.org/medsyn/ontology#> SELECT ?b ?a WHERE { ?a ms:x ?b } # ?c")
+    'ORDER BY ?a ?b'
+    >>> _page_order("SELECT ?a WHERE { ?a ?p ?o } LIMIT 10") is None
+    True
+    """
+    code = _COMMENT.sub(" ", _IRI_OR_STRING.sub(" ", sparql))
+    form = _FORM.search(code)
+    if form is None or form.group(1).upper() not in ("SELECT", "CONSTRUCT") or _MODIFIER.search(code):
+        return None
+    names = sorted(set(_VARIABLE.findall(code)))
+    return "ORDER BY " + " ".join("?" + n for n in names) if names else None
 
 
 def copy_graphs(source: OxigraphStore, target: RemoteStore, *, graphs: Sequence[NamedNode] | None = None) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -78,6 +79,52 @@ def bind_query(sparql: str, bindings: Bindings) -> str:
         rest = sparql[pos + 1 :].lstrip(" ")
         sparql = sparql[: pos + 1] + " " + values + ("" if rest[:1].isspace() else " ") + rest
     return sparql
+
+
+_ERROR_AT = re.compile(r"error at (\d+):(\d+)")
+_PREFIX_USE = re.compile(r"(?<![\w<#/.:-])([A-Za-z][\w.-]*)?:(?=[\w%])")
+_PREFIX_DECL = re.compile(r"PREFIX\s+([A-Za-z][\w.-]*)?:", re.IGNORECASE)
+
+
+def sparql_syntax_error(exc: SyntaxError, sparql: str, path: str | Path | None = None) -> InputError:
+    r"""One line for a SPARQL syntax error, naming the line (and the file when given) instead of the parser's dump
+    of expected characters; an undeclared prefix is named with the PREFIX line that declares it.
+
+    >>> from pyoxigraph import Store as Oxigraph
+    >>> q = "SELECT ?c WHERE {\n  ?c a ms:ICD10Category .\n}"
+    >>> try:
+    ...     Oxigraph().query(q)
+    ... except SyntaxError as e:
+    ...     print(sparql_syntax_error(e, q, "q.rq"))
+    q.rq:2: prefix ms: is not declared; add PREFIX ms: <https://w3id.org/medsyn/ontology#> at the top
+    """
+    from medsyn.kg.vocab import PREFIXES
+
+    text = str(exc)
+    at = _ERROR_AT.search(text)
+    line = int(at.group(1)) if at else None
+    if "Prefix not found" in text and line is not None:
+        declared = {m.group(1) or "" for m in _PREFIX_DECL.finditer(sparql)}
+        row = _IRI.sub(" ", sparql.split("\n")[line - 1] if line <= sparql.count("\n") + 1 else "")
+        missing = [m.group(1) or "" for m in _PREFIX_USE.finditer(row) if (m.group(1) or "") not in declared]
+        if missing:
+            name = missing[0]
+            iri = PREFIXES.get(name, "IRI")
+            where = "" if path is not None else f" (line {line})"
+            message = f"prefix {name}: is not declared{where}; add PREFIX {name}: <{iri}> at the top"
+            return InputError(message, path=path, line=line if path is not None else None)
+    # The parser lists every character it would have accepted: the position and the first words are what help.
+    detail = text.split(" expected one of ")[0] if "..=" in text else text
+    if at:
+        detail = detail.replace(at.group(0), "").strip(" :") or "unexpected text"
+    if path is not None:
+        where = f" at column {at.group(2)}" if at else ""
+        return InputError(f"SPARQL syntax error{where}: {detail[:200]}", path=path, line=line)
+    where = f" at line {line}, column {at.group(2)}" if at else ""
+    return InputError(f"SPARQL syntax error{where}: {detail[:200]}")
+
+
+_IRI = re.compile(r"<[^<>\s]*>")
 
 
 def rdf_format(name: str) -> RdfFormat:
@@ -244,7 +291,7 @@ class OxigraphStore:
         try:
             result = self._store.query(sparql, use_default_graph_as_union=union)
         except SyntaxError as exc:
-            raise InputError(f"SPARQL syntax error: {exc}") from None
+            raise sparql_syntax_error(exc, sparql) from None
         except OSError as exc:
             raise StoreError(f"query failed: {exc}") from None
         except RuntimeError as exc:  # RocksDB damage found while planning or reading

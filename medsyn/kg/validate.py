@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -35,9 +35,17 @@ def check_names() -> list[str]:
     return [n.split("/", 1)[1] for n in list_queries(CHECKS_DIR)]
 
 
-def run_checks(store: Store, names: Sequence[str] | None = None) -> dict[str, list[Row]]:
-    """Run every check (or ``names``); maps each check to its offending rows (empty list = passed)."""
-    return {n: run_named(store, f"{CHECKS_DIR}/{n}") for n in (names or check_names())}
+def run_checks(
+    store: Store, names: Sequence[str] | None = None, *, on_check: Callable[[str], None] | None = None
+) -> dict[str, list[Row]]:
+    """Run every check (or ``names``); maps each check to its offending rows (empty list = passed). ``on_check`` is
+    told each check's name as it starts (a progress line)."""
+    results: dict[str, list[Row]] = {}
+    for n in names or check_names():
+        if on_check is not None:
+            on_check(n)
+        results[n] = run_named(store, f"{CHECKS_DIR}/{n}")
+    return results
 
 
 @dataclass(frozen=True)

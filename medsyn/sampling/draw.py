@@ -46,6 +46,7 @@ from medsyn.sampling.weights import (
     MIN_WORDS,
     parse_overrides,
     plan_counts,
+    source_list,
     topup_counts,
 )
 
@@ -321,6 +322,7 @@ def add_examples(
     seed: int = 0,
     min_words: int = 5,
     max_words: int = 80,
+    sources: str | Sequence[str] = DEFAULT_SOURCES,
 ) -> list[Sample]:
     """Give each sample up to ``k`` distinct real example notes of its category, for few-shot prompts.
 
@@ -329,16 +331,24 @@ def add_examples(
     (seed, sample id), so the same sample always gets the same examples whatever else is in the run. The word
     bounds keep K shots inside a small model's context (a few real notes run to hundreds of words). They go to
     ``sample.extra["examples"]`` as ``{"id", "text"}`` (the run's samples.jsonl keeps them, and each note's
-    provenance names them). Samples that already have examples, or whose category is not in the graph, are
-    returned unchanged.
+    provenance names them). Samples that already have examples are returned unchanged. ``sources``: the symptom
+    sources the samples were drawn from (the categories they know); a sample of a category outside them is an
+    :class:`InputError`, not a prompt with fewer shots.
     """
     import dataclasses
     import hashlib
 
     if k < 1:
         raise ParameterError(f"{{k}} (few-shot examples) must be >= 1, got {k}")
-    tables = store if isinstance(store, SamplingTables) else load_tables(store, min_words=0)
+    tables = store if isinstance(store, SamplingTables) else load_tables(store, sources=sources, min_words=0)
     index = tables.category_index()
+    outside = sorted({s.category for s in samples if "examples" not in s.extra and s.category not in index})
+    if outside:
+        raise InputError(
+            f"few-shot examples: categor{'y' if len(outside) == 1 else 'ies'} {', '.join(outside[:5])}"
+            f"{' ...' if len(outside) > 5 else ''} ha{'s' if len(outside) == 1 else 've'} no symptoms in source(s) "
+            f"{', '.join(source_list(sources))}; give the --sources the samples were drawn with"
+        )
     words = [len(t.split()) for t in tables.note_text]
 
     def fits(j: int) -> bool:
@@ -346,10 +356,10 @@ def add_examples(
 
     out: list[Sample] = []
     for s in samples:
-        ci = index.get(s.category)
-        if "examples" in s.extra or ci is None:
+        if "examples" in s.extra:
             out.append(s)
             continue
+        ci = index[s.category]
         own = bool(s.example_text) and min_words <= len(s.example_text.split()) <= max_words
         pool = [j for j in tables.cat_notes[ci] if tables.note_id[j] != s.example_id and fits(j)]
         key = int(hashlib.sha256(f"{seed}\x1f{s.id}".encode()).hexdigest()[:32], 16)

@@ -500,12 +500,16 @@ def build_dataset(
     options: BuildOptions | None = None,
     tokenizer: Any = None,
     tokenizer_name: str | None = None,
+    on_step: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Build the instruction JSONL at ``out`` and its card; return the card.
 
     Symptoms come from ``store`` (SPARQL) when given, else from the JSON ``symptom_map``. The dev file, when it
     exists, is read only to drop any note that also occurs there. Lengths are in tokens when ``tokenizer`` is given.
+    ``on_step`` is told each of the :data:`BUILD_STEPS` as it starts (a progress line).
     """
+    step = on_step or (lambda _label: None)
+    step(BUILD_STEPS[0])
     opts = options or BuildOptions()
     defaults = default_paths()
     train_path = Path(train) if train else defaults["train"]
@@ -516,6 +520,7 @@ def build_dataset(
         raise InputError("dev file not found", path=dev_path)
     dev_notes = read_notes(dev_path) if dev_path.is_file() else []
     sources: dict[str, Any] = {"train": {"path": str(train_path), "sha256": file_sha256(train_path)}}
+    step(BUILD_STEPS[1])
     if store is not None:
         symptoms = symptoms_from_store(store, source=symptom_source)
         sources["symptoms"] = {"store": str(getattr(store, "path", None) or "endpoint"), "source": symptom_source}
@@ -526,7 +531,9 @@ def build_dataset(
     mixed = read_notes(generated, source="generated") if generated else None
     if generated:
         sources["generated"] = {"path": str(generated), "sha256": file_sha256(generated)}
+    step(BUILD_STEPS[2])
     records, skipped = build_instructions(notes, symptoms, options=opts, generated=mixed, dev_notes=dev_notes)
+    step(BUILD_STEPS[3])
     count = None
     if tokenizer is not None:
 
@@ -539,5 +546,16 @@ def build_dataset(
         unit=f"tokens ({tokenizer_name or 'tokenizer'})" if tokenizer is not None else "words",
         extra={"seed": opts.seed, "options": asdict(opts), "sources": sources, "skipped": skipped},
     )
+    step(BUILD_STEPS[4])
     write_dataset(records, out, card)
     return card
+
+
+BUILD_STEPS = (
+    "reading the notes",
+    "reading the symptoms",
+    "building the records",
+    "measuring lengths for the card",
+    "writing the dataset",
+)
+"""The steps of :func:`build_dataset`, in order."""

@@ -12,6 +12,8 @@ run (bad key, unknown model).
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -100,7 +102,25 @@ def get_backend(backend: str | Backend | Callable[..., Backend], **options: Any)
         if isinstance(factory, str):
             module, _, attr = factory.partition(":")
             factory = getattr(import_module(module), attr)
+        check_options(backend, factory, options)
         return factory(**options)
     if isinstance(backend, Backend):
         return backend
+    check_options(getattr(backend, "name", getattr(backend, "__name__", "custom")), backend, options)
     return backend(**options)
+
+
+def check_options(name: str, factory: Callable[..., Backend], options: dict[str, Any]) -> None:
+    """Refuse an option the backend does not take: a misspelt one would otherwise keep its default silently."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: let the call itself complain
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = sorted(k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+    for key in options:
+        if key not in valid:
+            near = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; it takes {', '.join(valid)}"
+            raise InputError(f"the {name} backend has no option {key!r}{hint}")

@@ -6,6 +6,16 @@ server code (``xllamacpp.Server``) called in-process through its OpenAI-style ha
 chat messages get the same treatment as from a llama.cpp server. ``parallel`` slots run that many requests at once
 (continuous batching); ``threads`` is the CPU threads per decode step (on a busy 2-core machine 1 is fastest).
 
+llama.cpp's server code always opens an HTTP listener beside its in-process handlers. Left as it comes, that is
+a TCP port on 127.0.0.1 where anyone on the machine gets completions, reads ``/slots`` and holds the only slot; here
+it is a Unix socket made in a private (0700) folder and unlinked as soon as the engine is up, so nothing can connect
+to it, and every request on it would need a random key this process never hands out (:func:`_private_listener`).
+
+A prompt longer than ``max_input_tokens`` is refused before any token is generated: the request is first sent with
+``max_tokens=0``, which only evaluates the prompt (and counts its tokens); the generation that follows reuses that
+evaluation from the slot's cache, so the check costs no second pass. A slot's context is ``max_input_tokens +
+max_tokens``, so a request may not ask for more than ``max_tokens``.
+
 Sampling is seeded per request (``ChatRequest.seed``), so the same prompt and seed give the same note.
 LoRA adapters trained by ``medsyn finetune`` are PEFT folders, which llama.cpp does not read: use ``--backend local``
 for them (or merge the adapter and convert the merged model to GGUF).
@@ -14,6 +24,10 @@ for them (or merge the adapter and convert the merged model to GGUF).
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,8 +51,8 @@ class LlamaCppBackend:
         threads: int = 1,
         parallel: int = 1,
         max_input_tokens: int = 2048,
+        max_tokens: int = 1024,
         stop: Sequence[str] | None = ("\n\n",),
-        **_ignored: Any,
     ) -> None:
         if adapter is not None:
             raise InputError("the llamacpp backend does not read PEFT adapters; use --backend local with --adapter")
@@ -46,6 +60,8 @@ class LlamaCppBackend:
             raise InputError(f"threads must be >= 1, got {threads}")
         if parallel < 1:
             raise InputError(f"parallel must be >= 1, got {parallel}")
+        if max_tokens < 1 or max_input_tokens < 1:
+            raise InputError(f"max_tokens and max_input_tokens must be >= 1, got {max_tokens}, {max_input_tokens}")
         from medsyn.training.models import base_name
 
         self.spec = model or DEFAULT_MODEL
@@ -55,6 +71,7 @@ class LlamaCppBackend:
         self.parallel = parallel
         self.max_concurrency = parallel
         self.max_input_tokens = max_input_tokens
+        self.max_tokens = max_tokens
         self.stop = tuple(x for x in (stop or ()) if x)
         self._server: Any = None
 
@@ -66,6 +83,7 @@ class LlamaCppBackend:
             "threads": self.threads,
             "parallel": self.parallel,
             "max_input_tokens": self.max_input_tokens,
+            "max_tokens": self.max_tokens,
             "stop": list(self.stop),
             "prompt_cache_mib": PROMPT_CACHE_MIB,
         }
@@ -84,21 +102,20 @@ class LlamaCppBackend:
             params = xllamacpp.CommonParams()
             params.model.path = str(path)
             # One slot's context holds the prompt and the reply; the server splits n_ctx over its slots.
-            params.n_ctx = (self.max_input_tokens + 1024) * self.parallel
+            params.n_ctx = (self.max_input_tokens + self.max_tokens) * self.parallel
             params.n_parallel = self.parallel
             params.cpuparams.n_threads = self.threads
             params.cpuparams_batch.n_threads = self.threads
             params.warmup = False
             params.verbosity = -1
-            params.endpoint_metrics = False
+            params.endpoint_metrics = True  # read in-process by engine_counts()
             # llama.cpp's server keeps finished prompts' KV states in host memory (8 GiB by default): with distinct
             # few-shot prompts a long run grew ~6 MB an attempt until that cap. A retry of the same prompt still
             # reuses its slot's own cache, which is all generation here gains from caching.
             params.cache_ram_mib = PROMPT_CACHE_MIB
-            try:
-                self._server = xllamacpp.Server(params)
-            except Exception as exc:  # the engine reports a bad file as a generic runtime error
-                raise InputError(f"{path}: llama.cpp cannot load this model: {exc}") from None
+            params.endpoint_slots = False
+            params.endpoint_props = False
+            self._server = _private_listener(xllamacpp, params, path)
         return self._server
 
     def _body(self, req: ChatRequest) -> dict[str, Any]:
@@ -117,20 +134,31 @@ class LlamaCppBackend:
             body["messages"] = req.messages
         return body
 
+    def _refusal(self, reply: Any) -> Completion | None:
+        """A permanent failure for an error reply from the engine; None for a reply with a choice."""
+        if isinstance(reply, dict) and "error" not in reply and reply.get("choices"):
+            return None
+        err = reply.get("error") if isinstance(reply, dict) else reply
+        msg = err.get("message") if isinstance(err, dict) else str(err)
+        return Completion(error=f"llama.cpp: {' '.join(str(msg).split())[:300]}", permanent=True, model=self.model)
+
     def generate_one(self, req: ChatRequest) -> Completion:
         """Blocking generation of one request (what :meth:`complete` runs in a worker thread)."""
+        if req.max_tokens > self.max_tokens:
+            return Completion(
+                error=f"max_tokens {req.max_tokens} > the llamacpp backend's max_tokens {self.max_tokens}",
+                permanent=True,
+                model=self.model,
+            )
         server = self._load()
         body = self._body(req)
         handler = server.handle_completions if req.prompt is not None else server.handle_chat_completions
-        reply = handler(body)
-        if not isinstance(reply, dict) or "error" in reply or not reply.get("choices"):
-            err = reply.get("error") if isinstance(reply, dict) else reply
-            msg = err.get("message") if isinstance(err, dict) else str(err)
-            return Completion(error=f"llama.cpp: {' '.join(str(msg).split())[:300]}", permanent=True, model=self.model)
-        choice = reply["choices"][0]
-        text = choice.get("text") if req.prompt is not None else (choice.get("message") or {}).get("content")
-        usage = reply.get("usage") or {}
-        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        # Evaluate the prompt alone first: its length is known before any token is generated.
+        probe = handler({**body, "max_tokens": 0})
+        refused = self._refusal(probe)
+        if refused is not None:
+            return refused
+        prompt_tokens = int((probe.get("usage") or {}).get("prompt_tokens") or 0)
         if prompt_tokens > self.max_input_tokens:
             return Completion(
                 error=f"prompt too long: {prompt_tokens} tokens > max_input_tokens {self.max_input_tokens}",
@@ -138,7 +166,17 @@ class LlamaCppBackend:
                 prompt_tokens=prompt_tokens,
                 model=self.model,
             )
-        timings = reply.get("timings") or {}
+        reply = handler(body)
+        refused = self._refusal(reply)
+        if refused is not None:
+            return refused
+        choice = reply["choices"][0]
+        text = choice.get("text") if req.prompt is not None else (choice.get("message") or {}).get("content")
+        usage = reply.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
+        timings = dict(reply.get("timings") or {})
+        if "prompt_ms" in timings:  # the prompt was evaluated by the probe; the reply only reused it
+            timings["prompt_ms"] += (probe.get("timings") or {}).get("prompt_ms") or 0.0
         return Completion(
             text=text,
             finish_reason=choice.get("finish_reason"),
@@ -148,12 +186,40 @@ class LlamaCppBackend:
             extra={k: timings[k] for k in ("prompt_ms", "predicted_ms") if k in timings},
         )
 
+    def engine_counts(self) -> dict[str, float]:
+        """llama.cpp's own counters (``prompt_tokens_total``, ``tokens_predicted_total``, ...), read in-process."""
+        counts: dict[str, float] = {}
+        for line in str(self._load().handle_metrics()).splitlines():
+            name, _, value = line.partition(" ")
+            if name.startswith("llamacpp:") and value:
+                counts[name.removeprefix("llamacpp:")] = float(value)
+        return counts
+
     async def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         self._load()  # load once, before several worker threads could race to do it
         return [await asyncio.to_thread(self.generate_one, r) for r in requests]
 
     async def aclose(self) -> None:
         return None
+
+
+def _private_listener(xllamacpp: Any, params: Any, path: Path) -> Any:
+    """The engine with its HTTP listener out of reach of every other process (and of this one).
+
+    llama.cpp's server always binds a listener; a hostname ending in ``.sock`` makes it a Unix socket. The socket is
+    made in a folder only this user can enter, every request on it needs a random key that is never kept, and the
+    folder is removed once the engine is up, so no path leads to the socket. The in-process handlers do not pass
+    through the listener and need no key.
+    """
+    folder = tempfile.mkdtemp(prefix="medsyn-llama-")  # mode 0700
+    params.hostnames = [os.path.join(folder, "engine.sock")]
+    params.api_keys = [secrets.token_urlsafe(32)]
+    try:
+        return xllamacpp.Server(params)
+    except Exception as exc:  # the engine reports a bad file as a generic runtime error
+        raise InputError(f"{path}: llama.cpp cannot load this model: {exc}") from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _engine_version() -> str | None:

@@ -50,7 +50,6 @@ class LocalBackend:
         batch_size: int = 4,
         max_input_tokens: int = 2048,
         stop: Sequence[str] | None = ("\n\n",),
-        **_ignored: Any,
     ) -> None:
         if batch_size < 1:
             raise InputError(f"--batch-size must be >= 1, got {batch_size}")

@@ -123,7 +123,6 @@ class OpenAIBackend:
         seed: int = 0,
         send_seed: bool = True,
         server_cooldown: float = 5.0,
-        **_ignored: Any,
     ) -> None:
         if concurrency < 1:
             raise ParameterError(f"{{concurrency}} must be >= 1, got {concurrency}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 
 
 class RateLimiter:
@@ -17,6 +18,9 @@ class RateLimiter:
         self.interval = 60.0 / rpm if rpm else 0.0
         self._next = 0.0
         self._paused_until = 0.0
+        self.schedule: deque[float] = deque(maxlen=1024)
+        """The start slots (``time.monotonic()``) given to the latest requests, in order: what the limit promises,
+        whatever the machine's load does to when the requests then reach the server."""
 
     def pause(self, seconds: float) -> None:
         """Hold every request for ``seconds`` from now (e.g. a server's Retry-After)."""
@@ -37,4 +41,5 @@ class RateLimiter:
                 await asyncio.sleep(slot - now)
                 if time.monotonic() < self._paused_until:
                     continue
+            self.schedule.append(slot)
             return
