@@ -95,6 +95,9 @@ def test_novelty_counts_what_the_note_adds() -> None:
     added = novelty("Головная боль, тошнота после еды, рвота два дня.", requested)
     assert 0.5 < added < 1.0
     assert novelty("Боль в колене при ходьбе.", []) == 1.0
+    # The cost of the threshold chosen on the table: a short note that adds one word to two symptoms is rejected.
+    short = score_note("Беспокоят тошнота и рвота после еды.", ["тошнота", "рвота"], None)
+    assert decide(short, FilterConfig())[1].startswith("restatement")
 
 
 def test_invented_words_are_flagged_and_medical_words_are_not(table: tuple[list, list[Scores]]) -> None:
