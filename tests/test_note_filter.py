@@ -8,6 +8,7 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medsyn.errors import InputError
@@ -155,3 +156,30 @@ def test_thresholds_out_of_range_are_refused() -> None:
         FilterConfig(max_restatement=1.5)
     with pytest.raises(InputError, match="max-nonword-rate"):
         FilterConfig(max_nonword_rate=2.0)
+
+
+def test_the_quality_report_shows_restatement_and_nonword_shares(tmp_path: Path) -> None:
+    from medsyn.evaluation.data import Note, NoteSet, default_train, read_notes
+    from medsyn.evaluation.quality import assess
+    from medsyn.evaluation.report import write_quality_report
+
+    train = read_notes(default_train())
+    small = replace(train, notes=train.notes[:300])
+    lists = [("тошнота", "головная боль"), ("кашель", "одышка", "мокрота")]
+    # Four notes restate their list, two add to it; one of the six holds an invented word.
+    texts = [
+        ("Тошнота, головная боль.", 0),
+        ("Жалобы на кашель, одышку, мокроту.", 1),
+        ("Головная боль; тошнота.", 0),
+        ("Одышка, кашель с мокротой.", 1),
+        ("Головная боль и тошнота после еды третий день, хуже вечером.", 0),
+        ("Кашель с мокротой по утрам, одышка при ходьбе, питьеводяние, слабость.", 1),
+    ]
+    notes = [Note(f"n{i}", t, "R51", "s.jsonl", i + 1, lists[k]) for i, (t, k) in enumerate(texts)]
+    q = assess(NoteSet("probe", small.path, "generate", notes * 5), small, np.random.default_rng(0), auc_folds=2)
+    assert q.restatement_share == pytest.approx(4 / 6)
+    assert q.nonword_share == pytest.approx(1 / 6)
+    assert q.nonword_share_real is not None and 0.0 < q.nonword_share_real < 0.5
+    report = write_quality_report(tmp_path, [q], train="train", notes=[]).read_text(encoding="utf-8")
+    assert "restatement share" in report and "66.67%" in report
+    assert "non-word share" in report and "16.67%" in report
