@@ -5,7 +5,7 @@
 120 of our own accepted notes (docs/reports/local/notes.jsonl), 60 of the authors' GPT-4 notes (with the symptom
 lists that prompted them, paired by rank: ``attach_requested``) and 60 real RuMedTop3 train notes (no list). The
 label and why columns are left empty for the annotator. A newline inside a note is written as the two characters
-``\\n`` and a tab as a space, so each note stays one TSV row (``medsyn.generation.fluency.read_labels`` undoes it).
+``\\n`` and a tab as a space, so each note stays one TSV row (``medsyn.evaluation.note_labels.read_labels`` undoes it).
 """
 
 from __future__ import annotations
