@@ -72,6 +72,11 @@ def tokens(text: str) -> list[str]:
     return [t.lower().replace("ё", "е") for t in _WORD.findall(text)]
 
 
+def words(text: str) -> list[str]:
+    """The word tokens of ``text`` as written (case kept: "ОРВИ" is an abbreviation, "орви" would not say so)."""
+    return _WORD.findall(text)
+
+
 def normalised(text: str) -> str:
     """Case, punctuation and spacing removed: two notes equal under this are exact duplicates.
 

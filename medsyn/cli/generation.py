@@ -109,6 +109,12 @@ def generate_command(
     max_repetition: Annotated[
         float, typer.Option("--max-repetition", help="Maximum share of repeated word 3-grams (generation loops).")
     ] = 0.3,
+    max_restatement: Annotated[
+        float, typer.Option("--max-restatement", help="Reject novelty <= this (restates the symptoms); -1: off.")
+    ] = 0.35,
+    max_nonword_rate: Annotated[
+        float, typer.Option("--max-nonword-rate", help="Maximum share of words no dictionary knows; -1: off.")
+    ] = 0.05,
     template: Annotated[
         str | None,
         typer.Option(
@@ -169,7 +175,13 @@ def generate_command(
         max_attempts=max_attempts,
         target_per_code=target_per_code,
         max_cost=max_cost,
-        filter=FilterConfig(min_recall=min_recall, max_similarity=max_similarity, max_repetition=max_repetition),
+        filter=FilterConfig(
+            min_recall=min_recall,
+            max_similarity=max_similarity,
+            max_repetition=max_repetition,
+            max_restatement=max_restatement,
+            max_nonword_rate=max_nonword_rate,
+        ),
         shots=shots,
         stop=stops,
     )

@@ -14,7 +14,13 @@
   (top-1 and top-3). A filter can be passed by notes that merely list the requested symptoms; such notes rarely
   read like the code's real notes, and fidelity shows it where the accept rate cannot;
 * accept rate: the share of a ``medsyn generate`` set's scored notes that the quality filter accepted (when the
-  rejected notes were read too). Fidelity is measured on the accepted notes.
+  rejected notes were read too). Fidelity is measured on the accepted notes;
+* restatement share: of the notes with a requested symptom list, those whose novelty
+  (:func:`medsyn.generation.fluency.novelty`) is at most the filter's default ``max_restatement``: the requested
+  list restated, which recall rewards;
+* non-word share: the notes holding at least one word no dictionary knows
+  (:func:`medsyn.generation.fluency.nonwords`, with the real train notes' vocabulary), for the real notes too:
+  they have typos.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from scipy import sparse
 
 from medsyn.evaluation.classifier import CodeClassifier
 from medsyn.evaluation.data import NoteSet
+from medsyn.generation.filter import FilterConfig
+from medsyn.generation.fluency import nonwords, note_vocabulary, novelty
 from medsyn.generation.mentions import symptom_recall
 from medsyn.textsim import normalised, shingles, tokens
 
@@ -188,6 +196,12 @@ class Quality:
     """Share of accepted notes whose intended code a real-notes classifier ranks first / in its top 3."""
     accept_rate: float | None = None
     """Share of scored notes the filter accepted (None when only accepted notes were read)."""
+    restatement_share: float | None = None
+    """Share of the notes with a requested list that restate it (novelty <= the filter's max_restatement)."""
+    nonword_share: float | None = None
+    """Share of the notes holding a non-word."""
+    nonword_share_real: float | None = None
+    """The same share among the real train notes."""
 
     def near_rate(self, which: str, threshold: float = NEAR_DUPLICATE) -> float:
         o: Overlap = getattr(self, f"{which}_overlap")
@@ -202,6 +216,15 @@ def code_fidelity(classifier: CodeClassifier, notes: NoteSet) -> tuple[float, fl
         float(np.mean([r[0] == c for r, c in zip(ranked, codes, strict=True)])),
         float(np.mean([c in r for r, c in zip(ranked, codes, strict=True)])),
     )
+
+
+def fluency_shares(notes: NoteSet, vocabulary: frozenset[str]) -> tuple[float | None, float]:
+    """(restatement share of the notes with a requested list, or None without any; non-word share)."""
+    limit = FilterConfig().max_restatement
+    requested = [n for n in notes.notes if n.requested]
+    restated = float(np.mean([novelty(n.text, n.requested) <= limit for n in requested])) if requested else None
+    with_nonword = float(np.mean([bool(nonwords(n.text, n.requested, vocabulary)) for n in notes.notes]))
+    return restated, with_nonword
 
 
 def assess(
@@ -227,6 +250,8 @@ def assess(
     syn_sample = [syn[i] for i in rng.choice(len(syn), size=k, replace=False)]
     requested = [n for n in synthetic.notes if n.requested]
     recall = float(np.mean([symptom_recall(n.text, n.requested) for n in requested])) if requested else None
+    vocabulary = note_vocabulary(real)
+    restated, with_nonword = fluency_shares(synthetic, vocabulary)
 
     train_ids = {n.id: i for i, n in enumerate(train.notes)}
     linked = [train_ids.get(n.example_id) if n.example_id else None for n in synthetic.notes]
@@ -265,4 +290,7 @@ def assess(
         fidelity=fidelity,
         # Only a set read with its rejected notes (eval quality --include-rejected) has an accept rate to show.
         accept_rate=accept_rate if accept_rate < 1.0 else None,
+        restatement_share=restated,
+        nonword_share=with_nonword,
+        nonword_share_real=fluency_shares(train, vocabulary)[1],
     )

@@ -335,6 +335,16 @@ def quality_rows(qs: Sequence[Quality]) -> tuple[list[str], list[list[str]]]:
             *["–" if q.fidelity is None else f"{pct(q.fidelity[0])} / {pct(q.fidelity[1])}" for q in qs],
         ],
         ["accepted by the filter", "–", *["–" if q.accept_rate is None else pct(q.accept_rate) for q in qs]],
+        [
+            "restatement share (novelty ≤ the filter's max_restatement)",
+            "–",
+            *["–" if q.restatement_share is None else pct(q.restatement_share) for q in qs],
+        ],
+        [
+            "non-word share (notes with a word no dictionary knows)",
+            "–" if q0.nonword_share_real is None else pct(q0.nonword_share_real),
+            *["–" if q.nonword_share is None else pct(q.nonword_share) for q in qs],
+        ],
         ["exact copy of a train note", "–", *[pct(q.exact_train) for q in qs]],
         [f"near-copy of a train note (J ≥ {NEAR_DUPLICATE})", "–", *[pct(q.near_rate("train")) for q in qs]],
         [f"near-copy of its prompt note (J ≥ {NEAR_DUPLICATE})", "–", *[pct(q.near_rate("prompt")) for q in qs]],

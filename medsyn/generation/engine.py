@@ -32,6 +32,7 @@ from medsyn.atomic import atomic_write_text, fsync_file
 from medsyn.errors import InputError, StoreError
 from medsyn.generation.backends import Backend, ChatRequest
 from medsyn.generation.config import GenerationConfig, RunSummary
+from medsyn.generation.fluency import note_vocabulary
 from medsyn.generation.progress import Progress, Totals
 from medsyn.generation.prompts import PromptTemplate
 from medsyn.generation.provenance import RunInfo, add_notes, finish_run, note_id, now_iso, recorded_note_ids, start_run
@@ -192,7 +193,10 @@ class _Engine:
         self._appenders: tuple[JsonlAppender, ...] = ()
         self.lost = 0
         # A reply equal to one of these is a real note written back, never kept (records.attempt_record).
-        self.real_copies = {normalised(text): nid for nid, text in real_notes(store)}
+        notes = real_notes(store)
+        self.real_copies = {normalised(text): nid for nid, text in notes}
+        # Words the real notes share beyond pymorphy3's dictionary (medical terms, drugs) are no non-words.
+        self.vocabulary = note_vocabulary(text for _, text in notes)
 
     # ---------------------------------------------------------------- run identity and run.json
     def _identity(self) -> dict[str, Any]:
@@ -475,6 +479,7 @@ class _Engine:
                     started=started,
                     comp=comp,
                     real_copies=self.real_copies,
+                    vocabulary=self.vocabulary,
                 )
                 (notes_out if rec["accepted"] else fail_out).write(rec)
                 self.totals.add(rec)

@@ -15,21 +15,31 @@ Two scores, both lexical and deterministic (no model download):
   rewarding copies. With several example notes (a few-shot prompt) it is the highest share over them.
 * ``repetition``: share of the note's word 3-grams that repeat an earlier 3-gram of the same note. Small models
   fall into loops ("0, ОГК 0, ОАМ 0, ОГК 0, ...") that can still mention the symptoms; a loop is not a note.
+* ``novelty``: share of the note's content words that are not the requested symptoms' words
+  (:func:`medsyn.generation.fluency.novelty`); 0 is the requested list restated ("Жалобы на тошноту; головную
+  боль"), which recall alone rewards. A note is a restatement at ``novelty <= max_restatement``.
+* ``nonwords``: the note's words no dictionary knows (:func:`medsyn.generation.fluency.nonwords`): small models
+  invent words ("избытокое", "дезадабание"). Recorded as the list, so a record shows which words.
+
+Records written before ``novelty`` and ``nonwords`` existed lack them; readers take a missing score as not measured.
 
 >>> cfg = FilterConfig(min_recall=0.5, max_similarity=0.6)
->>> s = score_note("Жалобы на головную боль и тошноту.", ["головная боль", "тошнота"], "Боль в колене.")
+>>> s = score_note("Головная боль и тошнота после еды, второй день.", ["головная боль", "тошнота"], "Боль в колене.")
 >>> s.recall, decide(s, cfg)
 (1.0, (True, ''))
+>>> decide(score_note("Жалобы на головную боль и тошноту.", ["головная боль", "тошнота"], None), cfg)[1]
+'restatement of the requested symptoms (novelty 0.00 <= 0.35)'
 >>> score_note("Жалобы на головную боль, тошноты нет.", ["головная боль", "тошнота"], None).recall
 0.5
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 
 from medsyn.errors import InputError
+from medsyn.generation.fluency import nonwords, novelty
 from medsyn.generation.mentions import symptom_recall
 from medsyn.textsim import containment, shingles, tokens
 
@@ -44,8 +54,19 @@ class FilterConfig:
     """Reject notes shorter than this many words."""
     max_repetition: float = 0.3
     """Reject a note whose word 3-grams repeat earlier ones more often than this share (a generation loop)."""
+    max_restatement: float = 0.35
+    """Reject a note whose novelty (share of content words outside the requested symptoms) is at most this: it
+    restates the requested list. Negative turns the check off. Chosen on tests/data/note_labels.tsv (the best
+    Youden J of lists against plausible notes; docs/generation.md)."""
+    max_nonword_rate: float = 0.05
+    """Reject a note in which more than this share of the words are non-words (one in 20); negative turns the
+    check off. A rate, not a count: real and GPT-4 notes carry typos and drug names the vocabulary lacks, and on
+    the labelled table any count threshold rejected more plausible notes than nonsense ones."""
 
     def __post_init__(self) -> None:
+        for name in ("max_restatement", "max_nonword_rate"):
+            if getattr(self, name) > 1.0:
+                raise InputError(f"--{name.replace('_', '-')} must be at most 1, got {getattr(self, name)}")
         for name in ("min_recall", "max_similarity", "max_repetition"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -60,18 +81,36 @@ class Scores:
     similarity: float
     words: int
     repetition: float = 0.0
+    novelty: float | None = None
+    """None: not measured (a Scores built by hand or read from an old record); such a note is no restatement."""
+    nonwords: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, float | int]:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+    def to_dict(self) -> dict[str, float | int | list[str] | None]:
+        d = asdict(self)
+        d["nonwords"] = list(self.nonwords)
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
-def score_note(text: str, symptoms: Sequence[str], example: str | Sequence[str] | None) -> Scores:
-    """Symptom recall, copy-similarity to the example note(s) (0 without one), word count and repetition."""
+def score_note(
+    text: str,
+    symptoms: Sequence[str],
+    example: str | Sequence[str] | None,
+    *,
+    vocabulary: Collection[str] = (),
+) -> Scores:
+    """Symptom recall, copy-similarity to the example note(s) (0 without one), word count, repetition, novelty
+    against the requested symptoms and the words no dictionary knows (``vocabulary``: extra known words, e.g.
+    :func:`medsyn.generation.fluency.note_vocabulary` of the graph's real notes)."""
     examples = [example] if isinstance(example, str) else list(example or [])
     own = shingles(text)
     sim = max((containment(own, shingles(e)) for e in examples if e), default=0.0)
     return Scores(
-        recall=symptom_recall(text, symptoms), similarity=sim, words=len(tokens(text)), repetition=repetition(text)
+        recall=symptom_recall(text, symptoms),
+        similarity=sim,
+        words=len(tokens(text)),
+        repetition=repetition(text),
+        novelty=novelty(text, symptoms),
+        nonwords=tuple(nonwords(text, symptoms, vocabulary)),
     )
 
 
@@ -98,4 +137,10 @@ def decide(scores: Scores, config: FilterConfig) -> tuple[bool, str]:
         return False, f"repetition loop (repetition {scores.repetition:.2f} > {config.max_repetition})"
     if scores.similarity > config.max_similarity:
         return False, f"copies the example note (similarity {scores.similarity:.2f} > {config.max_similarity})"
+    if scores.novelty is not None and scores.novelty <= config.max_restatement:
+        why = f"novelty {scores.novelty:.2f} <= {config.max_restatement}"
+        return False, f"restatement of the requested symptoms ({why})"
+    if scores.nonwords and 0 <= config.max_nonword_rate < len(scores.nonwords) / max(scores.words, 1):
+        shown = ", ".join(scores.nonwords[:5])
+        return False, f"non-word ({shown}; {len(scores.nonwords)} of {scores.words} words > {config.max_nonword_rate})"
     return True, ""

@@ -137,6 +137,16 @@ def _morph() -> Any:
     return pymorphy3.MorphAnalyzer(lang="ru")
 
 
+@lru_cache(maxsize=200_000)
+def known_word(word: str) -> bool:
+    """pymorphy3 knows the lower-cased word, or parses it as a dictionary word behind a prefix ("мягко-эластичная");
+    a guess from the word's ending alone does not count."""
+    morph = _morph()
+    if morph.word_is_known(word):
+        return True
+    return any(type(step[0]).__name__ == "DictionaryAnalyzer" for p in morph.parse(word) for step in p.methods_stack)
+
+
 @dataclass(frozen=True)
 class _Word:
     lemmas: frozenset[str]

@@ -7,7 +7,7 @@ parsed (:mod:`medsyn.generation.replies`) and judged (:mod:`medsyn.generation.fi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from medsyn.generation.backends import Backend, ChatRequest, Completion
@@ -36,12 +36,14 @@ def attempt_record(
     started: str,
     comp: Completion,
     real_copies: Mapping[str, str] | None = None,
+    vocabulary: Collection[str] = (),
 ) -> dict[str, Any]:
     """The record of attempt ``attempt`` on ``sample``: ``accepted``/``rejected`` with scores when a note came back,
     else the failure's ``status`` and ``reason``.
 
     ``real_copies`` maps the :func:`~medsyn.textsim.normalised` text of every real note of the graph to its id: a
-    reply equal to one is a failed attempt of status ``copy``, its text left out of the record."""
+    reply equal to one is a failed attempt of status ``copy``, its text left out of the record.
+    ``vocabulary``: stems the filter takes as known beyond the dictionary (:func:`.fluency.note_vocabulary`)."""
     ended = now_iso()
     rec: dict[str, Any] = {
         "id": nid,
@@ -97,7 +99,7 @@ def attempt_record(
         rec.update(response=None, status=COPY, reason=f"copies a real note word for word ({copied}; not kept)")
         return rec
     shown = [t for _, t in sample_examples(sample)[: template.shots or 1]]
-    scores = score_note(reply.text, sample.symptoms, shown)
+    scores = score_note(reply.text, sample.symptoms, shown, vocabulary=vocabulary)
     ok, why = decide(scores, filter_config)
     rec.update(
         scores=scores.to_dict(),

@@ -1,0 +1,110 @@
+"""Does a note read as a note? Novelty against the requested symptoms and invented words, for the quality filter.
+
+* ``novelty``: share of the note's distinct content words whose lemmas (pymorphy3, every dictionary reading,
+  :func:`medsyn.generation.mentions.analyse`) are not among the lemmas of the requested symptoms. 0 is a pure
+  restatement: the requested list re-punctuated, reordered, or put after "Жалобы на" (list-framing words such as
+  "жалоба", "беспокоить", "наличие" are not content). It measures what a note adds to its prompt, not the form of
+  the note: a short real-looking complaint list that adds "рвота" to "тошнота, боль в животе" is novel, a long
+  paragraph that repeats the list is not.
+* ``nonwords``: the note's words that no dictionary knows: pymorphy3 neither knows the word nor parses it as a
+  known word behind a prefix, it is no abbreviation (all capitals, three letters or fewer, digits or Latin letters,
+  a listed unit), and its Snowball stem is not in the vocabulary (the requested symptoms' words plus, in a run,
+  every word that occurs in at least two of the graph's real notes: :func:`note_vocabulary`; stems, so that
+  "эналаприла" is known from "эналаприл"). Medical terms pymorphy3 lacks ("тахипноэ", "пальпируется", drug
+  names) are what the vocabulary is for; a word of a single real note is left out because such words are mostly
+  typos ("колическтве"). The vocabulary holds only words pymorphy3 does not know, so an invented word whose stem is
+  a dictionary word's ("избытокое", stem "избыток") is still flagged.
+
+Agreement errors (adjective-noun case, number, gender) are not checked: see docs/generation.md for why.
+
+>>> novelty("Жалобы на головную боль; тошноту.", ["тошнота", "головная боль"])
+0.0
+>>> novelty("Головная боль, тошнота, рвота.", ["тошнота", "головная боль"])
+0.25
+>>> nonwords("Избытокое потоотделение, ОРВИ, АД 140/90, ЭКГ без изменений, 5 мг.", ["потоотделение"])
+['избытокое']
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
+
+from medsyn.generation.mentions import analyse, known_word
+from medsyn.textsim import STOPWORDS, stem, tokens, words
+
+# Parts of speech that carry no content of their own (pymorphy3 tags of the likeliest reading).
+_FUNCTION_POS = frozenset(["PREP", "CONJ", "PRCL", "INTJ", "NPRO"])
+# Words that frame a list as a complaint without adding to it ("Жалобы на ...", "Наличие ...", "Пациент отмечает").
+_FRAMING = frozenset(
+    [
+        "жалоба",
+        "жаловаться",
+        "беспокоить",
+        "наличие",
+        "пациент",
+        "пациентка",
+        "больной",
+        "симптом",
+        "отмечать",
+        "предъявлять",
+        "также",
+    ]
+)
+# Lower-case abbreviations and units of real notes that are no dictionary words ("ммоль", "табл").
+_ABBREVIATIONS = frozenset(
+    ["ммоль", "мкмоль", "мкг", "мкме", "мме", "табл", "тбл", "сут", "нед", "мес", "капс", "амп", "хар", "обл", "отд"]
+)
+_SHORT = 3  # words this short are abbreviations ("мг", "уд", "мин", "рт") or function words
+
+
+def _content(word: str) -> bool:
+    if word in STOPWORDS or len(word) < 2:
+        return False
+    w = analyse(word)
+    return w.pos not in _FUNCTION_POS and not w.lemmas & _FRAMING
+
+
+def _lemma_keys(word: str) -> set[str]:
+    """What identifies a word for novelty: its lemmas and its stem (so a hyphen or a suffix variant still matches)."""
+    return set(analyse(word).lemmas) | {stem(word)}
+
+
+def novelty(note: str, symptoms: Sequence[str]) -> float:
+    """Share of the note's distinct content words that no requested symptom has (1.0 without content words)."""
+    requested: set[str] = set()
+    for s in symptoms:
+        for t in tokens(s):
+            requested |= _lemma_keys(t)
+    content = {t for t in tokens(note) if _content(t)}
+    if not content:
+        return 1.0 if not symptoms else 0.0
+    new = [t for t in content if not _lemma_keys(t) & requested]
+    return len(new) / len(content)
+
+
+def _abbreviation(raw: str) -> bool:
+    if not raw.isalpha() or not all("а" <= c <= "я" or c == "ё" for c in raw.lower()):
+        return True  # digits or Latin letters: a dose, a lab value, a Latin term
+    return len(raw) <= _SHORT or (len(raw) > 1 and raw.isupper()) or raw.lower() in _ABBREVIATIONS
+
+
+def nonwords(note: str, symptoms: Sequence[str] = (), vocabulary: Collection[str] = ()) -> list[str]:
+    """The note's words (lower case, ё as е, in order, once each) that no dictionary knows; ``vocabulary`` holds
+    stems of known words beyond pymorphy3's dictionary (:func:`note_vocabulary`)."""
+    own = {stem(t) for s in symptoms for t in tokens(s)}
+    out: list[str] = []
+    for raw in words(note):
+        w = raw.lower().replace("ё", "е")
+        if w in out or _abbreviation(raw) or stem(w) in own or stem(w) in vocabulary or known_word(w):
+            continue
+        out.append(w)
+    return out
+
+
+def note_vocabulary(notes: Iterable[str], min_notes: int = 2) -> frozenset[str]:
+    """Stems of the words pymorphy3 does not know that occur in at least ``min_notes`` of the given (real) notes."""
+    seen: Counter[str] = Counter()
+    for text in notes:
+        seen.update({t for t in tokens(text) if t.isalpha() and len(t) > _SHORT})
+    return frozenset(stem(w) for w, n in seen.items() if n >= min_notes and not known_word(w))

@@ -1,0 +1,121 @@
+"""The quality filter's figures in docs/generation.md ("Does a note read as a note?"), as Markdown on stdout.
+
+    python scripts/filter_figures.py
+
+1. On the labelled table (tests/data/note_labels.tsv): how the thresholds were chosen (Youden J = share of the
+   bad label rejected minus share of plausible notes rejected, over the rows with a requested list, which are the
+   notes a run's filter judges) and the acceptance precision / recall of the old and the new filter, with the
+   accepted notes per label.
+2. On the whole sets (our 1,550 accepted notes, the authors' 2,378 GPT-4 notes with their requested lists, the
+   4,690 real train notes): restatement share and non-word share (``medsyn.evaluation.quality.fluency_shares``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from medsyn.evaluation.data import (
+    attach_requested,
+    default_requested,
+    default_synthetic,
+    default_train,
+    read_notes,
+    read_requested,
+)
+from medsyn.evaluation.note_labels import (
+    LABELS,
+    OLD_FILTER,
+    LabelledNote,
+    acceptance,
+    read_labels,
+    real_vocabulary,
+    table_scores,
+)
+from medsyn.evaluation.quality import fluency_shares
+from medsyn.evaluation.report import markdown_table
+from medsyn.generation.filter import FilterConfig, Scores
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLE = ROOT / "tests" / "data" / "note_labels.tsv"
+OWN = ROOT / "docs" / "reports" / "local" / "notes.jsonl"
+
+
+def _youden(rows: Sequence[LabelledNote], scores: Sequence[Scores], bad: str, rejects: Callable[[Scores], bool]) -> str:
+    pairs = [(r, s) for r, s in zip(rows, scores, strict=True) if r.requested]
+    b = [rejects(s) for r, s in pairs if r.label == bad]
+    p = [rejects(s) for r, s in pairs if r.label == "plausible"]
+    tp, fp = sum(b) / len(b), sum(p) / len(p)
+    return f"{100 * tp:.1f}% | {100 * fp:.1f}% | {tp - fp:.3f}"
+
+
+def thresholds(rows: Sequence[LabelledNote], scores: Sequence[Scores]) -> None:
+    print("| check | threshold | bad label rejected | plausible rejected | J |\n|---|---|---|---|---|")
+    for t in (0.0, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5):
+        print(
+            f"| restatement (vs list) | novelty <= {t} | "
+            + _youden(rows, scores, "list", lambda s, t=t: s.novelty <= t)
+            + " |"
+        )
+    for n in (0, 1, 2):
+        j = _youden(rows, scores, "nonsense", lambda s, n=n: len(s.nonwords) > n)
+        print(f"| non-word (vs nonsense) | more than {n} | {j} |")
+    for q in (0.02, 0.03, 0.04, 0.05, 0.06, 0.08):
+        j = _youden(rows, scores, "nonsense", lambda s, q=q: len(s.nonwords) / max(s.words, 1) > q)
+        print(f"| non-word (vs nonsense) | rate > {q} | {j} |")
+    print()
+
+
+def filters(rows: Sequence[LabelledNote], scores: Sequence[Scores]) -> None:
+    new = FilterConfig()
+    configs = {
+        "old (recall, similarity, repetition, length)": OLD_FILTER,
+        f"old + restatement (novelty <= {new.max_restatement})": replace(
+            OLD_FILTER, max_restatement=new.max_restatement
+        ),
+        f"old + non-word (rate > {new.max_nonword_rate})": replace(OLD_FILTER, max_nonword_rate=new.max_nonword_rate),
+        "new (both)": new,
+    }
+    for subset, keep in (("all 240 rows", lambda r: True), ("generated rows (own + GPT-4)", lambda r: r.requested)):
+        idx = [i for i, r in enumerate(rows) if keep(r)]
+        rs, ss = [rows[i] for i in idx], [scores[i] for i in idx]
+        out = []
+        for name, cfg in configs.items():
+            a = acceptance(rs, ss, cfg)
+            out.append(
+                [name, f"{a.precision:.3f}", f"{a.recall:.3f}", *[f"{a.accepted[k]} / {a.total[k]}" for k in LABELS]]
+            )
+        print(f"{subset}:\n")
+        print(markdown_table(["filter", "precision", "recall", *[f"accepted {k}" for k in LABELS]], out))
+        print()
+
+
+def whole_sets(vocabulary: frozenset[str]) -> None:
+    gpt4, paired = attach_requested(read_notes(default_synthetic()[0]), read_requested(default_requested()))
+    sets = {
+        "own (Gemma 3 270M, accepted)": read_notes(OWN),
+        "GPT-4 (authors)": gpt4,
+        "real train": read_notes(default_train()),
+    }
+    out = []
+    for name, ns in sets.items():
+        restated, nonword = fluency_shares(ns, vocabulary)
+        out.append(
+            [name, str(len(ns.notes)), "–" if restated is None else f"{100 * restated:.1f}%", f"{100 * nonword:.1f}%"]
+        )
+    print(markdown_table(["set", "notes", "restatement share", "non-word share"], out))
+    print(f"\nGPT-4 notes paired with their requested lists: {paired}.")
+
+
+def main() -> None:
+    rows = read_labels(TABLE)
+    vocabulary = real_vocabulary()
+    scores = table_scores(rows, vocabulary)
+    thresholds(rows, scores)
+    filters(rows, scores)
+    whole_sets(vocabulary)
+
+
+if __name__ == "__main__":
+    main()
