@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -34,6 +33,9 @@ def serve(
     ),
     fast_budget: float = typer.Option(
         0.5, "--fast-budget", help="Seconds a query runs in the fast lane before it needs a slow-lane worker."
+    ),
+    worker_memory: int = typer.Option(
+        2048, "--worker-memory", help="Address space of one query worker process, MiB (a query past it gets 400)."
     ),
     max_connections: int = typer.Option(256, "--max-connections", help="Concurrent connections (503 past it)."),
     max_body_mib: int = typer.Option(64, "--max-body-mib", help="Largest request body with a valid token, MiB."),
@@ -68,6 +70,7 @@ def serve(
         workers=workers,
         fast_workers=fast_workers,
         fast_budget_s=fast_budget,
+        worker_memory_mib=worker_memory,
         max_connections=max_connections,
         max_body_bytes=max_body_mib * 1024 * 1024,
         max_query_bytes=max_query_kib * 1024,
@@ -85,12 +88,6 @@ def serve(
         pass
     finally:
         server.close()
-    stuck = server.abandoned_queries
-    if stuck:
-        # Interpreter exit would join the pool's threads, i.e. wait for queries nobody reads any more; the store is
-        # already flushed and closed, so leave now.
-        print(f"stopped ({stuck} timed-out queries abandoned)", file=sys.stderr, flush=True)
-        os._exit(0)
     print("stopped", file=sys.stderr, flush=True)
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 MAX_BODY = 64 * 1024 * 1024
 MAX_QUERY_BODY = 2 * 1024 * 1024
 DUMP_CHUNK = 5000  # quads per streamed piece of a Graph Store GET
+WORKER_MEMORY_MIB = 2048  # address space of one query worker process (see Pool)
+MIN_WORKER_MEMORY_MIB = 256  # below it a worker cannot even open the store
 BAD_TOKEN_LIMIT = 10  # failed bearer tokens per client address and minute before 429
 
 
@@ -29,6 +31,7 @@ class ServerConfig:
     workers: int = 8  # the slow lane (see Workers)
     fast_workers: int = 8
     fast_budget_s: float = 0.5
+    worker_memory_mib: int = WORKER_MEMORY_MIB
     max_connections: int = 256
     max_body_bytes: int = MAX_BODY
     max_query_bytes: int = MAX_QUERY_BODY

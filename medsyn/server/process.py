@@ -14,8 +14,10 @@ from typing import Any
 from medsyn.errors import InputError, StoreError
 from medsyn.kg.store import OxigraphStore
 from medsyn.server.app import App
-from medsyn.server.config import MAX_BODY, MAX_QUERY_BODY, ServerConfig
+from medsyn.server.config import MAX_BODY, MAX_QUERY_BODY, MIN_WORKER_MEMORY_MIB, WORKER_MEMORY_MIB, ServerConfig
 from medsyn.server.endpoint import Endpoint
+
+SPARE_WORKERS = 2  # query workers started with the server; the others start on demand (a fork, milliseconds)
 
 
 def _uvicorn_server_class() -> type[Any]:
@@ -111,16 +113,13 @@ class SparqlServer:
         self.uvicorn.run(sockets=[self.socket])
 
     def close(self) -> None:
-        """Free the socket and workers and, when the server opened the store, flush and close it."""
+        """Free the socket, the dump threads and the query workers and, when the server opened the store, flush and
+        close it."""
         self.socket.close()
         self.endpoint.workers.pool.shutdown(wait=False, cancel_futures=True)
+        self.endpoint.pool.close()
         if self.endpoint.owns_store:
             self.endpoint.store.close()
-
-    @property
-    def abandoned_queries(self) -> int:
-        """Queries answered 503 (past the time limit, or demoted without a slow-lane slot) still evaluating."""
-        return self.endpoint.workers.abandoned
 
 
 def make_server(
@@ -136,6 +135,7 @@ def make_server(
     workers: int = 8,
     fast_workers: int | None = None,
     fast_budget_s: float = 0.5,
+    worker_memory_mib: int = WORKER_MEMORY_MIB,
     max_connections: int = 256,
     max_body_bytes: int = MAX_BODY,
     max_query_bytes: int = MAX_QUERY_BODY,
@@ -147,7 +147,8 @@ def make_server(
 ) -> SparqlServer:
     """Bind an endpoint (not yet serving: call ``serve_forever()``, then ``close()``).
 
-    A path is opened read-write and closed by ``close()``; a given store stays the caller's.
+    A path is opened read-write and closed by ``close()``; a given store (on disk) stays the caller's. Queries run in
+    worker processes that open it read-only, each under an address-space limit of ``worker_memory_mib``.
     ``port=0`` picks a free port (see ``server.url``). ``fast_workers`` defaults to ``workers``.
     """
     fast_workers = workers if fast_workers is None else fast_workers
@@ -157,6 +158,10 @@ def make_server(
         raise InputError(f"--fast-workers: {fast_workers} is not a positive number of workers")
     if not fast_budget_s > 0:  # also NaN
         raise InputError(f"--fast-budget: {fast_budget_s:g} is not a positive number of seconds")
+    if worker_memory_mib < MIN_WORKER_MEMORY_MIB:
+        raise InputError(
+            f"--worker-memory: {worker_memory_mib} MiB is under the {MIN_WORKER_MEMORY_MIB} MiB a worker needs"
+        )
     if max_body_bytes <= 0 or max_query_bytes <= 0:
         raise InputError("body limits must be positive")
     if not 0 <= port <= 65535:
@@ -172,6 +177,7 @@ def make_server(
         workers=workers,
         fast_workers=fast_workers,
         fast_budget_s=fast_budget_s,
+        worker_memory_mib=worker_memory_mib,
         max_connections=max_connections,
         max_body_bytes=max_body_bytes,
         max_query_bytes=max_query_bytes,
@@ -185,6 +191,24 @@ def make_server(
     owns = not isinstance(store, OxigraphStore)
     # Serving never creates a store: a mistyped path must not answer "ok" over an empty graph.
     opened = OxigraphStore(Path(store), create=False) if not isinstance(store, OxigraphStore) else store
+    try:
+        endpoint = Endpoint(opened, config, owns_store=owns)
+        sock = _listen(host, port)
+    except BaseException:
+        if owns:
+            opened.close()
+        raise
+    try:
+        endpoint.pool.start(spare=SPARE_WORKERS)
+    except BaseException:
+        sock.close()
+        if owns:
+            opened.close()
+        raise
+    return SparqlServer(endpoint, sock)
+
+
+def _listen(host: str, port: int) -> socket.socket:
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without it the body
@@ -200,7 +224,5 @@ def make_server(
             raise
         sock.set_inheritable(True)
     except OSError as exc:
-        if owns:
-            opened.close()
         raise StoreError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return SparqlServer(Endpoint(opened, config, owns_store=owns), sock)
+    return sock

@@ -1,0 +1,175 @@
+"""What a query worker process runs: the store opened read-only, one query at a time, the answer serialised here.
+
+A worker is a child process of ``medsyn serve`` (started through a multiprocessing forkserver, see
+:class:`~medsyn.server.workers.Pool`) under an address-space limit. It reads ``(generation, request)`` messages from
+its pipe and sends back ``(status, body, content type, headers)`` with the body already in the negotiated format, so
+the server only moves bytes. A parser crash, a runaway aggregate or a query killed at its time limit costs this
+process, never the server. ``generation`` counts the server's writes: a worker whose handle is older reopens the store
+before it evaluates (a read-only handle sees the store as of its opening).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import resource
+import signal
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from pyoxigraph import DefaultGraph, NamedNode, Quad, QueryBoolean, QuerySolutions, serialize
+from pyoxigraph import Store as _OxStore
+
+from medsyn.kg.protocol import TRUNCATED_HEADER
+from medsyn.server import results
+from medsyn.server.messages import QUAD_FORMATS, QUAD_TYPES, Answer, HttpError, QueryRequest, pick
+
+Payload = tuple[str, str | None, bool, str | None, tuple[str, ...], tuple[str, ...]]
+"""A :class:`QueryRequest` as plain data for the pipe: sparql, accept, union, base IRI, default and named graphs."""
+Reply = tuple[int, bytes, str, dict[str, str]]
+
+_PR_SET_PDEATHSIG = 1
+OUT_OF_MEMORY = "the query needed more memory than this endpoint gives one query (--worker-memory {} MiB)"
+
+
+def to_payload(req: QueryRequest) -> Payload:
+    return (
+        req.sparql,
+        req.accept,
+        req.union,
+        req.base_iri,
+        tuple(g.value for g in req.default_graphs),
+        tuple(g.value for g in req.named_graphs),
+    )
+
+
+def from_payload(payload: Payload) -> QueryRequest:
+    sparql, accept, union, base_iri, default_graphs, named_graphs = payload
+    return QueryRequest(
+        sparql=sparql,
+        accept=accept,
+        union=union,
+        base_iri=base_iri,
+        default_graphs=tuple(NamedNode(g) for g in default_graphs),
+        named_graphs=tuple(NamedNode(g) for g in named_graphs),
+    )
+
+
+def evaluate(store: _OxStore, req: QueryRequest, max_rows: int) -> Answer:
+    """Run one query and write its answer (a body in bytes, never a stream)."""
+    options: dict[str, Any] = {"base_iri": req.base_iri}
+    if req.default_graphs:
+        options["default_graph"] = list(req.default_graphs)
+    else:
+        options["use_default_graph_as_union"] = req.union
+    if req.named_graphs:
+        options["named_graphs"] = list(req.named_graphs)
+    try:
+        result = store.query(req.sparql, **options)
+    except SyntaxError as exc:
+        return Answer(400, f"SPARQL syntax error: {exc}\n".encode())
+    try:
+        truncated = False
+        if isinstance(result, QueryBoolean):
+            media = pick(req.accept, results.SOLUTION_TYPES)
+            answer = Answer(200, results.write_boolean(bool(result), media), results.content_type(media))
+        elif isinstance(result, QuerySolutions):
+            media = pick(req.accept, results.SOLUTION_TYPES)
+            names = [v.value for v in result.variables]
+            rows, truncated = _collect(result, max_rows, tuple)
+            answer = Answer(200, results.write_solutions(names, rows, media), results.content_type(media))
+        else:
+            media = pick(req.accept, results.GRAPH_TYPES + QUAD_TYPES)
+            triples, truncated = _collect(result, max_rows, lambda t: t)
+            if media in QUAD_FORMATS:  # CONSTRUCT as a dataset: the triples in the default graph
+                quads = [Quad(t.subject, t.predicate, t.object, DefaultGraph()) for t in triples]
+                body = serialize(quads, format=QUAD_FORMATS[media]) or b""
+                answer = Answer(200, body, media + "; charset=utf-8")
+            else:
+                answer = Answer(200, results.write_graph(triples, media), results.content_type(media, graph=True))
+    except HttpError as exc:
+        return Answer(exc.status, (str(exc) + "\n").encode(), headers=exc.headers)
+    if truncated:
+        answer.headers[TRUNCATED_HEADER] = f"max-rows={max_rows}"
+    return answer
+
+
+def _collect(result: Any, cap: int, convert: Callable[[Any], Any]) -> tuple[list[Any], bool]:
+    """Take rows until the cap (a query past its time limit is stopped by killing its worker, not here)."""
+    rows: list[Any] = []
+    for item in result:
+        if len(rows) >= cap:
+            return rows, True
+        rows.append(convert(item))
+    return rows, False
+
+
+def _limit_self(memory_bytes: int) -> None:
+    # Address space, not RSS: the one limit the kernel enforces per process. An allocation past it fails, which
+    # pyoxigraph (Rust) answers with an abort: this process dies, the server answers that one request.
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    # Our parent is the forkserver, which exits with the server: a kill -9 of the server must not leave a runaway
+    # aggregate behind.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:
+        os._exit(0)
+
+
+def _open(path: str) -> _OxStore:
+    """The store read-only; a compaction of the writer may remove a file while we open, so try again."""
+    for attempt in range(3):
+        try:
+            return _OxStore.read_only(path)
+        except OSError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _answer(store: _OxStore, req: QueryRequest, max_rows: int, path: str) -> tuple[_OxStore, Answer]:
+    """The answer, and the handle to keep: an I/O error under an old handle (a file the writer compacted away) is
+    tried once more on a fresh one."""
+    for attempt in range(2):
+        try:
+            return store, evaluate(store, req, max_rows)
+        except OSError as exc:
+            if attempt == 1:
+                return store, Answer(500, f"query failed: {exc}\n".encode())
+            store = _open(path)
+        except (RuntimeError, ValueError, TypeError) as exc:  # evaluation errors surface while iterating
+            return store, Answer(500, f"query failed: {exc}\n".encode())
+    raise AssertionError("unreachable")
+
+
+def serve(conn: Connection, path: str, generation: int, max_rows: int, memory_bytes: int) -> None:
+    """The worker's loop: answer queries from ``conn`` until the server closes it."""
+    _limit_self(memory_bytes)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in the terminal is the server's to handle
+    store = _open(path)
+    while True:
+        try:
+            wanted, payload = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            if wanted != generation:
+                store, generation = _open(path), wanted
+            store, answer = _answer(store, from_payload(payload), max_rows, path)
+        except MemoryError:
+            answer = Answer(400, (OUT_OF_MEMORY.format(memory_bytes // (1024 * 1024)) + "\n").encode())
+            _send(conn, answer)
+            return  # a process that ran out of memory half-way is not trusted with the next query
+        if not _send(conn, answer):
+            return
+
+
+def _send(conn: Connection, answer: Answer) -> bool:
+    assert isinstance(answer.body, bytes)
+    try:
+        conn.send((answer.status, answer.body, answer.content_type, answer.headers))
+        return True
+    except (OSError, ValueError):
+        return False
