@@ -10,7 +10,7 @@ MAX_BODY = 64 * 1024 * 1024
 MAX_QUERY_BODY = 2 * 1024 * 1024
 DUMP_CHUNK = 5000  # quads per streamed piece of a Graph Store GET
 WORKER_MEMORY_MIB = 2048  # address space of one query worker process (see Pool)
-MIN_WORKER_MEMORY_MIB = 256  # below it a worker cannot even open the store
+MIN_WORKER_MEMORY_MIB = 256  # a worker maps ~130 MiB before its first query
 BAD_TOKEN_LIMIT = 10  # failed bearer tokens per client address and minute before 429
 
 

@@ -159,9 +159,7 @@ def make_server(
     if not fast_budget_s > 0:  # also NaN
         raise InputError(f"--fast-budget: {fast_budget_s:g} is not a positive number of seconds")
     if worker_memory_mib < MIN_WORKER_MEMORY_MIB:
-        raise InputError(
-            f"--worker-memory: {worker_memory_mib} MiB is under the {MIN_WORKER_MEMORY_MIB} MiB a worker needs"
-        )
+        raise InputError(f"--worker-memory: {worker_memory_mib} MiB is under the {MIN_WORKER_MEMORY_MIB} MiB minimum")
     if max_body_bytes <= 0 or max_query_bytes <= 0:
         raise InputError("body limits must be positive")
     if not 0 <= port <= 65535:

@@ -28,9 +28,11 @@ from medsyn.server.messages import QUAD_FORMATS, QUAD_TYPES, Answer, HttpError, 
 
 Payload = tuple[str, str | None, bool, str | None, tuple[str, ...], tuple[str, ...]]
 """A :class:`QueryRequest` as plain data for the pipe: sparql, accept, union, base IRI, default and named graphs."""
-Reply = tuple[int, bytes, str, dict[str, str]]
+Reply = tuple[int, bytes, str, dict[str, str], bool]
+"""status, body, content type, headers, and whether the worker takes another query."""
 
 _PR_SET_PDEATHSIG = 1
+_M_ARENA_MAX = -8
 OUT_OF_MEMORY = "the query needed more memory than this endpoint gives one query (--worker-memory {} MiB)"
 
 
@@ -107,13 +109,17 @@ def _collect(result: Any, cap: int, convert: Callable[[Any], Any]) -> tuple[list
 
 
 def _limit_self(memory_bytes: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    # One malloc arena: each thread's own arena reserves 64 MiB of address space (a worker had 435 MiB mapped
+    # before its first query; 108 MiB with one arena), and queries here run on one thread anyway.
+    libc.mallopt(_M_ARENA_MAX, 1)
     # Address space, not RSS: the one limit the kernel enforces per process. An allocation past it fails, which
     # pyoxigraph (Rust) answers with an abort: this process dies, the server answers that one request.
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     # Our parent is the forkserver, which exits with the server: a kill -9 of the server must not leave a runaway
     # aggregate behind.
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() == 1:
         os._exit(0)
 
@@ -159,17 +165,20 @@ def serve(conn: Connection, path: str, generation: int, max_rows: int, memory_by
                 store, generation = _open(path), wanted
             store, answer = _answer(store, from_payload(payload), max_rows, path)
         except MemoryError:
+            # A process that ran out of memory half-way is not trusted with the next query: it says so, and leaves
+            # without the interpreter's teardown (which may need memory too).
             answer = Answer(400, (OUT_OF_MEMORY.format(memory_bytes // (1024 * 1024)) + "\n").encode())
-            _send(conn, answer)
-            return  # a process that ran out of memory half-way is not trusted with the next query
-        if not _send(conn, answer):
+            _send(conn, answer, keep=False)
+            os._exit(0)
+        if not _send(conn, answer, keep=True):
             return
 
 
-def _send(conn: Connection, answer: Answer) -> bool:
+def _send(conn: Connection, answer: Answer, *, keep: bool) -> bool:
     assert isinstance(answer.body, bytes)
+    reply: Reply = (answer.status, answer.body, answer.content_type, answer.headers, keep)
     try:
-        conn.send((answer.status, answer.body, answer.content_type, answer.headers))
+        conn.send(reply)
         return True
     except (OSError, ValueError):
         return False

@@ -151,6 +151,7 @@ class Pool:
         self.memory_bytes = memory_bytes
         self.generation = 0
         self.idle: list[Worker] = []
+        self.spare = 0
         self.busy: dict[int, Worker] = {}
         self.stopped = 0  # killed at a time limit (or when their client left)
         self.crashed = 0  # died of their query (a parser crash, the memory limit)
@@ -164,8 +165,9 @@ class Pool:
             # imported in the forkserver, that costs nothing.
             preload.append("medsyn.cli")
         self._ctx.set_forkserver_preload(preload)
+        self.spare = min(spare, self.size)
         try:
-            self.idle = [self._spawn() for _ in range(min(spare, self.size))]
+            self.idle = [self._spawn() for _ in range(self.spare)]
         except HttpError as exc:
             raise StoreError(str(exc)) from None
 
@@ -196,18 +198,32 @@ class Pool:
         else:
             worker = self._spawn()
         self.busy[worker.pid] = worker
+        self._top_up()
         return worker
+
+    def _top_up(self) -> None:
+        """Start workers until ``spare`` are idle (within ``size``): a query should find one that has its store open
+        already, since a new one needs a moment to start, more on a loaded machine than the fast budget."""
+        while len(self.idle) < self.spare and len(self.idle) + len(self.busy) < self.size:
+            try:
+                self.idle.insert(0, self._spawn())  # at the cold end: the warm ones are taken first
+            except HttpError:
+                return  # the next query tries again
 
     async def ask(self, worker: Worker, payload: querying.Payload) -> Answer:
         """Send a query to ``worker`` and wait for its answer; a worker that dies meanwhile answers its death."""
         try:
             worker.conn.send((self.generation, payload))
             await _readable(worker.conn.fileno())
-            status, body, ctype, headers = worker.conn.recv()
+            status, body, ctype, headers, keep = worker.conn.recv()
         except (EOFError, OSError):
             return await self._died(worker)
         self.busy.pop(worker.pid, None)
-        self.idle.append(worker)
+        if keep:
+            self.idle.append(worker)
+        else:  # it answered, then leaves (out of memory): never hand it another query
+            self.crashed += 1
+            await self.stop(worker)
         return Answer(status, body, ctype, headers)
 
     async def _died(self, worker: Worker) -> Answer:
@@ -216,6 +232,7 @@ class Pool:
         if self.busy.pop(worker.pid, None) is None:  # stopped by the server: its answer is the server's
             return Answer(503, b"query stopped\n")
         self.crashed += 1
+        self._top_up()
         return crash_answer(code, self.memory_bytes)
 
     async def stop(self, worker: Worker) -> None:
@@ -227,6 +244,7 @@ class Pool:
             os.kill(worker.pid, signal.SIGKILL)
         await asyncio.shield(worker.reap())
         worker.conn.close()
+        self._top_up()
 
     def close(self) -> None:
         """Kill every worker (the server is stopping; the store handles are read-only, nothing to flush)."""
