@@ -15,6 +15,7 @@ import ctypes
 import os
 import resource
 import signal
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -31,6 +32,7 @@ Payload = tuple[str, str | None, bool, str | None, tuple[str, ...], tuple[str, .
 Reply = tuple[int, bytes, str, dict[str, str], bool]
 """status, body, content type, headers, and whether the worker takes another query."""
 
+OPEN_ATTEMPTS = 20
 _PR_SET_PDEATHSIG = 1
 _M_ARENA_MAX = -8
 OUT_OF_MEMORY = "the query needed more memory than this endpoint gives one query (--worker-memory {} MiB)"
@@ -125,27 +127,29 @@ def _limit_self(memory_bytes: int) -> None:
 
 
 def _open(path: str) -> _OxStore:
-    """The store read-only; a compaction of the writer may remove a file while we open, so try again."""
-    for attempt in range(3):
+    """The store read-only. The writer's compactions delete files: one listed in the manifest we read may be gone
+    by the time we open it (RocksDB then reports "Corruption: ... No such file"), so read the manifest again."""
+    for attempt in range(OPEN_ATTEMPTS):
         try:
             return _OxStore.read_only(path)
-        except OSError:
-            if attempt == 2:
+        except (OSError, RuntimeError):
+            if attempt == OPEN_ATTEMPTS - 1:
                 raise
+            time.sleep(0.01 * (attempt + 1))
     raise AssertionError("unreachable")
 
 
 def _answer(store: _OxStore, req: QueryRequest, max_rows: int, path: str) -> tuple[_OxStore, Answer]:
-    """The answer, and the handle to keep: an I/O error under an old handle (a file the writer compacted away) is
-    tried once more on a fresh one."""
+    """The answer, and the handle to keep: an error under an old handle (a file the writer compacted away since it
+    was opened) is tried once more on a fresh one."""
     for attempt in range(2):
         try:
             return store, evaluate(store, req, max_rows)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             if attempt == 1:
                 return store, Answer(500, f"query failed: {exc}\n".encode())
             store = _open(path)
-        except (RuntimeError, ValueError, TypeError) as exc:  # evaluation errors surface while iterating
+        except (ValueError, TypeError) as exc:  # evaluation errors surface while iterating
             return store, Answer(500, f"query failed: {exc}\n".encode())
     raise AssertionError("unreachable")
 
@@ -164,6 +168,8 @@ def serve(conn: Connection, path: str, generation: int, max_rows: int, memory_by
             if wanted != generation:
                 store, generation = _open(path), wanted
             store, answer = _answer(store, from_payload(payload), max_rows, path)
+        except (OSError, RuntimeError) as exc:  # no fresh handle after all the attempts: this query fails, not us
+            answer = Answer(503, f"store unavailable: {exc}\n".encode(), headers={"Retry-After": "1"})
         except MemoryError:
             # A process that ran out of memory half-way is not trusted with the next query: it says so, and leaves
             # without the interpreter's teardown (which may need memory too).
