@@ -152,20 +152,8 @@ def make_server(
     ``port=0`` picks a free port (see ``server.url``). ``fast_workers`` defaults to ``workers``.
     """
     fast_workers = workers if fast_workers is None else fast_workers
-    if timeout_s <= 0 or max_rows <= 0 or workers <= 0 or max_connections <= 0 or client_timeout_s <= 0:
-        raise InputError("timeout, max rows, workers and max connections must be positive")
-    if fast_workers <= 0:
-        raise InputError(f"--fast-workers: {fast_workers} is not a positive number of workers")
-    if not fast_budget_s > 0:  # also NaN
-        raise InputError(f"--fast-budget: {fast_budget_s:g} is not a positive number of seconds")
-    if worker_memory_mib < MIN_WORKER_MEMORY_MIB:
-        raise InputError(f"--worker-memory: {worker_memory_mib} MiB is under the {MIN_WORKER_MEMORY_MIB} MiB minimum")
-    if max_body_bytes <= 0 or max_query_bytes <= 0:
-        raise InputError("body limits must be positive")
     if not 0 <= port <= 65535:
         raise InputError(f"--port: {port} is not a TCP port (0-65535)")
-    if token is not None and not token.strip():
-        raise InputError("the update token is empty")
     config = ServerConfig(
         token=token,
         timeout_s=timeout_s,
@@ -186,6 +174,7 @@ def make_server(
         client_timeout_s=client_timeout_s,
         quiet=quiet,
     )
+    _check(config)
     owns = not isinstance(store, OxigraphStore)
     # Serving never creates a store: a mistyped path must not answer "ok" over an empty graph.
     opened = OxigraphStore(Path(store), create=False) if not isinstance(store, OxigraphStore) else store
@@ -204,6 +193,22 @@ def make_server(
             opened.close()
         raise
     return SparqlServer(endpoint, sock)
+
+
+def _check(c: ServerConfig) -> None:
+    """Refuse option values no server could run with, naming the option."""
+    if c.timeout_s <= 0 or c.max_rows <= 0 or c.workers <= 0 or c.max_connections <= 0 or c.client_timeout_s <= 0:
+        raise InputError("timeout, max rows, workers and max connections must be positive")
+    if c.fast_workers <= 0:
+        raise InputError(f"--fast-workers: {c.fast_workers} is not a positive number of workers")
+    if not c.fast_budget_s > 0:  # also NaN
+        raise InputError(f"--fast-budget: {c.fast_budget_s:g} is not a positive number of seconds")
+    if c.worker_memory_mib < MIN_WORKER_MEMORY_MIB:
+        raise InputError(f"--worker-memory: {c.worker_memory_mib} MiB is under the {MIN_WORKER_MEMORY_MIB} MiB minimum")
+    if c.max_body_bytes <= 0 or c.max_query_bytes <= 0:
+        raise InputError("body limits must be positive")
+    if c.token is not None and not c.token.strip():
+        raise InputError("the update token is empty")
 
 
 def _listen(host: str, port: int) -> socket.socket:
