@@ -4,9 +4,11 @@ command over HTTP; states read from /health and /proc."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -164,3 +166,36 @@ def test_worker_memory_option_is_checked(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == ["error: --worker-memory: 64 MiB is under the 256 MiB minimum"]
+
+
+def test_a_killed_server_leaves_no_worker(store: Path) -> None:
+    """kill -9 of the server while a worker runs an aggregate: the forkserver sees the server gone and exits, and the
+    busy worker dies with it (an idle one would see its pipe close; a busy one reads nothing until its query ends)."""
+    with medsyn_server(store, extra_args=["--quiet", "--timeout", "300"]) as ms, httpx.Client(timeout=60) as c:
+        thread = threading.Thread(target=_swallow, args=(ms.query_url, GROUPS))
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not (busy := list(_health(c, ms)["busyQueryWorkers"])):  # type: ignore[call-overload]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        workers = list(_health(c, ms)["queryWorkers"])  # type: ignore[call-overload]
+        ms.process.kill()
+        ms.process.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"workers outlived the killed server: {workers}, busy {busy}"
+            time.sleep(0.1)
+        thread.join(timeout=60)
+
+
+def _swallow(url: str, query: str) -> None:
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.get(url, params={"query": query}, timeout=120)
+
+
+def _alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (a zombie has ended, only its parent has not reaped it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False

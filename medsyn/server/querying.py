@@ -17,6 +17,7 @@ import resource
 import signal
 import time
 from collections.abc import Callable
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -119,7 +120,10 @@ def _limit_self(memory_bytes: int) -> None:
     # pyoxigraph (Rust) answers with an abort: this process dies, the server answers that one request.
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     # Our parent is the forkserver, which exits with the server: a kill -9 of the server must not leave a runaway
-    # aggregate behind.
+    # aggregate behind. The forkserver stays up while anyone holds its "alive" pipe, which multiprocessing hands to
+    # every child (so that children may start processes too): this one starts none, so it lets go of it.
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        os.close(forkserver._forkserver._forkserver_alive_fd)  # type: ignore[attr-defined]
     with contextlib.suppress(OSError, AttributeError):
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() == 1:

@@ -92,7 +92,8 @@ class Workers:
         self.fast = Lane("fast", fast)
         self.slow = Lane("slow", slow)
         self.fast_budget_s = fast_budget_s
-        self.pool = ThreadPoolExecutor(max_workers=slow, thread_name_prefix="medsyn-dump")
+        # twice the lane: a dump thread gives its slot back a moment before it ends
+        self.pool = ThreadPoolExecutor(max_workers=2 * slow, thread_name_prefix="medsyn-dump")
 
 
 class Evaluation:
