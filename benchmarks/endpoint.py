@@ -181,6 +181,13 @@ def load_run(name: str, srv: object, sampling: str, *, requests: int, token: str
     )
 
 
+def _rss_or_0(pid: int) -> float:
+    try:
+        return rss_mib(pid)
+    except (OSError, ValueError):  # a worker that ended since /health named it
+        return 0.0
+
+
 AGGREGATE = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i }"
 
 
@@ -232,6 +239,7 @@ def hostile_run(store: Path, log: Path, *, timeout_s: float, fast_budget_s: floa
         answered = 0
         full = {"fast": 0, "slow": 0}
         samples = 0
+        peak = workers_peak = 0.0
         with httpx.Client(timeout=30) as c, httpx.Client(timeout=30) as probe:
             begin = time.monotonic()
             end = begin + 8
@@ -242,8 +250,11 @@ def hostile_run(store: Path, log: Path, *, timeout_s: float, fast_budget_s: floa
                 small.append(time.perf_counter() - t)
                 answered += r.status_code == 200
                 # /health on its own connection, after the timed query: it shows whether the lanes were full
-                for lane in probe.get(ms.base_url + "/health").json()["saturatedLanes"]:
+                doc = probe.get(ms.base_url + "/health").json()
+                for lane in doc["saturatedLanes"]:
                     full[lane] += 1
+                peak = max(peak, rss_mib(ms.process.pid))
+                workers_peak = max(workers_peak, sum(_rss_or_0(pid) for pid in doc["queryWorkers"]))
                 samples += 1
                 time.sleep(0.1)
             health = c.get(ms.base_url + "/health").json()
@@ -258,8 +269,9 @@ def hostile_run(store: Path, log: Path, *, timeout_s: float, fast_budget_s: floa
             f"fast budget {health['fastBudgetSeconds']:g} s, "
             f"lane seen full in /health samples: fast {full['fast']}/{samples}, slow {full['slow']}/{samples}; "
             f"health then {health['status']} (busy slow {health['busyWorkers']}, fast {health['busyFastWorkers']}, "
-            f"abandoned {health['abandonedQueries']}, overflow {health['overflowQueries']}); "
-            f"RSS {before:.0f} -> {rss_mib(ms.process.pid):.0f} MiB"
+            f"stopped {health['stoppedQueries']}, crashed {health['crashedQueries']}); "
+            f"server RSS {before:.0f} -> {rss_mib(ms.process.pid):.0f} MiB (peak {peak:.0f}), "
+            f"workers' RSS at most {workers_peak:.0f} MiB together"
         )
     silent.close()
 

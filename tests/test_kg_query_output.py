@@ -112,3 +112,23 @@ def test_endpoint_construct_gives_the_same_triples(store_dir: Path, endpoint: st
     local = kg_query("-e", CONSTRUCT, "-f", "nt", "--store", str(store_dir)).stdout
     remote = kg_query("-e", CONSTRUCT, "-f", "nt", "--endpoint", endpoint).stdout
     assert sorted(remote.splitlines()) == sorted(local.splitlines()) and local
+
+
+def test_a_query_that_crashes_the_engine_is_one_error_line(store_dir: Path, tmp_path: Path) -> None:
+    """3,000 nested groups overflow pyoxigraph's parser (a segfault, exit 139 before): the query runs in a child
+    process, so the command prints one line and exits 2; the store is intact and the next query answers."""
+    nested = tmp_path / "nested.rq"
+    nested.write_text("SELECT * WHERE " + "{ " * 3000 + "}" * 3000, encoding="utf-8")
+    done = _kg_query_failing(str(nested), "--store", str(store_dir))
+    assert done.returncode == 2 and done.stdout == b""
+    assert done.stderr.decode().strip().splitlines() == [
+        "error: the query crashed the SPARQL engine (SIGSEGV): it is nested or long beyond what it can parse"
+    ]
+    again = kg_query("-e", "ASK { ?s ?p ?o }", "--store", str(store_dir))
+    assert again.returncode == 0 and again.stdout == b"true\n"
+    bad = _kg_query_failing("-e", "SELECT x", "--store", str(store_dir))  # errors raised in the child keep their line
+    assert bad.returncode == 2 and bad.stderr.decode().startswith("error: SPARQL syntax error")
+
+
+def _kg_query_failing(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([MEDSYN, "kg", "query", *args], capture_output=True, timeout=120, check=False)

@@ -214,11 +214,13 @@ def test_a_failed_update_says_why(srv: RunningServer) -> None:
     assert "RuntimeError" not in srv.log()
 
 
-def test_health_reads_the_store_off_the_event_loop() -> None:
+def test_health_reads_the_store_off_the_event_loop(tmp_path: Path) -> None:
     """While /health reads the store the event loop runs other tasks: a ticker task advances between the request
-    and its answer. (Run in-process on a real store: the ticker is the event loop's view of the work.)"""
-    store = OxigraphStore.in_memory()
-    app = App(Endpoint(store, ServerConfig(quiet=True), owns_store=False))
+    and its answer. (Run in-process on a real store, on disk as the query workers need; none is started, since
+    /health reads the server's own handle: the ticker is the event loop's view of the work.)"""
+    store = OxigraphStore(tmp_path / "store")
+    endpoint = Endpoint(store, ServerConfig(quiet=True), owns_store=False)
+    app = App(endpoint)
     scope = {
         "type": "http",
         "method": "GET",
@@ -257,6 +259,8 @@ def test_health_reads_the_store_off_the_event_loop() -> None:
         await task
 
     asyncio.run(run())
+    endpoint.pool.close()
+    endpoint.workers.pool.shutdown(wait=True)
     store.close()
     assert seen["status"] == 200 and seen["ticks"] >= 1
 

@@ -170,17 +170,30 @@ def query(
 ) -> None:
     """Run a SPARQL query (default graph = union of all named graphs); results in the W3C formats."""
     from medsyn.kg.queries import read_query_file
+    from medsyn.kg.store import in_child
 
     if fmt not in FORMATS:
         raise InputError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     if (file is None) == (expr is None):
         raise InputError("give either a query FILE or -e QUERY")
-    text = read_query_file(file) if file is not None else str(expr)
-    s = _open(store, endpoint)
-    try:
-        data = format_result(s.results(text), fmt)  # before close: solutions are read lazily from the store
-    finally:
-        s.close()
+
+    def text() -> str:
+        # A file is parsed first (file:line in a syntax error), by pyoxigraph too: only ever in the child below.
+        return read_query_file(file) if file is not None else str(expr)
+
+    def run(sparql: str) -> bytes:
+        s = _open(store, endpoint)
+        try:
+            return format_result(s.results(sparql), fmt)  # before close: solutions are read lazily from the store
+        finally:
+            s.close()
+
+    # The embedded engine can crash on a deeply nested or very long query (a segfault), in its parser as in the
+    # file check: run them in a child process, so the user gets one error line, not exit 139.
+    if endpoint:
+        data = run(in_child(lambda: text().encode()).decode() if file is not None else str(expr))
+    else:
+        data = in_child(lambda: run(text()))
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +37,9 @@ def serve(
     ),
     fast_budget: float = typer.Option(
         0.5, "--fast-budget", help="Seconds a query runs in the fast lane before it needs a slow-lane worker."
+    ),
+    worker_memory: int = typer.Option(
+        2048, "--worker-memory", help="Address space of one query worker process, MiB (a query past it gets 400)."
     ),
     max_connections: int = typer.Option(256, "--max-connections", help="Concurrent connections (503 past it)."),
     max_connections_per_client: int = typer.Option(
@@ -80,6 +82,7 @@ def serve(
         workers=workers,
         fast_workers=fast_workers,
         fast_budget_s=fast_budget,
+        worker_memory_mib=worker_memory,
         max_connections=max_connections,
         max_connections_per_client=max_connections_per_client,
         trusted_proxies=tuple(trusted_proxy),
@@ -104,12 +107,6 @@ def _run(server: SparqlServer, path: Path, updates: bool) -> None:
         pass
     finally:
         server.close()
-    stuck = server.abandoned_queries
-    if stuck:
-        # Interpreter exit would join the pool's threads, i.e. wait for queries nobody reads any more; the store is
-        # already flushed and closed, so leave now.
-        print(f"stopped ({stuck} timed-out queries abandoned)", file=sys.stderr, flush=True)
-        os._exit(0)
     print("stopped", file=sys.stderr, flush=True)
 
 

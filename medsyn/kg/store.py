@@ -14,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import pickle
 import re
+import signal
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, Any, NoReturn, Protocol, runtime_checkable
 
 from pyoxigraph import (
     BlankNode,
@@ -461,3 +463,59 @@ def corrupt_store_error(path: Path | None, exc: BaseException) -> StoreError:
         f"store {path} is damaged ({first}); rebuild it with `medsyn kg build --store {path}` "
         "(or restore it from a snapshot or backup)"
     )
+
+
+def in_child(work: Callable[[], bytes], *, what: str = "the query") -> bytes:
+    """``work()`` run in a forked child process, its bytes returned here.
+
+    pyoxigraph's parser and planner recurse: a query with thousands of nested groups or tens of thousands of
+    patterns overflows the stack, a segfault that no exception can catch. In a child it costs the child, and becomes
+    one :class:`InputError` here. An exception of ``work`` is raised here as it was raised there. Fork, not spawn:
+    nothing is imported again, so a query costs a fork (milliseconds); call it before this process opens the store
+    and while it runs one thread (the CLI), since only the calling thread exists in the child.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(read_end)
+        _child(work, write_end)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            data = pipe.read()
+    finally:
+        _, status = os.waitpid(pid, 0)
+    return _outcome(data, status, what)
+
+
+def _child(work: Callable[[], bytes], write_end: int) -> NoReturn:
+    code = 0
+    try:
+        try:
+            payload = b"0" + work()
+        except BaseException as exc:  # every failure travels to the parent, which raises it
+            payload = b"1" + _pickled(exc)
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(payload)
+    except BaseException:  # the parent reads a short answer as a failure
+        code = 1
+    finally:
+        os._exit(code)  # no interpreter teardown: atexit handlers and buffers belong to the parent
+
+
+def _pickled(exc: BaseException) -> bytes:
+    try:
+        return pickle.dumps(exc)
+    except Exception:  # an exception that does not pickle still says what it was
+        return pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
+
+
+def _outcome(data: bytes, status: int, what: str) -> bytes:
+    if os.WIFSIGNALED(status):
+        sig = signal.Signals(os.WTERMSIG(status)).name
+        raise InputError(f"{what} crashed the SPARQL engine ({sig}): it is nested or long beyond what it can parse")
+    if data[:1] == b"0":
+        return data[1:]
+    if data[:1] == b"1":
+        raise pickle.loads(data[1:])
+    raise StoreError(f"{what} ended without an answer (exit status {os.waitstatus_to_exitcode(status)})")

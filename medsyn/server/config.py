@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 MAX_BODY = 64 * 1024 * 1024
 MAX_QUERY_BODY = 2 * 1024 * 1024
 DUMP_CHUNK = 5000  # quads per streamed piece of a Graph Store GET
+WORKER_MEMORY_MIB = 2048  # address space of one query worker process (see Pool)
+MIN_WORKER_MEMORY_MIB = 256  # a worker maps ~130 MiB before its first query
 BAD_TOKEN_LIMIT = 10  # wrong bearer tokens per client address and minute before 429 (the right one always passes)
 
 
@@ -29,6 +31,7 @@ class ServerConfig:
     workers: int = 8  # the slow lane (see Workers)
     fast_workers: int = 8
     fast_budget_s: float = 0.5
+    worker_memory_mib: int = WORKER_MEMORY_MIB
     max_connections: int = 256
     max_connections_per_client: int = 64  # per peer address (trusted proxies excepted): one address cannot fill the cap
     trusted_proxies: tuple[str, ...] = ()  # peers (addresses or networks) whose X-Forwarded-For is believed

@@ -1,17 +1,17 @@
-"""The endpoint's work, apart from HTTP: evaluate queries within the workers, run updates, describe the service,
+"""The endpoint's work, apart from HTTP: admit queries to the worker processes, run updates, describe the service,
 read and write graphs (Graph Store Protocol), check tokens and report health."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from pyoxigraph import (
@@ -19,17 +19,14 @@ from pyoxigraph import (
     DefaultGraph,
     NamedNode,
     Quad,
-    QueryBoolean,
-    QuerySolutions,
     RdfFormat,
     Triple,
     parse,
     serialize,
 )
 
-from medsyn.errors import StoreError
-from medsyn.kg.protocol import TRUNCATED_HEADER
-from medsyn.kg.scopes import query_dataset, remote_targets
+from medsyn.errors import InputError, StoreError
+from medsyn.kg.scopes import remote_targets
 from medsyn.kg.store import OxigraphStore
 from medsyn.kg.version import graph_version
 from medsyn.server import results
@@ -45,7 +42,8 @@ from medsyn.server.messages import (
     pick,
     single_param,
 )
-from medsyn.server.workers import Evaluation, Workers
+from medsyn.server.querying import to_payload
+from medsyn.server.workers import Evaluation, Pool, Workers
 
 _SD = "http://www.w3.org/ns/sparql-service-description#"
 _RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
@@ -60,106 +58,61 @@ class Endpoint:
         self.config = config
         self.owns_store = owns_store
         self.workers = Workers(config.workers, config.fast_workers, config.fast_budget_s)
+        if store.path is None:
+            raise InputError("medsyn serve needs a store on disk: its query workers open it read-only")
+        self.pool = Pool(
+            store.path,
+            size=config.workers + config.fast_workers,
+            max_rows=config.max_rows,
+            memory_bytes=config.worker_memory_mib * 1024 * 1024,
+        )
         self.write_lock = threading.Lock()  # one update at a time: pyoxigraph transactions would otherwise conflict
         self._bad_tokens: dict[str, deque[float]] = {}
         self._bad_lock = threading.Lock()
 
     # --- queries ------------------------------------------------------------------------------------------------
 
-    def evaluate(self, req: QueryRequest, cancel: threading.Event) -> Answer:
-        options: dict[str, Any] = {"base_iri": req.base_iri}
-        if req.default_graphs or req.named_graphs:
-            # The protocol's dataset replaces the query's, and is exactly what it names: no named graphs when only
-            # default-graph-uri is given, an empty default graph when only named-graph-uri is (as Oxigraph).
-            options["default_graph"] = list(req.default_graphs)
-            options["named_graphs"] = list(req.named_graphs)
-        elif not query_dataset(req.sparql):  # a query's own FROM / FROM NAMED replaces the union default
-            options["use_default_graph_as_union"] = req.union
-        try:
-            result = self.store.raw.query(req.sparql, **options)
-        except SyntaxError as exc:
-            return Answer(400, f"SPARQL syntax error: {exc}\n".encode())
-        except OSError as exc:
-            return Answer(500, f"query failed: {exc}\n".encode())
-        try:
-            truncated = False
-            if isinstance(result, QueryBoolean):
-                media = pick(req.accept, results.SOLUTION_TYPES)
-                answer = Answer(200, results.write_boolean(bool(result), media), results.content_type(media))
-            elif isinstance(result, QuerySolutions):
-                media = pick(req.accept, results.SOLUTION_TYPES)
-                names = [v.value for v in result.variables]
-                rows, truncated = self._collect(result, cancel, tuple)
-                answer = Answer(200, results.write_solutions(names, rows, media), results.content_type(media))
-            else:
-                media = pick(req.accept, results.GRAPH_TYPES + QUAD_TYPES)
-                triples, truncated = self._collect(result, cancel, lambda t: t)
-                if media in QUAD_FORMATS:  # CONSTRUCT as a dataset: the triples in the default graph
-                    quads = [Quad(t.subject, t.predicate, t.object, DefaultGraph()) for t in triples]
-                    body = serialize(quads, format=QUAD_FORMATS[media]) or b""
-                    answer = Answer(200, body, media + "; charset=utf-8")
-                else:
-                    answer = Answer(200, results.write_graph(triples, media), results.content_type(media, graph=True))
-        except HttpError as exc:
-            return Answer(exc.status, (str(exc) + "\n").encode(), headers=exc.headers)
-        except (OSError, RuntimeError, ValueError, TypeError) as exc:  # evaluation errors surface while iterating
-            return Answer(500, f"query failed: {exc}\n".encode())
-        if truncated:
-            answer.headers[TRUNCATED_HEADER] = f"max-rows={self.config.max_rows}"
-        return answer
-
-    def _collect(self, result: Any, cancel: threading.Event, convert: Callable[[Any], Any]) -> tuple[list[Any], bool]:
-        """Take rows until the cap; stop early when the request gave up on this query."""
-        cap = self.config.max_rows
-        rows: list[Any] = []
-        for item in result:
-            if len(rows) >= cap:
-                return rows, True
-            if cancel.is_set():
-                raise HttpError(503, "query cancelled")
-            rows.append(convert(item))
-        return rows, False
-
     async def run_query(self, req: QueryRequest) -> Answer:
-        """Evaluate in the fast lane, then (past its budget) in the slow lane, within the deadline; a query
-        answered 503 before it ended is told to stop at its next row (one that cannot stop goes on in the overflow
-        or on its slot, see :class:`Workers`)."""
+        """Evaluate in a worker process, counted in the fast lane, then (past its budget) in the slow lane, within
+        the deadline; a query answered 503 before it ended is stopped by killing its worker (see :class:`Workers`)."""
         lanes = self.workers
         deadline = time.monotonic() + self.config.timeout_s
         await lanes.fast.acquire(deadline - time.monotonic())
-        cancel = threading.Event()
-        run = Evaluation(lanes, lanes.fast)
-
-        def work() -> Answer:
+        run = Evaluation(lanes.fast)
+        try:
+            worker = self.pool.take()
+            task = asyncio.ensure_future(self.pool.ask(worker, to_payload(req)))
             try:
-                return self.evaluate(req, cancel)
+                return await self._admit(task, run, deadline)
             finally:
-                run.ended()
+                if not task.done():  # answered 503, or the request itself was cancelled: stop the evaluation
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                    await self.pool.stop(worker)
+        finally:
+            run.ended()
 
-        future = asyncio.get_running_loop().run_in_executor(lanes.pool, work)
+    async def _admit(self, task: asyncio.Future[Answer], run: Evaluation, deadline: float) -> Answer:
+        """The answer within the fast budget, else within the deadline on a slow-lane slot, else a 503."""
+        lanes = self.workers
         budget_end = min(time.monotonic() + lanes.fast_budget_s, deadline)
-        answer = await _by(future, budget_end)
+        answer = await _by(task, budget_end)
         if answer is not None:
             return answer
         if budget_end < deadline:
             if not await lanes.slow.try_acquire():
-                if not run.abandon():
-                    return await future
-                cancel.set()
                 message = (
                     f"all {lanes.slow.size} slow-lane query workers are busy and this query ran past the "
                     f"{lanes.fast_budget_s:g} s fast-lane budget; try again later\n"
                 )
-                return Answer(503, message.encode(), headers={"Retry-After": "5"})
-            if not run.move_to(lanes.slow):
-                lanes.slow.release()
-                return await future
-            answer = await _by(future, deadline)
+                return task.result() if task.done() else Answer(503, message.encode(), headers={"Retry-After": "5"})
+            run.move_to(lanes.slow)
+            answer = await _by(task, deadline)
             if answer is not None:
                 return answer
-        if not run.abandon():
-            return await future
-        cancel.set()
+        if task.done():
+            return task.result()
         return Answer(503, f"query exceeded the {self.config.timeout_s:g} s time limit of this endpoint\n".encode())
 
     def check_remote(self, sparql: str) -> None:
@@ -191,7 +144,14 @@ class Endpoint:
             except RuntimeError as exc:  # the store refused it ("The graph <g> does not exist"), or it is damaged
                 reason = _first_line(exc)
                 return Answer(500 if _damage(reason) else 400, f"update failed: {reason}\n".encode())
+            self._wrote()
         return Answer(204, b"")
+
+    def _wrote(self) -> None:
+        """Make the write visible to the query workers before the next query is admitted: flushed to disk (a
+        read-only handle reads the files), then a new generation, which makes each worker reopen its handle."""
+        self.store.flush()
+        self.pool.wrote()
 
     def authorize(self, authorization: str | None, client: str) -> None:
         """Pass the right bearer token, always: a lockout never applies to it, so nobody can lock the operator out.
@@ -245,8 +205,11 @@ class Endpoint:
             "busyFastWorkers": lanes.fast.held,
             "fastBudgetSeconds": lanes.fast_budget_s,
             "saturatedLanes": full,
-            "abandonedQueries": lanes.abandoned,
-            "overflowQueries": lanes.overflow,
+            "queryWorkers": self.pool.pids,
+            "busyQueryWorkers": self.pool.busy_pids,
+            "stoppedQueries": self.pool.stopped,
+            "crashedQueries": self.pool.crashed,
+            "workerMemoryMiB": self.config.worker_memory_mib,
             "unionDefaultGraph": self.config.union_default_graph,
         }
         return Answer(503 if status == "saturated" else 200, json.dumps(doc).encode(), "application/json")
@@ -385,6 +348,7 @@ class Endpoint:
                     self.store.raw.clear_graph(target)
                 else:
                     self.store.raw.remove_graph(target)
+                self._wrote()
             return Answer(204, b"")
         fmt = RdfFormat.from_media_type(ctype) if ctype else None
         if fmt is None or fmt.supports_datasets:
@@ -405,6 +369,7 @@ class Endpoint:
                     self.store.raw.update(f"DROP SILENT GRAPH {target} ; INSERT DATA {{ GRAPH {target} {{ {data} }} }}")
             else:
                 self.store.raw.extend(quads)
+            self._wrote()
         return Answer(204 if exists else 201, b"")
 
 

@@ -16,9 +16,11 @@ from typing import Any
 from medsyn.errors import InputError, StoreError
 from medsyn.kg.store import OxigraphStore
 from medsyn.server.app import App, trusted_peer
-from medsyn.server.config import MAX_BODY, MAX_QUERY_BODY, ServerConfig
+from medsyn.server.config import MAX_BODY, MAX_QUERY_BODY, MIN_WORKER_MEMORY_MIB, WORKER_MEMORY_MIB, ServerConfig
 from medsyn.server.endpoint import Endpoint
 from medsyn.server.messages import StreamBroken
+
+SPARE_WORKERS = 2  # query workers started with the server; the others start on demand (a fork, milliseconds)
 
 
 def _uvicorn_server_class() -> type[Any]:
@@ -161,16 +163,13 @@ class SparqlServer:
         self.uvicorn.run(sockets=[self.socket])
 
     def close(self) -> None:
-        """Free the socket and workers and, when the server opened the store, flush and close it."""
+        """Free the socket, the dump threads and the query workers and, when the server opened the store, flush and
+        close it."""
         self.socket.close()
         self.endpoint.workers.pool.shutdown(wait=False, cancel_futures=True)
+        self.endpoint.pool.close()
         if self.endpoint.owns_store:
             self.endpoint.store.close()
-
-    @property
-    def abandoned_queries(self) -> int:
-        """Queries answered 503 (past the time limit, or demoted without a slow-lane slot) still evaluating."""
-        return self.endpoint.workers.abandoned
 
 
 def make_server(
@@ -186,6 +185,7 @@ def make_server(
     workers: int = 8,
     fast_workers: int | None = None,
     fast_budget_s: float = 0.5,
+    worker_memory_mib: int = WORKER_MEMORY_MIB,
     max_connections: int = 256,
     max_connections_per_client: int = 64,
     trusted_proxies: tuple[str, ...] = (),
@@ -199,7 +199,8 @@ def make_server(
 ) -> SparqlServer:
     """Bind an endpoint (not yet serving: call ``serve_forever()``, then ``close()``).
 
-    A path is opened read-write and closed by ``close()``; a given store stays the caller's.
+    A path is opened read-write and closed by ``close()``; a given store (on disk) stays the caller's. Queries run in
+    worker processes that open it read-only, each under an address-space limit of ``worker_memory_mib``.
     ``port=0`` picks a free port (see ``server.url``). ``fast_workers`` defaults to ``workers``.
     """
     fast_workers = workers if fast_workers is None else fast_workers
@@ -212,6 +213,7 @@ def make_server(
         workers=workers,
         fast_workers=fast_workers,
         fast_budget_s=fast_budget_s,
+        worker_memory_mib=worker_memory_mib,
         max_connections=max_connections,
         max_connections_per_client=max_connections_per_client,
         trusted_proxies=tuple(trusted_proxies),
@@ -229,16 +231,24 @@ def make_server(
     # Serving never creates a store: a mistyped path must not answer "ok" over an empty graph.
     opened = OxigraphStore(Path(store), create=False) if not isinstance(store, OxigraphStore) else store
     try:
+        endpoint = Endpoint(opened, config, owns_store=owns)
         sock = _listen(host, port)
-    except OSError as exc:
+    except BaseException:
         if owns:
             opened.close()
-        raise StoreError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return SparqlServer(Endpoint(opened, config, owns_store=owns), sock)
+        raise
+    try:
+        endpoint.pool.start(spare=SPARE_WORKERS)
+    except BaseException:
+        sock.close()
+        if owns:
+            opened.close()
+        raise
+    return SparqlServer(endpoint, sock)
 
 
 def _check(config: ServerConfig, port: int) -> None:
-    """One-line errors for options out of range (the CLI's exit status 2)."""
+    """One-line errors for options out of range, naming the option (the CLI's exit status 2)."""
     c = config
     if c.timeout_s <= 0 or c.max_rows <= 0 or c.workers <= 0 or c.max_connections <= 0 or c.client_timeout_s <= 0:
         raise InputError("timeout, max rows, workers and max connections must be positive")
@@ -246,6 +256,8 @@ def _check(config: ServerConfig, port: int) -> None:
         raise InputError(f"--fast-workers: {c.fast_workers} is not a positive number of workers")
     if not c.fast_budget_s > 0:  # also NaN
         raise InputError(f"--fast-budget: {c.fast_budget_s:g} is not a positive number of seconds")
+    if c.worker_memory_mib < MIN_WORKER_MEMORY_MIB:
+        raise InputError(f"--worker-memory: {c.worker_memory_mib} MiB is under the {MIN_WORKER_MEMORY_MIB} MiB minimum")
     if c.max_connections_per_client <= 0:
         raise InputError(f"--max-connections-per-client: {c.max_connections_per_client} is not a positive number")
     for proxy in c.trusted_proxies:
@@ -262,17 +274,20 @@ def _check(config: ServerConfig, port: int) -> None:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without it the body
-    # (a write of its own after the headers) waits for the client's delayed ACK, ~40 ms per request.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        sock.bind((host, port))
-        sock.listen(512)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without it the body
+        # (a write of its own after the headers) waits for the client's delayed ACK, ~40 ms per request.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.bind((host, port))
+            sock.listen(512)
+        except OSError:
+            sock.close()
+            raise
+        sock.set_inheritable(True)
+    except OSError as exc:
+        raise StoreError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return sock
