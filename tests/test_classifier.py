@@ -80,7 +80,7 @@ def test_two_codes_rank_both() -> None:
 
 def test_vector_classifier_reads_meaning_on_real_slice() -> None:
     """Mean navec vectors + MLP beat the majority code on real notes; the same seed gives the same model."""
-    from medsyn.evaluation.classifier import make_classifier
+    from medsyn.evaluation.classifiers import make_classifier
     from medsyn.evaluation.vectors import VectorClassifier
 
     train, dev = read_notes(default_train()), read_notes(default_dev())

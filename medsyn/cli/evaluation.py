@@ -70,7 +70,8 @@ def baseline(
 ) -> None:
     """Train the char TF-IDF + LR baseline and print top-1 accuracy, Hit@3 and macro-F1 (x100)."""
     from medsyn.atomic import atomic_write_text
-    from medsyn.evaluation.classifier import ClassifierConfig, evaluate, make_classifier
+    from medsyn.evaluation.classifier import ClassifierConfig, evaluate
+    from medsyn.evaluation.classifiers import make_classifier
     from medsyn.evaluation.data import default_dev, default_train, read_notes
 
     if solver not in ("sgd", "lbfgs"):

@@ -32,7 +32,8 @@ KINDS: tuple[Kind, ...] = ("tfidf", "vectors")
 class ClassifierConfig:
     """Model settings; ``epochs`` applies to SGD only (tests use fewer for speed).
 
-    ``kind="vectors"`` selects :class:`medsyn.evaluation.vectors.VectorClassifier` (mean navec word vectors + a
+    ``kind="vectors"`` selects :class:`medsyn.evaluation.vectors.VectorClassifier` (see
+    :func:`medsyn.evaluation.classifiers.make_classifier`) (mean navec word vectors + a
     hidden layer), a classifier that reads meaning rather than character n-grams; ``hidden`` and ``vector_epochs``
     are its settings, the others are the TF-IDF model's.
     """
@@ -136,16 +137,6 @@ class Classifier(Protocol):
     def fit(self, texts: Sequence[str], codes: Sequence[str], *, seed: int = 0) -> Classifier: ...
 
     def top_k(self, texts: Sequence[str], k: int = 3) -> list[list[str]]: ...
-
-
-def make_classifier(config: ClassifierConfig | None = None) -> Classifier:
-    """The classifier ``config.kind`` names (vectors are imported only when asked for)."""
-    cfg = config or ClassifierConfig()
-    if cfg.kind == "vectors":
-        from medsyn.evaluation.vectors import VectorClassifier
-
-        return VectorClassifier(cfg)
-    return CodeClassifier(cfg)
 
 
 def ranked_codes(scores: np.ndarray, classes: np.ndarray, k: int) -> list[list[str]]:

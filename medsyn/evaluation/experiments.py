@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from medsyn.errors import ParameterError
-from medsyn.evaluation.classifier import ClassifierConfig, evaluate, make_classifier
+from medsyn.evaluation.classifier import ClassifierConfig, evaluate
+from medsyn.evaluation.classifiers import make_classifier
 from medsyn.evaluation.data import Note, NoteSet
 from medsyn.evaluation.upsampling import stream
 

@@ -28,7 +28,8 @@ from typing import Literal
 import numpy as np
 
 from medsyn.errors import ParameterError
-from medsyn.evaluation.classifier import ClassifierConfig, Scores, evaluate, make_classifier
+from medsyn.evaluation.classifier import ClassifierConfig, Scores, evaluate
+from medsyn.evaluation.classifiers import make_classifier
 from medsyn.evaluation.data import NoteSet
 
 ShareOf = Literal["real", "set"]
