@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from medsyn.atomic import check_output
+from medsyn.cli.options import path_of
 from medsyn.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -218,7 +220,9 @@ def sources(
 def export_prov_command(
     run: Annotated[str, typer.Argument(help="Run id (or IRI).")],
     fmt: Annotated[str, typer.Option("--format", help="provn (PROV-N), provjson (PROV-JSON) or ttl.")] = "provn",
-    out: Annotated[Path | None, typer.Option("--out", help="File to write (default: standard output).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", parser=path_of("--out"), help="File to write (default: standard output).")
+    ] = None,
     store: StoreOpt = None,
     endpoint: EndpointOpt = None,
 ) -> None:
@@ -226,6 +230,8 @@ def export_prov_command(
     from medsyn.atomic import atomic_write_text
     from medsyn.audit import export_prov
 
+    if out is not None:
+        check_output(out, folder=False)
     with _opened(store, endpoint) as s:
         text = export_prov(s, run, fmt=fmt)
     if out is None:

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medsyn.atomic import check_output
+from medsyn.cli.options import path_of
 from medsyn.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -265,13 +267,14 @@ def check(
 
 @app.command()
 def snapshot(
-    out: Annotated[Path, typer.Option("--out", help="N-Quads file to write.")],
+    out: Annotated[Path, typer.Option("--out", parser=path_of("--out"), help="N-Quads file to write.")],
     store: StoreOpt = None,
     endpoint: EndpointOpt = None,
 ) -> None:
     """Save the whole dataset as N-Quads, to undo curation later with `onto restore`."""
     from medsyn.curation.snapshot import snapshot as take
 
+    check_output(out, folder=False)
     with _opened(store, endpoint, read_only=True) as s:
         size = take(s, out)
     console.print(f"wrote {out} ({size:,} bytes)")
@@ -298,7 +301,7 @@ def restore(
 
 @app.command("export-owl")
 def export_owl(
-    out: Annotated[Path, typer.Option("--out", help="RDF/XML file to write (.owl).")],
+    out: Annotated[Path, typer.Option("--out", parser=path_of("--out"), help="RDF/XML file to write (.owl).")],
     with_symptoms: Annotated[
         bool, typer.Option("--with-symptoms", help="Include symptoms and their links (for browsing).")
     ] = False,
@@ -308,6 +311,7 @@ def export_owl(
     """Export the ontology and ICD-10 hierarchy as OWL (RDF/XML) for Protégé or owlready2."""
     from medsyn.curation.owl import export_owl as export
 
+    check_output(out, folder=False)
     with _opened(store, endpoint, read_only=True) as s:
         n = export(s, out, with_symptoms=with_symptoms)
     console.print(f"wrote {out} ({n:,} triples)")

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 
+from medsyn.atomic import check_output
+from medsyn.cli.options import path_of
 from medsyn.errors import InputError
 
 if TYPE_CHECKING:
@@ -65,7 +67,9 @@ def baseline(
     eval_file: Path = typer.Option(None, "--eval", help="Notes to score (JSONL); default: RuMedTop3 dev."),
     solver: str = typer.Option("sgd", help="sgd (fast, default) or lbfgs (RuMedBench's exact setting, slow)."),
     seed: int = typer.Option(0, help="Seed of the SGD shuffling."),
-    predictions: Path = typer.Option(None, help="Write top-3 predictions per note here (JSONL)."),
+    predictions: Path = typer.Option(
+        None, parser=path_of("--predictions"), help="Write top-3 predictions per note here (JSONL)."
+    ),
 ) -> None:
     """Train the char TF-IDF + LR baseline and print top-1 accuracy, Hit@3 and macro-F1 (x100)."""
     from medsyn.atomic import atomic_write_text
@@ -74,6 +78,8 @@ def baseline(
 
     if solver not in ("sgd", "lbfgs"):
         raise InputError(f"--solver: expected sgd or lbfgs, got {solver!r}")
+    if predictions is not None:
+        check_output(predictions, folder=False, inputs=[p for p in (train, eval_file) if p], option="--predictions")
     tr = read_notes(train or default_train())
     ev = read_notes(eval_file or default_dev())
     cfg = ClassifierConfig() if solver == "sgd" else ClassifierConfig.reference()
@@ -112,7 +118,7 @@ def upsample(
     jobs: int = typer.Option(1, help="Fits run in parallel."),
     strict_codes: bool = typer.Option(False, help="Fail on a synthetic note whose code is not in train."),
     include_rejected: bool = typer.Option(False, help="Use generate notes that the filter rejected, too."),
-    out: Path = typer.Option(Path("reports/upsample"), help="Report folder."),
+    out: Path = typer.Option(Path("reports/upsample"), parser=path_of("--out"), help="Report folder."),
 ) -> None:
     """Run the real x synthetic share grid over several seeds and write out/upsample.md with plots."""
     from medsyn.atomic import atomic_write_text
@@ -214,7 +220,7 @@ def quality(
     auc_max: int = typer.Option(0, help="Cap on notes per class for the AUC (0: no cap)."),
     strict_codes: bool = typer.Option(False, help="Fail on a synthetic note whose code is not in train."),
     include_rejected: bool = typer.Option(False, help="Use generate notes that the filter rejected, too."),
-    out: Path = typer.Option(Path("reports/quality"), help="Report folder."),
+    out: Path = typer.Option(Path("reports/quality"), parser=path_of("--out"), help="Report folder."),
 ) -> None:
     """Diversity, length, symptom recall, copying and distinguishability of synthetic notes; writes out/quality.md."""
     import numpy as np

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from medsyn.atomic import check_output
+from medsyn.cli.options import path_of
 from medsyn.cli.sampling import (
     CodesOpt,
     MinWordsOpt,
@@ -38,7 +40,12 @@ completion prompt for the small local base models."""
 
 
 def generate_command(
-    out: Annotated[Path, typer.Option("--out", help="Output directory (notes.jsonl, failures.jsonl, run.json).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", parser=path_of("--out"), help="Output directory (notes.jsonl, failures.jsonl, run.json)."
+        ),
+    ],
     n: NOpt = None,
     plan: PlanOpt = None,
     total: TotalOpt = None,
@@ -134,6 +141,7 @@ def generate_command(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Generate synthetic notes (rerun the same command to resume an interrupted run)."""
+    check_output(out, folder=True)
     from medsyn.generation.backends import get_backend
     from medsyn.generation.backends.pricing import parse_price
     from medsyn.generation.config import GenerationConfig

@@ -11,6 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medsyn.atomic import check_output
+from medsyn.cli.options import path_of
+
 if TYPE_CHECKING:
     from medsyn.sampling.draw import SamplingRequest
 
@@ -144,7 +147,9 @@ def weights(
 
 
 def sample(
-    out: Annotated[Path, typer.Option("--out", help="Samples JSONL file to write (atomically).")],
+    out: Annotated[
+        Path, typer.Option("--out", parser=path_of("--out"), help="Samples JSONL file to write (atomically).")
+    ],
     n: NOpt = None,
     strategy: StrategyOpt = "paper",
     seed: SeedOpt = 0,
@@ -160,6 +165,7 @@ def sample(
     endpoint: EndpointOpt = None,
 ) -> None:
     """Draw samples (code, symptoms, example note...) from the knowledge graph into a JSONL file."""
+    check_output(out, folder=False)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from medsyn.sampling.samples import write_samples
