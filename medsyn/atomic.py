@@ -80,6 +80,7 @@ def swap_dir(new: Path, target: Path) -> None:
     had_old = os.path.lexists(target)
     try:
         fsync_tree(new)
+        pause_point("swap.filled")
         if had_old:
             os.rename(target, aside)
             pause_point("swap.aside")
@@ -145,9 +146,7 @@ def atomic_dir(target: str | Path, *, what: str = "output folder") -> Iterator[P
             raise
 
 
-def check_output(
-    path: str | Path, *, folder: bool, inputs: Sequence[str | Path] = (), option: str = "--out"
-) -> Path:
+def check_output(path: str | Path, *, folder: bool, inputs: Sequence[str | Path] = (), option: str = "--out") -> Path:
     """Refuse, before any work, an output a write would damage: an empty name, a symbolic link, a device, FIFO or
     folder where a file goes (a file where a folder goes), a file in a folder that does not exist, and an output that
     is, holds or is inside one of ``inputs`` (replacing it would delete them). Returns the path.

@@ -5,9 +5,10 @@ a real ``medsyn`` process deterministically (then kill it, or let it go on), ins
 ``<point>`` it creates ``<path>`` (holding its pid) and waits while that file exists. Deleting the file lets it go
 on. Unset (always, outside tests), a point costs one dictionary lookup.
 
-Points: ``swap.aside`` (a folder replace, between renaming the old folder aside and the new one in),
-``swap.done`` (the new folder in place, the old one not yet removed), ``finetune.restart`` (rank 0 before it
-clears ``--out`` for ``--restart``).
+Points: ``swap.filled`` (a folder replace: the new folder written and fsynced, nothing renamed yet),
+``swap.aside`` (the old folder renamed aside, the new one not yet in), ``swap.done`` (the new folder in place, the
+old one not yet removed), ``finetune.restart`` (rank 0, holding ``--out``'s lock, before it clears it for
+``--restart``).
 """
 
 from __future__ import annotations

@@ -482,7 +482,7 @@ def finetune(
     Under ``accelerate launch`` every process runs this function; the main one writes the adapter and manifest.
     """
     cfg = config or TrainConfig()
-    out = check_output(out, folder=True, inputs=[data])
+    out = check_output(out, folder=True)
     main_process = int(os.environ.get("RANK", "0") or 0) == 0
     # One training per --out: the main process holds the folder's lock (the other ranks of its launch share it).
     with hold(lock_beside(out), f"adapter folder {out}") if main_process else contextlib.nullcontext():
