@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from medsyn.atomic import check_output
-from medsyn.cli.options import path_of
+from medsyn.cli.options import number_of, path_of
 from medsyn.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -106,7 +106,9 @@ def verify(
     folder: Annotated[Path, typer.Argument(help="Generation output directory (notes.jsonl, failures.jsonl).")],
     run: Annotated[str | None, typer.Option("--run", help="Compare with this run (default: from the folder).")] = None,
     as_json: JsonOpt = False,
-    limit: Annotated[int, typer.Option("--limit", help="Rows shown per problem kind.")] = 30,
+    limit: Annotated[
+        int, typer.Option("--limit", parser=number_of("--limit", at_least=0), help="Rows shown per problem kind.")
+    ] = 30,
     store: StoreOpt = None,
     endpoint: EndpointOpt = None,
 ) -> None:

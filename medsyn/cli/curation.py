@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medsyn.atomic import check_output
-from medsyn.cli.options import path_of
+from medsyn.cli.options import number_of, path_of
 from medsyn.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -170,7 +170,9 @@ def diff(
     old: Annotated[Path, typer.Argument(help="Store directory or RDF file (nq, trig, ttl, owl...).")],
     new: Annotated[Path, typer.Argument(help="Store directory or RDF file.")],
     as_json: JsonOpt = False,
-    limit: Annotated[int, typer.Option("--limit", help="Rows shown per table.")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", parser=number_of("--limit", at_least=0), help="Rows shown per table.")
+    ] = 50,
 ) -> None:
     """What changed between two versions: classes, codes, symptoms, links and weights. Exit 1 when they differ."""
     from medsyn.curation.diff import diff_paths
@@ -222,7 +224,9 @@ def _show_diff(d: Any, limit: int) -> None:
 @app.command()
 def check(
     as_json: JsonOpt = False,
-    limit: Annotated[int, typer.Option("--limit", help="Groups and codes shown per table.")] = 30,
+    limit: Annotated[
+        int, typer.Option("--limit", parser=number_of("--limit", at_least=0), help="Groups and codes shown per table.")
+    ] = 30,
     store: StoreOpt = None,
     endpoint: EndpointOpt = None,
 ) -> None:
@@ -341,7 +345,9 @@ def import_owl(
 
 @app.command()
 def history(
-    limit: Annotated[int, typer.Option("--limit", help="Newest activities shown.")] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", parser=number_of("--limit", at_least=0), help="Newest activities shown.")
+    ] = 20,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     endpoint: EndpointOpt = None,

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from medsyn.atomic import check_output
-from medsyn.cli.options import path_of
+from medsyn.cli.options import number_of, path_of
 from medsyn.cli.sampling import (
     CodesOpt,
     MinWordsOpt,
@@ -101,8 +101,22 @@ def generate_command(
     price: Annotated[
         str | None, typer.Option("--price", help="USD per 1k prompt,completion tokens (overrides the table).")
     ] = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request (openai backend).")] = 120.0,
-    max_retries: Annotated[int, typer.Option("--max-retries", help="Retries per request on 429/5xx/timeouts.")] = 6,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            parser=number_of("--timeout", kind=float, above=0),
+            help="Seconds per request (openai backend).",
+        ),
+    ] = 120.0,
+    max_retries: Annotated[
+        int,
+        typer.Option(
+            "--max-retries",
+            parser=number_of("--max-retries", at_least=0),
+            help="Retries per request on 429/5xx/timeouts.",
+        ),
+    ] = 6,
     target_per_code: Annotated[
         int | None, typer.Option("--target-per-code", help="Generate until K accepted notes per code.")
     ] = None,
