@@ -13,6 +13,7 @@ from rich.table import Table
 
 from medsyn.atomic import check_output
 from medsyn.cli.options import path_of
+from medsyn.errors import InputError
 
 if TYPE_CHECKING:
     from medsyn.sampling.draw import SamplingRequest
@@ -75,12 +76,15 @@ def sampling_request(
     """The options above as a :class:`medsyn.sampling.draw.SamplingRequest` (checked there)."""
     from medsyn.sampling.draw import SamplingRequest
 
+    picked = _split(codes)
+    if codes is not None and not picked:  # `--codes ''` used to mean every code, silently
+        raise InputError("--codes: no code given; name categories or codes (e.g. --codes M54,J45) or leave it out")
     return SamplingRequest(
         n=n,
         plan=plan,
         total=total,
         overrides=tuple(override or ()),
-        codes=tuple(_split(codes)),
+        codes=tuple(picked),
         strategy=strategy,
         seed=seed,
         softmax_temperature=softmax_temperature,
