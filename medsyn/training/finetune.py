@@ -61,6 +61,8 @@ MANIFEST_FORMAT = "medsyn-adapter/1"
 STATE_NAME = "medsyn_state.json"
 """Written last into a trainer checkpoint: the checkpoint is complete, and of which run."""
 QUANTIZE = ("4bit", "8bit")
+_PUBLISHING = ".adapter."
+"""Prefix of the temp folder inside ``out`` the final adapter is saved into before its files are moved in."""
 ACCELERATE_CONFIG_ENV = "MEDSYN_ACCELERATE_CONFIG"
 """Set by ``medsyn finetune --accelerate-config FILE`` in the processes it launches (recorded in the manifest)."""
 
@@ -232,7 +234,11 @@ def latest_checkpoint(out: str | Path) -> Path | None:
 
 
 def _drop_incomplete(out: Path) -> None:
-    """Remove checkpoints a kill left half-written (no state file): the trainer writes that step again."""
+    """Remove checkpoints a kill left half-written (no state file): the trainer writes that step again; and the temp
+    folders of an adapter a kill stopped while it was being published (:func:`_publish_adapter`)."""
+    if out.is_dir():
+        for p in out.glob(f"{_PUBLISHING}*"):
+            shutil.rmtree(p, ignore_errors=True)
     d = out / "checkpoints"
     if d.is_dir():
         for p in d.iterdir():
@@ -790,7 +796,7 @@ def _versions() -> dict[str, str]:
 def _publish_adapter(model: Any, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Save the adapter into a temp dir inside ``out``, move its files in, then write the manifest last."""
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out))
+    tmp = Path(tempfile.mkdtemp(prefix=_PUBLISHING, dir=out))
     try:
         model.save_pretrained(str(tmp))
         manifest["adapter_hash"] = adapter_hash(tmp)
