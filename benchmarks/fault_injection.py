@@ -5,7 +5,7 @@ Each round runs the real `medsyn` entry point in a subprocess against a real sto
 of the real data) and a local OpenAI-compatible server; a round takes a few seconds, so the default finishes in a
 few minutes on 2 cores and ``--n 1`` (what the test suite runs) in well under a minute.
 
-    .venv/bin/python benchmarks/fault_injection.py [--n 6] [--seed 0] [--only generate,build,curation,concurrent]
+    .venv/bin/python benchmarks/fault_injection.py [--n 6] [--seed 0] [--only generate,build,export,...]
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from pathlib import Path
 MEDSYN = [sys.executable, "-m", "medsyn"]
 NOTES = 12
 ENV = {**os.environ, "OPENAI_API_KEY": ""}
-KINDS = ("generate", "build", "curation", "concurrent")
+KINDS = ("generate", "build", "curation", "concurrent", "export", "merge", "finetune")
+SWAP_POINTS = ("swap.filled", "swap.aside", "swap.done")
+"""Fault points of a folder replace (medsyn.faults): written, old renamed aside, new renamed in."""
 
 
 def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -51,6 +53,35 @@ def _kill_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool], delay: 
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     return True
+
+
+def _paused(point: str, *args: str, flag: Path) -> subprocess.Popen[bytes]:
+    """A `medsyn` stopped at fault point ``point`` (it creates ``flag`` there and waits while it exists), or one
+    that ended without reaching it (then the round counts no kill)."""
+    env = {**ENV, "MEDSYN_PAUSE_AT": point, "MEDSYN_PAUSE_FILE": str(flag)}
+    proc = subprocess.Popen(
+        [*MEDSYN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc
+
+
+def _kill_paused(proc: subprocess.Popen[bytes], flag: Path) -> bool:
+    """kill -9 a process stopped at its fault point; False when it never got there."""
+    if not flag.exists() or proc.poll() is not None:
+        proc.wait(timeout=300)
+        return False
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    flag.unlink()
+    return True
+
+
+def _hidden(folder: Path) -> list[Path]:
+    """Work folders of a folder replace left beside ``folder`` (``.<name>.building-*``, ``.<name>.old-*``)."""
+    return [p for p in folder.parent.iterdir() if p.name.startswith(f".{folder.name}.")]
 
 
 def _jsonl(path: Path) -> tuple[list[dict[str, object]], int]:
@@ -204,6 +235,113 @@ def concurrent_round(rng: random.Random, work: Path, base: Path, base_url: str) 
     return c
 
 
+def export_round(rng: random.Random, work: Path, run: Path, store: Path) -> Counter[str]:
+    """kill -9 an export inside its folder swap (a random point of it), then export again: the dataset folder is
+    whole (the old or the new one, never half) and no work folder is left."""
+    c: Counter[str] = Counter(runs=1)
+    ds, flag = work / "ds", work / "flag"
+    args = ["export", str(run), "--out", str(ds), "--store", str(store)]
+    first = _run(*args).returncode == 0
+    c["killed"] += _kill_paused(_paused(rng.choice(SWAP_POINTS), *args, flag=flag), flag)
+    whole = (ds / "export.json").is_file() and (ds / "README.md").is_file() and (ds / "data").is_dir()
+    c["folders missing after the kill"] += not (
+        whole or any(p.name.startswith(f".{ds.name}.old-") for p in _hidden(ds))
+    )
+    again = _run(*args)
+    recs, torn = _jsonl(ds / "data" / "train.jsonl")
+    c["folders half-written"] += torn + (not recs) + (not (ds / "export.json").is_file())
+    c["leftover folders"] += len(_hidden(ds))
+    c["intact"] += first and again.returncode == 0 and bool(recs) and not torn and not _hidden(ds)
+    return c
+
+
+def merge_round(rng: random.Random, work: Path, adapter: Path) -> Counter[str]:
+    """kill -9 a merge once its model is written, before the rename: the rerun removes the work folder and ends
+    with a whole model folder."""
+    c: Counter[str] = Counter(runs=1)
+    out, flag = work / "merged", work / "flag"
+    args = ["merge", str(adapter), "--out", str(out)]
+    c["killed"] += _kill_paused(_paused("swap.filled", *args, flag=flag), flag)
+    c["folders half-written"] += out.exists()
+    again = _run(*args, timeout=600)
+    whole = all((out / f).is_file() for f in ("config.json", "medsyn_merged.json", "model.safetensors"))
+    c["folders half-written"] += not whole
+    c["leftover folders"] += len(_hidden(out))
+    c["intact"] += again.returncode == 0 and whole and not _hidden(out)
+    return c
+
+
+def finetune_round(rng: random.Random, work: Path, args: list[str]) -> Counter[str]:
+    """Two `finetune` into one --out: the second is refused while the first holds it; the first is killed -9 and
+    the same command run again ends with a whole adapter (manifest, matching hash) and no temp folder in --out."""
+    from medsyn.training.models import MANIFEST_NAME, adapter_hash
+
+    c: Counter[str] = Counter(runs=1)
+    out, flag = work / "adapter", work / "flag"
+    cmd = ["finetune", *args, "--out", str(out), "--seed", str(rng.randrange(100))]
+    first = _paused("finetune.restart", *cmd, "--restart", flag=flag)
+    second = _run(*cmd, timeout=600)
+    refused = second.returncode == 2 and "locked by process" in second.stderr
+    c["second writer not refused"] += not refused
+    c["killed"] += _kill_paused(first, flag)
+    again = _run(*cmd, timeout=600)
+    manifest = json.loads((out / MANIFEST_NAME).read_text("utf-8")) if (out / MANIFEST_NAME).is_file() else {}
+    whole = manifest.get("complete") is True and manifest.get("adapter_hash") == adapter_hash(out)
+    c["folders half-written"] += not whole
+    stale = [p for p in out.iterdir() if p.name.startswith(".adapter.")] if out.is_dir() else []
+    c["leftover folders"] += len(stale)
+    c["intact"] += refused and again.returncode == 0 and whole and not stale
+    return c
+
+
+def _export_setup(tmp: Path, base_url: str) -> tuple[Path, Path]:
+    """A store with real example notes and one generated run recorded in it (what an export needs)."""
+    from medsyn.kg.build import build_kg
+    from medsyn.paths import data_dir
+    from medsyn.sampling.samples import write_samples
+    from medsyn.testing import demo_samples
+
+    store, run, samples = tmp / "export-base" / "store", tmp / "export-base" / "run", tmp / "export-base" / "s.jsonl"
+    build_kg(store, data=data_dir(), sources=["wikimed", "rumedtop3"], progress=False)
+    write_samples(samples, demo_samples(NOTES, seed=1))
+    done = _run("generate", "--samples", str(samples), "--base-url", base_url, "--out", str(run), "--store",
+                str(store), "--no-progress")  # fmt: skip
+    if done.returncode != 0:
+        sys.exit(f"error: the export round's run failed: {done.stderr.strip()[-300:]}")
+    return run, store
+
+
+def _training_setup(tmp: Path) -> tuple[list[str], Path]:
+    """A tiny LLaMA, a small real instruction set, and a 2-step adapter of it: the finetune options and the adapter
+    (what the merge and finetune rounds need)."""
+    from medsyn.paths import data_dir
+    from medsyn.testing.tiny_llama import make_tiny_llama
+    from medsyn.training.finetune import TrainConfig, finetune
+    from medsyn.training.instructions import (
+        BuildOptions,
+        build_instructions,
+        read_notes,
+        symptoms_from_json,
+        write_dataset,
+    )
+
+    d = tmp / "training-base"
+    notes = read_notes(data_dir() / "rumedbench/RuMedTop3/train_v1.jsonl")[:24]
+    symptoms = symptoms_from_json(data_dir() / "medsyn/mkg/rumedtop3_wikimed_symptoms_equipped_with_rumedprime.json")
+    records, _ = build_instructions(notes, symptoms, options=BuildOptions(seed=0, eval_fraction=0.2))
+    card = {"records": len(records), "codes": 0, "with_example": 0, "by_task_split": {}, "length_unit": "words",
+            "lengths": {}}  # fmt: skip
+    write_dataset(records, d / "ift.jsonl", card)
+    texts = [r.output for r in records]
+    tiny = make_tiny_llama(d / "tiny", vocab_texts=texts, seed=0)
+    args = ["--base", str(tiny), "--data", str(d / "ift.jsonl"), "--batch-size", "4", "--micro-batch-size", "4",
+            "--max-len", "160", "--max-steps", "2", "--save-every", "1", "--max-eval", "4",
+            "--no-progress"]  # fmt: skip
+    cfg = TrainConfig(batch_size=4, micro_batch_size=4, max_len=160, max_steps=2, save_every=1, max_eval=4)
+    finetune(str(tiny), d / "ift.jsonl", d / "adapter", config=cfg, progress=False)
+    return args, d / "adapter"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=6, help="rounds per kind (default 6; the test suite runs 1)")
@@ -231,6 +369,8 @@ def main() -> None:
         t0 = time.monotonic()
         build_kg(base, data=data_dir(), sources=["wikimed"], progress=False)
         build_s = time.monotonic() - t0 + 2.0  # + interpreter start of the CLI
+        run, export_store = _export_setup(Path(tmp), srv.base_url) if "export" in kinds else (base, base)
+        train_args, adapter = _training_setup(Path(tmp)) if {"merge", "finetune"} & set(kinds) else ([], base)
         for i in range(args.n):
             for kind in kinds:
                 work = Path(tmp) / f"{kind}-{i}"
@@ -241,7 +381,13 @@ def main() -> None:
                     totals[kind] += build_round(rng, work, base, build_s)
                 elif kind == "curation":
                     totals[kind] += curation_round(rng, work, base)
-                else:
+                elif kind == "export":
+                    totals[kind] += export_round(rng, work, run, export_store)
+                elif kind == "merge":
+                    totals[kind] += merge_round(rng, work, adapter)
+                elif kind == "finetune":
+                    totals[kind] += finetune_round(rng, work, train_args)
+                elif kind == "concurrent":
                     totals[kind] += concurrent_round(rng, work, base, srv.base_url)
                 shutil.rmtree(work, ignore_errors=True)
     failures = sum(v for c in totals.values() for k, v in c.items() if k not in ("runs", "intact", "killed"))

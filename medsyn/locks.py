@@ -35,6 +35,12 @@ class LockHeld(StoreError):
     """Another process holds the lock."""
 
 
+def lock_beside(path: Path) -> Path:
+    """The lock of a folder that is replaced as a whole (a store, an export, a merged model): ``<name>.lock`` beside
+    it, so that it survives the swap of the folder."""
+    return path.with_name(path.name + ".lock")
+
+
 def holder_pid(lock_file: Path) -> int | None:
     """The pid recorded by the current (or last) holder, or None."""
     try:

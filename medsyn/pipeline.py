@@ -79,8 +79,12 @@ def load_pipeline(path: str | Path) -> list[Step]:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError("pipeline file not found", path=p) from None
+    except IsADirectoryError:
+        raise InputError("is a folder; give a pipeline .toml file", path=p) from None
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 (byte {exc.start})", path=p) from None
+    except OSError as exc:
+        raise InputError(f"cannot read it ({exc.strerror or exc})", path=p) from None
     return parse_pipeline(text, source=str(p))
 
 
@@ -170,14 +174,32 @@ def _check_value(cmd: Any, p: Any, key: str, value: Any, *, where: str) -> None:
         raise InputError(f"{where}: option {key!r}: {message} (got {value!r})") from None
 
 
-def plan_pipeline(root: Any, steps: list[Step], *, source: str) -> list[tuple[Step, list[str]]]:
-    """Check every step before running any, so a typo in step 3 does not surface after a long step 2."""
+def plan_pipeline(
+    root: Any, steps: list[Step], *, source: str, running: tuple[Path, ...] = ()
+) -> list[tuple[Step, list[str]]]:
+    """Check every step before running any, so a typo in step 3 does not surface after a long step 2.
+
+    A ``run`` step's pipeline is checked too, down the chain: a pipeline that runs itself (directly or through
+    others) is refused here, in one line, instead of recursing until Python gives up. ``running`` are the pipeline
+    files above this one.
+    """
+    chain = (*running, Path(source).resolve())
     planned = []
     for i, step in enumerate(steps, 1):
         where = f"{source}: step {i} ({step.command})"
         path, cmd = resolve_command(root, step.command, where=where)
         planned.append((step, [*path, *step_args(cmd, step.options, where=where)]))
+        if path == ["run"] and isinstance(step.options.get("pipeline"), str):
+            _check_nested(root, step.options["pipeline"], chain, where=where)
     return planned
+
+
+def _check_nested(root: Any, nested: str, chain: tuple[Path, ...], *, where: str) -> None:
+    target = Path(nested).resolve()
+    if target in chain:
+        loop = " -> ".join(str(p) for p in (*chain[chain.index(target) :], target))
+        raise InputError(f"{where}: runs a pipeline that is already running ({loop}); a pipeline cannot run itself")
+    plan_pipeline(root, load_pipeline(nested), source=nested, running=chain)
 
 
 def format_args(args: list[str]) -> str:

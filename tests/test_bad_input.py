@@ -122,3 +122,78 @@ def test_pipeline_type_error_through_the_cli(tmp_path: Path) -> None:
     cfg = tmp_path / "p.toml"
     cfg.write_text('[[step]]\ncommand = "generate"\nout = "o"\nn = "ten"\n', encoding="utf-8")
     one_line(medsyn("run", str(cfg)), f"{cfg}: step 1 (generate): option 'n'")
+
+
+# ------------------------------------------------------------------------------------------------ the probe
+# Bad inputs of every kind (empty strings, missing parents, unknown codes, huge values, zero and negative numbers,
+# FIFO, device and symlink outputs, inputs used as outputs, a pipeline that runs itself) for the commands that take
+# them: each must be one `error:` line, exit 2, no traceback, nothing written. {w} is a scratch folder, {st} a small
+# store, {run} a run folder recorded in it, {fifo} a FIFO, {link} a dangling symbolic link.
+PROBE: list[tuple[str, ...]] = [
+    ("onto", "snapshot", "--out", "{w}/nonexistent/x.nq", "--store", "{st}"),
+    ("onto", "snapshot", "--out", "", "--store", "{st}"),
+    ("onto", "snapshot", "--out", "{fifo}", "--store", "{st}"),
+    ("onto", "snapshot", "--out", "/dev/full", "--store", "{st}"),
+    ("onto", "export-owl", "--out", "{link}", "--store", "{st}"),
+    ("onto", "export-owl", "--out", "{w}", "--store", "{st}"),
+    ("onto", "add-symptom", "Z99.9", "боль", "--store", "{st}"),
+    ("onto", "add-symptom", "", "боль", "--store", "{st}"),
+    ("onto", "add-symptom", "M54.5", " ", "--store", "{st}"),
+    ("onto", "add-symptom", "M54.5", "б" * 50_000, "--store", "{st}"),  # 100 kB: under the kernel's 128 kB per argument
+    ("onto", "add-symptom", "M54.5", "боль", "--weight", "-1", "--store", "{st}"),
+    ("onto", "add-symptom", "M54.5", "боль", "--weight", "nan", "--store", "{st}"),
+    ("onto", "add-symptom", "M54.5", "боль", "--source", "", "--store", "{st}"),
+    ("onto", "add-symptom", "M54.5", "боль", "--by", "", "--store", "{st}"),
+    ("onto", "remove", "нет такого симптома", "--store", "{st}"),
+    ("onto", "merge-symptoms", "тошнота", "Тошнота.", "--store", "{st}"),
+    ("onto", "history", "--limit", "-1", "--store", "{st}"),
+    ("onto", "restore", "{w}", "--store", "{st}"),
+    ("sample", "--n", "3", "--out", "", "--store", "{st}"),
+    ("sample", "--n", "3", "--out", "{fifo}", "--store", "{st}"),
+    ("sample", "--n", "3", "--out", "{link}", "--store", "{st}"),
+    ("sample", "--n", "3", "--codes", "", "--out", "{w}/s.jsonl", "--store", "{st}"),
+    ("sample", "--n", "3", "--codes", "Z99.9", "--out", "{w}/s.jsonl", "--store", "{st}"),
+    ("sample", "--n", "0", "--out", "{w}/s.jsonl", "--store", "{st}"),
+    ("sample", "--n", "abc", "--out", "{w}/s.jsonl", "--store", "{st}"),
+    ("sample", "--n", "3", "--out", "{w}/s.jsonl", "--store", "{w}/no-store"),
+    ("generate", "--n", "2", "--out", "{w}/g", "--timeout", "0", "--base-url", "http://127.0.0.1:9/v1"),
+    ("generate", "--n", "2", "--out", "{w}/g", "--max-retries", "-1", "--base-url", "http://127.0.0.1:9/v1"),
+    ("generate", "--n", "2", "--out", "", "--base-url", "http://127.0.0.1:9/v1"),
+    ("generate", "--n", "2", "--out", "{fifo}", "--base-url", "http://127.0.0.1:9/v1"),
+    ("kg", "export", "--out", "{fifo}", "--store", "{st}"),
+    ("kg", "export", "--out", "{w}/nonexistent/x.nq", "--store", "{st}"),
+    ("kg", "build", "--store", "{w}/nb", "--sources", ""),
+    ("kg", "build", "--store", "{w}/nb", "--sources", "nope"),
+    ("export", "{run}", "--out", "{run}", "--store", "{st}"),
+    ("export", "{run}", "--out", "{link}", "--store", "{st}"),
+    ("audit", "export-prov", "x", "--out", "{fifo}", "--store", "{st}"),
+    ("run", "{w}/self.toml"),
+    ("run", "{w}"),
+    ("eval", "baseline", "--predictions", ""),
+    ("merge", "{run}", "--out", ""),
+    ("finetune", "--data", "{w}/none.jsonl", "--out", ""),
+    ("weights", "--total", "0", "--store", "{st}"),
+    ("nosuch",),
+    ("sample", "--nosuch"),
+]
+
+
+@pytest.fixture(scope="module")
+def probe_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    from mkg_small import build_store, write_notes
+
+    w = tmp_path_factory.mktemp("probe")
+    build_store(w / "st").close()
+    write_notes(w / "run")
+    os.mkfifo(w / "fifo")
+    (w / "link").symlink_to(w / "nowhere")
+    (w / "self.toml").write_text(f'[[step]]\ncommand = "run"\npipeline = "{w}/self.toml"\n', encoding="utf-8")
+    return {"w": str(w), "st": str(w / "st"), "run": str(w / "run"), "fifo": str(w / "fifo"), "link": str(w / "link")}
+
+
+@pytest.mark.parametrize("args", PROBE, ids=lambda a: " ".join(x[:24] for x in a[:4]))
+def test_probe_every_bad_input_is_one_line_exit_2(args: tuple[str, ...], probe_dir: dict[str, str]) -> None:
+    before = sorted(os.listdir(probe_dir["w"]))
+    r = medsyn(*(a.format(**probe_dir) if len(a) < 1000 else a for a in args), timeout=60)
+    one_line(r)
+    assert sorted(os.listdir(probe_dir["w"])) == before  # nothing written (no store, folder, file or lock)

@@ -114,23 +114,25 @@ def test_existing_link_gets_new_weight(store: OxigraphStore) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"code": "M99.9"}, ValidationError, "unknown ICD-10 code M99.9"),
+        ({"code": "M99.9"}, InputError, "unknown ICD-10 code M99.9"),
         ({"code": "not a code"}, InputError, "not an ICD-10 code"),
-        ({"weight": 0.0}, ValidationError, "out of range"),
-        ({"weight": -1.0}, ValidationError, "out of range"),
-        ({"weight": math.nan}, ValidationError, "out of range"),
-        ({"weight": math.inf}, ValidationError, "out of range"),
-        ({"source": "nope"}, ValidationError, "unknown knowledge source 'nope'"),
+        ({"weight": 0.0}, InputError, "out of range"),
+        ({"weight": -1.0}, InputError, "out of range"),
+        ({"weight": math.nan}, InputError, "out of range"),
+        ({"weight": math.inf}, InputError, "out of range"),
+        ({"source": "nope"}, InputError, "unknown knowledge source 'nope'"),
         ({"label": " ... "}, InputError, "empty symptom label"),
+        ({"label": "б" * 10_000_000}, InputError, "symptom label of 10,000,000 characters; at most 1,000"),
+        ({"by": " "}, InputError, "by: empty curator name"),
     ],
 )
 def test_invalid_curation_is_refused_with_nothing_changed(
     store: OxigraphStore, kwargs: dict[str, object], error: type[MedsynError], message: str
 ) -> None:
     before = nquads(store)
-    args = {"code": "M54.5", "label": "новый симптом", "weight": 1.0, "source": "wikimed"} | kwargs
+    args = {"code": "M54.5", "label": "новый симптом", "weight": 1.0, "source": "wikimed", "by": "x"} | kwargs
     with pytest.raises(error, match=message):
-        curation.add_symptom(store, str(args.pop("code")), str(args.pop("label")), by="x", **args)  # type: ignore[arg-type]
+        curation.add_symptom(store, str(args.pop("code")), str(args.pop("label")), **args)  # type: ignore[arg-type]
     assert nquads(store) == before
 
 
@@ -216,9 +218,9 @@ def test_merge_moves_links_the_kept_symptom_lacks(store: OxigraphStore) -> None:
 
 def test_merge_refusals(store: OxigraphStore) -> None:
     before = nquads(store)
-    with pytest.raises(ValidationError, match="same symptom"):
+    with pytest.raises(InputError, match="same symptom"):
         curation.merge_symptoms(store, "тошнота", " Тошнота. ")
-    with pytest.raises(ValidationError, match="no symptom 'рвота'"):
+    with pytest.raises(InputError, match="no symptom 'рвота'"):
         curation.merge_symptoms(store, "тошнота", "рвота")
     assert nquads(store) == before
 
@@ -230,7 +232,7 @@ def test_relabel_symptom_moves_to_new_iri(store: OxigraphStore) -> None:
     assert not list(store.raw.quads_for_pattern(old, None, None, graph_iri("source", "wikimed")))
     labels = {q.object.value for q in store.raw.quads_for_pattern(new, skos("altLabel"), None, None)}
     assert labels == {"светобоязнь"}
-    with pytest.raises(ValidationError, match="merge-symptoms"):
+    with pytest.raises(InputError, match="merge-symptoms"):
         curation.relabel(store, "фотофобия", "тошнота", by="x")
 
 
@@ -247,7 +249,7 @@ def test_remove_link_and_orphaned_symptom(store: OxigraphStore) -> None:
     r = curation.remove_symptom(store, "онемение ноги", by="x")
     assert not list(store.raw.quads_for_pattern(symptom_iri("онемение ноги"), None, None, None))
     assert symptom_iri("онемение ноги") in {q.object for q in store.raw.quads_for_pattern(r.activity, None, None, None)}
-    with pytest.raises(ValidationError, match="no link"):
+    with pytest.raises(InputError, match="no link"):
         curation.remove_symptom(store, "онемение ноги", by="x")
 
 

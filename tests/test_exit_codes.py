@@ -183,3 +183,25 @@ def test_parameter_names_map_to_the_options_of_the_command_that_ran(tmp_path: Pa
     write_samples(samples, demo_samples(1))
     price = medsyn("generate", "--samples", str(samples), "--price", "cheap", "--out", str(tmp_path / "o"))
     assert price.returncode == ExitCode.BAD_INPUT and price.stderr.startswith("error: --price must be")
+
+
+def test_a_pipeline_that_runs_itself_is_one_line_exit_2_before_any_step(tmp_path: Path) -> None:
+    """It used to recurse until Python gave up: a 3,244-line RecursionError."""
+    a, b, marker = tmp_path / "a.toml", tmp_path / "b.toml", tmp_path / "snap.nq"
+    a.write_text(f'[[step]]\ncommand = "run"\npipeline = "{b}"\n', encoding="utf-8")
+    b.write_text(
+        f'[[step]]\ncommand = "onto snapshot"\nout = "{marker}"\n[[step]]\ncommand = "run"\npipeline = "{a}"\n',
+        encoding="utf-8",
+    )
+    r = medsyn("run", str(a))
+    assert r.returncode == ExitCode.BAD_INPUT and "Traceback" not in r.stderr, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{a} -> {b} -> {a}" in lines[0] and "cannot run itself" in lines[0], r.stderr
+    assert not marker.exists()  # refused before the first step ran
+
+
+def test_usage_errors_are_one_line_exit_2() -> None:
+    for args, message in ((["sample", "--n", "abc"], "Invalid value for '--n'"), (["nosuch"], "No such command")):
+        r = medsyn(*args)
+        assert r.returncode == ExitCode.BAD_INPUT and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+        assert r.stderr.startswith("error: ") and "--help" in r.stderr

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -317,3 +319,98 @@ def test_reprov_brings_an_old_layout_run_up_to_the_shapes(runs: dict, tmp_path: 
     assert r.returncode == 0, r.stdout + r.stderr
     r = medsyn("audit", "reprov", tmp_path, "--store", old)
     assert r.returncode == 2 and "not a medsyn generate folder" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------ the output folder
+def _one_line(r: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines_ = r.stderr.strip().splitlines()
+    assert len(lines_) == 1 and lines_[0].startswith("error: ") and "Traceback" not in r.stderr, r.stderr
+    assert all(f in lines_[0] for f in fragments), lines_[0]
+
+
+def test_an_out_that_is_holds_or_is_inside_an_input_is_refused(runs: dict, tmp_path: Path) -> None:
+    """`export runs/x --out runs/x` used to delete the run folder and exit 0."""
+    run = tmp_path / "runs" / "chat"
+    shutil.copytree(runs["dir"] / "chat", run)
+    before = sorted(p.name for p in run.iterdir())
+    for out, relation in ((run, "is the input"), (run.parent, "holds the input"), (run / "ds", "is inside the input")):
+        _one_line(medsyn("export", run, "--out", out, "--store", runs["store"]), f"--out {out}: {relation}")
+    assert sorted(p.name for p in run.iterdir()) == before and (run / NOTES_FILE).stat().st_size > 0
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    _one_line(medsyn("export", run, "--out", link, "--store", runs["store"]), "symbolic link")
+    _one_line(medsyn("export", run, "--out", "", "--store", runs["store"]), "--out: empty path")
+
+
+def _paused(point: str, flag: Path, *args: str | Path) -> subprocess.Popen[str]:
+    """A real `medsyn` that stops at fault point ``point`` (medsyn.faults): ``flag`` appears when it is there."""
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "MEDSYN_PAUSE_AT": point, "MEDSYN_PAUSE_FILE": str(flag)}
+    proc = subprocess.Popen([sys.executable, "-m", "medsyn", *map(str, args)], env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not flag.exists():
+        assert proc.poll() is None, f"ended before {point}: {proc.stderr.read() if proc.stderr else ''}"
+        assert time.monotonic() < deadline, f"never reached {point}"
+        time.sleep(0.01)
+    return proc
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _hidden(out: Path) -> list[str]:
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+
+
+@pytest.mark.parametrize("point", ["swap.aside", "swap.done"])
+def test_kill_9_inside_the_swap_leaves_a_whole_folder_and_the_rerun_cleans_up(
+    runs: dict, tmp_path: Path, point: str
+) -> None:
+    """The old helper deleted the old folder, then renamed the new one in: a kill there left half a folder."""
+    from medsyn.atomic import recover_dir
+
+    out = tmp_path / "ds"
+    chat, both = [runs["dir"] / "chat"], [runs["dir"] / "chat", runs["dir"] / "fewshot"]
+    assert medsyn("export", *chat, "--out", out, "--store", runs["store"]).returncode == 0
+    old = lines(out / "data" / "train.jsonl")
+    proc = _paused(point, tmp_path / "flag", "export", *both, "--out", out, "--store", runs["store"])
+    _kill(proc)
+    # Whole folders only: the old one renamed aside (and the new one not yet in), nothing half-deleted.
+    kinds = sorted(name.split(".")[2].split("-")[0] for name in _hidden(out))
+    assert kinds == (["building", "old"] if point == "swap.aside" else ["old"])
+    assert out.exists() == (point == "swap.done")
+    recover_dir(out)  # what the next export does first, under the folder's lock
+    assert _hidden(out) == [] and sorted(p.name for p in out.iterdir()) == sorted(
+        ["data", "export.json", "README.md", "lineage.rq", "notes_per_code.png"]
+    )
+    kept = lines(out / "data" / "train.jsonl")
+    assert len(kept) == (len(old) if point == "swap.aside" else len(old) + len(lines(both[1] / NOTES_FILE)))
+    again = medsyn("export", *both, "--out", out, "--store", runs["store"])
+    assert again.returncode == 0, again.stderr
+    assert _hidden(out) == [] and len(lines(out / "data" / "train.jsonl")) == len(old) + len(
+        lines(both[1] / NOTES_FILE)
+    )
+
+
+def test_a_kill_left_work_folders_that_the_next_export_removes(runs: dict, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    assert medsyn("export", runs["dir"] / "chat", "--out", out, "--store", runs["store"]).returncode == 0
+    _kill(_paused("swap.aside", tmp_path / "flag", "export", runs["dir"] / "chat", "--out", out,
+                  "--store", runs["store"]))  # fmt: skip
+    again = medsyn("export", runs["dir"] / "chat", "--out", out, "--store", runs["store"])
+    assert again.returncode == 0 and f"recovered output folder {out}: restored" in again.stderr, again.stderr
+    assert _hidden(out) == [] and (out / "export.json").is_file()
+
+
+def test_a_second_export_into_the_same_folder_is_refused(runs: dict, tmp_path: Path) -> None:
+    out, flag = tmp_path / "ds", tmp_path / "flag"
+    first = _paused("swap.filled", flag, "export", runs["dir"] / "chat", "--out", out, "--store", runs["store"])
+    second = medsyn("export", runs["dir"] / "fewshot", "--out", out, "--store", runs["store"])
+    _one_line(second, f"output folder {out} is locked by process {first.pid}")
+    flag.unlink()  # let the first one finish
+    assert first.wait(timeout=300) == 0
+    assert len(lines(out / "data" / "train.jsonl")) == len(lines(runs["dir"] / "chat" / NOTES_FILE))

@@ -236,6 +236,28 @@ def test_two_process_ddp_on_cpu(tmp_path: Path, tiny: Path, data: Path) -> None:
     assert m["adapter_hash"] == adapter_hash(out) and done.stdout.count("held-out loss") == 1
     assert m["metrics"]["eval_loss"] < m["metrics"]["eval_loss_base"]
 
+    # --restart: rank 0 clears --out while the other rank waits at the barrier. Rank 0 is held at its fault point
+    # before clearing: rank 1 could otherwise read the finished manifest, return "done" and leave rank 0 training
+    # alone (stuck in DDP); with the barrier both train again.
+    flag = tmp_path / "flag"
+    env = {**os.environ, "MEDSYN_PAUSE_AT": "finetune.restart", "MEDSYN_PAUSE_FILE": str(flag)}
+    cmd[-1] = str(_free_port())
+    proc = subprocess.Popen([*cmd, "-m", "medsyn", *args, "--restart"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not flag.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "rank 0 never reached finetune.restart"
+        time.sleep(0.02)
+    assert (out / MANIFEST_NAME).is_file()  # not cleared yet: rank 0 holds it
+    (out / "checkpoints" / "from-the-first-run").write_text("x", encoding="utf-8")
+    flag.unlink()
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    again = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert not (out / "checkpoints" / "from-the-first-run").exists()  # cleared, then trained again by both ranks
+    assert again["metrics"]["steps"] == 3 and again["adapter_hash"] == adapter_hash(out)
+    assert stdout.count("held-out loss") == 1
+
 
 def _free_port() -> int:
     from medsyn.testing.servers import free_port
@@ -327,3 +349,44 @@ def test_merge_works_on_the_gguf_default_base(smollm2_adapter: Path, tmp_path: P
         want, got = with_adapter(**enc).logits, merged(**enc).logits
         assert torch.allclose(want, got, atol=1e-3)
         assert (base(**enc).logits - got).abs().max() > 0.05
+
+
+def test_a_second_finetune_into_one_out_is_refused(tmp_path: Path, tiny: Path, data: Path) -> None:
+    """Two `finetune` into one --out both succeeded and the first adapter was lost: the folder is locked."""
+    out, flag = tmp_path / "adapter", tmp_path / "flag"
+    env = {**os.environ, "MEDSYN_PAUSE_AT": "finetune.restart", "MEDSYN_PAUSE_FILE": str(flag)}
+    first = subprocess.Popen([MEDSYN, *_cli_args(tiny, data, out), "--restart"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not flag.exists():
+            assert first.poll() is None and time.monotonic() < deadline, "never reached finetune.restart"
+            time.sleep(0.02)
+        second = subprocess.run([MEDSYN, *_cli_args(tiny, data, out)], capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr[-2000:]
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"error: adapter folder {out} is locked by process {first.pid}" in lines[0]
+    finally:
+        first.kill()
+        first.wait(timeout=60)
+
+
+def test_kill_9_before_the_merged_folder_is_renamed_in(tmp_path: Path, full: Path) -> None:
+    """A kill inside the folder write leaves no half folder under --out, and the rerun removes the work folder."""
+    out, flag = tmp_path / "merged", tmp_path / "flag"
+    env = {**os.environ, "MEDSYN_PAUSE_AT": "swap.filled", "MEDSYN_PAUSE_FILE": str(flag)}
+    proc = subprocess.Popen([MEDSYN, "merge", str(full), "--out", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not flag.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "merge never reached swap.filled"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(timeout=60)
+    work = [p.name for p in tmp_path.iterdir() if p.name.startswith(".merged.")]
+    assert not out.exists() and len(work) == 1 and work[0].startswith(".merged.building-")
+    again = subprocess.run([MEDSYN, "merge", str(full), "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"recovered output folder {out}: removed {work[0]}" in again.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".merged.")] == []
+    assert (out / "config.json").is_file() and (out / "medsyn_merged.json").is_file()

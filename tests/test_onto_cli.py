@@ -110,11 +110,15 @@ def test_user_errors_are_one_line_and_change_nothing(store_dir: Path) -> None:
         (["onto", "add-symptom", "M99.9", "сыпь"], "error: unknown ICD-10 code M99.9"),
         (["onto", "add-symptom", "M54.5", "сыпь", "--weight", "-2"], "out of range"),
         (["onto", "merge-symptoms", "тошнота", "рвота"], "no symptom 'рвота'"),
+        (["onto", "merge-symptoms", "тошнота", "Тошнота."], "are the same symptom"),
+        (["onto", "remove", "сыпь"], "has no link"),
+        (["onto", "add-symptom", "M54.5", "сыпь", "--source", "nope"], "unknown knowledge source 'nope'"),
+        (["onto", "add-symptom", "M54.5", "сыпь", "--by", ""], "--by: empty curator name"),
         (["audit", "note", "nope"], "no provenance for note 'nope'"),
         (["onto", "restore", "/nonexistent.nq"], "snapshot file not found"),
     ):
         r = medsyn(*args, store=store_dir)
-        assert r.returncode != 0, args
+        assert r.returncode == 2, args  # bad input, not a finding (these exited 1)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], r.stderr
         assert "Traceback" not in r.stderr

@@ -117,9 +117,12 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:
-        # Usage errors of Typer's (vendored) click carry their own message and exit code (2).
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
+        # Usage errors of Typer's (vendored) click: one line like every other bad input, with where to look.
+        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # a bare `medsyn kg`: the help is the answer
+            else:
+                _error(_usage_line(exc))
             sys.exit(exc.exit_code)
         if type(exc).__name__ == "Abort":
             if isinstance(exc.__context__, KeyboardInterrupt):
@@ -134,6 +137,13 @@ def main() -> None:
 def _interrupted() -> None:
     err_console.print("interrupted: rerun the same command to resume", style="yellow", highlight=False)
     sys.exit(ExitCode.INTERRUPTED)
+
+
+def _usage_line(exc: Any) -> str:
+    """click's usage error as one line: its message and the command's --help (click prints usage, hint, error)."""
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see {ctx.command_path} --help)" if ctx is not None and getattr(ctx, "command_path", "") else ""
+    return " ".join(str(exc.format_message()).split()) + where
 
 
 def _error(message: str) -> None:

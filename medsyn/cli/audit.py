@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from medsyn.atomic import check_output
+from medsyn.cli.options import number_of, path_of
 from medsyn.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -104,7 +106,9 @@ def verify(
     folder: Annotated[Path, typer.Argument(help="Generation output directory (notes.jsonl, failures.jsonl).")],
     run: Annotated[str | None, typer.Option("--run", help="Compare with this run (default: from the folder).")] = None,
     as_json: JsonOpt = False,
-    limit: Annotated[int, typer.Option("--limit", help="Rows shown per problem kind.")] = 30,
+    limit: Annotated[
+        int, typer.Option("--limit", parser=number_of("--limit", at_least=0), help="Rows shown per problem kind.")
+    ] = 30,
     store: StoreOpt = None,
     endpoint: EndpointOpt = None,
 ) -> None:
@@ -220,7 +224,9 @@ def sources(
 def export_prov_command(
     run: Annotated[str, typer.Argument(help="Run id (or IRI).")],
     fmt: Annotated[str, typer.Option("--format", help="provn (PROV-N), provjson (PROV-JSON) or ttl.")] = "provn",
-    out: Annotated[Path | None, typer.Option("--out", help="File to write (default: standard output).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", parser=path_of("--out"), help="File to write (default: standard output).")
+    ] = None,
     store: StoreOpt = None,
     endpoint: EndpointOpt = None,
 ) -> None:
@@ -228,6 +234,8 @@ def export_prov_command(
     from medsyn.atomic import atomic_write_text
     from medsyn.audit import export_prov
 
+    if out is not None:
+        check_output(out, folder=False)
     with _opened(store, endpoint) as s:
         text = export_prov(s, run, fmt=fmt)
     if out is None:

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medsyn.atomic import check_output
+from medsyn.cli.options import number_of, path_of
 from medsyn.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -168,7 +170,9 @@ def diff(
     old: Annotated[Path, typer.Argument(help="Store directory or RDF file (nq, trig, ttl, owl...).")],
     new: Annotated[Path, typer.Argument(help="Store directory or RDF file.")],
     as_json: JsonOpt = False,
-    limit: Annotated[int, typer.Option("--limit", help="Rows shown per table.")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", parser=number_of("--limit", at_least=0), help="Rows shown per table.")
+    ] = 50,
 ) -> None:
     """What changed between two versions: classes, codes, symptoms, links and weights. Exit 1 when they differ."""
     from medsyn.curation.diff import diff_paths
@@ -220,7 +224,9 @@ def _show_diff(d: Any, limit: int) -> None:
 @app.command()
 def check(
     as_json: JsonOpt = False,
-    limit: Annotated[int, typer.Option("--limit", help="Groups and codes shown per table.")] = 30,
+    limit: Annotated[
+        int, typer.Option("--limit", parser=number_of("--limit", at_least=0), help="Groups and codes shown per table.")
+    ] = 30,
     store: StoreOpt = None,
     endpoint: EndpointOpt = None,
 ) -> None:
@@ -265,13 +271,14 @@ def check(
 
 @app.command()
 def snapshot(
-    out: Annotated[Path, typer.Option("--out", help="N-Quads file to write.")],
+    out: Annotated[Path, typer.Option("--out", parser=path_of("--out"), help="N-Quads file to write.")],
     store: StoreOpt = None,
     endpoint: EndpointOpt = None,
 ) -> None:
     """Save the whole dataset as N-Quads, to undo curation later with `onto restore`."""
     from medsyn.curation.snapshot import snapshot as take
 
+    check_output(out, folder=False)
     with _opened(store, endpoint, read_only=True) as s:
         size = take(s, out)
     console.print(f"wrote {out} ({size:,} bytes)")
@@ -298,7 +305,7 @@ def restore(
 
 @app.command("export-owl")
 def export_owl(
-    out: Annotated[Path, typer.Option("--out", help="RDF/XML file to write (.owl).")],
+    out: Annotated[Path, typer.Option("--out", parser=path_of("--out"), help="RDF/XML file to write (.owl).")],
     with_symptoms: Annotated[
         bool, typer.Option("--with-symptoms", help="Include symptoms and their links (for browsing).")
     ] = False,
@@ -308,6 +315,7 @@ def export_owl(
     """Export the ontology and ICD-10 hierarchy as OWL (RDF/XML) for Protégé or owlready2."""
     from medsyn.curation.owl import export_owl as export
 
+    check_output(out, folder=False)
     with _opened(store, endpoint, read_only=True) as s:
         n = export(s, out, with_symptoms=with_symptoms)
     console.print(f"wrote {out} ({n:,} triples)")
@@ -337,7 +345,9 @@ def import_owl(
 
 @app.command()
 def history(
-    limit: Annotated[int, typer.Option("--limit", help="Newest activities shown.")] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", parser=number_of("--limit", at_least=0), help="Newest activities shown.")
+    ] = 20,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     endpoint: EndpointOpt = None,

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 
+from medsyn.atomic import check_output
+from medsyn.cli.options import path_of
 from medsyn.errors import InputError
 
 if TYPE_CHECKING:
@@ -66,7 +68,9 @@ def baseline(
     solver: str = typer.Option("sgd", help="sgd (fast, default) or lbfgs (RuMedBench's exact setting, slow)."),
     seed: int = typer.Option(0, help="Seed of the SGD shuffling."),
     classifier: str = typer.Option("tfidf", help="tfidf (char n-grams, RuMedBench's) or vectors (navec + MLP)."),
-    predictions: Path = typer.Option(None, help="Write top-3 predictions per note here (JSONL)."),
+    predictions: Path = typer.Option(
+        None, parser=path_of("--predictions"), help="Write top-3 predictions per note here (JSONL)."
+    ),
 ) -> None:
     """Train the char TF-IDF + LR baseline and print top-1 accuracy, Hit@3 and macro-F1 (x100)."""
     from medsyn.atomic import atomic_write_text
@@ -76,6 +80,8 @@ def baseline(
 
     if solver not in ("sgd", "lbfgs"):
         raise InputError(f"--solver: expected sgd or lbfgs, got {solver!r}")
+    if predictions is not None:
+        check_output(predictions, folder=False, inputs=[p for p in (train, eval_file) if p], option="--predictions")
     tr = read_notes(train or default_train())
     ev = read_notes(eval_file or default_dev())
     cfg = ClassifierConfig(kind=classifier) if solver == "sgd" else ClassifierConfig.reference()  # type: ignore[arg-type]
@@ -123,7 +129,7 @@ def upsample(
         None, help="Symptom sets the notes were prompted with, for sets without them; default: train_sampled.jsonl."
     ),
     classifier: str = typer.Option("tfidf", help="tfidf (char n-grams, RuMedBench's) or vectors (navec + MLP)."),
-    out: Path = typer.Option(Path("reports/upsample"), help="Report folder."),
+    out: Path = typer.Option(Path("reports/upsample"), parser=path_of("--out"), help="Report folder."),
 ) -> None:
     """Run the real x synthetic share grid over several seeds and write out/upsample.md with plots."""
     from medsyn.atomic import atomic_write_text
@@ -243,7 +249,7 @@ def quality(
     auc_max: int = typer.Option(0, help="Cap on notes per class for the AUC (0: no cap)."),
     strict_codes: bool = typer.Option(False, help="Fail on a synthetic note whose code is not in train."),
     include_rejected: bool = typer.Option(False, help="Use generate notes that the filter rejected, too."),
-    out: Path = typer.Option(Path("reports/quality"), help="Report folder."),
+    out: Path = typer.Option(Path("reports/quality"), parser=path_of("--out"), help="Report folder."),
 ) -> None:
     """Diversity, length, symptom recall, copying and distinguishability of synthetic notes; writes out/quality.md."""
     import numpy as np
@@ -341,7 +347,7 @@ def held_out_codes_command(
     control: bool = typer.Option(True, help=_CONTROL_HELP),
     requested: Path = typer.Option(None, help="Sampled symptom sets for sets without them (train_sampled.jsonl)."),
     classifier: str = typer.Option("tfidf", help="tfidf or vectors."),
-    out: Path = typer.Option(Path("reports/held-out-codes"), help="Report folder."),
+    out: Path = typer.Option(Path("reports/held-out-codes"), parser=path_of("--out"), help="Report folder."),
 ) -> None:
     """Remove every real train note of some codes, add synthetic notes for them only, score those codes on dev."""
     from medsyn.evaluation.classifier import ClassifierConfig
@@ -398,7 +404,7 @@ def synthetic_only_command(
     control: bool = typer.Option(True, help=_CONTROL_HELP),
     requested: Path = typer.Option(None, help="Sampled symptom sets for sets without them (train_sampled.jsonl)."),
     classifier: str = typer.Option("tfidf", help="tfidf or vectors."),
-    out: Path = typer.Option(Path("reports/synthetic-only"), help="Report folder."),
+    out: Path = typer.Option(Path("reports/synthetic-only"), parser=path_of("--out"), help="Report folder."),
 ) -> None:
     """Train on a synthetic set alone, beside real notes with the same count per code; score its codes on dev."""
     from medsyn.evaluation.classifier import ClassifierConfig

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from medsyn.atomic import check_output
+from medsyn.cli.options import number_of, path_of
 from medsyn.cli.sampling import (
     CodesOpt,
     MinWordsOpt,
@@ -38,7 +40,12 @@ completion prompt for the small local base models."""
 
 
 def generate_command(
-    out: Annotated[Path, typer.Option("--out", help="Output directory (notes.jsonl, failures.jsonl, run.json).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", parser=path_of("--out"), help="Output directory (notes.jsonl, failures.jsonl, run.json)."
+        ),
+    ],
     n: NOpt = None,
     plan: PlanOpt = None,
     total: TotalOpt = None,
@@ -94,8 +101,22 @@ def generate_command(
     price: Annotated[
         str | None, typer.Option("--price", help="USD per 1k prompt,completion tokens (overrides the table).")
     ] = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request (openai backend).")] = 120.0,
-    max_retries: Annotated[int, typer.Option("--max-retries", help="Retries per request on 429/5xx/timeouts.")] = 6,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            parser=number_of("--timeout", kind=float, above=0),
+            help="Seconds per request (openai backend).",
+        ),
+    ] = 120.0,
+    max_retries: Annotated[
+        int,
+        typer.Option(
+            "--max-retries",
+            parser=number_of("--max-retries", at_least=0),
+            help="Retries per request on 429/5xx/timeouts.",
+        ),
+    ] = 6,
     target_per_code: Annotated[
         int | None, typer.Option("--target-per-code", help="Generate until K accepted notes per code.")
     ] = None,
@@ -140,6 +161,7 @@ def generate_command(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Generate synthetic notes (rerun the same command to resume an interrupted run)."""
+    check_output(out, folder=True)
     from medsyn.generation.backends import get_backend
     from medsyn.generation.backends.pricing import parse_price
     from medsyn.generation.config import GenerationConfig

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medsyn.atomic import check_output
+from medsyn.cli.options import path_of
 from medsyn.errors import InputError, ValidationError
 
 app = typer.Typer(help="Build, inspect, query, export and validate the knowledge graph.", no_args_is_help=True)
@@ -257,15 +259,17 @@ def _ends_line(data: bytes) -> bytes:
 def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help="ttl | nt | nq | owl")] = "nq",
     graph: Annotated[str | None, typer.Option("--graph", help="Only this named graph (IRI).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: stdout).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", parser=path_of("--out"), help="Output file (default: stdout).")
+    ] = None,
     store: StoreOpt = None,
     endpoint: EndpointOpt = None,
 ) -> None:
     """Export the graph. ``owl`` = RDF/XML of the ontology and ICD-10 graphs (opens in owlready2/Protégé)."""
     from medsyn.kg.export import EXPORT_FORMATS, export_bytes
 
-    if out is not None and not out.parent.is_dir():  # a typo in the folder must not create a new tree
-        raise InputError("--out: the folder does not exist; create it first", path=out.parent)
+    if out is not None:  # a typo in the folder must not create a new tree
+        check_output(out, folder=False)
     owl = fmt.lower() == "owl"
     if not owl and fmt.lower() not in EXPORT_FORMATS:
         raise InputError(f"--format: {fmt!r} is not one of {', '.join((*EXPORT_FORMATS, 'owl'))}")

@@ -11,6 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medsyn.atomic import check_output
+from medsyn.cli.options import path_of
+from medsyn.errors import InputError
+
 if TYPE_CHECKING:
     from medsyn.sampling.draw import SamplingRequest
 
@@ -72,12 +76,15 @@ def sampling_request(
     """The options above as a :class:`medsyn.sampling.draw.SamplingRequest` (checked there)."""
     from medsyn.sampling.draw import SamplingRequest
 
+    picked = _split(codes)
+    if codes is not None and not picked:  # `--codes ''` used to mean every code, silently
+        raise InputError("--codes: no code given; name categories or codes (e.g. --codes M54,J45) or leave it out")
     return SamplingRequest(
         n=n,
         plan=plan,
         total=total,
         overrides=tuple(override or ()),
-        codes=tuple(_split(codes)),
+        codes=tuple(picked),
         strategy=strategy,
         seed=seed,
         softmax_temperature=softmax_temperature,
@@ -144,7 +151,9 @@ def weights(
 
 
 def sample(
-    out: Annotated[Path, typer.Option("--out", help="Samples JSONL file to write (atomically).")],
+    out: Annotated[
+        Path, typer.Option("--out", parser=path_of("--out"), help="Samples JSONL file to write (atomically).")
+    ],
     n: NOpt = None,
     strategy: StrategyOpt = "paper",
     seed: SeedOpt = 0,
@@ -160,6 +169,7 @@ def sample(
     endpoint: EndpointOpt = None,
 ) -> None:
     """Draw samples (code, symptoms, example note...) from the knowledge graph into a JSONL file."""
+    check_output(out, folder=False)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from medsyn.sampling.samples import write_samples

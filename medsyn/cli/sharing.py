@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from medsyn.cli.options import path_of
+
 console = Console(stderr=True)
 
 
@@ -18,7 +20,9 @@ def export_command(
         list[Path],
         typer.Argument(help="medsyn generate output folders, or RuMedTop3-layout JSONL files (the authors' sets)."),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Dataset folder to write (replaced as a whole).")],
+    out: Annotated[
+        Path, typer.Option("--out", parser=path_of("--out"), help="Dataset folder to write (replaced as a whole).")
+    ],
     fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet.")] = "jsonl",
     on_near_copy: Annotated[
         str,

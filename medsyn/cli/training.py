@@ -11,11 +11,15 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from medsyn.cli.options import path_of
+
 console = Console()
 
 
 def ift(
-    out: Path = typer.Option(..., "--out", help="Instruction JSONL to write (its card goes beside it)."),
+    out: Path = typer.Option(
+        ..., "--out", parser=path_of("--out"), help="Instruction JSONL to write (its card goes beside it)."
+    ),
     store: Path | None = typer.Option(None, "--store", help="Read symptoms from this knowledge-graph store."),
     endpoint: str | None = typer.Option(None, "--endpoint", help="...or from a remote SPARQL endpoint."),
     symptom_map: Path | None = typer.Option(None, "--symptom-map", help="JSON {code: [symptoms]} (no store)."),
@@ -29,8 +33,10 @@ def ift(
     tokenizer: str | None = typer.Option(None, "--tokenizer", help="Base spec (smollm2|DIR) for token lengths."),
 ) -> None:
     """Build the instruction dataset (write a note / continue a note) from RuMedTop3 train notes and the KG."""
+    from medsyn.atomic import check_output
     from medsyn.training.instructions import BuildOptions, build_dataset, card_paths
 
+    check_output(out, folder=False, inputs=[p for p in (train, dev, generated, symptom_map) if p is not None])
     opts = BuildOptions(seed=seed, eval_fraction=eval_fraction, example_share=example_share)
     tok = None
     if tokenizer:
@@ -70,7 +76,9 @@ def ift(
 def finetune(
     ctx: typer.Context,
     data: Path = typer.Option(..., "--data", help="Instruction JSONL (from `medsyn ift`)."),
-    out: Path = typer.Option(..., "--out", help="Adapter directory (checkpoints under out/checkpoints)."),
+    out: Path = typer.Option(
+        ..., "--out", parser=path_of("--out"), help="Adapter directory (checkpoints under out/checkpoints)."
+    ),
     base: str = typer.Option("smollm2", "--base", help="Base model: smollm2, a model directory or a .gguf file."),
     r: int = typer.Option(16, "--r", help="LoRA rank."),
     alpha: int = typer.Option(16, "--alpha", help="LoRA alpha."),
@@ -196,7 +204,7 @@ def _launch(ctx: typer.Context, config: Path) -> int:
 
 def merge(
     adapter: Path = typer.Argument(..., help="Adapter directory (from `medsyn finetune`)."),
-    out: Path = typer.Option(..., "--out", help="New directory for the merged model."),
+    out: Path = typer.Option(..., "--out", parser=path_of("--out"), help="New directory for the merged model."),
     base: str | None = typer.Option(None, "--base", help="Base model (default: the one in the adapter manifest)."),
 ) -> None:
     """Fold a LoRA adapter into its base model and save a plain transformers model directory."""

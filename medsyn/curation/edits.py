@@ -23,7 +23,7 @@ from urllib.parse import quote, unquote
 from pyoxigraph import Literal, NamedNode, Quad
 
 from medsyn.curation.changeset import Candidate
-from medsyn.errors import InputError, StoreError, ValidationError
+from medsyn.errors import InputError, ParameterError, StoreError, ValidationError
 from medsyn.kg.queries import load_query, run_named
 from medsyn.kg.store import Store, quads_to_sparql_data, to_python
 from medsyn.kg.vocab import (
@@ -50,6 +50,9 @@ from medsyn.kg.vocab import (
 CURATION_SOURCE = "curation"
 """Links added without ``--source`` belong to this knowledge source, created on first use."""
 STATEMENTS_LIMIT = 500
+MAX_LABEL_CHARS = 1000
+"""Longest symptom label a curator may write: the longest in the real data has 251 characters; a bigger one is a
+pasted file, not a symptom."""
 """Changes up to this many quads keep their exact quads in the record (N-Quads text); bigger ones keep counts."""
 
 
@@ -172,7 +175,7 @@ def remove_symptom(
     ]
     if not links:
         scope = " ".join(x for x in (f"code {code}" if code else "", f"source {source}" if source else "") if x)
-        raise ValidationError(f"symptom {label!r} has no link{' for ' + scope if scope else ''}; nothing to remove")
+        raise InputError(f"symptom {label!r} has no link{' for ' + scope if scope else ''}; nothing to remove")
     c = Candidate(store, {r["g"] for r in links})  # type: ignore[misc]
     plan = Plan("remove", "", c)
     groups = set()
@@ -206,10 +209,10 @@ def relabel(
         return _relabel_code(store, target, new_label, lang=lang, by=by, dry_run=dry_run)
     old = find_symptom(store, target)
     if not run_named(store, "curation/node_triples", node=old):
-        raise ValidationError(f"{target!r} is neither an ICD-10 code nor a symptom of the graph")
+        raise InputError(f"{target!r} is neither an ICD-10 code nor a symptom of the graph")
     other = find_symptom(store, new_label)
     if other != old and run_named(store, "curation/node_triples", node=other):
-        raise ValidationError(
+        raise InputError(
             f"a symptom labelled {new_label!r} already exists; use `medsyn onto merge-symptoms` to merge them"
         )
     c = Candidate(store, _graphs_of_node(store, old))
@@ -240,10 +243,10 @@ def merge_symptoms(store: Store, keep: str, drop: str, *, by: str | None = None,
     weight wins), its labels become ``skos:altLabel`` of ``keep``, and ``drop`` is removed."""
     a, b = find_symptom(store, keep), find_symptom(store, drop)
     if a == b:
-        raise ValidationError(f"{keep!r} and {drop!r} are the same symptom (same normalised label)")
+        raise InputError(f"{keep!r} and {drop!r} are the same symptom (same normalised label)")
     for ref, iri in ((keep, a), (drop, b)):
         if not run_named(store, "curation/node_triples", node=iri):
-            raise ValidationError(f"no symptom {ref!r} in the graph")
+            raise InputError(f"no symptom {ref!r} in the graph")
     c = Candidate(store, _graphs_of_node(store, a) | _graphs_of_node(store, b))
     plan = Plan("merge-symptoms", f"merge symptom {drop.strip()!r} into {keep.strip()!r}", c)
     _move_symptom(store, c, plan, b, a, new_label=None)
@@ -441,6 +444,8 @@ def _consistent(store: Store, disease: NamedNode, source: NamedNode) -> bool:
 
 def curator_name(by: str | None) -> str:
     """The curator: ``--by`` or the login name of the user running the command."""
+    if by is not None and not by.strip():
+        raise ParameterError("{by}: empty curator name; omit it to use your login name")
     name = (by or "").strip()
     if not name:
         try:
@@ -502,14 +507,14 @@ def _require_code(store: Store, code: str) -> tuple[NamedNode, str]:
     iri = code_iri(notation)
     rows = run_named(store, "curation/code", code=iri)
     if not rows:
-        raise ValidationError(f"unknown ICD-10 code {notation}: it is not in the graph's hierarchy")
+        raise InputError(f"unknown ICD-10 code {notation}: it is not in the graph's hierarchy")
     return iri, str(rows[0]["notation"].value)
 
 
 def _require_weight(weight: float) -> float:
     w = float(weight)
     if not math.isfinite(w) or w <= 0:
-        raise ValidationError(f"weight {weight!r} is out of range: a symptom weight is a finite number above 0")
+        raise InputError(f"weight {weight!r} is out of range: a symptom weight is a finite number above 0")
     return w
 
 
@@ -521,6 +526,8 @@ def _require_lang(lang: str) -> None:
 
 
 def _require_label(label: str) -> str:
+    if len(label) > MAX_LABEL_CHARS:
+        raise InputError(f"symptom label of {len(label):,} characters; at most {MAX_LABEL_CHARS:,}")
     norm = normalize_label(label)
     if not norm:
         raise InputError(f"empty symptom label {label!r}")
@@ -533,7 +540,7 @@ def _require_source(store: Store, name: str) -> tuple[NamedNode, NamedNode]:
         known = sorted(
             {unquote(r["s"].value.rsplit("/", 1)[-1]) for r in run_named(store, "curation/knowledge_sources")}
         )
-        raise ValidationError(
+        raise InputError(
             f"unknown knowledge source {name!r} (known: {', '.join(known) or 'none'}; "
             f"omit --source to use the curator source {CURATION_SOURCE!r})"
         )
@@ -569,7 +576,7 @@ def find_symptom(store: Store, text: str) -> NamedNode:
     }
     if len(found) > 1:
         names = ", ".join(sorted(f.value for f in found))  # type: ignore[union-attr]
-        raise ValidationError(f"label {t!r} names several symptoms ({names}); pass the IRI")
+        raise InputError(f"label {t!r} names several symptoms ({names}); pass the IRI")
     return found.pop() if found else minted  # type: ignore[return-value]
 
 

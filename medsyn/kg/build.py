@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,11 +22,11 @@ from pathlib import Path
 
 from pyoxigraph import BlankNode, CanonicalizationAlgorithm, Dataset, Literal, Quad, RdfFormat, parse
 
-from medsyn.atomic import fsync_dir, fsync_tree, writable_folder
+from medsyn.atomic import BUILDING, sibling, swap_dir, writable_folder
 from medsyn.errors import InputError, StoreError
 from medsyn.kg.importers import SOURCES, resolve
 from medsyn.kg.importers._common import BuildContext, integer
-from medsyn.kg.store import BUILDING, OLD, OxigraphStore, corrupt_store_error, lock_file, recover, sibling
+from medsyn.kg.store import OxigraphStore, corrupt_store_error, lock_file, recover
 from medsyn.kg.vocab import (
     META_GRAPH,
     ONTOLOGY_GRAPH,
@@ -103,7 +102,7 @@ def build_kg(
                 report = _build_into(tmp, data, names, step, kept)
                 report.dropped_quads = len(history) - len(kept)
                 step("swapping in the new store")
-                _swap(tmp, target)
+                swap_dir(tmp, target)
                 step("done")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -239,28 +238,6 @@ def _check_target(target: Path) -> None:
         # Opening read-write takes the store's locks (ours and RocksDB's): this fails now if a server, another
         # CLI or an `oxigraph serve` holds it.
         OxigraphStore(target).close()
-
-
-def _swap(tmp: Path, target: Path) -> None:
-    """Replace ``target`` with ``tmp`` by renames; on failure the old store is put back.
-
-    A kill between the two renames leaves only ``.old-*``: the next open puts it back (:func:`medsyn.kg.store.recover`).
-    """
-    aside = sibling(target, OLD)
-    had_old = target.exists()
-    try:
-        fsync_tree(tmp)
-        if had_old:
-            os.rename(target, aside)
-        os.rename(tmp, target)
-        fsync_dir(target.parent)
-    except OSError as exc:
-        if had_old and aside.exists() and not target.exists():
-            with contextlib.suppress(OSError):
-                os.rename(aside, target)
-        raise StoreError(f"cannot replace {target}: {exc.strerror or exc}") from None
-    if had_old:
-        shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextlib.contextmanager

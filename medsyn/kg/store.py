@@ -37,9 +37,10 @@ from pyoxigraph import (
     Store as _OxStore,
 )
 
+from medsyn.atomic import BUILDING, OLD, leftovers, recover_dir
 from medsyn.errors import InputError, StoreError
 from medsyn.kg.scopes import binding_sites, query_dataset
-from medsyn.locks import acquire, is_held_here, release
+from medsyn.locks import acquire, is_held_here, lock_beside, release
 
 Term = NamedNode | BlankNode | Literal | Triple
 Row = dict[str, Term]
@@ -396,42 +397,19 @@ def quads_to_sparql_data(quads: Iterable[Quad]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ store folders
-BUILDING = "building"
-OLD = "old"
-
-
 def lock_file(store: Path) -> Path:
     """The OS lock of a store: ``<store>.lock`` beside it, so it survives the folder swap of a rebuild."""
-    return store.with_name(store.name + ".lock")
-
-
-def sibling(store: Path, kind: str) -> Path:
-    """A fresh work folder beside ``store``: ``.<name>.building-<pid>-<random>`` or ``.<name>.old-...``."""
-    import uuid
-
-    return store.with_name(f".{store.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-def leftovers(store: Path, kind: str) -> list[Path]:
-    """Work folders of ``kind`` an earlier build left beside ``store``, oldest first."""
-    try:
-        found = [p for p in store.parent.glob(f".{store.name}.{kind}-*") if p.is_dir()]
-    except OSError:
-        return []
-    return sorted(found, key=lambda p: p.stat().st_mtime)
+    return lock_beside(store)
 
 
 def recover(store: Path) -> list[str]:
-    """Undo what an interrupted build left: a missing store gets its ``.old-*`` folder back, stale ``.building-*``
-    and ``.old-*`` folders are removed. Returns what was done (one phrase each).
+    """Undo what an interrupted build left (:func:`medsyn.atomic.recover_dir`): a missing store gets its ``.old-*``
+    folder back, stale ``.building-*`` and ``.old-*`` folders are removed. Returns what was done (one phrase each).
 
     Only a holder of the store lock may do this (no build is running then); a read-only caller takes the lock
     only when there is something to recover, and skips the clean-up when a writer holds it.
     """
-    import shutil
-
-    old, building = leftovers(store, OLD), leftovers(store, BUILDING)
-    if not old and not building:
+    if not leftovers(store, OLD) and not leftovers(store, BUILDING):
         return []
     key = lock_file(store)
     if not is_held_here(key):
@@ -444,14 +422,7 @@ def recover(store: Path) -> list[str]:
             return recover(store)
         finally:
             release(key)
-    done = []
-    if not store.exists() and old:
-        os.rename(old[-1], store)
-        done.append(f"restored {store} from {old[-1].name}")
-        old = old[:-1]
-    for p in [*old, *building]:
-        shutil.rmtree(p, ignore_errors=True)
-        done.append(f"removed {p.name}")
+    done = recover_dir(store)
     if done:
         print(f"recovered store {store}: " + "; ".join(done), file=sys.stderr)
     return done

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from medsyn.atomic import atomic_dir
+from medsyn.atomic import atomic_dir, check_output
 from medsyn.errors import ExitCode, InputError, MedsynError, ParameterError
 from medsyn.evaluation.data import (
     attach_requested,
@@ -38,6 +38,7 @@ from medsyn.kg.notes import real_notes
 from medsyn.kg.queries import run_named
 from medsyn.kg.store import Store
 from medsyn.kg.vocab import run_iri
+from medsyn.locks import hold, lock_beside
 from medsyn.sharing.folder import (
     FIELDS,
     FORMATS,
@@ -265,26 +266,23 @@ def export(
         raise ParameterError(f"{{on_near_copy}} must be one of {', '.join(POLICIES)}, got {on_near_copy!r}")
     if not inputs:
         raise InputError("nothing to export: name at least one run folder or notes file")
+    check_output(out, folder=True, inputs=inputs)
+    # Held from the first read to the swap: a second export into the same folder is refused, not both "done".
+    with hold(lock_beside(Path(out)), f"output folder {out}"):
+        return _export(inputs, Path(out), store=store, fmt=fmt, on_near_copy=on_near_copy, command=command)
+
+
+def _export(
+    inputs: Sequence[str | Path],
+    out: Path,
+    *,
+    store: Store,
+    fmt: str,
+    on_near_copy: str,
+    command: Sequence[str] | None,
+) -> ExportReport:
     sources = [read_source(p) for p in inputs]
-    known = _recorded_runs(store)
-    records: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    duplicates = 0
-    for src in sources:
-        per_note: dict[str, list[dict[str, Any]]] = {}
-        if src.kind == "run":
-            if run_iri(src.name).value not in known:
-                raise InputError(
-                    f"run {src.name} has no provenance in this store; pass the --store it was generated with",
-                    path=src.path,
-                )
-            per_note = note_sources(store, src.name)
-        for rec in src.records:
-            if str(rec["id"]) in seen:
-                duplicates += 1
-                continue
-            seen.add(str(rec["id"]))
-            records.append(_record(src, rec, per_note.get(str(rec["id"]), [])))
+    records, duplicates = _collect(sources, store)
     if not records:
         raise InputError("no accepted note in the inputs: nothing to export")
 
@@ -334,6 +332,30 @@ def export(
             (tmp / "lineage.rq").write_text(lineage_query(first_run_note), encoding="utf-8")
         (tmp / "README.md").write_text(render_card(report), encoding="utf-8")
     return report
+
+
+def _collect(sources: Sequence[Source], store: Store) -> tuple[list[dict[str, Any]], int]:
+    """The records of every input, each note id once, and how many repeated ids were skipped."""
+    known = _recorded_runs(store)
+    records: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for src in sources:
+        per_note: dict[str, list[dict[str, Any]]] = {}
+        if src.kind == "run":
+            if run_iri(src.name).value not in known:
+                raise InputError(
+                    f"run {src.name} has no provenance in this store; pass the --store it was generated with",
+                    path=src.path,
+                )
+            per_note = note_sources(store, src.name)
+        for rec in src.records:
+            if str(rec["id"]) in seen:
+                duplicates += 1
+                continue
+            seen.add(str(rec["id"]))
+            records.append(_record(src, rec, per_note.get(str(rec["id"]), [])))
+    return records, duplicates
 
 
 def _assert_no_real_text(records: Sequence[Mapping[str, Any]], real_norm: set[str]) -> int:

@@ -27,6 +27,7 @@ Layout of ``out``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -40,8 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from medsyn.atomic import atomic_dir, atomic_write_text
+from medsyn.atomic import atomic_dir, atomic_write_text, check_output, fsync_dir
 from medsyn.errors import InputError
+from medsyn.faults import pause_point
+from medsyn.locks import hold, lock_beside
 from medsyn.training.instructions import InstructionRecord, file_sha256, read_dataset
 from medsyn.training.models import (
     MANIFEST_NAME,
@@ -58,6 +61,8 @@ MANIFEST_FORMAT = "medsyn-adapter/1"
 STATE_NAME = "medsyn_state.json"
 """Written last into a trainer checkpoint: the checkpoint is complete, and of which run."""
 QUANTIZE = ("4bit", "8bit")
+_PUBLISHING = ".adapter."
+"""Prefix of the temp folder inside ``out`` the final adapter is saved into before its files are moved in."""
 ACCELERATE_CONFIG_ENV = "MEDSYN_ACCELERATE_CONFIG"
 """Set by ``medsyn finetune --accelerate-config FILE`` in the processes it launches (recorded in the manifest)."""
 
@@ -229,7 +234,11 @@ def latest_checkpoint(out: str | Path) -> Path | None:
 
 
 def _drop_incomplete(out: Path) -> None:
-    """Remove checkpoints a kill left half-written (no state file): the trainer writes that step again."""
+    """Remove checkpoints a kill left half-written (no state file): the trainer writes that step again; and the temp
+    folders of an adapter a kill stopped while it was being published (:func:`_publish_adapter`)."""
+    if out.is_dir():
+        for p in out.glob(f"{_PUBLISHING}*"):
+            shutil.rmtree(p, ignore_errors=True)
     d = out / "checkpoints"
     if d.is_dir():
         for p in d.iterdir():
@@ -479,7 +488,28 @@ def finetune(
     Under ``accelerate launch`` every process runs this function; the main one writes the adapter and manifest.
     """
     cfg = config or TrainConfig()
-    out = Path(out)
+    out = check_output(out, folder=True)
+    main_process = int(os.environ.get("RANK", "0") or 0) == 0
+    # One training per --out: the main process holds the folder's lock (the other ranks of its launch share it).
+    with hold(lock_beside(out), f"adapter folder {out}") if main_process else contextlib.nullcontext():
+        if restart and main_process:
+            pause_point("finetune.restart")
+            _clear(out)
+        # The other ranks must not read --out (manifest, checkpoints) before rank 0 has cleared it.
+        _barrier(device)
+        return _train(base, data, out, cfg, device=device, stop_after=stop_after, progress=progress)
+
+
+def _train(
+    base: str,
+    data: str | Path,
+    out: Path,
+    cfg: TrainConfig,
+    *,
+    device: str | None,
+    stop_after: int | None,
+    progress: bool,
+) -> dict[str, Any]:
     fingerprint = base_fingerprint(base)  # checks the base first: a bad one fails before anything loads
     records = read_dataset(data)
     run = {"base": base_name(base), "base_fingerprint": fingerprint, "data_sha256": file_sha256(data)}
@@ -488,7 +518,7 @@ def finetune(
     processes = world_size()
     accumulation = _accumulation(cfg, processes)
     main_process = int(os.environ.get("RANK", "0") or 0) == 0
-    done = _finished_adapter(out, run, restart=restart and main_process)
+    done = _finished_adapter(out, run)
     if done is not None:
         return done
     ckpt = latest_checkpoint(out)
@@ -608,12 +638,30 @@ def _make_trainer(**kwargs: Any) -> Any:
         raise InputError(f"{'target_modules' if 'target modules' in first.lower() else 'trainer'}: {first}") from None
 
 
-def _finished_adapter(out: Path, run: dict[str, Any], *, restart: bool) -> dict[str, Any] | None:
-    """The manifest of a complete adapter of this same run in ``out`` (nothing to do), after ``restart`` cleared
-    ``out``; refuses an adapter of another run."""
-    if restart and out.exists():
+def _clear(out: Path) -> None:
+    """``--restart``: drop the checkpoints and the adapter's manifest and config (the rest is overwritten)."""
+    if out.exists():
         for p in [out / "checkpoints", *(out / n for n in (MANIFEST_NAME, "adapter_config.json"))]:
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        fsync_dir(out)
+
+
+def _barrier(device: str | None) -> None:
+    """Under ``accelerate launch`` / torchrun: every process waits here until all have arrived (a no-op alone).
+
+    The process group is the one the trainer uses later: accelerate's shared state, set up here with the same
+    ``cpu`` choice the trainer makes.
+    """
+    if world_size() == 1:
+        return
+    from accelerate import PartialState
+
+    PartialState(cpu=pick_device(device) == "cpu").wait_for_everyone()
+
+
+def _finished_adapter(out: Path, run: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest of a complete adapter of this same run in ``out`` (nothing to do); refuses an adapter of
+    another run."""
     if not (out / MANIFEST_NAME).is_file():
         return None
     done = _read_json(out / MANIFEST_NAME)
@@ -748,7 +796,7 @@ def _versions() -> dict[str, str]:
 def _publish_adapter(model: Any, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Save the adapter into a temp dir inside ``out``, move its files in, then write the manifest last."""
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out))
+    tmp = Path(tempfile.mkdtemp(prefix=_PUBLISHING, dir=out))
     try:
         model.save_pretrained(str(tmp))
         manifest["adapter_hash"] = adapter_hash(tmp)
@@ -768,10 +816,17 @@ def merge(adapter: str | Path, out: str | Path, *, base: str | None = None) -> P
 
     The base defaults to the one named in the adapter's manifest. Written to a temp dir and renamed.
     """
+    adapter = Path(adapter)
+    out = check_output(out, folder=True, inputs=[adapter, *([base] if base and Path(base).exists() else [])])
+    if out.exists():
+        raise InputError(f"{out}: already exists; choose a new output directory")
+    with hold(lock_beside(out), f"output folder {out}"):
+        return _merge(adapter, out, base)
+
+
+def _merge(adapter: Path, out: Path, base: str | None) -> Path:
     from peft import PeftModel
 
-    adapter = Path(adapter)
-    out = Path(out)
     manifest = check_adapter_base(adapter, base) if base else None
     if manifest is None:
         from medsyn.training.models import read_manifest
@@ -782,7 +837,7 @@ def merge(adapter: str | Path, out: str | Path, *, base: str | None = None) -> P
     assert base is not None
     model, tokenizer = load_base(base, device="cpu")
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    if out.exists():
+    if out.exists():  # made while the model loaded (not by another merge: that one is refused by the lock)
         raise InputError(f"{out}: already exists; choose a new output directory")
     with atomic_dir(out) as tmp:
         merged.save_pretrained(str(tmp))

@@ -19,7 +19,7 @@ from importlib import import_module
 
 from pyoxigraph import Quad
 
-from medsyn.errors import InputError
+from medsyn.errors import InputError, ParameterError
 from medsyn.kg.importers._common import BuildContext
 
 
@@ -75,5 +75,9 @@ def resolve(names: Sequence[str] | None) -> list[str]:
                     chosen.add(n)
                 else:
                     raise InputError(f"unknown source {n!r}; known: all, default, {', '.join(SOURCES)}")
+        if not chosen:  # `--sources ''` used to build the register alone and say it was done
+            raise ParameterError(
+                f"{{sources}} names no source; name them, or default or all (known: {', '.join(SOURCES)})"
+            )
     chosen.add(REQUIRED)
     return [n for n in SOURCES if n in chosen]
