@@ -185,6 +185,12 @@ def test_cli_upsample_and_quality_write_reports(small: dict[str, Path], tmp_path
     assert "## What the text adds over the graph" in md and "| gpt4 | real 1 + syn 1 |" in md
     assert "gpt4: requested symptoms paired by rank within code" in md
     assert "the text adds" in res.stdout
+    adds = json.loads((out / "text_adds.json").read_text())
+    assert {(r["set"], r["mix"]) for r in adds["sets"]} == {
+        (name, mix)
+        for name in ("gpt4", "generated")
+        for mix in ("real 0.5 + syn 1", "real 1 + syn 1", "synthetic only")
+    }
 
     qout = tmp_path / "q"
     res = _medsyn("quality", "--train", small["train"], "--synthetic", small["gpt4"], "--out", qout)

@@ -130,6 +130,7 @@ def test_export_jsonl_with_card(runs: dict, tmp_path: Path) -> None:
     assert "medsyn generate --n 8" in card  # the command from run.json
     assert "paper_fewshot_ru" in card and "min_recall" in card and "CC BY-NC-SA" not in card.split("##")[0]
     assert (out / "notes_per_code.png").stat().st_size > 1000
+    assert "## Usefulness: what the text adds over the graph" in card and "No evaluation was attached" in card
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["records"] == len(recs) and manifest["near_copy"]["checked_against_real_notes"] == len(runs["real"])
     # The card's lineage query runs on the store and finds the note's inputs.
@@ -414,3 +415,32 @@ def test_a_second_export_into_the_same_folder_is_refused(runs: dict, tmp_path: P
     flag.unlink()  # let the first one finish
     assert first.wait(timeout=300) == 0
     assert len(lines(out / "data" / "train.jsonl")) == len(lines(runs["dir"] / "chat" / NOTES_FILE))
+
+
+def test_the_card_shows_an_attached_graph_only_control(runs: dict, tmp_path: Path) -> None:
+    report = tmp_path / "upsample"
+    report.mkdir()
+    row = {
+        "set": "chat",
+        "mix": "real 1 + syn 1",
+        "seeds": 3,
+        "gain": [1.18, 0.97],
+        "control_gain": [0.83, 1.12],
+        "text_adds": [0.35, 0.31],
+        "rare_gain": [9.31, 2.25],
+        "control_rare_gain": [8.33, 2.25],
+        "rare_text_adds": [0.98, 0.85],
+    }
+    (report / "text_adds.json").write_text(json.dumps({"classifier": "char TF-IDF", "dev": "dev_v1", "sets": [row]}))
+    out = tmp_path / "ds"
+    r = medsyn("export", runs["dir"] / "chat", "--out", out, "--store", runs["store"], "--evaluation", report)
+    assert r.returncode == 0, r.stderr
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "| chat | real 1 + syn 1 | +1.18 ± 0.97 | +0.83 ± 1.12 | +0.35 ± 0.31 |" in card
+    assert "No evaluation was attached" not in card and "char TF-IDF" in card
+    (report / "text_adds.json").write_text(json.dumps({"sets": []}))
+    r = medsyn(
+        "export", runs["dir"] / "chat", "--out", tmp_path / "ds2", "--store", runs["store"], "--evaluation", report
+    )
+    assert r.returncode == 2 and "--no-control" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "ds2").exists()

@@ -37,6 +37,13 @@ def export_command(
     endpoint: Annotated[
         str | None, typer.Option("--endpoint", help="SPARQL endpoint URL instead of the store.")
     ] = None,
+    evaluation: Annotated[
+        Path | None,
+        typer.Option(
+            "--evaluation",
+            help="An `eval upsample` report folder: its graph-only control (what the text adds) goes into the card.",
+        ),
+    ] = None,
 ) -> None:
     """Merge runs into RuMedTop3-compatible records (jsonl or Parquet) with a dataset card; no real note inside."""
     from medsyn.kg.opener import open_store
@@ -46,7 +53,13 @@ def export_command(
     s = open_store(None if endpoint else (store or default_store_dir()), endpoint=endpoint, read_only=True)
     try:
         r = export(
-            inputs, out, store=s, fmt=fmt, on_near_copy=on_near_copy, command=["medsyn", "export", *sys.argv[2:]]
+            inputs,
+            out,
+            store=s,
+            fmt=fmt,
+            on_near_copy=on_near_copy,
+            command=["medsyn", "export", *sys.argv[2:]],
+            evaluation=evaluation,
         )
     finally:
         with contextlib.suppress(Exception):

@@ -129,6 +129,30 @@ def _plot_code_gains(gains: dict[str, float], rare: set[str], title: str, path: 
     save_figure(fig, path)
 
 
+TEXT_ADDS_FILE = "text_adds.json"
+
+
+def text_adds_rows(summaries: Sequence[Summary]) -> list[dict[str, Any]]:
+    """One JSON row per (set, point) that ran beside its graph-only control: what ``medsyn export --evaluation``
+    puts in a dataset card."""
+    twin_of = {(s.control_of, s.point): s for s in summaries if s.control_of}
+    return [
+        {
+            "set": s.set_name,
+            "mix": s.point.label,
+            "seeds": s.seeds,
+            "gain": list(s.gain),
+            "control_gain": list(twin_of[(s.set_name, s.point)].gain),
+            "text_adds": list(s.text_adds),
+            "rare_gain": list(s.rare_gain),
+            "control_rare_gain": list(twin_of[(s.set_name, s.point)].rare_gain),
+            "rare_text_adds": list(s.rare_text_adds or (math.nan, math.nan)),
+        }
+        for s in summaries
+        if s.text_adds is not None and (s.set_name, s.point) in twin_of
+    ]
+
+
 def _text_adds_section(results: Sequence[RunResult], summaries: Sequence[Summary], ctx: UpsampleContext) -> list[str]:
     """The graph-only control: each set against its own requested symptoms as text, per point and per seed."""
     rows = [s for s in summaries if s.text_adds is not None]

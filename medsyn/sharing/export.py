@@ -101,6 +101,8 @@ class ExportReport:
     """The export's own command line, for the card's "how to reproduce"."""
     symptom_labels_real: int = 0
     """Requested-symptom labels (graph facts) that equal a whole real note (see :func:`_assert_no_real_text`)."""
+    evaluation: dict[str, Any] | None = None
+    """The graph-only control of an ``eval upsample`` report (its ``text_adds.json``), shown in the card."""
 
     @property
     def per_code(self) -> dict[str, int]:
@@ -254,11 +256,13 @@ def export(
     fmt: str = "jsonl",
     on_near_copy: str = "drop",
     command: Sequence[str] | None = None,
+    evaluation: str | Path | None = None,
 ) -> ExportReport:
     """Merge ``inputs`` into one dataset folder ``out`` (replaced as a whole), after the near-copy check.
 
     The store must hold the provenance of every run (the one it was generated against): the records' sources and
-    licences come from it, and its real notes are what the check compares with.
+    licences come from it, and its real notes are what the check compares with. ``evaluation`` is an ``eval
+    upsample`` report folder: its graph-only control (what the text adds over the bare lists) goes into the card.
     """
     if fmt not in FORMATS:
         raise ParameterError(f"{{fmt}} must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -267,9 +271,32 @@ def export(
     if not inputs:
         raise InputError("nothing to export: name at least one run folder or notes file")
     check_output(out, folder=True, inputs=inputs)
+    adds = read_text_adds(Path(evaluation)) if evaluation is not None else None
     # Held from the first read to the swap: a second export into the same folder is refused, not both "done".
     with hold(lock_beside(Path(out)), f"output folder {out}"):
-        return _export(inputs, Path(out), store=store, fmt=fmt, on_near_copy=on_near_copy, command=command)
+        return _export(
+            inputs, Path(out), store=store, fmt=fmt, on_near_copy=on_near_copy, command=command, evaluation=adds
+        )
+
+
+def read_text_adds(folder: Path) -> dict[str, Any]:
+    """The ``text_adds.json`` of an ``eval upsample`` report folder, checked enough to render."""
+    from medsyn.evaluation.report import TEXT_ADDS_FILE
+
+    path = folder / TEXT_ADDS_FILE
+    if not path.is_file():
+        raise InputError(f"no {TEXT_ADDS_FILE} here: give an `eval upsample` report folder", path=folder)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"not JSON: {exc}", path=path) from None
+    if not isinstance(data, dict) or not isinstance(data.get("sets"), list):
+        raise InputError("expected an object with a 'sets' list", path=path)
+    if not data["sets"]:
+        raise InputError(
+            "the report ran no set beside its graph-only control (was it run with --no-control?)", path=path
+        )
+    return data
 
 
 def _export(
@@ -280,6 +307,7 @@ def _export(
     fmt: str,
     on_near_copy: str,
     command: Sequence[str] | None,
+    evaluation: dict[str, Any] | None = None,
 ) -> ExportReport:
     sources = [read_source(p) for p in inputs]
     records, duplicates = _collect(sources, store)
@@ -321,6 +349,7 @@ def _export(
     report.graph_sources = _graph_sources(store)
     report.symptom_labels_real = labels
     report.command = shlex.join(command) if command else None
+    report.evaluation = evaluation
     from medsyn.sharing.card import lineage_query, plot_per_code, render_card
 
     with atomic_dir(out) as tmp:
