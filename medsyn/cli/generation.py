@@ -125,6 +125,21 @@ def generate_command(
         int | None,
         typer.Option("--shots", help="Real example notes per prompt of a few-shot template (default: the template's)."),
     ] = None,
+    shot_selection: Annotated[
+        str,
+        typer.Option(
+            "--shot-selection",
+            help="How a few-shot prompt's real notes are chosen: 'random' (seeded, within the category) or "
+            "'overlap' (the notes stating most of the sample's symptoms first, ties seeded).",
+        ),
+    ] = "random",
+    candidates: Annotated[
+        int,
+        typer.Option(
+            "--candidates",
+            help="Completions per attempt (distinct seeds); the one the filter ranks best is kept (best-of-N).",
+        ),
+    ] = 1,
     store: Annotated[
         Path | None, typer.Option("--store", help="Store directory (default: $MEDSYN_STORE or .medsyn/store).")
     ] = None,
@@ -172,6 +187,8 @@ def generate_command(
         filter=FilterConfig(min_recall=min_recall, max_similarity=max_similarity, max_repetition=max_repetition),
         shots=shots,
         stop=stops,
+        shot_selection=shot_selection,
+        candidates=candidates,
     )
     options: dict[str, Any] = {"model": model, "seed": seed}
     if backend == "openai":
