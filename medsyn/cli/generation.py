@@ -152,6 +152,21 @@ def generate_command(
         int | None,
         typer.Option("--shots", help="Real example notes per prompt of a few-shot template (default: the template's)."),
     ] = None,
+    shot_selection: Annotated[
+        str,
+        typer.Option(
+            "--shot-selection",
+            help="How a few-shot prompt's real notes are chosen: 'random' (seeded, within the category) or "
+            "'overlap' (the notes stating most of the sample's symptoms first, ties seeded).",
+        ),
+    ] = "random",
+    candidates: Annotated[
+        int,
+        typer.Option(
+            "--candidates",
+            help="Completions per attempt (distinct seeds); the one the filter ranks best is kept (best-of-N).",
+        ),
+    ] = 1,
     store: Annotated[
         Path | None, typer.Option("--store", help="Store directory (default: $MEDSYN_STORE or .medsyn/store).")
     ] = None,
@@ -206,6 +221,8 @@ def generate_command(
         ),
         shots=shots,
         stop=stops,
+        shot_selection=shot_selection,
+        candidates=candidates,
     )
     # Each backend gets only the options it takes: get_backend refuses any other.
     options: dict[str, Any] = {"model": model}

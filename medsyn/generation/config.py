@@ -29,6 +29,10 @@ class GenerationConfig:
     """Example notes per prompt of a few-shot template, instead of the template's own ``shots`` (None: keep)."""
     stop: tuple[str, ...] | None = None
     """Stop sequences instead of the template's (None: the template's, else the backend's default)."""
+    shot_selection: str = "random"
+    """How a few-shot prompt's real notes are chosen (:data:`medsyn.sampling.draw.SHOT_SELECTIONS`)."""
+    candidates: int = 1
+    """Completions asked for per attempt (distinct seeds); the one the filter ranks best is the attempt's note."""
 
     def load_template(self) -> PromptTemplate:
         """The template with this config's overrides (they change its content hash, so provenance sees them)."""
@@ -42,6 +46,14 @@ class GenerationConfig:
         return t
 
     def __post_init__(self) -> None:
+        from medsyn.sampling.draw import SHOT_SELECTIONS
+
+        if self.shot_selection not in SHOT_SELECTIONS:
+            raise ParameterError(
+                f"{{shot_selection}} must be one of {', '.join(SHOT_SELECTIONS)}, got {self.shot_selection!r}"
+            )
+        if not 1 <= self.candidates <= 16:
+            raise ParameterError(f"{{candidates}} must be from 1 to 16, got {self.candidates}")
         if self.shots is not None and not 1 <= self.shots <= 32:
             raise ParameterError(f"{{shots}} must be from 1 to 32, got {self.shots}")
         if self.max_attempts < 1:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import shlex
@@ -36,7 +37,7 @@ from medsyn.generation.fluency import note_vocabulary
 from medsyn.generation.progress import Progress, Totals
 from medsyn.generation.prompts import PromptTemplate
 from medsyn.generation.provenance import RunInfo, add_notes, finish_run, note_id, now_iso, recorded_note_ids, start_run
-from medsyn.generation.records import attempt_record
+from medsyn.generation.records import attempt_record, best_of
 from medsyn.generation.run_folder import (
     FAILURES_FILE,
     LOCK_FILE,
@@ -138,12 +139,23 @@ async def agenerate(
     cfg = config or GenerationConfig()
     template = cfg.load_template()
     if template.shots:
+        from medsyn.generation.mentions import mentioned_symptoms
         from medsyn.sampling.draw import add_examples
         from medsyn.sampling.weights import DEFAULT_SOURCES
 
         # Examples come from the tables of the sources the samples were drawn with (a sample file: the default).
         sources = (sampling or {}).get("sources") or DEFAULT_SOURCES
-        samples = add_examples(store, samples, template.shots, seed=cfg.seed, sources=sources)
+        # The matcher is passed only when it is used, so runs without these options keep their samples exactly.
+        matched = template.shows_symptoms or cfg.shot_selection != "random"
+        samples = add_examples(
+            store,
+            samples,
+            template.shots,
+            seed=cfg.seed,
+            sources=sources,
+            selection=cfg.shot_selection,
+            matcher=mentioned_symptoms if matched else None,
+        )
     engine = _Engine(
         samples,
         Path(out_dir),
@@ -201,7 +213,7 @@ class _Engine:
     # ---------------------------------------------------------------- run identity and run.json
     def _identity(self) -> dict[str, Any]:
         c = self.config
-        return {
+        out: dict[str, Any] = {
             "samples_sha256": samples_hash(self._sample_lines),
             "n_samples": len(self.samples),
             "template": self.template.name,
@@ -217,6 +229,12 @@ class _Engine:
             "filter": asdict(c.filter),
             "sampling": self.sampling,
         }
+        # Added only when set, so the identity (and resume) of runs made before these options is unchanged.
+        if c.shot_selection != "random":
+            out["shot_selection"] = c.shot_selection
+        if c.candidates != 1:
+            out["candidates"] = c.candidates
+        return out
 
     def _open_run(self) -> dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -347,6 +365,7 @@ class _Engine:
         self.lost = len(lost)
 
     async def _attempt_batch(self, jobs: list[tuple[Group, Sample, int]]) -> list[tuple[Any, ...]]:
+        """Each job's requests (``candidates`` of them, one prompt, distinct seeds) and their completions."""
         prepared = []
         for g, s, a in jobs:
             nid = note_id(self.run.run_id, s.id, a)
@@ -363,10 +382,21 @@ class _Engine:
                 prompt=text,
                 stop=t.stop if t.stop or self.config.stop is not None else None,
             )
-            prepared.append((g, s, a, nid, req))
+            # Candidate 0 keeps the seed a single completion had; the others' seeds add their number, so an
+            # attempt (and a resumed one) always asks for the same N completions.
+            extra = [
+                dataclasses.replace(req, seed=_request_seed(self.config.seed, f"{s.id}\x1f{a}\x1f{c}"))
+                for c in range(1, self.config.candidates)
+            ]
+            prepared.append((g, s, a, nid, [req, *extra]))
         started = now_iso()
-        comps = await self.backend.complete([p[4] for p in prepared])
-        return [(*p, started, c) for p, c in zip(prepared, comps, strict=True)]
+        comps = await self.backend.complete([r for p in prepared for r in p[4]])
+        out, k = [], 0
+        for p in prepared:
+            n = len(p[4])
+            out.append((*p, started, comps[k : k + n]))
+            k += n
+        return out
 
     # ---------------------------------------------------------------- main loop
     async def run(self, *, progress: bool) -> RunSummary:
@@ -465,22 +495,26 @@ class _Engine:
     ) -> None:
         with_notes = []
         for task in done:
-            for g, s, a, nid, req, started, comp in task.result():
-                rec = attempt_record(
-                    run_id=self.run.run_id,
-                    backend=self.backend,
-                    template=self.template,
-                    filter_config=self.config.filter,
-                    graph_version=self.graph_version,
-                    sample=s,
-                    attempt=a,
-                    nid=nid,
-                    req=req,
-                    started=started,
-                    comp=comp,
-                    real_copies=self.real_copies,
-                    vocabulary=self.vocabulary,
-                )
+            for g, s, a, nid, reqs, started, comps in task.result():
+                recs = [
+                    attempt_record(
+                        run_id=self.run.run_id,
+                        backend=self.backend,
+                        template=self.template,
+                        filter_config=self.config.filter,
+                        graph_version=self.graph_version,
+                        sample=s,
+                        attempt=a,
+                        nid=nid,
+                        req=req,
+                        started=started,
+                        comp=comp,
+                        real_copies=self.real_copies,
+                        vocabulary=self.vocabulary,
+                    )
+                    for req, comp in zip(reqs, comps, strict=True)
+                ]
+                rec = best_of(recs)
                 (notes_out if rec["accepted"] else fail_out).write(rec)
                 self.totals.add(rec)
                 self.attempts_now += 1

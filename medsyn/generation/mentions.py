@@ -321,6 +321,18 @@ def mentioned(note: str, symptom: str) -> bool:
     return _mentioned_in(_index(note), symptom_words(symptom))
 
 
+def mentioned_symptoms(note: str, symptoms: Sequence[str]) -> list[str]:
+    """The symptoms (in their order) that the note states as present; the note is indexed once for all of them.
+
+    Few-shot selection uses it to find which of a category's graph symptoms a real note contains.
+
+    >>> mentioned_symptoms("Беспокоит головная боль, тошноты нет.", ["тошнота", "головная боль", "кашель"])
+    ['головная боль']
+    """
+    index = _index(note)
+    return [s for s in symptoms if _mentioned_in(index, symptom_words(s))]
+
+
 def symptom_recall(note: str, symptoms: Sequence[str]) -> float:
     """Share of the requested symptoms the note mentions (0 when none were requested)."""
     if not symptoms:

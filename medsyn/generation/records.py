@@ -117,3 +117,38 @@ def redacted_prompt(template: PromptTemplate, sample: Sample) -> list[dict[str, 
     if t.mode == "completion":
         return [{"role": "user", "content": t.render_text(sample, redact=True)}]
     return t.render(sample, redact=True)
+
+
+def candidate_rank(rec: Mapping[str, Any]) -> tuple[Any, ...]:
+    """How the filter orders candidate notes of one attempt, best first: accepted, then scored (a note came back),
+    then the highest symptom recall, then the most new content over the symptom list (novelty; a record of an
+    older filter has none), then the least copied from the shots and the least looping."""
+    scores = rec.get("scores") or {}
+    return (
+        not rec.get("accepted"),
+        not scores,
+        -float(scores.get("recall", 0.0)),
+        -float(scores.get("novelty") or 0.0),
+        float(scores.get("similarity", 0.0)),
+        float(scores.get("repetition", 0.0)),
+    )
+
+
+def best_of(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The record of an attempt from its candidates' records (one per completion, same note id): the best by
+    :func:`candidate_rank` (the first on a tie), with the usage and cost of all of them, ``candidates`` (N),
+    ``candidate`` (the chosen one's number, its seed is the record's ``seed``) and ``candidate_scores`` (each
+    candidate's seed, status and scores; no texts). One candidate: its record unchanged."""
+    if len(recs) == 1:
+        return recs[0]
+    chosen = min(range(len(recs)), key=lambda i: (candidate_rank(recs[i]), i))
+    rec = dict(recs[chosen])
+    rec["usage"] = {
+        k: sum(int((r.get("usage") or {}).get(k) or 0) for r in recs) for k in ("prompt_tokens", "completion_tokens")
+    }
+    rec["cost_usd"] = sum(float(r.get("cost_usd") or 0.0) for r in recs)
+    rec["retries"] = sum(int(r.get("retries") or 0) for r in recs)
+    rec["candidates"] = len(recs)
+    rec["candidate"] = chosen
+    rec["candidate_scores"] = [{"seed": r["seed"], "status": r["status"], "scores": r["scores"]} for r in recs]
+    return rec

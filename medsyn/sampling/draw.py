@@ -314,6 +314,84 @@ class SamplingRequest:
         )
 
 
+SHOT_SELECTIONS = ("random", "overlap")
+"""How :func:`add_examples` picks the real notes of a category: ``random`` (uniform, seeded) or ``overlap`` (the notes
+whose matched symptoms share most with the sample's, ties and the rest in seeded random order)."""
+
+Matcher = Callable[[str, Sequence[str]], list[str]]
+"""``(note, symptoms) -> the symptoms the note states``: the generation layer's lemma matcher
+(:func:`medsyn.generation.mentions.mentioned_symptoms`), passed in because sampling sits below generation."""
+
+
+_Note = tuple[str | None, str]
+"""A real note as (id, text); a sample's own example may lack an id."""
+
+
+class _ShotPool:
+    """The real notes one :func:`add_examples` call may show, and (with a matcher) the graph symptoms of their
+    category that each note states, computed once per note."""
+
+    def __init__(self, tables: SamplingTables, matcher: Matcher | None, min_words: int, max_words: int) -> None:
+        self.tables, self.matcher = tables, matcher
+        self.min_words, self.max_words = min_words, max_words
+        self._vocab: dict[int, tuple[list[str], list[str]]] = {}
+        self._found: dict[str, list[int]] = {}
+
+    def fits(self, text: str | None) -> bool:
+        return bool(text) and self.min_words <= len(str(text).split()) <= self.max_words
+
+    def vocab(self, ci: int) -> tuple[list[str], list[str]]:
+        """The category's graph symptoms (labels, IRIs): those of all its codes."""
+        if ci not in self._vocab:
+            t = self.tables
+            ids = sorted({v for c in t.cat_codes[ci] for v in t.code_symptoms[c]})
+            self._vocab[ci] = ([t.sym_label[v] for v in ids], [t.sym_iri[v] for v in ids])
+        return self._vocab[ci]
+
+    def found(self, ci: int, note: _Note) -> list[int]:
+        """Positions in :meth:`vocab` of the symptoms the note ``(id, text)`` states (cached per note id)."""
+        if self.matcher is None:
+            return []
+        key = note[0] or note[1]
+        if key not in self._found:
+            labels = self.vocab(ci)[0]
+            said = set(self.matcher(note[1], labels))
+            self._found[key] = [p for p, label in enumerate(labels) if label in said]
+        return self._found[key]
+
+    def shot(self, ci: int, note: _Note) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": note[0], "text": note[1]}
+        if self.matcher is not None:
+            out["symptoms"] = [self.vocab(ci)[0][p] for p in self.found(ci, note)]
+        return out
+
+
+def _pick(pool: _ShotPool, s: Sample, ci: int, k: int, selection: str, rng: np.random.Generator) -> list[_Note]:
+    """The notes ``(id, text)`` to show, in prompt order, for one sample."""
+    t = pool.tables
+    own: list[_Note] = [(s.example_id, str(s.example_text))] if pool.fits(s.example_text) else []
+    rest: list[_Note] = [(t.note_id[j], t.note_text[j]) for j in t.cat_notes[ci] if t.note_id[j] != s.example_id]
+    rest = [n for n in rest if pool.fits(n[1])]
+    if pool.matcher is None:  # the original draw, unchanged: the same seed gives the same shots as before
+        want = k - len(own)
+        picks = rng.choice(len(rest), size=min(want, len(rest)), replace=False).tolist() if want > 0 and rest else []
+        return own + [rest[p] for p in picks]
+    shuffled = own + [rest[p] for p in rng.permutation(len(rest)).tolist()]
+    if selection == "overlap":
+        wanted = set(s.symptom_iris)
+        iris = pool.vocab(ci)[1]
+
+        def shared(n: _Note) -> int:
+            return len(wanted & {iris[p] for p in pool.found(ci, n)})
+
+        # Most shared symptoms first; the stable sort keeps the seeded order (own example first) among ties.
+        shuffled.sort(key=lambda n: -shared(n))
+    # Notes that state none of the category's graph symptoms go last (a stable sort: the order above stays): a shot
+    # with an empty symptom line cannot show a list becoming a note; they fill in only when too few others exist.
+    shuffled.sort(key=lambda n: not pool.found(ci, n))
+    return shuffled[:k]
+
+
 def add_examples(
     store: Store | SamplingTables,
     samples: Sequence[Sample],
@@ -323,23 +401,36 @@ def add_examples(
     min_words: int = 5,
     max_words: int = 80,
     sources: str | Sequence[str] = DEFAULT_SOURCES,
+    selection: str = "random",
+    matcher: Matcher | None = None,
 ) -> list[Sample]:
     """Give each sample up to ``k`` distinct real example notes of its category, for few-shot prompts.
 
-    The sample's own example comes first when it has at most ``max_words`` words; the others are drawn uniformly
-    without replacement from the category's notes of ``min_words`` to ``max_words`` words, by a generator keyed by
-    (seed, sample id), so the same sample always gets the same examples whatever else is in the run. The word
-    bounds keep K shots inside a small model's context (a few real notes run to hundreds of words). They go to
-    ``sample.extra["examples"]`` as ``{"id", "text"}`` (the run's samples.jsonl keeps them, and each note's
-    provenance names them). Samples that already have examples are returned unchanged. ``sources``: the symptom
-    sources the samples were drawn from (the categories they know); a sample of a category outside them is an
-    :class:`InputError`, not a prompt with fewer shots.
+    ``selection="random"``: the sample's own example comes first when it has ``min_words`` to ``max_words`` words;
+    the others are drawn uniformly without replacement from the category's notes of that length, by a generator
+    keyed by (seed, sample id), so the same sample always gets the same examples whatever else is in the run. The
+    word bounds keep K shots inside a small model's context (a few real notes run to hundreds of words).
+
+    ``matcher`` (the lemma matcher, see :data:`Matcher`) gives each example the graph symptoms of its category that
+    the note states (``"symptoms"``, for the ``example_symptoms`` shot placeholder) and prefers notes that state at
+    least one: a shot whose symptom line is empty cannot show a list becoming a note. ``selection="overlap"``
+    (needs ``matcher``) ranks the category's notes by how many of the sample's symptoms they state, ties and the
+    rest in the seeded random order.
+
+    Examples go to ``sample.extra["examples"]`` as ``{"id", "text"[, "symptoms"]}`` (the run's samples.jsonl keeps
+    them, and each note's provenance names them). Samples that already have examples are returned unchanged.
+    ``sources``: the symptom sources the samples were drawn from (the categories they know); a sample of a category
+    outside them is an :class:`InputError`, not a prompt with fewer shots.
     """
     import dataclasses
     import hashlib
 
     if k < 1:
         raise ParameterError(f"{{k}} (few-shot examples) must be >= 1, got {k}")
+    if selection not in SHOT_SELECTIONS:
+        raise ParameterError(f"unknown shot selection {selection!r}; expected one of {', '.join(SHOT_SELECTIONS)}")
+    if selection == "overlap" and matcher is None:
+        raise ParameterError("shot selection 'overlap' needs a symptom matcher")
     tables = store if isinstance(store, SamplingTables) else load_tables(store, sources=sources, min_words=0)
     index = tables.category_index()
     outside = sorted({s.category for s in samples if "examples" not in s.extra and s.category not in index})
@@ -349,24 +440,15 @@ def add_examples(
             f"{' ...' if len(outside) > 5 else ''} ha{'s' if len(outside) == 1 else 've'} no symptoms in source(s) "
             f"{', '.join(source_list(sources))}; give the --sources the samples were drawn with"
         )
-    words = [len(t.split()) for t in tables.note_text]
-
-    def fits(j: int) -> bool:
-        return min_words <= words[j] <= max_words
-
+    pool = _ShotPool(tables, matcher, min_words, max_words)
     out: list[Sample] = []
     for s in samples:
         if "examples" in s.extra:
             out.append(s)
             continue
         ci = index[s.category]
-        own = bool(s.example_text) and min_words <= len(s.example_text.split()) <= max_words
-        pool = [j for j in tables.cat_notes[ci] if tables.note_id[j] != s.example_id and fits(j)]
         key = int(hashlib.sha256(f"{seed}\x1f{s.id}".encode()).hexdigest()[:32], 16)
         rng = np.random.Generator(np.random.Philox(key=key))
-        want = k - (1 if own else 0)
-        picks = rng.choice(len(pool), size=min(want, len(pool)), replace=False).tolist() if want > 0 and pool else []
-        chosen = [{"id": s.example_id, "text": s.example_text}] if own else []
-        chosen += [{"id": tables.note_id[pool[p]], "text": tables.note_text[pool[p]]} for p in picks]
+        chosen = [pool.shot(ci, n) for n in _pick(pool, s, ci, k, selection, rng)]
         out.append(dataclasses.replace(s, extra={**s.extra, "examples": chosen}))
     return out

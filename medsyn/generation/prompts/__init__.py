@@ -8,8 +8,8 @@ untrusted file can therefore not reach attributes, indexes or code. Literal brac
 A template is either a *chat* prompt (the default: system + user messages for instruction-tuned models such as
 GPT-4) or a *completion* prompt (``"mode": "completion"``: one text that a base model continues, e.g. few-shot).
 A few-shot template names how many real example notes it shows (``"shots": K``), how each is written
-(``"shot_format"``, placeholders ``{example}`` and ``{example_cues}``) and where the shots go (``{examples}`` in
-the message); ``"stop"`` lists the stop sequences that end a note.
+(``"shot_format"``, placeholders ``{example}``, ``{example_cues}`` and ``{example_symptoms}``) and where the shots go
+(``{examples}`` in the message); ``"stop"`` lists the stop sequences that end a note.
 
 The content hash (sha256 over the canonical JSON of the messages, plus the few-shot and completion fields when a
 template has them) identifies a template in provenance: editing the description does not change it, editing a
@@ -64,6 +64,8 @@ VARIABLES: dict[str, str] = {
 SHOT_VARIABLES: dict[str, str] = {
     "example": "text of one real example note",
     "example_cues": "2-3 short phrases of that note joined by '; ' (shows the model what a symptom list looks like)",
+    "example_symptoms": "the graph symptoms of the sample's category that the note states, joined by '; ' (found by "
+    "the lemma matcher when the examples were chosen; the note's cues when it states none)",
 }
 """The only placeholders of a ``shot_format``."""
 
@@ -104,6 +106,11 @@ class PromptTemplate:
         return _messages_hash(self.messages, extra)
 
     @property
+    def shows_symptoms(self) -> bool:
+        """Its shots list the graph symptoms each example states: the examples must be chosen with the matcher."""
+        return "{example_symptoms}" in self.shot_format
+
+    @property
     def needs_demographics(self) -> bool:
         return bool(self.variables & _NEEDS_DEMOGRAPHICS)
 
@@ -127,13 +134,21 @@ class PromptTemplate:
         if redact and "example" in values and sample.example_text:
             values["example"] = example_marker(sample.example_id or (shown[0][0] if shown else ""))
         if "examples" in self.variables:
+            listed = example_symptoms(sample)
             values["examples"] = "".join(
-                self.shot_format.format(example=example_marker(i), example_cues=example_marker(i, "cues"))
-                if redact
-                else self.shot_format.format(example=text, example_cues="; ".join(example_cues(text)))
-                for i, text in shown
+                self._shot(i, text, listed[n] if n < len(listed) else None, redact) for n, (i, text) in enumerate(shown)
             )
         return values
+
+    def _shot(self, note_id: str, text: str, symptoms: list[str] | None, redact: bool) -> str:
+        """One shot. Its graph symptoms are vocabulary labels, not the hospital's words, so they stay in a redacted
+        prompt; a note that states none shows its cues instead (redacted like them)."""
+        cues = example_marker(note_id, "cues") if redact else "; ".join(example_cues(text))
+        return self.shot_format.format(
+            example=example_marker(note_id) if redact else text,
+            example_cues=cues,
+            example_symptoms="; ".join(symptoms) if symptoms else cues,
+        )
 
     def render_text(self, sample: Sample, *, redact: bool = False) -> str:
         """The prompt of a completion template as one text (the rendered messages joined by a blank line)."""
@@ -357,6 +372,12 @@ def sample_examples(sample: Sample) -> list[tuple[str, str]]:
     if extra:
         return [(str(ex.get("id") or ""), str(ex["text"])) for ex in extra]
     return [(sample.example_id or "", sample.example_text)] if sample.example_text else []
+
+
+def example_symptoms(sample: Sample) -> list[list[str] | None]:
+    """Per example of :func:`sample_examples`: the graph symptoms it states (None when they were not looked up)."""
+    extra = sample.extra.get("examples") or []
+    return [[str(x) for x in ex["symptoms"]] if isinstance(ex.get("symptoms"), list) else None for ex in extra]
 
 
 _CUE_SPLIT = re.compile(r"[,.;:!?()\n]+")
