@@ -162,7 +162,7 @@ def test_bad_output_folders_are_one_line(tmp_path: Path) -> None:
     OxigraphStore(store).close()
     a_file = tmp_path / "taken"
     a_file.write_text("mine")
-    for out, fragment in ((a_file, "must be a folder"), (Path("/proc/1/medsyn-out"), "cannot create output folder")):
+    for out, fragment in ((a_file, "is not a folder"), (Path("/proc/1/medsyn-out"), "cannot create output folder")):
         r = cli(
             "--samples", str(samples), "--out", str(out), "--store", str(store), "--base-url", "http://127.0.0.1:9/v1"
         )
