@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -128,12 +129,13 @@ def test_pipeline_type_error_through_the_cli(tmp_path: Path) -> None:
 # Bad inputs of every kind (empty strings, missing parents, unknown codes, huge values, zero and negative numbers,
 # FIFO, device and symlink outputs, inputs used as outputs, a pipeline that runs itself) for the commands that take
 # them: each must be one `error:` line, exit 2, no traceback, nothing written. {w} is a scratch folder, {st} a small
-# store, {run} a run folder recorded in it, {fifo} a FIFO, {link} a dangling symbolic link.
+# store, {run} a run folder recorded in it, {fifo} a FIFO, {link} a dangling symbolic link, {dev} a character device
+# (a copy of /dev/full's node made in {w}, so a regression replaces that node, never the machine's own).
 PROBE: list[tuple[str, ...]] = [
     ("onto", "snapshot", "--out", "{w}/nonexistent/x.nq", "--store", "{st}"),
     ("onto", "snapshot", "--out", "", "--store", "{st}"),
     ("onto", "snapshot", "--out", "{fifo}", "--store", "{st}"),
-    ("onto", "snapshot", "--out", "/dev/full", "--store", "{st}"),
+    ("onto", "snapshot", "--out", "{dev}", "--store", "{st}"),
     ("onto", "export-owl", "--out", "{link}", "--store", "{st}"),
     ("onto", "export-owl", "--out", "{w}", "--store", "{st}"),
     ("onto", "add-symptom", "Z99.9", "боль", "--store", "{st}"),
@@ -186,9 +188,16 @@ def probe_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     build_store(w / "st").close()
     write_notes(w / "run")
     os.mkfifo(w / "fifo")
+    try:
+        os.mknod(w / "full", 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+        dev = str(w / "full")
+    except PermissionError:  # not root: the machine's own node (refused before it is opened)
+        dev = "/dev/full"
     (w / "link").symlink_to(w / "nowhere")
     (w / "self.toml").write_text(f'[[step]]\ncommand = "run"\npipeline = "{w}/self.toml"\n', encoding="utf-8")
-    return {"w": str(w), "st": str(w / "st"), "run": str(w / "run"), "fifo": str(w / "fifo"), "link": str(w / "link")}
+    assert stat.S_ISCHR(os.stat(dev).st_mode), f"{dev} is not a character device"
+    paths = {"st": str(w / "st"), "run": str(w / "run"), "fifo": str(w / "fifo"), "link": str(w / "link")}
+    return {"w": str(w), "dev": dev, **paths}
 
 
 @pytest.mark.parametrize("args", PROBE, ids=lambda a: " ".join(x[:24] for x in a[:4]))
