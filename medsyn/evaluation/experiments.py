@@ -26,7 +26,7 @@ from medsyn.errors import ParameterError
 from medsyn.evaluation.classifier import ClassifierConfig, evaluate
 from medsyn.evaluation.classifiers import make_classifier
 from medsyn.evaluation.data import Note, NoteSet
-from medsyn.evaluation.upsampling import stream
+from medsyn.evaluation.upsampling import mean_sd, stream
 
 REAL_SAME_COUNT = "real notes, same count"
 
@@ -172,18 +172,14 @@ def summarise_outcomes(outcomes: Sequence[Outcome]) -> list[Row]:
     for o in outcomes:
         groups.setdefault(o.set_name, []).append(o)
 
-    def ms(values: list[float]) -> tuple[float, float]:
-        a = np.asarray(values, dtype=float)
-        return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
-
     return [
         Row(
             name,
             len(runs),
             float(np.mean([r.n_train for r in runs])),
-            ms([r.accuracy for r in runs]),
-            ms([r.hit3 for r in runs]),
-            ms([r.overall_accuracy for r in runs]),
+            mean_sd([r.accuracy for r in runs]),
+            mean_sd([r.hit3 for r in runs]),
+            mean_sd([r.overall_accuracy for r in runs]),
             runs[0].control_of,
         )
         for name, runs in groups.items()

@@ -21,7 +21,6 @@ from medsyn.evaluation.quality import NEAR_DUPLICATE, Quality
 from medsyn.evaluation.upsampling import (
     BASELINE,
     REAL,
-    GridPoint,
     RunResult,
     Summary,
     best_per_set,
@@ -171,42 +170,30 @@ def _text_adds_section(results: Sequence[RunResult], summaries: Sequence[Summary
     if not rows:
         return lines
     rare = set(ctx.rare)
-    per_seed: dict[tuple[str, GridPoint], str] = {}
+    per_seed = []
     for s in rows:
         runs = [r for r in results if r.set_name == s.set_name and r.point == s.point]
         twins = [r for r in results if r.control_of == s.set_name and r.point == s.point]
-        adds = text_adds(runs, twins, rare)
-        per_seed[(s.set_name, s.point)] = " / ".join(f"{a:+.2f} ({b:+.2f})" for a, b in adds)
-    header = [
-        "set",
-        "mix",
-        "gain",
-        "control's gain",
-        "text adds",
-        "rare gain",
-        "control's rare gain",
-        "text adds, rare",
-        "per seed: overall (rare)",
+        per_seed.append(" / ".join(f"{a:+.2f} ({b:+.2f})" for a, b in text_adds(runs, twins, rare)))
+    return [*lines, text_adds_table(text_adds_rows(rows), per_seed), ""]
+
+
+def text_adds_table(rows: Sequence[dict[str, Any]], per_seed: Sequence[str] | None = None) -> str:
+    """The graph-only control as a Markdown table, from :func:`text_adds_rows` (the report's and the card's)."""
+
+    def signed(v: Sequence[float]) -> str:
+        return f"{v[0]:+.2f} ± {v[1]:.2f}"
+
+    header = ["set", "mix", "gain", "control's gain", "text adds", "rare gain", "control's rare gain"]
+    header += ["text adds, rare"] + (["per seed: overall (rare)"] if per_seed is not None else [])
+    table = [
+        [r["set"], r["mix"]]
+        + [signed(r[k]) for k in ("gain", "control_gain", "text_adds", "rare_gain", "control_rare_gain")]
+        + [signed(r["rare_text_adds"])]
+        + ([per_seed[i]] if per_seed is not None else [])
+        for i, r in enumerate(rows)
     ]
-    twin_of = {(s.control_of, s.point): s for s in summaries if s.control_of}
-    table = []
-    for s in rows:
-        twin = twin_of[(s.set_name, s.point)]
-        table.append(
-            [
-                s.set_name,
-                s.point.label,
-                pm(s.gain),
-                pm(twin.gain),
-                pm(s.text_adds or (0.0, 0.0)),
-                pm(s.rare_gain),
-                pm(twin.rare_gain),
-                pm(s.rare_text_adds or (0.0, 0.0)),
-                per_seed[(s.set_name, s.point)],
-            ]
-        )
-    lines += [markdown_table(header, table), ""]
-    return lines
+    return markdown_table(header, table)
 
 
 def write_upsample_report(

@@ -310,7 +310,8 @@ class Summary:
     control_of: str | None = None
 
 
-def _ms(values: Sequence[float]) -> tuple[float, float]:
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
     a = np.asarray(values, dtype=float)
     return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
 
@@ -356,14 +357,14 @@ def summarise(results: Sequence[RunResult], rare: set[str]) -> list[Summary]:
                 len(runs),
                 float(np.mean([r.n_real for r in runs])),
                 float(np.mean([r.n_syn for r in runs])),
-                _ms(acc),
-                _ms([r.scores.hit3 for r in runs]),
-                _ms([r.scores.macro_f1 for r in runs]),
-                _ms(rare_acc),
-                _ms(gain),
-                _ms(rgain),
-                _ms([a for a, _ in adds]) if adds else None,
-                _ms([b for _, b in adds]) if adds else None,
+                mean_sd(acc),
+                mean_sd([r.scores.hit3 for r in runs]),
+                mean_sd([r.scores.macro_f1 for r in runs]),
+                mean_sd(rare_acc),
+                mean_sd(gain),
+                mean_sd(rgain),
+                mean_sd([a for a, _ in adds]) if adds else None,
+                mean_sd([b for _, b in adds]) if adds else None,
                 runs[0].control_of,
             )
         )

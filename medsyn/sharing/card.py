@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from medsyn.evaluation.report import markdown_table, pyplot, save_figure
+from medsyn.evaluation.report import markdown_table, pyplot, save_figure, text_adds_table
 from medsyn.sharing.folder import FIELDS, NEAR_COPY_JACCARD, NEAR_COPY_N, data_file
 
 if TYPE_CHECKING:
@@ -300,38 +300,12 @@ def _usefulness_section(report: ExportReport) -> list[str]:
             "",
         ]
 
-    def pm(v: list[float]) -> str:
-        return f"{v[0]:+.2f} ± {v[1]:.2f}"
-
-    rows = [
-        [
-            r["set"],
-            r["mix"],
-            pm(r["gain"]),
-            pm(r["control_gain"]),
-            pm(r["text_adds"]),
-            pm(r["rare_gain"]),
-            pm(r["control_rare_gain"]),
-            pm(r["rare_text_adds"]),
-        ]
-        for r in ev["sets"]
-    ]
-    header = [
-        "set",
-        "mix",
-        "gain",
-        "control's gain",
-        "text adds",
-        "rare gain",
-        "control's rare gain",
-        "text adds, rare",
-    ]
     return [
         *lines,
         f"Measured on `{ev.get('dev', '?')}` with {ev.get('classifier', '?')}; {ev['sets'][0].get('seeds', '?')} "
         "seeds, accuracy points x100 against real notes only.",
         "",
-        markdown_table(header, rows),
+        text_adds_table(ev["sets"]),
         "",
     ]
 
