@@ -62,9 +62,19 @@ def _client(url: str, query: str, seconds: float, out: mp.Queue) -> None:  # typ
 
 def measure(url: str, query: str, *, seconds: float, clients: int) -> float:
     """Requests per second over ``seconds`` with ``clients`` processes (no shared GIL with the server or each other)."""
-    with httpx.Client(timeout=60) as warm:
-        for _ in range(3):
-            warm.post(url, data={"query": query, "union-default-graph": "true"}, headers=ACCEPT).raise_for_status()
+    # Warm up with as many concurrent clients as the measurement uses: a server that starts query workers on demand
+    # (medsyn serve) would otherwise pay their start and cold caches inside the measured window, Oxigraph's threads
+    # would not. Both servers get the same warm-up.
+    def warm() -> None:
+        with httpx.Client(timeout=60) as c:
+            for _ in range(3):
+                c.post(url, data={"query": query, "union-default-graph": "true"}, headers=ACCEPT).raise_for_status()
+
+    warmers = [threading.Thread(target=warm) for _ in range(clients)]
+    for t in warmers:
+        t.start()
+    for t in warmers:
+        t.join()
     out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
     procs = [mp.Process(target=_client, args=(url, query, seconds, out)) for _ in range(clients)]
     started = time.perf_counter()

@@ -132,11 +132,10 @@ def upsample(
     out: Path = typer.Option(Path("reports/upsample"), parser=path_of("--out"), help="Report folder."),
 ) -> None:
     """Run the real x synthetic share grid over several seeds and write out/upsample.md with plots."""
-    from medsyn.atomic import atomic_write_text
     from medsyn.evaluation.classifier import ClassifierConfig
     from medsyn.evaluation.data import default_dev, default_synthetic, default_train, display_path, read_notes
-    from medsyn.evaluation.report import TEXT_ADDS_FILE, UpsampleContext, text_adds_rows, write_upsample_report
-    from medsyn.evaluation.upsampling import make_grid, rare_codes, result_rows, summarise
+    from medsyn.evaluation.report import UpsampleContext, write_upsample_data, write_upsample_report
+    from medsyn.evaluation.upsampling import make_grid, rare_codes, summarise
 
     if share_of not in ("real", "set"):
         raise InputError(f"--share-of: expected real or set, got {share_of!r}")
@@ -183,10 +182,7 @@ def upsample(
         control_notes=control_notes,
     )
     path = write_upsample_report(out, results, summaries, ctx)
-    raw = result_rows(results, rare)
-    atomic_write_text(out / "results.json", json.dumps(raw, ensure_ascii=False, indent=1) + "\n")
-    adds = {"classifier": ctx.classifier, "dev": ctx.dev, "sets": text_adds_rows(summaries)}
-    atomic_write_text(out / TEXT_ADDS_FILE, json.dumps(adds, ensure_ascii=False, indent=1) + "\n")
+    write_upsample_data(out, results, summaries, ctx)
     _print_best(summaries)
     typer.echo(f"{len(results)} fits in {wall:.0f} s; report: {path}")
 

@@ -6,6 +6,7 @@ Figures are rendered with matplotlib's Agg backend into memory and written atomi
 from __future__ import annotations
 
 import io
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from medsyn.evaluation.upsampling import (
     Summary,
     best_per_set,
     per_code_gain,
+    result_rows,
     text_adds,
 )
 
@@ -196,6 +198,40 @@ def text_adds_table(rows: Sequence[dict[str, Any]], per_seed: Sequence[str] | No
     return markdown_table(header, table)
 
 
+def write_upsample_data(
+    out: Path, results: Sequence[RunResult], summaries: Sequence[Summary], ctx: UpsampleContext
+) -> None:
+    """``results.json`` (one row per fit) and ``text_adds.json`` (the graph-only control, for ``export
+    --evaluation``)."""
+
+    raw = result_rows(results, set(ctx.rare))
+    atomic_write_text(out / "results.json", json.dumps(raw, ensure_ascii=False, indent=1) + "\n")
+    adds = {"classifier": ctx.classifier, "dev": ctx.dev, "sets": text_adds_rows(summaries)}
+    atomic_write_text(out / TEXT_ADDS_FILE, json.dumps(adds, ensure_ascii=False, indent=1) + "\n")
+
+
+def _code_gain_sections(results: Sequence[RunResult], best: dict[str, Summary], rare: set[str], out: Path) -> list[str]:
+    """Per best mix of each set: how many codes gain or lose recall, with a bar plot."""
+    lines: list[str] = []
+    for name, s in best.items():
+        gains = per_code_gain(results, name, s.point)
+        if not gains:
+            continue
+        png = f"code_gains_{name}.png"
+        _plot_code_gains(gains, rare, f"{name}: {s.point.label} vs real only", out / png)
+        up = sum(g > 0 for g in gains.values())
+        down = sum(g < 0 for g in gains.values())
+        lines += [
+            f"## Per-code recall gain: {name}, {s.point.label}",
+            "",
+            f"{up} codes gain, {down} lose, {len(gains) - up - down} unchanged.",
+            "",
+            f"![per-code gains]({png})",
+            "",
+        ]
+    return lines
+
+
 def write_upsample_report(
     out: Path, results: Sequence[RunResult], summaries: Sequence[Summary], ctx: UpsampleContext
 ) -> Path:
@@ -249,22 +285,7 @@ def write_upsample_report(
         for s in summaries
     ]
     lines += ["## All runs", "", markdown_table(header, rows), ""]
-    for name, s in best.items():
-        gains = per_code_gain(results, name, s.point)
-        if not gains:
-            continue
-        png = f"code_gains_{name}.png"
-        _plot_code_gains(gains, rare, f"{name}: {s.point.label} vs real only", out / png)
-        up = sum(g > 0 for g in gains.values())
-        down = sum(g < 0 for g in gains.values())
-        lines += [
-            f"## Per-code recall gain: {name}, {s.point.label}",
-            "",
-            f"{up} codes gain, {down} lose, {len(gains) - up - down} unchanged.",
-            "",
-            f"![per-code gains]({png})",
-            "",
-        ]
+    lines += _code_gain_sections(results, best, rare, out)
     unseen = sorted({c for r in results for c in r.scores.unseen})
     if unseen or ctx.warnings:
         lines += ["## Warnings", ""]
