@@ -32,7 +32,7 @@ def onto(store_dir: Path, *args: str) -> tuple[int, str]:
 
 def audit(store_dir: Path, *args: str) -> tuple[int, str]:
     r = runner.invoke(audit_app, [*args, "--store", str(store_dir)], catch_exceptions=False)
-    return r.exit_code, r.output
+    return r.exit_code, r.stdout  # stderr carries progress lines; the results are on stdout
 
 
 def medsyn(*args: str, store: Path) -> subprocess.CompletedProcess[str]:
