@@ -152,6 +152,7 @@ class OpenAIBackend:
             raise ParameterError(f"{{timeout}} must be > 0, got {timeout}")
         if max_retries < 0:
             raise ParameterError(f"{{max_retries}} must be >= 0, got {max_retries}")
+        given_price = parse_price(price) if isinstance(price, str) else price  # a bad option before a missing key
         self.model = model or DEFAULT_MODEL
         urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
         urls = [u.rstrip("/") for u in urls if u] or [u for u in [os.environ.get("OPENAI_BASE_URL")] if u]
@@ -171,7 +172,7 @@ class OpenAIBackend:
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.price = price_for(self.model, parse_price(price) if isinstance(price, str) else price)
+        self.price = price_for(self.model, given_price)
         self.send_seed = send_seed
         self.limiter = RateLimiter(rpm)
         self.rpm = rpm
