@@ -75,6 +75,9 @@ def test_a_plugin_distribution_is_listed_and_generates_from_the_cli(tmp_path: Pa
         ("repeat", "int", 1),
     ]
     assert "canned: model, signature, repeat" in " ".join(_medsyn(site, "generate", "--help").stdout.split())
+    table = _medsyn(site, "backends")
+    assert table.returncode == 0 and "a sentence added to every note." in table.stdout
+    assert "max_input_tokens" in table.stdout and "plugin (medsyn-canned 0.1)" in table.stdout
 
     samples, store = tmp_path / "samples.jsonl", tmp_path / "store"
     write_samples(samples, demo_samples(3))
