@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from medsyn.errors import ExitCode
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 console = Console()
 
@@ -32,6 +34,8 @@ def backends_command(
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(title="Backends (generate --backend NAME --option KEY=VALUE)", show_lines=False)
     for column in ("backend", "option", "type", "default", "help"):
         table.add_column(column, overflow="fold")
