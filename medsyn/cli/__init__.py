@@ -53,6 +53,7 @@ _GROUPS: list[tuple[str, str | None]] = [
     ("medsyn.cli.kg", "kg"),
     ("medsyn.cli.sampling", None),
     ("medsyn.cli.generation", None),
+    ("medsyn.cli.backends", None),
     ("medsyn.cli.sharing", None),
     ("medsyn.cli.training", None),
     ("medsyn.cli.evaluation", "eval"),

@@ -1,26 +1,38 @@
-"""``medsyn generate``: turn sampled medical facts into synthetic notes with provenance (resumable)."""
+"""``medsyn generate``: turn sampled medical facts into synthetic notes with provenance (resumable).
+
+The backend's options are its own (:func:`medsyn.generation.backends.backend_options`): ``--option key=value``
+sets any of them, read by its declared type; ``--model`` and the run's ``--seed`` and ``--max-tokens`` reach every
+backend that declares them; the flags of :data:`BACKEND_FLAGS` are aliases of ``--option`` kept for the commands
+and pipelines that use them.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from medsyn.atomic import check_output
-from medsyn.cli.options import number_of, path_of
+from medsyn.cli.options import path_of
 from medsyn.cli.sampling import (
     CodesOpt,
+    EndpointOpt,
     MinWordsOpt,
     NOpt,
     OverrideOpt,
     PlanOpt,
     SoftmaxTemperatureOpt,
     SourcesOpt,
+    StoreOpt,
     StrategyOpt,
     TotalOpt,
     sampling_request,
@@ -34,153 +46,227 @@ if TYPE_CHECKING:
 
 console = Console(stderr=True)
 
-DEFAULT_TEMPLATES = {"openai": "paper_ru", "local": "paper_fewshot_ru", "llamacpp": "paper_fewshot_ru"}
-"""The prompt a backend gets without --template: the paper's chat prompt for chat models (GPT-4), the few-shot
-completion prompt for the small local base models."""
+BACKEND_FLAGS: dict[str, tuple[Any, str]] = {
+    "base_url": (list[str], "openai; repeat it for a pool of replicas"),
+    "server_cooldown": (float, "openai"),
+    "concurrency": (int, "openai"),
+    "rpm": (float, "openai"),
+    "timeout": (float, "openai"),
+    "max_retries": (int, "openai"),
+    "price": (str, "openai; PROMPT,COMPLETION USD per 1k tokens"),
+    "adapter": (Path, "local"),
+    "device": (str, "local"),
+    "batch_size": (int, "local"),
+    "max_input_tokens": (int, "local, llamacpp"),
+    "threads": (int, "llamacpp"),
+    "parallel": (int, "llamacpp"),
+}
+"""Flags that set one backend option each (``--concurrency 4`` is ``--option concurrency=4``): the option's own
+declaration types and documents it (``medsyn backends``); the CLI type here only parses the text early."""
 
 
+def _with_backend_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with one keyword option per :data:`BACKEND_FLAGS` entry; the ones given reach it as the dict
+    ``backend_flags`` (unset ones are left out, so the backend keeps its own defaults)."""
+    signature = inspect.signature(command, eval_str=True)
+    flags = [
+        inspect.Parameter(
+            key,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                kind | None,
+                typer.Option(
+                    f"--{key.replace('_', '-')}",
+                    help=f"Backend option {key} ({where}).",
+                    rich_help_panel="Backend option aliases (of --option KEY=VALUE)",
+                ),
+            ],
+        )
+        for key, (kind, where) in BACKEND_FLAGS.items()
+    ]
+    kept = [p for p in signature.parameters.values() if p.name != "backend_flags"]
+
+    @functools.wraps(command)
+    def run(**kwargs: Any) -> None:
+        given = {k: v for k in BACKEND_FLAGS if (v := kwargs.pop(k)) not in (None, [])}
+        command(**kwargs, backend_flags=given)
+
+    run.__signature__ = signature.replace(parameters=[*kept, *flags])  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in run.__signature__.parameters.values()}  # type: ignore[attr-defined]
+    return run
+
+
+class _GenerateCommand(TyperCommand):
+    """``generate`` whose help ends with each backend's options, read when the help is shown (so a plain run
+    imports no backend it does not use)."""
+
+    @property  # type: ignore[override]
+    def epilog(self) -> str:
+        from medsyn.generation.backends import backend_catalog
+
+        lines = [
+            f"{row['name']}: {', '.join(o['name'] for o in row.get('options', [])) or row.get('error', '')}"
+            for row in backend_catalog()
+        ]
+        return "Backend options (--option KEY=VALUE; types and help: medsyn backends):\n\n" + "\n\n".join(lines)
+
+    @epilog.setter
+    def epilog(self, value: str | None) -> None:
+        pass
+
+
+OutOpt = Annotated[
+    Path,
+    typer.Option("--out", parser=path_of("--out"), help="Output directory (notes.jsonl, failures.jsonl, run.json)."),
+]
+SamplesOpt = Annotated[
+    Path | None, typer.Option("--samples", help="Generate from this samples JSONL instead of sampling.")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of sampling and generation.")]
+BackendOpt = Annotated[
+    str,
+    typer.Option("--backend", help="A backend (medsyn backends lists them): openai, local, llamacpp or a plugin's."),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model", help="The backend's model option (openai: gpt-4; local/llamacpp: gemma3, smollm2, a dir, a .gguf)."
+    ),
+]
+OptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option", "-o", help="A backend option KEY=VALUE (repeat it; medsyn backends lists each backend's)."
+    ),
+]
+StopOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--stop",
+        help="Stop sequence (repeat; '' alone disables): overrides the template's (paper_fewshot_ru: a newline); "
+        "without either, the local/llamacpp backends stop at a blank line.",
+    ),
+]
+MaxCostOpt = Annotated[float | None, typer.Option("--max-cost", help="Stop cleanly at this cost in USD.")]
+TargetOpt = Annotated[int | None, typer.Option("--target-per-code", help="Generate until K accepted notes per code.")]
+AttemptsOpt = Annotated[
+    int, typer.Option("--max-attempts", help="Attempts per sample (x K per code) before giving up.")
+]
+RecallOpt = Annotated[float, typer.Option("--min-recall", help="Minimum symptom recall of a note.")]
+SimilarityOpt = Annotated[
+    float, typer.Option("--max-similarity", help="Maximum share of shingles copied from the example.")
+]
+RepetitionOpt = Annotated[
+    float, typer.Option("--max-repetition", help="Maximum share of repeated word 3-grams (generation loops).")
+]
+RestatementOpt = Annotated[
+    float, typer.Option("--max-restatement", help="Reject novelty <= this (restates the symptoms); -1: off.")
+]
+NonwordOpt = Annotated[
+    float, typer.Option("--max-nonword-rate", help="Maximum share of words no dictionary knows; -1: off.")
+]
+TemplateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--template",
+        help="paper_ru, paper_fewshot_ru, demographics_ru, paper_en or a template JSON file "
+        "(default: the backend's, as medsyn backends lists).",
+    ),
+]
+TemperatureOpt = Annotated[
+    float, typer.Option("--temperature", help="The model's sampling temperature (not --softmax-temperature).")
+]
+MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Maximum tokens per note.")]
+ShotsOpt = Annotated[
+    int | None,
+    typer.Option("--shots", help="Real example notes per prompt of a few-shot template (default: the template's)."),
+]
+ShotSelectionOpt = Annotated[
+    str,
+    typer.Option(
+        "--shot-selection",
+        help="How a few-shot prompt's real notes are chosen: 'random' (seeded, within the category) or "
+        "'overlap' (the notes stating most of the sample's symptoms first, ties seeded).",
+    ),
+]
+CandidatesOpt = Annotated[
+    int,
+    typer.Option(
+        "--candidates",
+        help="Completions per attempt (distinct seeds); the one the filter ranks best is kept (best-of-N).",
+    ),
+]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+
+
+@_with_backend_flags
 def generate_command(
-    out: Annotated[
-        Path,
-        typer.Option(
-            "--out", parser=path_of("--out"), help="Output directory (notes.jsonl, failures.jsonl, run.json)."
-        ),
-    ],
+    out: OutOpt,
     n: NOpt = None,
     plan: PlanOpt = None,
     total: TotalOpt = None,
     override: OverrideOpt = None,
-    samples: Annotated[
-        Path | None, typer.Option("--samples", help="Generate from this samples JSONL instead of sampling.")
-    ] = None,
+    samples: SamplesOpt = None,
     strategy: StrategyOpt = "paper",
     codes: CodesOpt = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of sampling and generation.")] = 0,
+    seed: SeedOpt = 0,
     softmax_temperature: SoftmaxTemperatureOpt = 10.0,
     sources: SourcesOpt = "wikimed",
     min_words: MinWordsOpt = 30,
-    backend: Annotated[
-        str, typer.Option("--backend", help="openai, local (transformers) or llamacpp (GGUF in llama.cpp).")
-    ] = "openai",
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", help="Model name (openai: gpt-4) or base spec (local/llamacpp: gemma3, smollm2, a dir, a .gguf)."
-        ),
-    ] = None,
-    base_url: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--base-url",
-            help="OpenAI-compatible endpoint (vLLM, llama.cpp, TGI, Ollama); repeat it for a pool of replicas: each "
-            "request goes to the least-loaded one, a failing one is taken out and tried again later.",
-        ),
-    ] = None,
-    server_cooldown: Annotated[
-        float, typer.Option("--server-cooldown", help="Seconds a failing server of a pool is left out (doubling).")
-    ] = 5.0,
-    adapter: Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter directory (local backend).")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="Torch device (local backend).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per batch (local backend).")] = 4,
-    max_input_tokens: Annotated[
-        int, typer.Option("--max-input-tokens", help="Longer prompts are recorded as failures (local backend).")
-    ] = 2048,
-    stop: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--stop",
-            help="Stop sequence (repeat; '' alone disables): overrides the template's (paper_fewshot_ru: a newline); "
-            "without either, the local/llamacpp backends stop at a blank line.",
-        ),
-    ] = None,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads per decode step (llamacpp backend).")] = 1,
-    parallel: Annotated[int, typer.Option("--parallel", help="Requests decoded at once (llamacpp backend slots).")] = 1,
-    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight (openai backend).")] = 8,
-    rpm: Annotated[float | None, typer.Option("--rpm", help="Requests-per-minute limit (openai backend).")] = None,
-    max_cost: Annotated[float | None, typer.Option("--max-cost", help="Stop cleanly at this cost in USD.")] = None,
-    price: Annotated[
-        str | None, typer.Option("--price", help="USD per 1k prompt,completion tokens (overrides the table).")
-    ] = None,
-    timeout: Annotated[
-        float,
-        typer.Option(
-            "--timeout",
-            parser=number_of("--timeout", kind=float, above=0),
-            help="Seconds per request (openai backend).",
-        ),
-    ] = 120.0,
-    max_retries: Annotated[
-        int,
-        typer.Option(
-            "--max-retries",
-            parser=number_of("--max-retries", at_least=0),
-            help="Retries per request on 429/5xx/timeouts.",
-        ),
-    ] = 6,
-    target_per_code: Annotated[
-        int | None, typer.Option("--target-per-code", help="Generate until K accepted notes per code.")
-    ] = None,
-    max_attempts: Annotated[
-        int, typer.Option("--max-attempts", help="Attempts per sample (x K per code) before giving up.")
-    ] = 3,
-    min_recall: Annotated[float, typer.Option("--min-recall", help="Minimum symptom recall of a note.")] = 0.5,
-    max_similarity: Annotated[
-        float, typer.Option("--max-similarity", help="Maximum share of shingles copied from the example.")
-    ] = 0.6,
-    max_repetition: Annotated[
-        float, typer.Option("--max-repetition", help="Maximum share of repeated word 3-grams (generation loops).")
-    ] = 0.3,
-    max_restatement: Annotated[
-        float, typer.Option("--max-restatement", help="Reject novelty <= this (restates the symptoms); -1: off.")
-    ] = 0.35,
-    max_nonword_rate: Annotated[
-        float, typer.Option("--max-nonword-rate", help="Maximum share of words no dictionary knows; -1: off.")
-    ] = 0.05,
-    template: Annotated[
-        str | None,
-        typer.Option(
-            "--template",
-            help="paper_ru, paper_fewshot_ru, demographics_ru, paper_en or a template JSON file "
-            "(default: paper_ru for openai, paper_fewshot_ru for local and llamacpp).",
-        ),
-    ] = None,
-    temperature: Annotated[
-        float, typer.Option("--temperature", help="The model's sampling temperature (not --softmax-temperature).")
-    ] = 1.0,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Maximum tokens per note.")] = 1024,
-    shots: Annotated[
-        int | None,
-        typer.Option("--shots", help="Real example notes per prompt of a few-shot template (default: the template's)."),
-    ] = None,
-    shot_selection: Annotated[
-        str,
-        typer.Option(
-            "--shot-selection",
-            help="How a few-shot prompt's real notes are chosen: 'random' (seeded, within the category) or "
-            "'overlap' (the notes stating most of the sample's symptoms first, ties seeded).",
-        ),
-    ] = "random",
-    candidates: Annotated[
-        int,
-        typer.Option(
-            "--candidates",
-            help="Completions per attempt (distinct seeds); the one the filter ranks best is kept (best-of-N).",
-        ),
-    ] = 1,
-    store: Annotated[
-        Path | None, typer.Option("--store", help="Store directory (default: $MEDSYN_STORE or .medsyn/store).")
-    ] = None,
-    endpoint: Annotated[
-        str | None, typer.Option("--endpoint", help="SPARQL endpoint URL to use instead of the embedded store.")
-    ] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    backend: BackendOpt = "openai",
+    model: ModelOpt = None,
+    option: OptionOpt = None,
+    stop: StopOpt = None,
+    max_cost: MaxCostOpt = None,
+    target_per_code: TargetOpt = None,
+    max_attempts: AttemptsOpt = 3,
+    min_recall: RecallOpt = 0.5,
+    max_similarity: SimilarityOpt = 0.6,
+    max_repetition: RepetitionOpt = 0.3,
+    max_restatement: RestatementOpt = 0.35,
+    max_nonword_rate: NonwordOpt = 0.05,
+    template: TemplateOpt = None,
+    temperature: TemperatureOpt = 1.0,
+    max_tokens: MaxTokensOpt = 1024,
+    shots: ShotsOpt = None,
+    shot_selection: ShotSelectionOpt = "random",
+    candidates: CandidatesOpt = 1,
+    store: StoreOpt = None,
+    endpoint: EndpointOpt = None,
+    progress: ProgressOpt = True,
+    backend_flags: dict[str, Any] | None = None,
 ) -> None:
     """Generate synthetic notes (rerun the same command to resume an interrupted run)."""
-    check_output(out, folder=True)
-    from medsyn.generation.backends import get_backend
-    from medsyn.generation.backends.pricing import parse_price
+    from medsyn.generation.backends import configured_backend, default_template
     from medsyn.generation.config import GenerationConfig
     from medsyn.generation.filter import FilterConfig
+    from medsyn.generation.prompts import DEFAULT_TEMPLATE
+
+    check_output(out, folder=True)
+    request = _sampling(n, plan, total, samples, override=override, codes=codes, strategy=strategy, seed=seed,
+                        softmax_temperature=softmax_temperature, sources=sources, min_words=min_words)  # fmt: skip
+    # Stop sequences travel with every request (the template's, or these), so one parsed value serves all backends.
+    stops = tuple(x.replace("\\n", "\n").replace("\\t", "\t") for x in stop if x) if stop is not None else None
+    limits = FilterConfig(min_recall=min_recall, max_similarity=max_similarity, max_repetition=max_repetition,
+                          max_restatement=max_restatement, max_nonword_rate=max_nonword_rate)  # fmt: skip
+    config = GenerationConfig(
+        template=template or default_template(backend) or DEFAULT_TEMPLATE,
+        seed=seed, temperature=temperature, max_tokens=max_tokens, max_attempts=max_attempts,
+        target_per_code=target_per_code, max_cost=max_cost, filter=limits, shots=shots, stop=stops,
+        shot_selection=shot_selection, candidates=candidates,
+    )  # fmt: skip
+    named = {"model": model} if model is not None else {}
+    be = configured_backend(backend, assignments=option or [], options={**(backend_flags or {}), **named},
+                            shared={"seed": seed, "max_tokens": max_tokens})  # fmt: skip
+    summary = _run(out, request, samples, be, config, store=store, endpoint=endpoint, progress=progress)
+    _report(summary, out)
+
+
+def _sampling(
+    n: int | None, plan: str | None, total: int | None, samples: Path | None, **how: Any
+) -> SamplingRequest | None:
+    """The draw this run asks for (None: the samples come from a file); exactly one way must be given."""
     from medsyn.sampling.samples import MAX_SAMPLES
 
     if (samples is not None) == (n is not None or plan is not None):
@@ -188,68 +274,7 @@ def generate_command(
     for flag, value in (("--n", n), ("--total", total)):
         if value is not None and value > MAX_SAMPLES:
             raise InputError(f"{flag} {value:,} is above the limit of {MAX_SAMPLES:,} notes per run; split the run")
-    request = None
-    if samples is None:
-        request = sampling_request(
-            n=n,
-            plan=plan,
-            total=total,
-            override=override,
-            codes=codes,
-            strategy=strategy,
-            seed=seed,
-            softmax_temperature=softmax_temperature,
-            sources=sources,
-            min_words=min_words,
-        )
-    # Stop sequences travel with every request (the template's, or these), so one parsed value serves all backends.
-    stops = tuple(x.replace("\\n", "\n").replace("\\t", "\t") for x in stop if x) if stop is not None else None
-    config = GenerationConfig(
-        template=template or DEFAULT_TEMPLATES.get(backend, "paper_ru"),
-        seed=seed,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        max_attempts=max_attempts,
-        target_per_code=target_per_code,
-        max_cost=max_cost,
-        filter=FilterConfig(
-            min_recall=min_recall,
-            max_similarity=max_similarity,
-            max_repetition=max_repetition,
-            max_restatement=max_restatement,
-            max_nonword_rate=max_nonword_rate,
-        ),
-        shots=shots,
-        stop=stops,
-        shot_selection=shot_selection,
-        candidates=candidates,
-    )
-    # Each backend gets only the options it takes: get_backend refuses any other.
-    options: dict[str, Any] = {"model": model}
-    if backend == "openai":
-        options.update(
-            seed=seed,
-            base_url=base_url,
-            server_cooldown=server_cooldown,
-            concurrency=concurrency,
-            rpm=rpm,
-            timeout=timeout,
-            max_retries=max_retries,
-            price=parse_price(price) if price else None,
-        )
-    elif backend == "local":
-        options.update(adapter=adapter, max_input_tokens=max_input_tokens, device=device, batch_size=batch_size)
-    elif backend == "llamacpp":
-        options.update(
-            adapter=adapter,
-            max_input_tokens=max_input_tokens,
-            max_tokens=max_tokens,
-            threads=threads,
-            parallel=parallel,
-        )
-    be = get_backend(backend, **options)
-    summary = _run(out, request, samples, be, config, store=store, endpoint=endpoint, progress=progress)
-    _report(summary, out)
+    return None if samples is not None else sampling_request(n=n, plan=plan, total=total, **how)
 
 
 def _run(
@@ -332,4 +357,4 @@ def _report(s: RunSummary, out: Path) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("generate")(generate_command)
+    app.command("generate", cls=_GenerateCommand)(generate_command)

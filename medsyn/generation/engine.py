@@ -20,14 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import shlex
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from medsyn.atomic import atomic_write_text, fsync_file
 from medsyn.errors import InputError, StoreError
@@ -59,6 +60,9 @@ from medsyn.kg.store import Store
 from medsyn.locks import acquire, release
 from medsyn.sampling.samples import Sample
 from medsyn.textsim import normalised
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _RUN_JSON_EVERY_S = 5.0
 _PROV_BATCH = 256
@@ -92,7 +96,7 @@ def _request_seed(seed: int, key: str) -> int:
     return int(hashlib.sha256(f"{seed}\x1f{key}".encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
-def generate(
+async def agenerate(
     samples: Sequence[Sample],
     out_dir: str | Path,
     *,
@@ -107,35 +111,8 @@ def generate(
     """Generate notes for ``samples`` into ``out_dir`` (resuming what is there); see the module docstring.
 
     ``command``: the command line that started this call, kept in run.json's ``commands`` (one per start) so a
-    dataset card can say how to reproduce the set."""
-    return asyncio.run(
-        agenerate(
-            samples,
-            out_dir,
-            store=store,
-            backend=backend,
-            config=config,
-            graph_version=graph_version,
-            sampling=sampling,
-            progress=progress,
-            command=command,
-        )
-    )
-
-
-async def agenerate(
-    samples: Sequence[Sample],
-    out_dir: str | Path,
-    *,
-    store: Store,
-    backend: Backend,
-    config: GenerationConfig | None = None,
-    graph_version: str | None = None,
-    sampling: Mapping[str, Any] | None = None,
-    progress: bool = False,
-    command: Sequence[str] | None = None,
-) -> RunSummary:
-    """The async form of :func:`generate` (call it from a running event loop)."""
+    dataset card can say how to reproduce the set. Call it from a running event loop; :func:`generate` is the same
+    call for code without one."""
     cfg = config or GenerationConfig()
     template = cfg.load_template()
     if template.shots:
@@ -170,6 +147,21 @@ async def agenerate(
         return await engine.run(progress=progress)
     finally:
         await backend.aclose()
+
+
+def _blocking(run: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """``run`` as a plain call with the same signature (one definition of the parameters, not two copies)."""
+
+    @functools.wraps(run)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        return asyncio.run(run(*args, **kwargs))
+
+    call.__doc__ = f"The blocking form of :func:`{run.__name__}` (its parameters): {run.__doc__}"
+    call.__name__ = call.__qualname__ = run.__name__.removeprefix("a")
+    return call
+
+
+generate = _blocking(agenerate)
 
 
 class _Engine:

@@ -1,5 +1,11 @@
 """Generation backends, pluggable by name: ``openai`` (any OpenAI-compatible endpoint), ``local`` (transformers)
-and ``llamacpp`` (GGUF models in llama.cpp, in-process).
+and ``llamacpp`` (GGUF models in llama.cpp, in-process); more through :func:`register_backend` or a distribution's
+``medsyn.backends`` entry point (:mod:`medsyn.plugins`).
+
+A backend is one class: its constructor's keyword parameters are its options (typed, documented as ``name: text``
+lines of its docstring, read by :func:`medsyn.component_options.declared_options`), its ``default_template`` is the
+prompt it runs without ``--template``, and its ``describe()`` is what provenance records of it. Adding one is its
+module plus one line in ``_REGISTRY`` (``tests/test_backend_plugins.py`` shows both ways).
 
 A backend turns chat requests into completions. It never parses or judges the text (that is
 :mod:`medsyn.generation.replies` and :mod:`medsyn.generation.filter`); it reports transport failures that survived its
@@ -14,12 +20,20 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, Protocol, runtime_checkable
 
+from medsyn.component_options import (
+    OptionSpec,
+    check_options,
+    declared_options,
+    parse_assignments,
+    takes_any_option,
+)
 from medsyn.errors import InputError
+from medsyn.plugins import entry_point_components, plugin_distribution
 
 
 @dataclass(frozen=True)
@@ -74,53 +88,122 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
+# A backend class may also set ``default_template``: the prompt template it is run with when none is asked for.
+
+
 _REGISTRY: dict[str, str | Callable[..., Backend]] = {
     "openai": "medsyn.generation.backends.openai_backend:OpenAIBackend",
     "local": "medsyn.generation.backends.local_backend:LocalBackend",
     "llamacpp": "medsyn.generation.backends.llamacpp_backend:LlamaCppBackend",
 }
+"""Built-in backends (one line each); third-party ones come from the ``medsyn.backends`` entry points."""
+_BUILT_IN = frozenset(_REGISTRY)
+
+ENTRY_POINTS = "medsyn.backends"
 
 
 def available_backends() -> list[str]:
-    return sorted(_REGISTRY)
+    """Registered backends and those installed distributions declare (their modules are not imported)."""
+    return sorted({*_REGISTRY, *entry_point_components(ENTRY_POINTS)})
 
 
 def register_backend(name: str, factory: str | Callable[..., Backend]) -> None:
-    """Register a backend factory (a callable or ``"module:attr"``) under ``name``."""
+    """Register a backend factory (a callable or ``"module:attr"``) under ``name``; it wins over a plugin."""
     _REGISTRY[name] = factory
 
 
+def backend_factory(name: str) -> Callable[..., Backend]:
+    """The class (or factory) registered as ``name``, importing its module now."""
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        plugin = entry_point_components(ENTRY_POINTS).get(name)
+        if plugin is None:
+            known = available_backends()
+            near = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            raise InputError(f"unknown backend {name!r}; {hint}expected one of {', '.join(known)}")
+        factory = plugin()
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        factory = getattr(import_module(module), attr)
+    if not callable(factory):
+        raise InputError(f"backend {name!r} is registered as {factory!r}, which is not a class or factory")
+    return factory
+
+
+def backend_options(backend: str | Callable[..., Backend]) -> dict[str, OptionSpec]:
+    """The options a backend declares (its constructor's keyword parameters, typed and documented)."""
+    return declared_options(backend_factory(backend) if isinstance(backend, str) else backend)
+
+
+def default_template(backend: str | Callable[..., Backend] | Backend) -> str | None:
+    """The prompt template a backend is run with when none is asked for (its ``default_template``)."""
+    owner = backend_factory(backend) if isinstance(backend, str) else backend
+    return getattr(owner, "default_template", None)
+
+
 def get_backend(backend: str | Backend | Callable[..., Backend], **options: Any) -> Backend:
-    """A backend from a registered name, a factory (class) or an instance (returned as is)."""
-    if isinstance(backend, str):
-        try:
-            factory = _REGISTRY[backend]
-        except KeyError:
-            raise InputError(
-                f"unknown backend {backend!r}; expected one of {', '.join(available_backends())}"
-            ) from None
-        if isinstance(factory, str):
-            module, _, attr = factory.partition(":")
-            factory = getattr(import_module(module), attr)
-        check_options(backend, factory, options)
-        return factory(**options)
-    if isinstance(backend, Backend):
+    """A backend from a registered name, a factory (class) or an instance (returned as is).
+
+    ``options`` are the backend's declared options (:func:`backend_options`); text values are read by their
+    declared types, and an option the backend does not declare is refused naming the nearest one."""
+    if isinstance(backend, Backend) and not isinstance(backend, type):
         return backend
-    check_options(getattr(backend, "name", getattr(backend, "__name__", "custom")), backend, options)
-    return backend(**options)
+    name = backend if isinstance(backend, str) else getattr(backend, "name", getattr(backend, "__name__", "custom"))
+    factory = backend_factory(backend) if isinstance(backend, str) else backend
+    if not takes_any_option(factory):
+        declared = declared_options(factory)
+        check_options(options, declared, what=f"the {name} backend")
+        options = {k: declared[k].coerce(v) for k, v in options.items()}
+    return factory(**options)
 
 
-def check_options(name: str, factory: Callable[..., Backend], options: dict[str, Any]) -> None:
-    """Refuse an option the backend does not take: a misspelt one would otherwise keep its default silently."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # a builtin without a signature: let the call itself complain
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    valid = sorted(k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
-    for key in options:
-        if key not in valid:
-            near = difflib.get_close_matches(key, valid, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else f"; it takes {', '.join(valid)}"
-            raise InputError(f"the {name} backend has no option {key!r}{hint}")
+def configured_backend(
+    name: str,
+    *,
+    assignments: Sequence[str] = (),
+    options: Mapping[str, Any] | None = None,
+    shared: Mapping[str, Any] | None = None,
+) -> Backend:
+    """The backend ``name`` built from text ``key=value`` ``assignments`` (read by the declared types), typed
+    ``options``, and run-wide ``shared`` values (a run's seed, its max_tokens) given to a backend that declares them.
+
+    An option set twice (an assignment and a typed option) or not declared is refused in one line."""
+    declared = backend_options(name)
+    what = f"the {name} backend"
+    chosen = parse_assignments(assignments, declared, what=what)
+    for key, value in (options or {}).items():
+        if key in chosen:
+            raise InputError(f"{what}: option {key!r} is given twice (--option {key}=... and its own flag)")
+        chosen[key] = value
+    for key, value in (shared or {}).items():
+        if key in declared and value is not None:
+            chosen.setdefault(key, value)
+    return get_backend(name, **chosen)
+
+
+def backend_catalog() -> list[dict[str, Any]]:
+    """Every available backend with where it comes from, its default template and its declared options; a plugin
+    that cannot be loaded is listed with its one-line ``error`` instead."""
+    plugins = entry_point_components(ENTRY_POINTS)
+    rows: list[dict[str, Any]] = []
+    for name in available_backends():
+        origin = "built-in" if name in _BUILT_IN else "registered" if name in _REGISTRY else "plugin"
+        if origin == "plugin":
+            origin = f"plugin ({plugin_distribution(ENTRY_POINTS, name) or 'unknown distribution'})"
+        try:
+            factory = backend_factory(name) if name in _REGISTRY else plugins[name]()
+        except InputError as exc:
+            rows.append({"name": name, "origin": origin, "error": str(exc)})
+            continue
+        doc = (inspect.getdoc(factory) or "").strip().splitlines()
+        rows.append(
+            {
+                "name": name,
+                "origin": origin,
+                "summary": doc[0] if doc else "",
+                "default_template": getattr(factory, "default_template", None),
+                "options": [o.to_dict() for o in declared_options(factory).values()],
+            }
+        )
+    return rows

@@ -40,8 +40,22 @@ PROMPT_CACHE_MIB = 0
 
 
 class LlamaCppBackend:
+    """A GGUF model run by llama.cpp in this process.
+
+    model: a .gguf file or a packaged model name (gemma3).
+    adapter: not read by llama.cpp (PEFT folders); given, it is refused with a pointer to the local backend.
+    threads: CPU threads per decode step (on a busy 2-core machine 1 is fastest).
+    parallel: requests decoded at once (llama.cpp slots, continuous batching).
+    max_input_tokens: longer prompts are recorded as failures before any token is generated.
+    max_tokens: most tokens a request may ask for (a slot's context is max_input_tokens + max_tokens; the CLI
+        passes --max-tokens).
+    stop: stop sequences of requests that bring none (default: a blank line ends the note).
+    """
+
     name = "llamacpp"
     batch_size = 1
+    default_template = "paper_fewshot_ru"
+    """The few-shot completion prompt: the packaged small models are base models."""
 
     def __init__(
         self,

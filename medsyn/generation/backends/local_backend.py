@@ -38,8 +38,20 @@ def instruction_prompt(messages: Sequence[dict[str, str]]) -> str:
 
 
 class LocalBackend:
+    """A LLaMA-architecture causal LM through transformers, optionally with a PEFT LoRA adapter.
+
+    model: base model spec: gemma3, smollm2, a model folder or a .gguf file.
+    adapter: LoRA adapter folder (from medsyn finetune).
+    device: torch device (default: cuda when available, else cpu).
+    batch_size: prompts generated together.
+    max_input_tokens: longer prompts are recorded as failures.
+    stop: stop sequences of requests that bring none (default: a blank line ends the note).
+    """
+
     name = "local"
     max_concurrency = 1
+    default_template = "paper_fewshot_ru"
+    """The few-shot completion prompt: the packaged small models are base models."""
 
     def __init__(
         self,

@@ -41,7 +41,7 @@ from typing import Any
 
 from medsyn.errors import BackendError, InputError, ParameterError
 from medsyn.generation.backends import ChatRequest, Completion
-from medsyn.generation.backends.pricing import Price, cost_usd, price_for
+from medsyn.generation.backends.pricing import Price, cost_usd, parse_price, price_for
 from medsyn.generation.backends.ratelimit import RateLimiter
 
 DEFAULT_MODEL = "gpt-4"
@@ -104,8 +104,28 @@ class _Server:
 
 
 class OpenAIBackend:
+    """Chat or completion requests to the OpenAI API or any OpenAI-compatible server.
+
+    model: model name the server knows (default gpt-4).
+    base_url: OpenAI-compatible endpoint (vLLM, llama.cpp, TGI, Ollama); several: a pool of replicas, each request
+        to the least-loaded one (default $OPENAI_BASE_URL, else api.openai.com).
+    api_key: API key (default $OPENAI_API_KEY; any key for a local server); never recorded.
+    concurrency: requests in flight.
+    rpm: requests-per-minute limit (client side).
+    timeout: seconds per request.
+    max_retries: retries per request on 429, 5xx, timeouts and connection errors.
+    backoff_base: seconds of the first retry's backoff (doubling, full jitter).
+    backoff_cap: most seconds one backoff waits.
+    price: USD per 1k prompt,completion tokens, e.g. 0.03,0.06 (default: the price table, 0 for unknown models).
+    seed: seed of the retry jitter (the CLI passes the run's --seed).
+    send_seed: send each request's seed to the server.
+    server_cooldown: seconds a failing server of a pool is left out (doubling while it keeps failing).
+    """
+
     name = "openai"
     batch_size = 1
+    default_template = "paper_ru"
+    """The paper's chat prompt (GPT-4 is a chat model)."""
 
     def __init__(
         self,
@@ -119,7 +139,7 @@ class OpenAIBackend:
         max_retries: int = 6,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
-        price: Price | None = None,
+        price: Price | str | None = None,
         seed: int = 0,
         send_seed: bool = True,
         server_cooldown: float = 5.0,
@@ -128,6 +148,11 @@ class OpenAIBackend:
             raise ParameterError(f"{{concurrency}} must be >= 1, got {concurrency}")
         if rpm is not None and rpm <= 0:
             raise ParameterError(f"{{rpm}} must be > 0, got {rpm}")
+        if not timeout > 0:  # 0 would be retried for minutes, every request timing out at once
+            raise ParameterError(f"{{timeout}} must be > 0, got {timeout}")
+        if max_retries < 0:
+            raise ParameterError(f"{{max_retries}} must be >= 0, got {max_retries}")
+        given_price = parse_price(price) if isinstance(price, str) else price  # a bad option before a missing key
         self.model = model or DEFAULT_MODEL
         urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
         urls = [u.rstrip("/") for u in urls if u] or [u for u in [os.environ.get("OPENAI_BASE_URL")] if u]
@@ -147,7 +172,7 @@ class OpenAIBackend:
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.price = price_for(self.model, price)
+        self.price = price_for(self.model, given_price)
         self.send_seed = send_seed
         self.limiter = RateLimiter(rpm)
         self.rpm = rpm
