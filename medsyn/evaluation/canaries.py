@@ -1,0 +1,197 @@
+"""Canary exposure of a fine-tuned generator (Carlini et al., *The Secret Sharer*) and secret scans of its notes.
+
+Exposure of a canary with secret ``s``: draw ``N - 1`` other secrets uniformly from the same space, score every one
+of the ``N`` by the model's log-likelihood of the canary's answer with it in place (given the canary's prompt), and
+take the secret's rank ``r`` (1 = most likely; ties count against the secret). Exposure is
+``log2(N) - log2(r)`` bits: 0 when the secret is the least likely, ``log2(N)`` when it beats every candidate. A model
+that never saw the canary ranks its secret uniformly, so its expected exposure is about ``log2(e) ≈ 1.44`` bits.
+
+Models load lazily (torch, transformers, peft are imported inside the functions).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsyn.errors import InputError
+from medsyn.training.canaries import Canary, draw_secret
+
+DEFAULT_CANDIDATES = 1000
+
+
+@dataclass(frozen=True)
+class Exposure:
+    canary: str
+    secret: str
+    rank: int
+    candidates: int
+    exposure: float
+    """Bits, ``log2(candidates) - log2(rank)``."""
+    log_likelihood: float
+    """Of the canary's answer with its own secret (nats)."""
+
+    @property
+    def max_exposure(self) -> float:
+        return math.log2(self.candidates)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"max_exposure": round(self.max_exposure, 4)}
+
+
+@dataclass(frozen=True)
+class SecretHit:
+    canary: str
+    secret: str
+    note_id: str
+    where: str
+    """``file:line`` of the note, or its id when notes came without a place."""
+
+
+def candidate_secrets(secret: str, n: int, rng: np.random.Generator) -> list[str]:
+    """``secret`` first, then ``n - 1`` distinct other secrets drawn uniformly from the secret space."""
+    if n < 2:
+        raise InputError(f"candidates: expected at least 2, got {n}")
+    out, seen = [secret], {secret}
+    while len(out) < n:
+        s = draw_secret(rng)
+        if s not in seen:
+            seen.add(s)
+            out.append(s)
+    return out
+
+
+def rank_of_first(scores: list[float]) -> int:
+    """Rank of ``scores[0]`` among all (1 = highest); a tie counts as ranking above it.
+
+    >>> rank_of_first([-1.0, -3.0, -0.5, -1.0])
+    3
+    """
+    return 1 + sum(1 for s in scores[1:] if s >= scores[0])
+
+
+def exposure_bits(rank: int, n: int) -> float:
+    """>>> exposure_bits(1, 1024), exposure_bits(1024, 1024)
+    (10.0, 0.0)
+    """
+    return math.log2(n) - math.log2(rank)
+
+
+def answer_log_likelihoods(
+    model: Any, tokenizer: Any, prompt: str, answers: list[str], *, batch_size: int
+) -> list[float]:
+    """Summed log-probability (nats) of each answer's tokens given ``prompt``, tokenised as in training."""
+    import torch
+
+    from medsyn.training.finetune import IGNORE_INDEX, collate
+
+    prompt_ids = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+    encoded = []
+    for a in answers:
+        ids = list(tokenizer(a, add_special_tokens=False)["input_ids"])
+        encoded.append((prompt_ids + ids, [IGNORE_INDEX] * len(prompt_ids) + ids))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    out: list[float] = []
+    with torch.no_grad():
+        for i in range(0, len(encoded), batch_size):
+            batch = {k: v.to(device) for k, v in collate(encoded[i : i + batch_size], pad_id=pad).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            labels = batch["labels"][:, 1:]
+            logp = torch.log_softmax(logits[:, :-1, :], dim=-1)
+            keep = labels != IGNORE_INDEX
+            picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * keep
+            out += picked.sum(dim=1).tolist()
+    return out
+
+
+def exposures(
+    model: Any,
+    tokenizer: Any,
+    canaries: list[Canary],
+    *,
+    n_candidates: int = DEFAULT_CANDIDATES,
+    rng: np.random.Generator,
+    batch_size: int = 64,
+) -> list[Exposure]:
+    """The exposure of each canary under a loaded model (candidates drawn from ``rng`` in canary order)."""
+    out = []
+    for c in canaries:
+        secrets = candidate_secrets(c.secret, n_candidates, rng)
+        scores = answer_log_likelihoods(
+            model, tokenizer, c.prompt, [c.with_secret(s) for s in secrets], batch_size=batch_size
+        )
+        rank = rank_of_first(scores)
+        out.append(Exposure(c.id, c.secret, rank, n_candidates, exposure_bits(rank, n_candidates), scores[0]))
+    return out
+
+
+def measure_exposure(
+    adapter: str | Path | None,
+    canaries: list[Canary],
+    *,
+    base: str | None = None,
+    n_candidates: int = DEFAULT_CANDIDATES,
+    rng: np.random.Generator,
+    device: str | None = None,
+    batch_size: int = 64,
+) -> list[Exposure]:
+    """Exposure of each canary under a LoRA ``adapter`` on its base (``base`` defaults to the one in the adapter's
+    manifest), or under ``base`` alone when ``adapter`` is None (a model that never saw the canaries)."""
+    from medsyn.training.models import load_causal_lm, read_manifest
+
+    if adapter is None and base is None:
+        raise InputError("give an adapter or a base model to measure canary exposure on")
+    spec = base or str(read_manifest(adapter)["base"])  # type: ignore[arg-type]
+    model, tokenizer = load_causal_lm(spec, adapter=adapter, device=device)
+    return exposures(model, tokenizer, canaries, n_candidates=n_candidates, rng=rng, batch_size=batch_size)
+
+
+_DIGIT_GAPS = re.compile(r"(?<=\d)[\s\-.]+(?=\d)")
+
+
+def scan_secrets(notes: Iterable[tuple[str, str, str]], canaries: list[Canary]) -> list[SecretHit]:
+    """Notes (``(note_id, where, text)``) holding a canary's secret as a whole number, also when its digits are split
+    by spaces, dashes or dots ("048 213", "04-82-13")."""
+    patterns = [(c, re.compile(rf"(?<!\d){re.escape(c.secret)}(?!\d)")) for c in canaries]
+    hits = []
+    for note_id, where, text in notes:
+        joined = _DIGIT_GAPS.sub("", text)
+        for c, pattern in patterns:
+            if pattern.search(text) or pattern.search(joined):
+                hits.append(SecretHit(c.id, c.secret, note_id, where))
+    return hits
+
+
+def note_texts(paths: Iterable[str | Path]) -> list[tuple[str, str, str]]:
+    """``(note_id, where, text)`` of every note (rejected ones too: a secret must not leak anywhere) in generate run
+    folders, export folders or JSONL files."""
+    from medsyn.evaluation.data import read_notes
+
+    return [(n.id, n.where, n.text) for p in paths for n in read_notes(p, accepted_only=False).notes]
+
+
+def report(
+    exposed: list[Exposure],
+    hits: list[SecretHit],
+    *,
+    scanned: int | None,
+    settings: dict[str, Any],
+    fail_exposure: float | None = None,
+) -> dict[str, Any]:
+    """The JSON report: exposures, secret hits, and the findings (any hit; any exposure >= ``fail_exposure``)."""
+    over = [e.canary for e in exposed if fail_exposure is not None and e.exposure >= fail_exposure]
+    return {
+        "settings": settings,
+        "exposure": [e.to_json() for e in exposed],
+        "exposure_mean": round(sum(e.exposure for e in exposed) / len(exposed), 4) if exposed else None,
+        "notes_scanned": scanned,
+        "secret_hits": [asdict(h) for h in hits],
+        "findings": {"secrets_in_notes": len(hits), "exposure_over_threshold": over},
+    }
