@@ -33,7 +33,7 @@ def canaries(
         None, "--fail-exposure", help="Also a finding (exit 1): a canary exposed by at least this many bits."
     ),
     out: Path = typer.Option(
-        Path("reports/canaries.json"), "--out", parser=path_of("--out"), help="JSON report to write."
+        Path("canaries-report.json"), "--out", parser=path_of("--out"), help="JSON report to write."
     ),
 ) -> None:
     """Rank each canary's secret among random candidates (exposure, bits) and scan notes for the secrets.
@@ -73,7 +73,7 @@ def canaries(
                     fail_exposure=fail_exposure)  # fmt: skip
     atomic_write_text(out, json.dumps(rep, ensure_ascii=False, indent=2) + "\n")
     _print(rep)
-    console.print(f"report: {out}", highlight=False)
+    console.print(f"report: {out}", highlight=False, soft_wrap=True)
     if rep["findings"]["secrets_in_notes"] or rep["findings"]["exposure_over_threshold"]:
         raise typer.Exit(ExitCode.FINDING)
 
@@ -89,12 +89,18 @@ def _print(rep: dict) -> None:  # type: ignore[type-arg]
         console.print(table)
     if rep["notes_scanned"] is not None:
         hits = rep["secret_hits"]
-        console.print(f"notes scanned: {rep['notes_scanned']}; canary secrets found: {len(hits)}", highlight=False)
+        console.print(
+            f"notes scanned: {rep['notes_scanned']}; canary secrets found: {len(hits)}", highlight=False, soft_wrap=True
+        )
         for h in hits[:20]:
-            console.print(f"  {h['canary']} ({h['secret']}) in {h['where']} (note {h['note_id']})", highlight=False)
+            console.print(
+                f"  {h['canary']} ({h['secret']}) in {h['where']} (note {h['note_id']})",
+                highlight=False,
+                soft_wrap=True,
+            )
     over = rep["findings"]["exposure_over_threshold"]
     if over:
-        console.print(f"exposure at or over --fail-exposure: {', '.join(over)}", highlight=False)
+        console.print(f"exposure at or over --fail-exposure: {', '.join(over)}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

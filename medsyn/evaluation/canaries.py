@@ -86,29 +86,66 @@ def exposure_bits(rank: int, n: int) -> float:
 def answer_log_likelihoods(
     model: Any, tokenizer: Any, prompt: str, answers: list[str], *, batch_size: int
 ) -> list[float]:
-    """Summed log-probability (nats) of each answer's tokens given ``prompt``, tokenised as in training."""
+    """Summed log-probability (nats) of each answer's tokens given ``prompt``, tokenised as in training.
+
+    The tokens all answers share (prompt and canary prefix: most of each sequence) run once; their cache is copied
+    for each batch of the differing tails, so N candidates cost one prefix plus N short tails.
+    """
     import torch
 
-    from medsyn.training.finetune import IGNORE_INDEX, collate
-
     prompt_ids = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
-    encoded = []
-    for a in answers:
-        ids = list(tokenizer(a, add_special_tokens=False)["input_ids"])
-        encoded.append((prompt_ids + ids, [IGNORE_INDEX] * len(prompt_ids) + ids))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    seqs = [prompt_ids + list(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers]
+    shared = min(len(s) for s in seqs) - 1  # every tail keeps a token, scored from the shared part's last logits
+    shared = next((i for i in range(shared) if any(s[i] != seqs[0][i] for s in seqs)), shared)
     device = next(model.parameters()).device
-    out: list[float] = []
     with torch.no_grad():
-        for i in range(0, len(encoded), batch_size):
-            batch = {k: v.to(device) for k, v in collate(encoded[i : i + batch_size], pad_id=pad).items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-            labels = batch["labels"][:, 1:]
-            logp = torch.log_softmax(logits[:, :-1, :], dim=-1)
-            keep = labels != IGNORE_INDEX
-            picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * keep
-            out += picked.sum(dim=1).tolist()
-    return out
+        head = model(input_ids=torch.tensor([seqs[0][:shared]], device=device), use_cache=True)
+        head_logp = torch.log_softmax(head.logits[0].float(), dim=-1)
+        # answer tokens inside the shared part count for every answer alike
+        start = len(prompt_ids)
+        head_score = float(sum(head_logp[i - 1, seqs[0][i]] for i in range(start, shared)))
+        return [
+            head_score + x
+            for i in range(0, len(seqs), batch_size)
+            for x in _tail_scores(
+                model, head.past_key_values, head_logp[-1], [s[shared:] for s in seqs[i : i + batch_size]]
+            )
+        ]
+
+
+def _cache_kwarg(model: Any) -> str:
+    """transformers 5 renamed ``past_key_values`` to ``cache`` in some release of the supported range."""
+    import inspect
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(type(inner).forward).parameters else "past_key_values"
+
+
+def _cache_of(output: Any) -> Any:
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+def _tail_scores(model: Any, cache: Any, first_logp: Any, tails: list[list[int]]) -> list[float]:
+    import copy
+
+    import torch
+
+    device = first_logp.device
+    width = max(len(t) for t in tails)
+    ids = torch.zeros((len(tails), width), dtype=torch.long, device=device)
+    mask = torch.zeros((len(tails), width), dtype=torch.long, device=device)
+    for i, t in enumerate(tails):
+        ids[i, : len(t)] = torch.tensor(t)
+        mask[i, : len(t)] = 1
+    past = copy.deepcopy(cache)
+    past.batch_repeat_interleave(len(tails))
+    prefix_mask = torch.ones((len(tails), past.get_seq_length()), dtype=torch.long, device=device)
+    mask_all = torch.cat([prefix_mask, mask], 1)
+    logits = model(input_ids=ids, attention_mask=mask_all, **{_cache_kwarg(model): past}).logits
+    logp = torch.cat([first_logp.expand(len(tails), 1, -1), torch.log_softmax(logits[:, :-1].float(), dim=-1)], 1)
+    picked = logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1) * mask
+    return [float(x) for x in picked.sum(dim=1)]
 
 
 def exposures(
