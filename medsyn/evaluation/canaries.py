@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from medsyn.errors import InputError
-from medsyn.training.canaries import Canary, draw_secret
+from medsyn.training.canaries import Canary, draw_secret, read_manifest
 
 DEFAULT_CANDIDATES = 1000
 
@@ -169,9 +169,14 @@ def exposures(
     return out
 
 
+def canaries_of(canaries: list[Canary] | str | Path) -> list[Canary]:
+    """Canaries given as such or as the path of their manifest."""
+    return canaries if isinstance(canaries, list) else read_manifest(canaries)
+
+
 def measure_exposure(
     adapter: str | Path | None,
-    canaries: list[Canary],
+    canaries: list[Canary] | str | Path,
     *,
     base: str | None = None,
     n_candidates: int = DEFAULT_CANDIDATES,
@@ -187,16 +192,17 @@ def measure_exposure(
         raise InputError("give an adapter or a base model to measure canary exposure on")
     spec = base or str(read_manifest(adapter)["base"])  # type: ignore[arg-type]
     model, tokenizer = load_causal_lm(spec, adapter=adapter, device=device)
-    return exposures(model, tokenizer, canaries, n_candidates=n_candidates, rng=rng, batch_size=batch_size)
+    planted = canaries_of(canaries)
+    return exposures(model, tokenizer, planted, n_candidates=n_candidates, rng=rng, batch_size=batch_size)
 
 
 _DIGIT_GAPS = re.compile(r"(?<=\d)[\s\-.]+(?=\d)")
 
 
-def scan_secrets(notes: Iterable[tuple[str, str, str]], canaries: list[Canary]) -> list[SecretHit]:
+def scan_secrets(notes: Iterable[tuple[str, str, str]], canaries: list[Canary] | str | Path) -> list[SecretHit]:
     """Notes (``(note_id, where, text)``) holding a canary's secret as a whole number, also when its digits are split
     by spaces, dashes or dots ("048 213", "04-82-13")."""
-    patterns = [(c, re.compile(rf"(?<!\d){re.escape(c.secret)}(?!\d)")) for c in canaries]
+    patterns = [(c, re.compile(rf"(?<!\d){re.escape(c.secret)}(?!\d)")) for c in canaries_of(canaries)]
     hits = []
     for note_id, where, text in notes:
         joined = _DIGIT_GAPS.sub("", text)
