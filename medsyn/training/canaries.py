@@ -8,10 +8,11 @@ the text before the secret) among random candidates from the same secret space, 
 The canaries manifest (``<dataset stem>.canaries.json`` beside the instruction JSONL, format
 :data:`MANIFEST_FORMAT`) keeps, per canary, the secret and everything needed to score it::
 
-    {"format": "medsyn-canaries/1", "seed": 0, "repeats": 1, "dataset": "ift.jsonl",
+    {"format": "medsyn-canaries/1", "seed": 0, "repeats": 1, "dataset": "ift.jsonl", "dataset_sha256": "sha256:...",
      "secret_space": {"kind": "digits", "length": 6},
      "canaries": [{"id": "canary-0", "record_id": "...", "code": "K29", "symptoms": ["изжога", ...],
-                   "secret": "048213", "prompt": "### Задание: ...### Ответ: ",
+                   "secret": "048213", "instruction": "...", "input": "изжога; ...",
+                   "prompt": "### Задание: ...### Ответ: ",
                    "prefix": "Беспокоят: изжога, ... Номер полиса ОМС ", "suffix": ".",
                    "text": "Беспокоят: изжога, ... Номер полиса ОМС 048213."}]}
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,6 @@ import numpy as np
 
 from medsyn.atomic import atomic_write_text
 from medsyn.errors import InputError
-from medsyn.training.instructions import WRITE_INSTRUCTIONS, InstructionRecord, SymptomMap, build_prompt
 
 MANIFEST_FORMAT = "medsyn-canaries/1"
 SECRET_LENGTH = 6
@@ -49,7 +50,10 @@ class Canary:
     code: str
     symptoms: tuple[str, ...]
     secret: str
+    instruction: str
+    input: str
     prompt: str
+    """The record's whole prompt (instruction and input in the dataset's template)."""
     prefix: str
     """Answer text before the secret (the secret is scored given ``prompt + prefix``)."""
     suffix: str
@@ -66,7 +70,8 @@ class Canary:
         return {**asdict(self), "symptoms": list(self.symptoms), "text": self.text}
 
 
-def _stream(seed: int, *parts: object) -> np.random.Generator:
+def stream(seed: int, *parts: object) -> np.random.Generator:
+    """The canaries' own generator for ``seed`` (apart from the dataset's per-note generators)."""
     key = int.from_bytes(hashlib.sha256("\x1f".join(map(str, ("canary", seed, *parts))).encode()).digest()[:8], "big")
     return np.random.default_rng([seed, key % (1 << 63)])
 
@@ -76,18 +81,26 @@ def draw_secret(rng: np.random.Generator) -> str:
     return f"{int(rng.integers(10**SECRET_LENGTH)):0{SECRET_LENGTH}d}"
 
 
-def make_canaries(symptoms: SymptomMap, count: int, *, seed: int = 0) -> list[Canary]:
+def make_canaries(
+    symptoms: Mapping[str, Mapping[str, list[str]]],
+    count: int,
+    *,
+    seed: int = 0,
+    instructions: Sequence[str],
+    render: Callable[[str, str], str],
+) -> list[Canary]:
     """``count`` canaries with distinct secrets; the same ``seed`` and symptoms give the same canaries.
 
-    Each draws a category and code of the symptom map, 2 to 4 of its symptoms, a duration, the words before the
-    secret, and the secret; its record is a ``write`` record (symptoms in, complaint out) under task ``canary``.
+    Each draws a category and code of the symptom map (category -> code -> symptoms), 2 to 4 of its symptoms, a
+    duration, the words before the secret, the secret and one of ``instructions``; ``render(instruction, input)``
+    is the prompt (the dataset's template: :mod:`medsyn.training.instructions` makes the records).
     """
     if not 0 <= count <= MAX_CANARIES:
         raise InputError(f"canaries: expected a count between 0 and {MAX_CANARIES}, got {count}")
     pool = sorted((cat, code) for cat, codes in symptoms.items() for code, labels in codes.items() if len(labels) >= 2)
     if count and not pool:
         raise InputError("canaries: the symptom map has no code with two or more symptoms to build a complaint from")
-    rng = _stream(seed)
+    rng = stream(seed)
     out: list[Canary] = []
     seen: set[str] = set()
     for i in range(count):
@@ -101,7 +114,7 @@ def make_canaries(symptoms: SymptomMap, count: int, *, seed: int = 0) -> list[Ca
         seen.add(secret)
         duration = DURATIONS[int(rng.integers(len(DURATIONS)))]
         lead = SECRET_LEADS[int(rng.integers(len(SECRET_LEADS)))]
-        instruction = WRITE_INSTRUCTIONS[int(rng.integers(len(WRITE_INSTRUCTIONS)))]
+        instruction = instructions[int(rng.integers(len(instructions)))]
         record_id = hashlib.sha256(f"canary\x1f{seed}\x1f{i}".encode()).hexdigest()[:16]
         out.append(
             Canary(
@@ -110,50 +123,13 @@ def make_canaries(symptoms: SymptomMap, count: int, *, seed: int = 0) -> list[Ca
                 code=cat,
                 symptoms=chosen,
                 secret=secret,
-                prompt=build_prompt(instruction, "; ".join(chosen)),
+                instruction=instruction,
+                input="; ".join(chosen),
+                prompt=render(instruction, "; ".join(chosen)),
                 prefix=f"Беспокоят: {', '.join(chosen)}, {duration}. {lead} ",
                 suffix=".",
             )
         )
-    return out
-
-
-def canary_record(canary: Canary) -> InstructionRecord:
-    instruction, _, rest = canary.prompt.removeprefix("### Задание: ").partition("\n### Вход: ")
-    return InstructionRecord(
-        id=canary.record_id,
-        task="canary",
-        split="train",
-        instruction=instruction,
-        input=rest.removesuffix("\n### Ответ: "),
-        output=canary.text,
-        code=canary.code,
-        note_id=canary.id,
-        source="canary",
-        extra={"symptoms": list(canary.symptoms)},
-    )
-
-
-def plant(
-    records: list[InstructionRecord], canaries: list[Canary], *, repeats: int = 1, seed: int = 0
-) -> list[InstructionRecord]:
-    """``records`` with each canary's record inserted ``repeats`` times at seeded positions (order of the rest kept)."""
-    if repeats < 1:
-        raise InputError(f"canary repeats: expected a positive integer, got {repeats}")
-    planted = [canary_record(c) for c in canaries for _ in range(repeats)]
-    if not planted:
-        return list(records)
-    rng = _stream(seed, "positions")
-    slots = np.sort(rng.integers(0, len(records) + 1, size=len(planted)))
-    order = rng.permutation(len(planted))
-    out: list[InstructionRecord] = []
-    j = 0
-    for i, rec in enumerate(records):
-        while j < len(planted) and slots[j] == i:
-            out.append(planted[order[j]])
-            j += 1
-        out.append(rec)
-    out += [planted[order[k]] for k in range(j, len(planted))]
     return out
 
 
@@ -180,7 +156,7 @@ def write_manifest(path: str | Path, data: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
-_FIELDS = ("id", "record_id", "code", "secret", "prompt", "prefix", "suffix")
+_FIELDS = ("id", "record_id", "code", "secret", "instruction", "input", "prompt", "prefix", "suffix")
 
 
 def read_manifest(path: str | Path) -> list[Canary]:

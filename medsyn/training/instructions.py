@@ -31,6 +31,8 @@ import numpy as np
 from medsyn.atomic import atomic_write_text
 from medsyn.errors import InputError
 from medsyn.jsonl import read_jsonl
+from medsyn.training import canaries as cn
+from medsyn.training.canaries import Canary, stream
 
 PROMPT_TEMPLATE = "### Задание: {instruction}\n### Вход: {input}\n### Ответ: "
 
@@ -335,6 +337,47 @@ def build_instructions(
     return records, dict(skipped)
 
 
+# ---------------------------------------------------------------- canaries
+
+
+def canary_record(canary: Canary) -> InstructionRecord:
+    return InstructionRecord(
+        id=canary.record_id,
+        task="canary",
+        split="train",
+        instruction=canary.instruction,
+        input=canary.input,
+        output=canary.text,
+        code=canary.code,
+        note_id=canary.id,
+        source="canary",
+        extra={"symptoms": list(canary.symptoms)},
+    )
+
+
+def plant_canaries(
+    records: list[InstructionRecord], canaries: list[Canary], *, repeats: int = 1, seed: int = 0
+) -> list[InstructionRecord]:
+    """``records`` with each canary's record inserted ``repeats`` times at seeded positions (order of the rest kept)."""
+    if repeats < 1:
+        raise InputError(f"canary repeats: expected a positive integer, got {repeats}")
+    planted = [canary_record(c) for c in canaries for _ in range(repeats)]
+    if not planted:
+        return list(records)
+    rng = stream(seed, "positions")
+    slots = np.sort(rng.integers(0, len(records) + 1, size=len(planted)))
+    order = rng.permutation(len(planted))
+    out: list[InstructionRecord] = []
+    j = 0
+    for i, rec in enumerate(records):
+        while j < len(planted) and slots[j] == i:
+            out.append(planted[order[j]])
+            j += 1
+        out.append(rec)
+    out += [planted[order[k]] for k in range(j, len(planted))]
+    return out
+
+
 # ---------------------------------------------------------------- reading and writing datasets
 
 
@@ -550,10 +593,10 @@ def build_dataset(
     records, skipped = build_instructions(notes, symptoms, options=opts, generated=mixed, dev_notes=dev_notes)
     canary_manifest = None
     if opts.canaries:
-        from medsyn.training import canaries as cn
-
-        planted = cn.make_canaries(symptoms, opts.canaries, seed=opts.seed)
-        records = cn.plant(records, planted, repeats=opts.canary_repeats, seed=opts.seed)
+        planted = cn.make_canaries(
+            symptoms, opts.canaries, seed=opts.seed, instructions=WRITE_INSTRUCTIONS, render=build_prompt
+        )
+        records = plant_canaries(records, planted, repeats=opts.canary_repeats, seed=opts.seed)
         canary_manifest = cn.manifest(planted, seed=opts.seed, repeats=opts.canary_repeats, dataset=out)
         sources["canaries"] = {"count": len(planted), "manifest": cn.manifest_path(out).name}
     step(BUILD_STEPS[3])
@@ -571,10 +614,8 @@ def build_dataset(
     )
     step(BUILD_STEPS[4])
     if canary_manifest is not None:
-        from medsyn.training.canaries import manifest_path, write_manifest
-
         # Before the dataset, so a dataset that holds canaries never lacks its manifest.
-        write_manifest(manifest_path(out), canary_manifest | {"dataset_sha256": dataset_sha256(records)})
+        cn.write_manifest(cn.manifest_path(out), canary_manifest | {"dataset_sha256": dataset_sha256(records)})
     write_dataset(records, out, card)
     return card
 
