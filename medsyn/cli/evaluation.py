@@ -438,3 +438,12 @@ def _write_outcomes(path: Path, outcomes: list[Any]) -> None:
     from medsyn.atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps([asdict(o) for o in outcomes], ensure_ascii=False, indent=1) + "\n")
+
+
+def _register_canaries() -> None:
+    from medsyn.cli.canaries import register
+
+    register(app)
+
+
+_register_canaries()

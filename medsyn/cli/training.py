@@ -31,13 +31,23 @@ def ift(
     eval_fraction: float = typer.Option(0.05, "--eval-fraction", help="Share of notes held out for eval loss."),
     example_share: float = typer.Option(0.5, "--example-share", help="Share of write records with an example."),
     tokenizer: str | None = typer.Option(None, "--tokenizer", help="Base spec (smollm2|DIR) for token lengths."),
+    canaries: int = typer.Option(
+        0, "--canaries", help="Plant K seeded canary notes with secrets (manifest: OUT stem + .canaries.json)."
+    ),
+    canary_repeats: int = typer.Option(1, "--canary-repeats", help="Copies of each canary in the train part."),
 ) -> None:
     """Build the instruction dataset (write a note / continue a note) from RuMedTop3 train notes and the KG."""
     from medsyn.atomic import check_output
     from medsyn.training.instructions import BuildOptions, build_dataset, card_paths
 
     check_output(out, folder=False, inputs=[p for p in (train, dev, generated, symptom_map) if p is not None])
-    opts = BuildOptions(seed=seed, eval_fraction=eval_fraction, example_share=example_share)
+    opts = BuildOptions(
+        seed=seed,
+        eval_fraction=eval_fraction,
+        example_share=example_share,
+        canaries=canaries,
+        canary_repeats=canary_repeats,
+    )
     tok = None
     if tokenizer:
         from medsyn.training.models import load_tokenizer
@@ -71,6 +81,10 @@ def ift(
             kg.close()
     parts = ", ".join(f"{k} {v}" for k, v in card["by_task_split"].items())
     console.print(f"wrote {card['records']} records to {out} ({parts}); card: {card_paths(out)[0]}", highlight=False)
+    if canaries:
+        from medsyn.training.canaries import manifest_path
+
+        console.print(f"planted {canaries} canaries x{canary_repeats}; manifest: {manifest_path(out)}", highlight=False)
 
 
 def finetune(

@@ -1,5 +1,5 @@
-"""Training a local model for the task: the instruction set of the paper's two tasks, LoRA fine-tuning (TRL +
-PEFT) and the models (packaged GGUF bases, adapters and their manifests).
+"""Training a local model for the task: the instruction set of the paper's two tasks (with optional canaries), LoRA
+fine-tuning (TRL + PEFT) and the models (packaged GGUF bases, adapters and their manifests).
 
 torch, transformers and peft are imported inside the functions that need them.
 """
@@ -13,6 +13,7 @@ __all__, __getattr__ = lazy_exports(
         "build_dataset": "instructions",
         "BuildOptions": "instructions",
         "read_dataset": "instructions",
+        "make_canaries": "canaries",
         "merge": "finetune",
         "TrainConfig": "finetune",
         "resolve_base": "models",

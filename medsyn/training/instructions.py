@@ -31,6 +31,8 @@ import numpy as np
 from medsyn.atomic import atomic_write_text
 from medsyn.errors import InputError
 from medsyn.jsonl import read_jsonl
+from medsyn.training import canaries as cn
+from medsyn.training.canaries import Canary, stream
 
 PROMPT_TEMPLATE = "### Задание: {instruction}\n### Вход: {input}\n### Ответ: "
 
@@ -213,6 +215,10 @@ class BuildOptions:
     max_symptoms: int = 5
     min_continue_words: int = 8
     tasks: tuple[str, ...] = TASKS
+    canaries: int = 0
+    """Canary records to plant (:mod:`medsyn.training.canaries`); their manifest goes beside the dataset."""
+    canary_repeats: int = 1
+    """Copies of each canary record in the train part (more copies: more memorisation to detect)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.eval_fraction < 1:
@@ -224,6 +230,8 @@ class BuildOptions:
         unknown = set(self.tasks) - set(TASKS)
         if unknown or not self.tasks:
             raise InputError(f"tasks: expected some of {', '.join(TASKS)}, got {', '.join(self.tasks) or 'none'}")
+        if self.canaries < 0 or self.canary_repeats < 1:
+            raise InputError("canaries/canary_repeats: expected a count >= 0 and repeats >= 1")
 
 
 def _record(task: str, note: Note, split: str, seed: int, instruction: str, inp: str, out: str, **kw: Any) -> Any:
@@ -327,6 +335,47 @@ def build_instructions(
             rec = _continue_record(n, split, opts, rng)
             records.append(rec) if rec else skipped.update(["continue_too_short"])
     return records, dict(skipped)
+
+
+# ---------------------------------------------------------------- canaries
+
+
+def canary_record(canary: Canary) -> InstructionRecord:
+    return InstructionRecord(
+        id=canary.record_id,
+        task="canary",
+        split="train",
+        instruction=canary.instruction,
+        input=canary.input,
+        output=canary.text,
+        code=canary.code,
+        note_id=canary.id,
+        source="canary",
+        extra={"symptoms": list(canary.symptoms)},
+    )
+
+
+def plant_canaries(
+    records: list[InstructionRecord], canaries: list[Canary], *, repeats: int = 1, seed: int = 0
+) -> list[InstructionRecord]:
+    """``records`` with each canary's record inserted ``repeats`` times at seeded positions (order of the rest kept)."""
+    if repeats < 1:
+        raise InputError(f"canary repeats: expected a positive integer, got {repeats}")
+    planted = [canary_record(c) for c in canaries for _ in range(repeats)]
+    if not planted:
+        return list(records)
+    rng = stream(seed, "positions")
+    slots = np.sort(rng.integers(0, len(records) + 1, size=len(planted)))
+    order = rng.permutation(len(planted))
+    out: list[InstructionRecord] = []
+    j = 0
+    for i, rec in enumerate(records):
+        while j < len(planted) and slots[j] == i:
+            out.append(planted[order[j]])
+            j += 1
+        out.append(rec)
+    out += [planted[order[k]] for k in range(j, len(planted))]
+    return out
 
 
 # ---------------------------------------------------------------- reading and writing datasets
@@ -458,11 +507,20 @@ def card_paths(out: str | Path) -> tuple[Path, Path]:
     return p.with_name(stem + ".card.json"), p.with_name(stem + ".card.md")
 
 
+def _jsonl(records: list[InstructionRecord]) -> str:
+    return "".join(r.to_json() + "\n" for r in records)
+
+
+def dataset_sha256(records: list[InstructionRecord]) -> str:
+    """The ``sha256:`` of the JSONL file :func:`write_dataset` writes for ``records``."""
+    return "sha256:" + hashlib.sha256(_jsonl(records).encode("utf-8")).hexdigest()
+
+
 def write_dataset(records: list[InstructionRecord], out: str | Path, card: Mapping[str, Any]) -> None:
     """Write the JSONL file and its card (JSON + Markdown), each atomically."""
     if not records:
         raise InputError("no instruction records to write (no usable notes?)")
-    atomic_write_text(out, "".join(r.to_json() + "\n" for r in records))
+    atomic_write_text(out, _jsonl(records))
     card_json, card_md = card_paths(out)
     atomic_write_text(card_json, json.dumps(card, ensure_ascii=False, indent=2) + "\n")
     atomic_write_text(card_md, card_markdown(card))
@@ -533,6 +591,14 @@ def build_dataset(
         sources["generated"] = {"path": str(generated), "sha256": file_sha256(generated)}
     step(BUILD_STEPS[2])
     records, skipped = build_instructions(notes, symptoms, options=opts, generated=mixed, dev_notes=dev_notes)
+    canary_manifest = None
+    if opts.canaries:
+        planted = cn.make_canaries(
+            symptoms, opts.canaries, seed=opts.seed, instructions=WRITE_INSTRUCTIONS, render=build_prompt
+        )
+        records = plant_canaries(records, planted, repeats=opts.canary_repeats, seed=opts.seed)
+        canary_manifest = cn.manifest(planted, seed=opts.seed, repeats=opts.canary_repeats, dataset=out)
+        sources["canaries"] = {"count": len(planted), "manifest": cn.manifest_path(out).name}
     step(BUILD_STEPS[3])
     count = None
     if tokenizer is not None:
@@ -547,6 +613,9 @@ def build_dataset(
         extra={"seed": opts.seed, "options": asdict(opts), "sources": sources, "skipped": skipped},
     )
     step(BUILD_STEPS[4])
+    if canary_manifest is not None:
+        # Before the dataset, so a dataset that holds canaries never lacks its manifest.
+        cn.write_manifest(cn.manifest_path(out), canary_manifest | {"dataset_sha256": dataset_sha256(records)})
     write_dataset(records, out, card)
     return card
 
