@@ -136,6 +136,9 @@ def generate_command(
     max_nonword_rate: Annotated[
         float, typer.Option("--max-nonword-rate", help="Maximum share of words no dictionary knows; -1: off.")
     ] = 0.05,
+    reject_pii: Annotated[
+        bool, typer.Option("--reject-pii", help="Reject notes holding personal data (names, dates, phone numbers).")
+    ] = False,
     template: Annotated[
         str | None,
         typer.Option(
@@ -218,6 +221,7 @@ def generate_command(
             max_repetition=max_repetition,
             max_restatement=max_restatement,
             max_nonword_rate=max_nonword_rate,
+            reject_pii=reject_pii,
         ),
         shots=shots,
         stop=stops,

@@ -60,7 +60,15 @@ def pii_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for name, p, ok in scans:
         kinds = ", ".join(f"{k} {v}" for k, v in p["per_kind"].items()) or "none"
         verdict = "–" if ok is None else ("met" if ok else "**not met**")
-        rows.append([name, str(p["n"]), f"{p['notes_with_pii']} ({100 * p['notes_with_pii'] / max(p['n'], 1):.2f}%)", kinds, verdict])
+        rows.append(
+            [
+                name,
+                str(p["n"]),
+                f"{p['notes_with_pii']} ({100 * p['notes_with_pii'] / max(p['n'], 1):.2f}%)",
+                kinds,
+                verdict,
+            ]
+        )
     return header, rows
 
 
