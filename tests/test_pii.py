@@ -65,7 +65,8 @@ def test_names_need_natasha_and_the_dictionary() -> None:
     assert ner_kinds("Пациентка Иванова Мария Петровна обратилась с жалобами на кашель.") == {"person"}
     assert "place" in ner_kinds("Приехала из Новосибирска, жалобы на головную боль.")
     assert "organisation" in ner_kinds("Наблюдается в ГБУЗ Городская клиническая больница № 5 с жалобами на боль.")
-    # Drugs and abbreviations that natasha tags as names are not names.
+    # Eponyms, drugs and abbreviations that natasha tags as names are not names.
+    assert ner_kinds("Положительный симптом Пастернацкого с обеих сторон, синдром Патерсона-Келли.") == set()
     assert ner_kinds("Получала Мидокалм, Нейробион, Ксефокам, ОАК и УЗИ ОМТ без улучшения.") == set()
     assert pii_kinds("Иванова Мария, тел. 8 912 345 67 89", names=False) == {"phone"}
     s = scan(["Жалобы на кашель.", "Иванова Мария Петровна, осмотр 18.02.2015"], ["a", "b"])

@@ -10,6 +10,7 @@ Two layers:
   notes it tags drug names and abbreviations too ("Нурофен" as a person, "ОАК" as an organisation), so a span
   counts only when pymorphy3 knows one of its words as a first name, surname or patronymic (person), a place name
   (place) or an organisation (organisation), or an organisation span names its kind (больница, ГБУЗ, ООО ...).
+  A surname after "синдром", "симптом", "проба" ... or a hyphenated pair is an eponym, not a person.
   NER is slow (tens of milliseconds a note), so it runs only on notes with such a capitalised word to begin with.
 
 >>> sorted(regex_kinds("Звонить +7 (912) 345-67-89, осмотр 18.02.15"))
@@ -53,6 +54,12 @@ _ORG_WORD = re.compile(
     re.IGNORECASE,
 )
 _CAPITALISED = re.compile(r"\b[А-ЯЁ][а-яё]{2,}\b")
+# A surname after these words names a syndrome, sign or method (an eponym: "симптом Пастернацкого"), not a person.
+_EPONYM_CUE = re.compile(
+    r"синдром|симптом|болезн|признак|проб[аеуы]|триад|рефлекс|феномен|аппликатор|метод|шкал|классификаци|операци"
+    r"|узелк|пятн|точк|маневр|манёвр|приём|прием|тест|\bпо\s+$",
+    re.IGNORECASE,
+)
 
 
 def regex_kinds(text: str) -> set[str]:
@@ -107,6 +114,8 @@ def ner_kinds(text: str) -> set[str]:
         kind = NER_KINDS.get(span.type)
         if kind is None or kind not in wanted:
             continue
+        if kind == "person" and (_EPONYM_CUE.search(text[max(0, span.start - 40) : span.start]) or "-" in span.text):
+            continue  # an eponym ("синдром Патерсона-Келли"), a disease's name, not a patient's or doctor's
         confirmed = any(kind in _name_kinds(w) for w in _CAPITALISED.findall(span.text))
         if confirmed or (kind == "organisation" and _ORG_WORD.search(span.text)):
             found.add(kind)
