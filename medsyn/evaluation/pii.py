@@ -54,6 +54,7 @@ _ORG_WORD = re.compile(
     re.IGNORECASE,
 )
 _CAPITALISED = re.compile(r"\b[А-ЯЁ][а-яё]{2,}\b")
+_SENTENCE = re.compile(r"(?<=[.!?;\n])\s+")
 # A surname after these words names a syndrome, sign or method (an eponym: "симптом Пастернацкого"), not a person.
 _EPONYM_CUE = re.compile(
     r"синдром|симптом|болезн|признак|проб[аеуы]|триад|рефлекс|феномен|аппликатор|метод|шкал|классификаци|операци"
@@ -100,9 +101,13 @@ def _ner() -> tuple[Any, Any]:
 
 def ner_kinds(text: str) -> set[str]:
     """Person, place and organisation names natasha finds and pymorphy3 (or an organisation word) confirms."""
-    wanted = _candidates(text)
+    # The tagger's cost grows with the text: only the sentences holding a candidate go through it.
+    found_in = [(p, _candidates(p)) for p in _SENTENCE.split(text)]
+    parts = [p for p, kinds in found_in if kinds]
+    wanted = {k for _, kinds in found_in for k in kinds}
     if not wanted:
         return set()
+    text = "\n".join(parts)
     from natasha import Doc
 
     segmenter, tagger = _ner()
