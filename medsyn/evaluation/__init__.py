@@ -3,7 +3,8 @@
 Step 4 of the data path. :mod:`~medsyn.evaluation.data` reads real splits, the authors' sets, run folders and exports;
 :mod:`~medsyn.evaluation.classifier` is the RuMedTop3 baseline; :mod:`~medsyn.evaluation.upsampling` runs the grid;
 :mod:`~medsyn.evaluation.quality` measures fidelity, recall, copies and distinguishability;
-:mod:`~medsyn.evaluation.report` writes the Markdown reports with their figures.
+:mod:`~medsyn.evaluation.report` writes the Markdown reports with their figures; :mod:`~medsyn.evaluation.privacy`
+runs membership inference and :mod:`~medsyn.evaluation.pii` the personal-data scan (``eval privacy``).
 """
 
 from medsyn.lazy import lazy_exports
@@ -28,5 +29,10 @@ __all__, __getattr__ = lazy_exports(
         "Quality": "quality",
         "write_upsample_report": "report",
         "write_quality_report": "report",
+        "assess_privacy": "privacy",
+        "membership": "privacy",
+        "PrivacyRun": "privacy",
+        "pii_kinds": "pii",
+        "write_privacy_report": "privacy_report",
     },
 )
