@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from medsyn.evaluation.data import NoteSet, default_dev, default_synthetic, default_train, read_notes  # noqa: E402
-from medsyn.evaluation.pii import scan  # noqa: E402
 from medsyn.evaluation.privacy import membership  # noqa: E402
 from medsyn.evaluation.upsampling import rare_codes  # noqa: E402
+from medsyn.generation.pii import scan  # noqa: E402
 
 GOAL_S = 300.0
 

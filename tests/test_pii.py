@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from medsyn.evaluation.pii import ner_kinds, pii_kinds, regex_kinds, scan
 from medsyn.generation.filter import FilterConfig, decide, score_note
+from medsyn.generation.pii import ner_kinds, pii_kinds, regex_kinds, scan
 from medsyn.kg.store import OxigraphStore
 from medsyn.sampling.samples import write_samples
 from medsyn.testing import demo_samples

@@ -4,7 +4,7 @@ Step 4 of the data path. :mod:`~medsyn.evaluation.data` reads real splits, the a
 :mod:`~medsyn.evaluation.classifier` is the RuMedTop3 baseline; :mod:`~medsyn.evaluation.upsampling` runs the grid;
 :mod:`~medsyn.evaluation.quality` measures fidelity, recall, copies and distinguishability;
 :mod:`~medsyn.evaluation.report` writes the Markdown reports with their figures; :mod:`~medsyn.evaluation.privacy`
-runs membership inference and :mod:`~medsyn.evaluation.pii` the personal-data scan (``eval privacy``).
+runs membership inference and :mod:`~medsyn.generation.pii` the personal-data scan (``eval privacy``).
 """
 
 from medsyn.lazy import lazy_exports
@@ -32,7 +32,6 @@ __all__, __getattr__ = lazy_exports(
         "assess_privacy": "privacy",
         "membership": "privacy",
         "PrivacyRun": "privacy",
-        "pii_kinds": "pii",
         "write_privacy_report": "privacy_report",
     },
 )

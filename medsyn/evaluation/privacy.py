@@ -20,7 +20,7 @@ Populations: ``all`` (the balanced draw), ``rare`` (its notes of rare codes, whe
 authors') have no ``shown`` row. Each AUC carries a seeded bootstrap 95 % interval (members and non-members
 resampled separately).
 
-**Personal data**: :mod:`medsyn.evaluation.pii`, the set's rate beside the real notes'.
+**Personal data**: :mod:`medsyn.generation.pii`, the set's rate beside the real notes'.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from medsyn.evaluation.data import Note, NoteSet
-from medsyn.evaluation.pii import PiiScan
 from medsyn.evaluation.quality import overlap
+from medsyn.generation.pii import PiiScan
 
 ATTACKS: dict[str, str] = {
     "char": "char 3–5-gram TF-IDF cosine, nearest synthetic note",
@@ -293,7 +293,7 @@ def assess_privacy(
     the held-out real notes, which no set saw)."""
     import time
 
-    from medsyn.evaluation.pii import scan
+    from medsyn.generation.pii import scan
 
     real = scan(dev.texts, [n.id for n in dev.notes]) if pii else None
     results = []

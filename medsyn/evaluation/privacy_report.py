@@ -140,7 +140,7 @@ def write_privacy_report(out: Path, run: PrivacyRun) -> Path:
         "",
         "Regexes for dates (RuMedTop3's `*ДАТА*` mask is no date), phone numbers, passport, SNILS, OMS policy and "
         "INN numbers, e-mail addresses and record numbers; natasha NER for person, place and organisation names, "
-        "kept when pymorphy3's dictionary knows a word of the span as such a name (medsyn/evaluation/pii.py).",
+        "kept when pymorphy3's dictionary knows a word of the span as such a name (medsyn/generation/pii.py).",
         "",
         markdown_table(p_header, p_rows) if p_rows else "Not scanned (`--no-pii`).",
         "",

@@ -21,7 +21,7 @@ Two scores, both lexical and deterministic (no model download):
 * ``nonwords``: the note's words no dictionary knows (:func:`medsyn.generation.fluency.nonwords`): small models
   invent words ("избытокое", "дезадабание"). Recorded as the list, so a record shows which words.
 
-* ``pii`` (only with ``reject_pii``): the kinds of personal data in the note (:mod:`medsyn.evaluation.pii`: names,
+* ``pii`` (only with ``reject_pii``): the kinds of personal data in the note (:mod:`medsyn.generation.pii`: names,
   dates, phone and document numbers). A synthetic note has no patient; a name or a policy number in it came from
   somewhere, so such a note is rejected. Recorded as the kinds, never the text found.
 
@@ -44,9 +44,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from medsyn.errors import InputError
-from medsyn.evaluation.pii import pii_kinds
 from medsyn.generation.fluency import nonwords, novelty
 from medsyn.generation.mentions import symptom_recall
+from medsyn.generation.pii import pii_kinds
 from medsyn.textsim import containment, shingles, tokens
 
 
