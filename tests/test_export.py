@@ -473,6 +473,11 @@ def test_export_writes_privacy_figures_into_the_card_and_prov(runs: dict, tmp_pa
     verdict = "the goal is met" if s["meets_auc_goal"] else "**fails the goal**"
     assert f"`{s['name']}`: " in card and verdict in card and "No privacy assessment" not in card
     assert json.loads((out / "export.json").read_text())["privacy"]["sets"][0]["worst_auc"] == s["worst_auc"]
+    # The shown population needs every real note a prompt showed, from run folders and export folders alike.
+    few = read_notes(runs["dir"] / "fewshot")
+    assert all(len(n.shots) == 3 for n in few.notes)
+    by_idx = {x["idx"]: tuple(x["example_ids"]) for x in lines(out / "data" / "train.jsonl")}
+    assert {n.id: n.shots for n in read_notes(out).notes} == by_idx and all(by_idx.values())
     store = Store()
     store.load((out / "prov.ttl").read_bytes(), format=RdfFormat.TURTLE)
     q = (
