@@ -131,6 +131,7 @@ def test_export_jsonl_with_card(runs: dict, tmp_path: Path) -> None:
     assert "paper_fewshot_ru" in card and "min_recall" in card and "CC BY-NC-SA" not in card.split("##")[0]
     assert (out / "notes_per_code.png").stat().st_size > 1000
     assert "## Usefulness: what the text adds over the graph" in card and "No evaluation was attached" in card
+    assert "No privacy assessment was attached" in card and not (out / "prov.ttl").exists()
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["records"] == len(recs) and manifest["near_copy"]["checked_against_real_notes"] == len(runs["real"])
     # The card's lineage query runs on the store and finds the note's inputs.
@@ -444,3 +445,65 @@ def test_the_card_shows_an_attached_graph_only_control(runs: dict, tmp_path: Pat
     )
     assert r.returncode == 2 and "--no-control" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "ds2").exists()
+
+
+def test_export_writes_privacy_figures_into_the_card_and_prov(runs: dict, tmp_path: Path) -> None:
+    """`--privacy REPORT` (an `eval privacy` report) and `--check-privacy` (the checks run on the exported notes) put
+    the attack AUCs and goals in the card, export.json, privacy.json and prov.ttl (ms:PrivacyAssessment)."""
+    import numpy as np
+    from pyoxigraph import RdfFormat, Store
+
+    from medsyn.evaluation.data import default_dev, default_train, read_notes
+    from medsyn.evaluation.privacy import PrivacyRun, assess_privacy
+    from medsyn.evaluation.privacy_report import write_privacy_report
+
+    report = tmp_path / "privacy"
+    train, dev = read_notes(default_train()), read_notes(default_dev())
+    chat = read_notes(runs["dir"] / "chat", name="chat")
+    results, _ = assess_privacy([chat], train, dev, np.random.default_rng(0), rare=set(), n_boot=50, pii=False)
+    write_privacy_report(report, PrivacyRun(results, None, "train", "dev", [], "none", 0, 50))
+    data = json.loads((report / "privacy.json").read_text(encoding="utf-8"))
+    out = tmp_path / "ds"
+    r = medsyn("export", runs["dir"] / "chat", "--out", out, "--store", runs["store"], "--privacy", report)
+    assert r.returncode == 0, r.stderr
+    card = (out / "README.md").read_text(encoding="utf-8")
+    s = data["sets"][0]
+    char_all = next(a for a in s["attacks"] if a["attack"] == "char" and a["population"] == "all")
+    assert "## Privacy: membership inference and personal data" in card and f"{char_all['auc']:.3f} (" in card
+    verdict = "the goal is met" if s["meets_auc_goal"] else "**fails the goal**"
+    assert f"`{s['name']}`: " in card and verdict in card and "No privacy assessment" not in card
+    assert json.loads((out / "export.json").read_text())["privacy"]["sets"][0]["worst_auc"] == s["worst_auc"]
+    # The shown population needs every real note a prompt showed, from run folders and export folders alike.
+    few = read_notes(runs["dir"] / "fewshot")
+    assert all(len(n.shots) == 3 for n in few.notes)
+    by_idx = {x["idx"]: tuple(x["example_ids"]) for x in lines(out / "data" / "train.jsonl")}
+    assert {n.id: n.shots for n in read_notes(out).notes} == by_idx and all(by_idx.values())
+    store = Store()
+    store.load((out / "prov.ttl").read_bytes(), format=RdfFormat.TURTLE)
+    q = (
+        "PREFIX ms: <https://w3id.org/medsyn/ontology#> PREFIX prov: <http://www.w3.org/ns/prov#> "
+        "SELECT ?auc ?worst WHERE { ?a a ms:PrivacyAssessment , prov:Activity ; prov:used [ a prov:Entity ] ; "
+        "ms:highestAttackAuc ?worst ; ms:attackResult [ ms:attack 'char' ; ms:population 'all' ; ms:auc ?auc ] }"
+    )
+    rows = list(store.query(q))
+    assert len(rows) == 1 and float(rows[0]["auc"].value) == pytest.approx(char_all["auc"])
+    assert float(rows[0]["worst"].value) == pytest.approx(s["worst_auc"])
+
+    out2 = tmp_path / "ds2"
+    r = medsyn("export", runs["dir"] / "fewshot", "--out", out2, "--store", runs["store"], "--check-privacy")
+    assert r.returncode == 0, r.stderr
+    measured = json.loads((out2 / "privacy.json").read_text(encoding="utf-8"))
+    assert measured["sets"][0]["name"] == "ds2" and measured["real_pii"]["n"] == 848
+    assert "## Privacy: membership inference" in (out2 / "README.md").read_text(encoding="utf-8")
+    r = medsyn(
+        "export",
+        runs["dir"] / "chat",
+        "--out",
+        tmp_path / "ds3",
+        "--store",
+        runs["store"],
+        "--privacy",
+        report,
+        "--check-privacy",
+    )
+    assert r.returncode == 2 and "not both" in r.stderr and not (tmp_path / "ds3").exists()

@@ -440,6 +440,84 @@ def _write_outcomes(path: Path, outcomes: list[Any]) -> None:
     atomic_write_text(path, json.dumps([asdict(o) for o in outcomes], ensure_ascii=False, indent=1) + "\n")
 
 
+@app.command()
+def privacy(
+    synthetic: list[Path] = typer.Option(None, help=_SYNTHETIC_HELP),
+    train: Path = typer.Option(None, help="Members: the real notes the generator saw; default: RuMedTop3 train."),
+    dev: Path = typer.Option(None, help="Non-members: held-out real notes; default: RuMedTop3 dev."),
+    seed: int = typer.Option(0, help="Seed of the balanced draw and the bootstrap."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples per AUC interval."),
+    rare_quantile: float = typer.Option(0.25, help="Rare codes: train frequency at or below this quantile."),
+    goal_auc: float = typer.Option(0.55, help="A set fails when an attack's AUC on the whole draw is above this."),
+    pii: bool = typer.Option(True, help="Scan for personal data (names, dates, phones, document numbers)."),
+    include_rejected: bool = typer.Option(False, help="Use generate notes that the filter rejected, too."),
+    out: Path = typer.Option(Path("reports/privacy"), parser=path_of("--out"), help="Report folder."),
+) -> None:
+    """Membership inference from the synthetic set alone (attack AUC with bootstrap intervals, overall, rare codes
+    and the real notes shown as examples) and a personal-data scan; writes out/privacy.md and privacy.json.
+
+    Exits 1 when a set fails a goal (an AUC above --goal-auc, or more personal data than the real notes), after
+    writing the report."""
+    import numpy as np
+
+    from medsyn.evaluation.data import default_dev, default_synthetic, default_train, display_path, read_notes
+    from medsyn.evaluation.privacy import PrivacyRun, assess_privacy
+    from medsyn.evaluation.privacy_report import write_privacy_report
+    from medsyn.evaluation.upsampling import rare_codes
+
+    if bootstrap < 10:
+        raise InputError(f"--bootstrap: expected at least 10 resamples, got {bootstrap}")
+    if not 0 < rare_quantile < 1 or not 0.5 <= goal_auc <= 1:
+        raise InputError("--rare-quantile must lie in (0, 1) and --goal-auc in [0.5, 1]")
+    tr = read_notes(train or default_train())
+    dv = read_notes(dev or default_dev())
+    sets = _load_synthetic(
+        list(synthetic or default_synthetic()), set(tr.codes), strict=False, include_rejected=include_rejected
+    )
+    _warn([w for s in sets for w in s.warnings])
+    rare = rare_codes(tr.codes, quantile=rare_quantile)
+    counts = {c: tr.codes.count(c) for c in rare}
+    start = time.perf_counter()
+    with console.status("membership inference") as status:
+        results, real = assess_privacy(
+            sets,
+            tr,
+            dv,
+            np.random.default_rng(seed),
+            rare=rare,
+            n_boot=bootstrap,
+            pii=pii,
+            on_set=lambda name: status.update(f"membership inference and personal data: {name}"),
+        )
+    run = PrivacyRun(
+        results,
+        real,
+        display_path(tr.path),
+        display_path(dv.path),
+        sorted(rare),
+        f"train frequency ≤ the {rare_quantile:g} quantile of per-code train counts ({max(counts.values())} notes "
+        "or fewer)",
+        seed,
+        bootstrap,
+        goal_auc,
+    )
+    path = write_privacy_report(out, run)
+    for r in results:
+        a = r.auc_of("char")
+        typer.echo(
+            f"{r.name}: {r.n} notes, highest attack AUC {r.worst_auc:.3f}"
+            + ("" if a is None else f" (char {a.auc:.3f}, 95% {a.low:.3f}–{a.high:.3f})")
+            + ("" if r.pii is None else f", personal data in {100 * r.pii.rate:.2f}% of notes")
+        )
+    if real is not None:
+        typer.echo(f"real notes (dev): personal data in {100 * real.rate:.2f}% of notes")
+    typer.echo(f"{len(results)} set(s) in {time.perf_counter() - start:.0f} s; report: {path}")
+    failures = run.failures()
+    if failures:
+        _warn(failures)
+        raise typer.Exit(1)
+
+
 def _register_canaries() -> None:
     from medsyn.cli.canaries import register
 

@@ -166,6 +166,9 @@ RestatementOpt = Annotated[
 NonwordOpt = Annotated[
     float, typer.Option("--max-nonword-rate", help="Maximum share of words no dictionary knows; -1: off.")
 ]
+PiiOpt = Annotated[
+    bool, typer.Option("--reject-pii", help="Reject notes holding personal data (names, dates, phone numbers).")
+]
 TemplateOpt = Annotated[
     str | None,
     typer.Option(
@@ -226,6 +229,7 @@ def generate_command(
     max_repetition: RepetitionOpt = 0.3,
     max_restatement: RestatementOpt = 0.35,
     max_nonword_rate: NonwordOpt = 0.05,
+    reject_pii: PiiOpt = False,
     template: TemplateOpt = None,
     temperature: TemperatureOpt = 1.0,
     max_tokens: MaxTokensOpt = 1024,
@@ -249,7 +253,8 @@ def generate_command(
     # Stop sequences travel with every request (the template's, or these), so one parsed value serves all backends.
     stops = tuple(x.replace("\\n", "\n").replace("\\t", "\t") for x in stop if x) if stop is not None else None
     limits = FilterConfig(min_recall=min_recall, max_similarity=max_similarity, max_repetition=max_repetition,
-                          max_restatement=max_restatement, max_nonword_rate=max_nonword_rate)  # fmt: skip
+                          max_restatement=max_restatement, max_nonword_rate=max_nonword_rate,
+                          reject_pii=reject_pii)  # fmt: skip
     config = GenerationConfig(
         template=template or default_template(backend) or DEFAULT_TEMPLATE,
         seed=seed, temperature=temperature, max_tokens=max_tokens, max_attempts=max_attempts,

@@ -44,6 +44,17 @@ def export_command(
             help="An `eval upsample` report folder: its graph-only control (what the text adds) goes into the card.",
         ),
     ] = None,
+    privacy: Annotated[
+        Path | None,
+        typer.Option("--privacy", help="An `eval privacy` report folder: its figures go into the card and prov.ttl."),
+    ] = None,
+    check_privacy: Annotated[
+        bool,
+        typer.Option(
+            "--check-privacy",
+            help="Run `eval privacy`'s checks (membership inference, personal data) on the exported notes.",
+        ),
+    ] = False,
 ) -> None:
     """Merge runs into RuMedTop3-compatible records (jsonl or Parquet) with a dataset card; no real note inside."""
     from medsyn.kg.opener import open_store
@@ -60,6 +71,8 @@ def export_command(
             on_near_copy=on_near_copy,
             command=["medsyn", "export", *sys.argv[2:]],
             evaluation=evaluation,
+            privacy=privacy,
+            check_privacy=check_privacy,
         )
     finally:
         with contextlib.suppress(Exception):
@@ -70,6 +83,8 @@ def export_command(
         f"(Jaccard >= 0.8), {r.dropped} dropped, {r.flagged} flagged"
         + (f"; {r.duplicates} duplicate ids skipped" if r.duplicates else "")
     )
+    for line in (r.privacy or {}).get("failures", []):
+        console.print(f"[yellow]privacy goal not met:[/] {line}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,8 @@
 Step 4 of the data path. :mod:`~medsyn.evaluation.data` reads real splits, the authors' sets, run folders and exports;
 :mod:`~medsyn.evaluation.classifier` is the RuMedTop3 baseline; :mod:`~medsyn.evaluation.upsampling` runs the grid;
 :mod:`~medsyn.evaluation.quality` measures fidelity, recall, copies and distinguishability;
-:mod:`~medsyn.evaluation.report` writes the Markdown reports with their figures;
+:mod:`~medsyn.evaluation.report` writes the Markdown reports with their figures; :mod:`~medsyn.evaluation.privacy`
+runs membership inference and :mod:`~medsyn.generation.pii` the personal-data scan (``eval privacy``);
 :mod:`~medsyn.evaluation.canaries` measures canary exposure of a fine-tuned generator and scans notes for secrets.
 """
 
@@ -31,5 +32,9 @@ __all__, __getattr__ = lazy_exports(
         "write_quality_report": "report",
         "measure_exposure": "canaries",
         "scan_secrets": "canaries",
+        "assess_privacy": "privacy",
+        "membership": "privacy",
+        "PrivacyRun": "privacy",
+        "write_privacy_report": "privacy_report",
     },
 )

@@ -45,6 +45,8 @@ class Note:
     example_id: str | None = None
     accepted: bool = True
     """False for a ``medsyn generate`` note the quality filter rejected (read only with ``include_rejected``)."""
+    shots: tuple[str, ...] = ()
+    """Ids of every real note the prompt showed (a few-shot prompt shows several; ``example_id`` is the first)."""
 
     @property
     def where(self) -> str:
@@ -146,7 +148,10 @@ def _parse(obj: dict, fmt: Format, path: Path, line: int) -> tuple[Note, bool]:
         raise InputError("field 'accepted' must be true or false", path=path, line=line)
     example = obj.get("example_id")
     ex = str(example) if example is not None else None
-    note = Note(note_id, text, code, str(path), line, tuple(requested), ex, accepted)
+    shots = obj.get("example_ids") or ([ex] if ex else [])
+    if not isinstance(shots, list):
+        raise InputError("field 'example_ids' must be a list", path=path, line=line)
+    note = Note(note_id, text, code, str(path), line, tuple(requested), ex, accepted, tuple(str(i) for i in shots))
     return note, accepted
 
 
@@ -205,7 +210,9 @@ def _read_export(folder: Path, *, name: str | None) -> NoteSet:
         if not isinstance(requested, list) or not isinstance(examples, list):
             raise InputError("fields 'requested_symptoms' and 'example_ids' must be lists", path=path, line=i)
         ex = str(examples[0]) if examples else None
-        notes.append(Note(str(rec.get("idx") or f"{path.name}:{i}"), text, code, str(path), i, tuple(requested), ex))
+        shots = tuple(str(e) for e in examples)
+        note_id = str(rec.get("idx") or f"{path.name}:{i}")
+        notes.append(Note(note_id, text, code, str(path), i, tuple(requested), ex, shots=shots))
     if not notes:
         raise InputError("no notes in the export", path=folder)
     return NoteSet(name or folder.name, folder, "export", notes, warnings)

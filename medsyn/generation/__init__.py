@@ -36,6 +36,7 @@ __all__, __getattr__ = lazy_exports(
         "FilterConfig": "filter",
         "score_note": "filter",
         "decide": "filter",
+        "pii_kinds": "pii",
         "parse_reply": "replies",
     },
 )

@@ -26,7 +26,6 @@ import json
 import shlex
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -218,7 +217,7 @@ class _Engine:
             "max_tokens": c.max_tokens,
             "max_attempts": c.max_attempts,
             "target_per_code": c.target_per_code,
-            "filter": asdict(c.filter),
+            "filter": c.filter.describe(),
             "sampling": self.sampling,
         }
         # Added only when set, so the identity (and resume) of runs made before these options is unchanged.

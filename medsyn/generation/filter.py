@@ -21,6 +21,10 @@ Two scores, both lexical and deterministic (no model download):
 * ``nonwords``: the note's words no dictionary knows (:func:`medsyn.generation.fluency.nonwords`): small models
   invent words ("избытокое", "дезадабание"). Recorded as the list, so a record shows which words.
 
+* ``pii`` (only with ``reject_pii``): the kinds of personal data in the note (:mod:`medsyn.generation.pii`: names,
+  dates, phone and document numbers). A synthetic note has no patient; a name or a policy number in it came from
+  somewhere, so such a note is rejected. Recorded as the kinds, never the text found.
+
 Records written before ``novelty`` and ``nonwords`` existed lack them; readers take a missing score as not measured.
 
 >>> cfg = FilterConfig(min_recall=0.5, max_similarity=0.6)
@@ -37,10 +41,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from medsyn.errors import InputError
 from medsyn.generation.fluency import nonwords, novelty
 from medsyn.generation.mentions import symptom_recall
+from medsyn.generation.pii import pii_kinds
 from medsyn.textsim import containment, shingles, tokens
 
 
@@ -62,6 +68,8 @@ class FilterConfig:
     """Reject a note in which more than this share of the words are non-words (one in 20); negative turns the
     check off. A rate, not a count: real and GPT-4 notes carry typos and drug names the vocabulary lacks, and on
     the labelled table any count threshold rejected more plausible notes than nonsense ones."""
+    reject_pii: bool = False
+    """Reject a note holding personal data (``generate --reject-pii``)."""
 
     def __post_init__(self) -> None:
         for name in ("max_restatement", "max_nonword_rate"):
@@ -74,6 +82,14 @@ class FilterConfig:
         if self.min_words < 0:
             raise InputError(f"min_words must be >= 0, got {self.min_words}")
 
+    def describe(self) -> dict[str, Any]:
+        """The thresholds as a run's identity records them; ``reject_pii`` only when on, so that runs made before
+        it existed keep their identity (and resume)."""
+        out = asdict(self)
+        if not self.reject_pii:
+            del out["reject_pii"]
+        return out
+
 
 @dataclass(frozen=True)
 class Scores:
@@ -84,10 +100,16 @@ class Scores:
     novelty: float | None = None
     """None: not measured (a Scores built by hand or read from an old record); such a note is no restatement."""
     nonwords: tuple[str, ...] = ()
+    pii: tuple[str, ...] | None = None
+    """Kinds of personal data found; None: not looked for."""
 
     def to_dict(self) -> dict[str, float | int | list[str] | None]:
         d = asdict(self)
         d["nonwords"] = list(self.nonwords)
+        if self.pii is None:
+            del d["pii"]
+        else:
+            d["pii"] = list(self.pii)
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
@@ -97,10 +119,12 @@ def score_note(
     example: str | Sequence[str] | None,
     *,
     vocabulary: Collection[str] = (),
+    pii: bool = False,
 ) -> Scores:
     """Symptom recall, copy-similarity to the example note(s) (0 without one), word count, repetition, novelty
     against the requested symptoms and the words no dictionary knows (``vocabulary``: extra known words, e.g.
-    :func:`medsyn.generation.fluency.note_vocabulary` of the graph's real notes)."""
+    :func:`medsyn.generation.fluency.note_vocabulary` of the graph's real notes); with ``pii``, the kinds of
+    personal data it holds."""
     examples = [example] if isinstance(example, str) else list(example or [])
     own = shingles(text)
     sim = max((containment(own, shingles(e)) for e in examples if e), default=0.0)
@@ -111,6 +135,7 @@ def score_note(
         repetition=repetition(text),
         novelty=novelty(text, symptoms),
         nonwords=tuple(nonwords(text, symptoms, vocabulary)),
+        pii=tuple(sorted(pii_kinds(text))) if pii else None,
     )
 
 
@@ -143,4 +168,6 @@ def decide(scores: Scores, config: FilterConfig) -> tuple[bool, str]:
     if scores.nonwords and 0 <= config.max_nonword_rate < len(scores.nonwords) / max(scores.words, 1):
         shown = ", ".join(scores.nonwords[:5])
         return False, f"non-word ({shown}; {len(scores.nonwords)} of {scores.words} words > {config.max_nonword_rate})"
+    if config.reject_pii and scores.pii:
+        return False, f"personal data ({', '.join(scores.pii)})"
     return True, ""

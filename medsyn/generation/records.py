@@ -99,7 +99,7 @@ def attempt_record(
         rec.update(response=None, status=COPY, reason=f"copies a real note word for word ({copied}; not kept)")
         return rec
     shown = [t for _, t in sample_examples(sample)[: template.shots or 1]]
-    scores = score_note(reply.text, sample.symptoms, shown, vocabulary=vocabulary)
+    scores = score_note(reply.text, sample.symptoms, shown, vocabulary=vocabulary, pii=filter_config.reject_pii)
     ok, why = decide(scores, filter_config)
     rec.update(
         scores=scores.to_dict(),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from medsyn.evaluation.report import markdown_table, pyplot, save_figure, text_adds_table
 from medsyn.sharing.folder import FIELDS, NEAR_COPY_JACCARD, NEAR_COPY_N, data_file
+from medsyn.sharing.privacy import privacy_section
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -208,6 +209,7 @@ def render_card(report: ExportReport) -> str:
             if report.symptom_labels_real
             else []
         ),
+        *privacy_section(report.privacy),
         "## Fields",
         "",
         markdown_table(["field", "meaning"], [[f"`{k}`", v] for k, v in FIELDS.items()]),

@@ -50,7 +50,10 @@ from medsyn.sharing.folder import (
     data_file,
     write_records,
 )
+from medsyn.sharing.privacy import PROV_FILE, check_records, dataset_id, privacy_prov, read_report
 from medsyn.textsim import normalised
+
+PRIVACY_FILE = "privacy.json"
 
 NearCopyPolicy = Literal["drop", "flag", "fail"]
 POLICIES: tuple[str, ...] = ("drop", "flag", "fail")
@@ -103,6 +106,8 @@ class ExportReport:
     """Requested-symptom labels (graph facts) that equal a whole real note (see :func:`_assert_no_real_text`)."""
     evaluation: dict[str, Any] | None = None
     """The graph-only control of an ``eval upsample`` report (its ``text_adds.json``), shown in the card."""
+    privacy: dict[str, Any] | None = None
+    """An ``eval privacy`` report (its ``privacy.json``), read or measured on the exported notes: card and PROV-O."""
 
     @property
     def per_code(self) -> dict[str, int]:
@@ -127,6 +132,16 @@ class ExportReport:
                 "requested_symptom_labels_equal_to_a_real_note": self.symptom_labels_real,
             },
             "duplicates_skipped": self.duplicates,
+            "privacy": None
+            if self.privacy is None
+            else {
+                "goal_auc": self.privacy.get("goal_auc"),
+                "sets": [
+                    {k: s.get(k) for k in ("name", "worst_auc", "meets_auc_goal", "meets_pii_goal")}
+                    for s in self.privacy["sets"]
+                ],
+                "failures": self.privacy.get("failures", []),
+            },
             "inputs": [
                 {
                     "path": str(s.path),
@@ -257,12 +272,16 @@ def export(
     on_near_copy: str = "drop",
     command: Sequence[str] | None = None,
     evaluation: str | Path | None = None,
+    privacy: str | Path | None = None,
+    check_privacy: bool = False,
 ) -> ExportReport:
     """Merge ``inputs`` into one dataset folder ``out`` (replaced as a whole), after the near-copy check.
 
     The store must hold the provenance of every run (the one it was generated against): the records' sources and
     licences come from it, and its real notes are what the check compares with. ``evaluation`` is an ``eval
     upsample`` report folder: its graph-only control (what the text adds over the bare lists) goes into the card.
+    ``privacy`` is an ``eval privacy`` report folder, or ``check_privacy`` runs its checks on the exported notes:
+    the figures go into the card, ``privacy.json`` and ``prov.ttl`` (:mod:`medsyn.sharing.privacy`).
     """
     if fmt not in FORMATS:
         raise ParameterError(f"{{fmt}} must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -272,10 +291,20 @@ def export(
         raise InputError("nothing to export: name at least one run folder or notes file")
     check_output(out, folder=True, inputs=inputs)
     adds = read_text_adds(Path(evaluation)) if evaluation is not None else None
+    if privacy is not None and check_privacy:
+        raise InputError("give --privacy REPORT or --check-privacy, not both")
+    priv: dict[str, Any] | bool | None = read_report(privacy) if privacy is not None else check_privacy or None
     # Held from the first read to the swap: a second export into the same folder is refused, not both "done".
     with hold(lock_beside(Path(out)), f"output folder {out}"):
         return _export(
-            inputs, Path(out), store=store, fmt=fmt, on_near_copy=on_near_copy, command=command, evaluation=adds
+            inputs,
+            Path(out),
+            store=store,
+            fmt=fmt,
+            on_near_copy=on_near_copy,
+            command=command,
+            evaluation=adds,
+            privacy=priv,
         )
 
 
@@ -308,6 +337,7 @@ def _export(
     on_near_copy: str,
     command: Sequence[str] | None,
     evaluation: dict[str, Any] | None = None,
+    privacy: dict[str, Any] | bool | None = None,
 ) -> ExportReport:
     sources = [read_source(p) for p in inputs]
     records, duplicates = _collect(sources, store)
@@ -350,6 +380,8 @@ def _export(
     report.symptom_labels_real = labels
     report.command = shlex.join(command) if command else None
     report.evaluation = evaluation
+    # True: measure on the notes as exported (after the near-copy policy), which is what a reviewer receives.
+    report.privacy = check_records(records, out.name) if privacy is True else (privacy or None)
     from medsyn.sharing.card import lineage_query, plot_per_code, render_card
 
     with atomic_dir(out) as tmp:
@@ -359,6 +391,9 @@ def _export(
         first_run_note = next((r["idx"] for r in records if r["run_id"]), None)
         if first_run_note is not None:
             (tmp / "lineage.rq").write_text(lineage_query(first_run_note), encoding="utf-8")
+        if report.privacy is not None:
+            (tmp / PRIVACY_FILE).write_text(json.dumps(report.privacy, ensure_ascii=False, indent=1) + "\n", "utf-8")
+            (tmp / PROV_FILE).write_text(privacy_prov(report.privacy, dataset_id(records)), encoding="utf-8")
         (tmp / "README.md").write_text(render_card(report), encoding="utf-8")
     return report
 

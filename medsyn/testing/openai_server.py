@@ -19,7 +19,8 @@ or in-process from a test::
 Actions (``script`` entries are consumed by the first requests in order; ``rates`` draw one per request from a
 seeded RNG; the default is ``ok``): ``ok``, ``429``, ``500``, ``slow``, ``empty``, ``refusal``, ``refusal_field``,
 ``truncated``, ``hang`` (never answers; exercises client timeouts), ``copy`` (writes back the example note of a
-``paper_ru``-style prompt word for word, as a model that copies would).
+``paper_ru``-style prompt word for word, as a model that copies would), ``pii`` (the note plus a patient's name,
+phone number and a date: :data:`PII_TAIL`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-ACTIONS = ("ok", "429", "500", "slow", "empty", "refusal", "refusal_field", "truncated", "hang", "copy")
+ACTIONS = ("ok", "429", "500", "slow", "empty", "refusal", "refusal_field", "truncated", "hang", "copy", "pii")
+PII_TAIL = " Пациентка Иванова Мария Петровна, тел. +7 (912) 345-67-89, осмотрена 18.02.2015."
+"""What a ``pii`` reply appends to its note: a name, a phone number and a date, as a leaking model would."""
 
 
 @dataclass
@@ -251,6 +254,8 @@ async def _answer(state: _State, method: str, path: str, headers: dict[str, str]
         text = canned_note(request["messages"])
         if action == "copy":
             text = example_in_prompt(request["messages"]) or text
+        if action == "pii":
+            text += PII_TAIL
         if action == "truncated":
             return _completion(request, text[: len(text) // 3], "length")
         return _completion(request, text, "stop")
