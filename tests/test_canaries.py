@@ -225,3 +225,26 @@ def test_exposure_is_seeded(memorised: tuple[Path, Path, Path]) -> None:
     planted = read_manifest(manifest)[1:]
     first, again = (exposures(model, tok, planted, n_candidates=32, rng=np.random.default_rng(7)) for _ in range(2))
     assert first == again
+
+
+def test_eval_privacy_carries_the_generators_canaries(tmp_path: Path, memorised: tuple[Path, Path, Path]) -> None:
+    """`eval privacy --adapter --canaries`: the exposure and each set's secret scan land in privacy.json and the
+    report; a set holding a secret fails its goal (exit 1); --adapter without --canaries is one line, exit 2."""
+    _, adapter, manifest = memorised
+    planted = read_manifest(manifest)
+    leaked = tmp_path / "leaked.jsonl"
+    rows = [{"idx": "copy", "symptoms": planted[0].text, "code": planted[0].code}]
+    leaked.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "privacy"
+    done = _medsyn("eval", "privacy", "--synthetic", leaked, "--adapter", adapter, "--canaries", manifest,
+                   "--candidates", 64, "--no-pii", "--bootstrap", 20, "--out", out)  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "hold a canary's secret" in done.stderr
+    (s,) = json.loads((out / "privacy.json").read_text(encoding="utf-8"))["sets"]
+    assert s["canaries"]["secrets_in_notes"] == 1 and s["canaries"]["canaries"] == 2
+    assert s["canaries"]["max_exposure_bits"] >= 5  # canary-0 was memorised: rank 1 or 2 of 64
+    md = (out / "privacy.md").read_text(encoding="utf-8")
+    assert "## Canaries" in md and "**fails the goal**: 1 note(s) hold a canary's secret" in md
+    bad = _medsyn("eval", "privacy", "--synthetic", leaked, "--adapter", adapter, "--out", tmp_path / "x")
+    assert bad.returncode == 2 and "--adapter needs --canaries" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -85,9 +85,8 @@ def test_a_planted_leak_is_told_apart_from_an_unrelated_set(sets: dict[str, Note
 
 
 def test_report_states_goals_and_reads_back(sets: dict[str, NoteSet], tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
     results, real = assess_privacy(
-        [sets["leaky"], sets["unrelated"]], sets["train"], sets["dev"], rng, rare={"I10"}, n_boot=100, pii=False
+        [sets["leaky"], sets["unrelated"]], sets["train"], sets["dev"], 0, rare={"I10"}, n_boot=100, pii=False
     )
     run = PrivacyRun(results, real, "train", "dev", ["I10"], "test", 0, 100)
     fails = run.failures()
@@ -148,3 +147,35 @@ def test_cli_exit_codes(sets: dict[str, NoteSet], tmp_path: Path) -> None:
     r = cli("--synthetic", tmp_path / "missing.jsonl", "--out", tmp_path / "c")
     assert r.returncode == 2 and "missing.jsonl" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_sets_figures_do_not_depend_on_the_other_sets_of_the_run(sets: dict[str, NoteSet]) -> None:
+    def figures(chosen: list[NoteSet]) -> list[tuple[str, str, list[float | None]]]:
+        results, _ = assess_privacy(chosen, sets["train"], sets["dev"], 7, rare={"I10"}, n_boot=50, pii=False)
+        (r,) = [r for r in results if r.name == "unrelated"]
+        nan_safe = [[None if np.isnan(v) else v for v in (a.auc, a.low, a.high)] for a in r.attacks]
+        return [(a.attack, a.population, v) for a, v in zip(r.attacks, nan_safe, strict=True)]
+
+    assert figures([sets["unrelated"]]) == figures([sets["leaky"], sets["unrelated"]])
+
+
+def test_canary_secrets_in_a_set_fail_its_goal_and_reach_the_card(sets: dict[str, NoteSet]) -> None:
+    from dataclasses import replace
+
+    from medsyn.evaluation.canaries import Exposure
+    from medsyn.evaluation.privacy import attach_canaries
+    from medsyn.training.canaries import Canary
+
+    canary = Canary("canary-0", "r0", "I10", ("головная боль",), "048213", "i", "x", "p", "Полис ", ".")
+    leaked = replace(sets["unrelated"], name="leaked")
+    leaked.notes = [*leaked.notes[:-1], replace(leaked.notes[-1], text=leaked.notes[-1].text + " полис 048 213")]
+    chosen = [sets["unrelated"], leaked]
+    results, real = assess_privacy(chosen, sets["train"], sets["dev"], 0, rare=set(), n_boot=20, pii=False)
+    exposed = [Exposure("canary-0", "048213", rank=2, candidates=256, exposure=7.0, log_likelihood=-3.0)]
+    attach_canaries(results, chosen, exposed, [canary], adapter="adapter/")
+    assert [r.canaries["secrets_in_notes"] for r in results] == [0, 1]  # type: ignore[index]
+    run = PrivacyRun(results, real, "train", "dev", [], "test", 0, 20)
+    assert [f for f in run.failures() if "canary" in f] == ["leaked: 1 note(s) hold a canary's secret (goal: none)"]
+    card = "\n".join(privacy_section(run.to_json()))
+    assert "max 7.0 bits, mean 7.0 bits of 8.00 possible; 0 note(s)" in card
+    assert "`leaked`: canaries: exposure" in card and "**fails the goal**: 1 note(s) hold" in card

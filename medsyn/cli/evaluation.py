@@ -451,17 +451,26 @@ def privacy(
     goal_auc: float = typer.Option(0.55, help="A set fails when an attack's AUC on the whole draw is above this."),
     pii: bool = typer.Option(True, help="Scan for personal data (names, dates, phones, document numbers)."),
     include_rejected: bool = typer.Option(False, help="Use generate notes that the filter rejected, too."),
+    canaries: Path | None = typer.Option(
+        None, "--canaries", help="Canaries manifest (`medsyn ift --canaries K`): scan every set for its secrets."
+    ),
+    adapter: Path | None = typer.Option(
+        None, "--adapter", help="The fine-tuned generator (LoRA adapter): each canary's exposure under it (bits)."
+    ),
+    candidates: int = typer.Option(1000, help="With --adapter: secrets each canary's secret is ranked among."),
     out: Path = typer.Option(Path("reports/privacy"), parser=path_of("--out"), help="Report folder."),
 ) -> None:
     """Membership inference from the synthetic set alone (attack AUC with bootstrap intervals, overall, rare codes
     and the real notes shown as examples) and a personal-data scan; writes out/privacy.md and privacy.json.
 
-    Exits 1 when a set fails a goal (an AUC above --goal-auc, or more personal data than the real notes), after
-    writing the report."""
+    With --canaries (and --adapter): the generator's canary exposure, and every set scanned for the secrets.
+
+    Exits 1 when a set fails a goal (an AUC above --goal-auc, more personal data than the real notes, a canary's
+    secret in a note), after writing the report."""
     import numpy as np
 
     from medsyn.evaluation.data import default_dev, default_synthetic, default_train, display_path, read_notes
-    from medsyn.evaluation.privacy import PrivacyRun, assess_privacy
+    from medsyn.evaluation.privacy import PrivacyRun, assess_privacy, attach_canaries
     from medsyn.evaluation.privacy_report import write_privacy_report
     from medsyn.evaluation.upsampling import rare_codes
 
@@ -469,6 +478,11 @@ def privacy(
         raise InputError(f"--bootstrap: expected at least 10 resamples, got {bootstrap}")
     if not 0 < rare_quantile < 1 or not 0.5 <= goal_auc <= 1:
         raise InputError("--rare-quantile must lie in (0, 1) and --goal-auc in [0.5, 1]")
+    if adapter is not None and canaries is None:
+        raise InputError("--adapter needs --canaries MANIFEST (the canaries planted by `medsyn ift --canaries K`)")
+    if candidates < 2:
+        raise InputError(f"--candidates: expected at least 2, got {candidates}")
+    planted = _read_canaries(canaries)
     tr = read_notes(train or default_train())
     dv = read_notes(dev or default_dev())
     sets = _load_synthetic(
@@ -483,12 +497,15 @@ def privacy(
             sets,
             tr,
             dv,
-            np.random.default_rng(seed),
+            seed,
             rare=rare,
             n_boot=bootstrap,
             pii=pii,
             on_set=lambda name: status.update(f"membership inference and personal data: {name}"),
         )
+    if planted is not None:
+        exposed = _canary_exposure(adapter, planted, candidates, np.random.default_rng(seed))
+        attach_canaries(results, sets, exposed, planted, adapter=None if adapter is None else str(adapter))
     run = PrivacyRun(
         results,
         real,
@@ -516,6 +533,21 @@ def privacy(
     if failures:
         _warn(failures)
         raise typer.Exit(1)
+
+
+def _read_canaries(manifest: Path | None) -> list[Any] | None:
+    from medsyn.training.canaries import read_manifest
+
+    return None if manifest is None else read_manifest(manifest)
+
+
+def _canary_exposure(adapter: Path | None, planted: list[Any], candidates: int, rng: Any) -> list[Any]:
+    if adapter is None:
+        return []
+    from medsyn.evaluation.canaries import measure_exposure
+
+    with console.status("canary exposure"):
+        return measure_exposure(adapter, planted, n_candidates=candidates, rng=rng)
 
 
 def _register_canaries() -> None:

@@ -10,7 +10,7 @@
   notes with the same count per code (like for like: as many real notes of each code as the set has, or all there
   are), both scored on the dev notes of the codes the set covers.
 
-Draws come from :func:`medsyn.evaluation.upsampling.stream`, keyed by the set (a graph-only control is keyed by the
+Draws come from :func:`medsyn.seeding.stream`, keyed by the set (a graph-only control is keyed by the
 set it controls), so a set and its control use the same samples, and no set's result depends on the others.
 """
 
@@ -26,7 +26,8 @@ from medsyn.errors import ParameterError
 from medsyn.evaluation.classifier import ClassifierConfig, evaluate
 from medsyn.evaluation.classifiers import make_classifier
 from medsyn.evaluation.data import Note, NoteSet
-from medsyn.evaluation.upsampling import mean_sd, stream
+from medsyn.evaluation.upsampling import mean_sd
+from medsyn.seeding import stream
 
 REAL_SAME_COUNT = "real notes, same count"
 

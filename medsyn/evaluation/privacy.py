@@ -251,6 +251,9 @@ class PrivacyRun:
         """One line per set and goal it fails."""
         out = []
         for r in self.results:
+            found = (r.canaries or {}).get("secrets_in_notes")
+            if found:
+                out.append(f"{r.name}: {found} note(s) hold a canary's secret (goal: none)")
             if not r.meets_auc(self.goal_auc):
                 out.append(f"{r.name}: membership-inference AUC {r.worst_auc:.3f} > {self.goal_auc}")
             if r.meets_pii(self.real_pii) is False and r.pii is not None and self.real_pii is not None:
@@ -282,7 +285,7 @@ def assess_privacy(
     sets: Sequence[NoteSet],
     train: NoteSet,
     dev: NoteSet,
-    rng: np.random.Generator,
+    seed: int,
     *,
     rare: set[str],
     n_boot: int = 1000,
@@ -290,10 +293,14 @@ def assess_privacy(
     on_set: Callable[[str], None] | None = None,
 ) -> tuple[list[PrivacyResult], PiiScan | None]:
     """Membership inference and (with ``pii``) the personal-data scan of each set, and the real notes' scan (dev:
-    the held-out real notes, which no set saw)."""
+    the held-out real notes, which no set saw).
+
+    Each set draws from its own stream of ``seed`` (keyed by its name), so its figures never depend on which other
+    sets share the run or in what order."""
     import time
 
     from medsyn.generation.pii import scan
+    from medsyn.seeding import stream
 
     real = scan(dev.texts, [n.id for n in dev.notes]) if pii else None
     results = []
@@ -301,9 +308,35 @@ def assess_privacy(
         if on_set is not None:
             on_set(s.name)
         start = time.perf_counter()
-        attacks, shown = membership(s, train, dev, rng, rare=rare, n_boot=n_boot)
+        attacks, shown = membership(s, train, dev, stream(seed, "privacy", s.name), rare=rare, n_boot=n_boot)
         found = scan(s.texts, [n.id for n in s.notes]) if pii else None
         results.append(
             PrivacyResult(s.name, str(s.path), len(s.notes), attacks, found, shown, None, time.perf_counter() - start)
         )
     return results, real
+
+
+def attach_canaries(
+    results: Sequence[PrivacyResult],
+    sets: Sequence[NoteSet],
+    exposed: Sequence[Any],
+    canaries: Sequence[Any],
+    *,
+    adapter: str | None,
+) -> None:
+    """Fill each set's ``canaries`` figures: the generator's exposures (measured once: the adapter is the same for
+    every set) and the set's own notes scanned for the secrets (goal: none)."""
+    from medsyn.evaluation.canaries import scan_secrets
+
+    bits = [e.exposure for e in exposed]
+    for r, s in zip(results, sets, strict=True):
+        hits = scan_secrets([(n.id, f"{n.path}:{n.line}", n.text) for n in s.notes], list(canaries))
+        r.canaries = {
+            "adapter": adapter,
+            "canaries": len(canaries),
+            "candidates": exposed[0].candidates if exposed else None,
+            "max_exposure_bits": round(max(bits), 3) if bits else None,
+            "mean_exposure_bits": round(sum(bits) / len(bits), 3) if bits else None,
+            "secrets_in_notes": len(hits),
+            "hits": [f"{h.canary} in {h.where}" for h in hits[:20]],
+        }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,21 @@ def _plot(run: PrivacyRun, path: Path) -> None:
     save_figure(fig, path)
 
 
+def canary_verdict(c: Mapping[str, Any] | None) -> str:
+    """One line on a set's canaries: the generator's exposure and the secrets found in the set's notes."""
+    if not c:
+        return "canary exposure: not measured (a fine-tuned generator's canaries: `medsyn eval privacy --adapter`)."
+    exposure = (
+        "exposure not measured (no adapter given)"
+        if c.get("max_exposure_bits") is None
+        else f"exposure of {c['canaries']} canaries under `{c.get('adapter')}`: max {c['max_exposure_bits']} bits, "
+        f"mean {c['mean_exposure_bits']} bits of {math.log2(c['candidates']):.2f} possible"
+    )
+    found = c.get("secrets_in_notes", 0)
+    scan = "**fails the goal**: " if found else ""
+    return f"canaries: {exposure}; {scan}{found} note(s) hold a canary's secret (goal: none)."
+
+
 def write_privacy_report(out: Path, run: PrivacyRun) -> Path:
     """``out/privacy.md``, ``out/privacy.json`` and ``out/privacy.png``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -143,6 +159,10 @@ def write_privacy_report(out: Path, run: PrivacyRun) -> Path:
         "kept when pymorphy3's dictionary knows a word of the span as such a name (medsyn/generation/pii.py).",
         "",
         markdown_table(p_header, p_rows) if p_rows else "Not scanned (`--no-pii`).",
+        "",
+        "## Canaries",
+        "",
+        *[f"- `{s['name']}`: {canary_verdict(s.get('canaries'))}" for s in data["sets"]],
         "",
     ]
     if data["failures"]:

@@ -20,7 +20,6 @@ depend on how many fits run in parallel.
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -31,6 +30,7 @@ from medsyn.errors import ParameterError
 from medsyn.evaluation.classifier import ClassifierConfig, Scores, evaluate
 from medsyn.evaluation.classifiers import make_classifier
 from medsyn.evaluation.data import NoteSet
+from medsyn.seeding import stream
 
 ShareOf = Literal["real", "set"]
 REAL = "real"  # name of the set column for runs without synthetic notes
@@ -92,16 +92,6 @@ def rare_codes(train_codes: Sequence[str], *, quantile: float = 0.25) -> set[str
         counts[c] = counts.get(c, 0) + 1
     cut = float(np.quantile(list(counts.values()), quantile))
     return {c for c, n in counts.items() if n <= cut}
-
-
-def stream(seed: int, *key: str | float) -> np.random.Generator:
-    """The generator of one draw: a pure function of the seed and the key (names and shares).
-
-    >>> int(stream(0, "real", 0.5).integers(100)) == int(stream(0, "real", 0.5).integers(100))
-    True
-    """
-    words = [seed & 0xFFFFFFFF, *(zlib.crc32(repr(k).encode()) for k in key)]
-    return np.random.default_rng(np.random.SeedSequence(words))
 
 
 def _by_code(codes: Sequence[str]) -> dict[str, np.ndarray]:

@@ -20,7 +20,6 @@ PROV_FILE = "prov.ttl"
 
 def check_records(records: Sequence[Mapping[str, Any]], name: str, *, seed: int = 0) -> dict[str, Any]:
     """``eval privacy`` on exported records (RuMedTop3 train as members, dev as non-members): its JSON report."""
-    import numpy as np
 
     from medsyn.evaluation.data import Note, NoteSet, default_dev, default_train, display_path, read_notes
     from medsyn.evaluation.privacy import PrivacyRun, assess_privacy
@@ -35,9 +34,7 @@ def check_records(records: Sequence[Mapping[str, Any]], name: str, *, seed: int 
     ]
     skipped = len(records) - len(notes)
     rare = rare_codes(train.codes)
-    results, real = assess_privacy(
-        [NoteSet(name, Path(name), "export", notes)], train, dev, np.random.default_rng(seed), rare=rare
-    )
+    results, real = assess_privacy([NoteSet(name, Path(name), "export", notes)], train, dev, seed, rare=rare)
     run = PrivacyRun(
         results,
         real,
@@ -54,7 +51,7 @@ def check_records(records: Sequence[Mapping[str, Any]], name: str, *, seed: int 
 
 def privacy_section(data: Mapping[str, Any] | None) -> list[str]:
     """The card's privacy section: attack AUCs with intervals, personal-data rates, and each goal met or not."""
-    from medsyn.evaluation.privacy_report import attack_rows, pii_rows
+    from medsyn.evaluation.privacy_report import attack_rows, canary_verdict, pii_rows
 
     lines = ["## Privacy: membership inference and personal data", ""]
     if not data:
@@ -77,15 +74,7 @@ def privacy_section(data: Mapping[str, Any] | None) -> list[str]:
             verdicts.append(f"- `{s['name']}`: **fails the goal**: highest attack AUC {auc_text} > {goal}.")
         if s.get("meets_pii_goal") is False:
             verdicts.append(f"- `{s['name']}`: **fails the goal**: more notes with personal data than the real notes.")
-        canaries = s.get("canaries")
-        verdicts.append(
-            f"- `{s['name']}`: canary exposure: "
-            + (
-                "not measured (a fine-tuned generator's canaries: `medsyn eval privacy --adapter`)."
-                if not canaries
-                else ", ".join(f"{k} {v}" for k, v in canaries.items())
-            )
-        )
+        verdicts.append(f"- `{s['name']}`: {canary_verdict(s.get('canaries'))}")
     return [
         *lines,
         "Can an attacker holding only this set tell which real notes the generator used? Members: real train notes",

@@ -32,6 +32,7 @@ import numpy as np
 
 from medsyn.atomic import atomic_write_text
 from medsyn.errors import InputError
+from medsyn.seeding import stream
 
 MANIFEST_FORMAT = "medsyn-canaries/1"
 SECRET_LENGTH = 6
@@ -70,12 +71,6 @@ class Canary:
         return {**asdict(self), "symptoms": list(self.symptoms), "text": self.text}
 
 
-def stream(seed: int, *parts: object) -> np.random.Generator:
-    """The canaries' own generator for ``seed`` (apart from the dataset's per-note generators)."""
-    key = int.from_bytes(hashlib.sha256("\x1f".join(map(str, ("canary", seed, *parts))).encode()).digest()[:8], "big")
-    return np.random.default_rng([seed, key % (1 << 63)])
-
-
 def draw_secret(rng: np.random.Generator) -> str:
     """One secret, uniform over the secret space (leading zeros kept)."""
     return f"{int(rng.integers(10**SECRET_LENGTH)):0{SECRET_LENGTH}d}"
@@ -100,7 +95,7 @@ def make_canaries(
     pool = sorted((cat, code) for cat, codes in symptoms.items() for code, labels in codes.items() if len(labels) >= 2)
     if count and not pool:
         raise InputError("canaries: the symptom map has no code with two or more symptoms to build a complaint from")
-    rng = stream(seed)
+    rng = stream(seed, "canaries")  # apart from the dataset's per-note generators
     out: list[Canary] = []
     seen: set[str] = set()
     for i in range(count):
