@@ -127,10 +127,8 @@ def load(ctx: BuildContext) -> list[Quad]:
     quads += source_quads(
         NAME,
         label="SIDER 4.1 (side effects and indications from drug labels)",
-        license="CC BY-NC-SA 4.0",
         files=[rel(p, ctx.data) for p in files],
         file_digest=file_hash(files),
-        non_commercial=True,
     )
     return quads
 
