@@ -213,7 +213,9 @@ def test_softmax_follows_the_temperature(clinic: OxigraphStore) -> None:
         > 1e-3
     )
     # A high temperature flattens the weights towards uniform.
-    hot = draw_samples(clinic, n=12_000, strategy="softmax", seed=8, codes=["M54"], strategy_options={"temperature": 1e6})
+    hot = draw_samples(
+        clinic, n=12_000, strategy="softmax", seed=8, codes=["M54"], strategy_options={"temperature": 1e6}
+    )
     hot_single = Counter(s.symptoms[0] for s in hot if len(s.symptoms) == 1)
     assert chisquare(list(hot_single.values())).pvalue > 1e-3
 

@@ -259,7 +259,11 @@ def strategies() -> None:
     for col in ("strategy", "option", "type", "default", "help"):
         table.add_column(col)
     for name in available_strategies():
-        opts = describe_options(name)
+        try:
+            opts = describe_options(name)
+        except InputError as exc:  # a broken plugin is listed, not fatal: it fails again only when selected
+            table.add_row(name, "", "", "", f"[red]{exc}[/]")
+            continue
         if not opts:
             table.add_row(name, "-", "", "", "no options")
         for i, o in enumerate(opts):

@@ -30,8 +30,8 @@ from medsyn.kg.store import Store
 from medsyn.kg.vocab import normalize_code
 from medsyn.sampling.samples import MAX_SAMPLES, Sample
 from medsyn.sampling.strategies import Strategy, get_strategy, strategy_class
-from medsyn.sampling.strategies.options import resolve_options
 from medsyn.sampling.strategies.base import FloatArray, IntArray
+from medsyn.sampling.strategies.options import resolve_options
 from medsyn.sampling.tables import (
     SamplingTables,
     code_weights,

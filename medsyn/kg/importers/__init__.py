@@ -28,7 +28,6 @@ from pyoxigraph import Quad
 from medsyn.errors import InputError, ParameterError
 from medsyn.kg.importers._common import BuildContext
 
-
 ENTRY_POINTS = "medsyn.sources"
 
 

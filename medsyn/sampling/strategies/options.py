@@ -7,10 +7,8 @@ constructor; :func:`resolve_options` turns what a caller gave (Python values, or
 >>> T = Option("temperature", float, 10.0, "T of the softmax", check=lambda v: v > 0, must="a positive number")
 >>> resolve_options("softmax", (T,), {"temperature": "2.5"})
 {'temperature': 2.5}
->>> resolve_options("softmax", (T,), {"temprature": 1})
-Traceback (most recent call last):
-...
-medsyn.errors.InputError: strategy 'softmax' has no option 'temprature' (did you mean 'temperature'?); its options: temperature
+>>> unknown_option("softmax", "temprature", ["temperature"])
+"strategy 'softmax' has no option 'temprature' (did you mean 'temperature'?); its options: temperature"
 """
 
 from __future__ import annotations

@@ -69,7 +69,11 @@ class SoftmaxStrategy:
     )
 
     def __init__(
-        self, *, temperature: float = 10.0, weighted_source: str | None = WEIGHTED_SOURCE, population_dir: str | None = None
+        self,
+        *,
+        temperature: float = 10.0,
+        weighted_source: str | None = WEIGHTED_SOURCE,
+        population_dir: str | None = None,
     ) -> None:
         self.temperature = float(self.options[0].convert(temperature, owner=self.name))
         self.weighted_source = weighted_source
