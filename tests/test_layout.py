@@ -18,7 +18,7 @@ PACKAGE = Path(medsyn.__file__).parent
 
 # Lower layers first. A module may import its own layer and the ones before it, never a later one.
 LAYERS = [
-    {"errors", "atomic", "jsonl", "paths", "locks", "lazy", "textsim", "faults"},
+    {"errors", "atomic", "jsonl", "paths", "locks", "lazy", "textsim", "faults", "plugins"},
     {"kg"},
     {"sampling", "curation", "server"},
     {"training"},

@@ -152,7 +152,7 @@ def source_quads(
 ) -> list[Quad]:
     """The ``ms:KnowledgeSource`` node of a source, in the source's own graph, with the licence and non-commercial
     flag its registry line declares (:class:`medsyn.kg.importers.SourceSpec`)."""
-    from medsyn.kg.importers import source_spec  # the registry imports this module
+    from medsyn.kg.importers.registry import source_spec
 
     spec = source_spec(name)
     license, non_commercial = spec.license, spec.non_commercial
