@@ -61,8 +61,9 @@ def read_jsonl(
 
 class JsonlAppender:
     """Append-only JSONL: each record is one ``write`` syscall of a whole line (unbuffered), so a killed process leaves
-    at most one torn last line, which :func:`medsyn.generation.run_folder.read_records` cuts off. :meth:`sync` makes the
-    lines written so far survive a power loss; the generation engine calls it before it writes their provenance."""
+    at most one torn last line, which :func:`medsyn.generation.run_folder.read_note_records` skips and
+    :func:`~medsyn.generation.run_folder.cut_torn_line` cuts off under the folder's lock. :meth:`sync` makes the lines
+    written so far survive a power loss; the generation engine calls it before it writes their provenance."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

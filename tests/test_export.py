@@ -28,7 +28,7 @@ from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, RUN_FILE
 from medsyn.kg.notes import real_notes
 from medsyn.kg.store import OxigraphStore
 from medsyn.sampling.draw import draw_samples
-from medsyn.sharing.folder import read_records
+from medsyn.sharing.folder import read_export_records
 from medsyn.testing.openai_server import FakeOpenAIServer
 
 
@@ -166,8 +166,8 @@ def test_export_parquet_loads_with_datasets(runs: dict, tmp_path: Path) -> None:
     assert got["n"] == got["card_n"] == len(notes)  # the card's configs point datasets at the data file
     assert {"idx", "code", "symptoms", "split", "requested_symptoms", "license", "scores"} <= set(got["cols"])
     assert isinstance(got["row"]["requested_symptoms"], list) and 0 <= got["row"]["scores"]["recall"] <= 1
-    assert read_records(out) == read_records(out)  # the library reads it back too
-    assert {x["idx"] for x in read_records(out)} == {n["id"] for n in notes}
+    assert read_export_records(out) == read_export_records(out)  # the library reads it back too
+    assert {x["idx"] for x in read_export_records(out)} == {n["id"] for n in notes}
 
 
 def test_near_copies_are_dropped_flagged_or_fail(runs: dict, tmp_path: Path) -> None:

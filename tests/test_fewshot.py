@@ -17,7 +17,7 @@ from medsyn.generation.backends import get_backend
 from medsyn.generation.config import GenerationConfig
 from medsyn.generation.engine import generate
 from medsyn.generation.prompts import load_template, parse_template
-from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, SAMPLES_FILE, read_records
+from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, SAMPLES_FILE, read_note_records
 from medsyn.kg.store import OxigraphStore
 from medsyn.sampling.draw import SamplingRequest, add_examples, draw_samples
 from medsyn.sampling.tables import real_note_counts
@@ -144,7 +144,7 @@ def test_fewshot_run_goes_to_the_completions_api_and_names_its_examples(graph: O
         cfg = GenerationConfig(template="paper_fewshot_ru", seed=4, max_attempts=1)
         summary = generate(samples, tmp_path / "run", store=graph, backend=be, config=cfg)
         assert srv.stats()["requests"] == 6
-    records = read_records(tmp_path / "run" / NOTES_FILE) + read_records(tmp_path / "run" / FAILURES_FILE)
+    records = read_note_records(tmp_path / "run" / NOTES_FILE) + read_note_records(tmp_path / "run" / FAILURES_FILE)
     assert summary.accepted == 6 and len(records) == 6
     kept = {json.loads(x)["id"]: json.loads(x) for x in (tmp_path / "run" / SAMPLES_FILE).read_text().splitlines()}
     for r in records:
@@ -228,7 +228,7 @@ def test_shots_and_stop_override_the_template_and_its_hash(graph: OxigraphStore,
         base = GenerationConfig(template="paper_fewshot_ru", max_attempts=1)
         two = GenerationConfig(template="paper_fewshot_ru", max_attempts=1, shots=2, stop=("\n\n",))
         generate(samples, tmp_path / "two", store=graph, backend=be, config=two)
-    recs = read_records(tmp_path / "two" / NOTES_FILE) + read_records(tmp_path / "two" / FAILURES_FILE)
+    recs = read_note_records(tmp_path / "two" / NOTES_FILE) + read_note_records(tmp_path / "two" / FAILURES_FILE)
     assert len(recs) == 3 and all(len(r["example_ids"]) == 2 for r in recs)
     assert all(r["prompt"][0]["content"].count("Жалобы:") == 3 for r in recs)  # two shots + the open line
     assert recs[0]["template_hash"] == two.load_template().content_hash != base.load_template().content_hash

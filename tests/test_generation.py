@@ -21,7 +21,14 @@ from medsyn.generation.config import GenerationConfig
 from medsyn.generation.engine import generate
 from medsyn.generation.filter import FilterConfig, decide, score_note
 from medsyn.generation.replies import parse_reply
-from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, RUN_FILE, SAMPLES_FILE, read_records
+from medsyn.generation.run_folder import (
+    FAILURES_FILE,
+    NOTES_FILE,
+    RUN_FILE,
+    SAMPLES_FILE,
+    cut_torn_line,
+    read_note_records,
+)
 from medsyn.kg.store import OxigraphStore
 from medsyn.kg.vocab import RDF_TYPE, code_iri, example_note_iri, graph_iri, ms
 from medsyn.sampling.samples import write_samples
@@ -166,7 +173,11 @@ def test_torn_last_line_is_cut_and_resume_completes(server: FakeOpenAIServer, tm
     notes_path.write_text("".join(kept[:4]) + kept[4][: len(kept[4]) // 2], encoding="utf-8")  # torn 5th line
     torn = notes_path.read_bytes()
     # A reader leaves the file alone (a run may be appending to it): it only skips the torn line.
-    assert [r["id"] for r in read_records(notes_path)] == [json.loads(x)["id"] for x in kept[:4]]
+    assert [r["id"] for r in read_note_records(notes_path)] == [json.loads(x)["id"] for x in kept[:4]]
+    assert notes_path.read_bytes() == torn
+    # The repair writes, so it runs only under the folder's lock: without it, it refuses and changes nothing.
+    with pytest.raises(RuntimeError, match="without the lock of its folder"):
+        cut_torn_line(notes_path)
     assert notes_path.read_bytes() == torn
     s = run(server, samples, out, store=store)  # the run that holds the folder's lock cuts the torn line
     notes = lines(notes_path)
@@ -181,11 +192,11 @@ def test_a_line_separator_inside_a_note_does_not_break_resume(server: FakeOpenAI
     samples, out, store = demo_samples(3), tmp_path / "o", OxigraphStore.in_memory()
     run(server, samples, out, store=store)
     notes_path = out / NOTES_FILE
-    recs = read_records(notes_path)
+    recs = read_note_records(notes_path)
     recs[1]["response"] = "Жалобы на боль\u2028в пояснице.\u2029Анамнез: давно."
     notes_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
     assert "\u2028" in notes_path.read_text(encoding="utf-8")
-    assert [r["id"] for r in read_records(notes_path)] == [r["id"] for r in recs]
+    assert [r["id"] for r in read_note_records(notes_path)] == [r["id"] for r in recs]
     s = run(server, samples, out, store=store)  # resumes: nothing left to do
     assert s.status == "done" and s.generated_now == 0 and s.accepted == 3
     texts = {n.id: n.text for n in read_notes(out).notes}
@@ -205,10 +216,10 @@ def test_corrupt_middle_line_is_reported(tmp_path: Path) -> None:
     p = tmp_path / NOTES_FILE
     p.write_text('{"id": "a", "sample_id": "s"}\nnot json\n{"id": "b", "sample_id": "t"}\n', encoding="utf-8")
     with pytest.raises(InputError, match=r"corrupt output: .*notes.jsonl:2: invalid JSON"):
-        read_records(p)
+        read_note_records(p)
     p.write_text('{"id": "a", "sample_id": "s"}\n{"id": "b"}\n', encoding="utf-8")
     with pytest.raises(InputError, match=r"notes.jsonl:2: not a note record"):
-        read_records(p)
+        read_note_records(p)
 
 
 # ------------------------------------------------------------------------------------------ CLI and kill -9
@@ -286,7 +297,7 @@ def test_kill_9_then_same_command_resumes_to_exactly_n(tmp_path: Path) -> None:
         finally:
             proc.wait(timeout=30)
         assert proc.returncode == -signal.SIGKILL
-        before = len(read_records(out / NOTES_FILE))
+        before = len(read_note_records(out / NOTES_FILE))
         assert 5 <= before < n
         r = _cli(*args)
         assert r.returncode == 0, r.stderr

@@ -134,8 +134,15 @@ def test_codes_restrict_categories_and_pin_subcodes(tables: SamplingTables) -> N
         ({"n": 5, "plan": {"M54": 1}}, "either n"),
         ({}, "either n"),
         ({"n": 5, "strategy": "nope"}, "unknown strategy 'nope'"),
-        ({"n": 5, "softmax_temperature": 0}, "softmax_temperature must be a positive number"),
-        ({"n": 5, "softmax_temperature": -1.0}, "softmax_temperature must be a positive number"),
+        (
+            {"n": 5, "strategy": "softmax", "strategy_options": {"temperature": 0}},
+            "option 'temperature' must be a positive number",
+        ),
+        (
+            {"n": 5, "strategy": "softmax", "strategy_options": {"temperature": -1.0}},
+            "option 'temperature' must be a positive number",
+        ),
+        ({"n": 5, "strategy_options": {"temperature": 5}}, "strategy 'paper' has no option 'temperature'"),
         ({"n": 5, "seed": -1}, "seed must be an integer >= 0"),
         ({"n": 5, "workers": 0}, "workers must be >= 1"),
         ({"n": 5, "codes": ["Q99"]}, "unknown code Q99"),
@@ -206,7 +213,9 @@ def test_softmax_follows_the_temperature(clinic: OxigraphStore) -> None:
         > 1e-3
     )
     # A high temperature flattens the weights towards uniform.
-    hot = draw_samples(clinic, n=12_000, strategy="softmax", seed=8, codes=["M54"], softmax_temperature=1e6)
+    hot = draw_samples(
+        clinic, n=12_000, strategy="softmax", seed=8, codes=["M54"], strategy_options={"temperature": 1e6}
+    )
     hot_single = Counter(s.symptoms[0] for s in hot if len(s.symptoms) == 1)
     assert chisquare(list(hot_single.values())).pvalue > 1e-3
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -190,11 +190,17 @@ def upsample(
 def _with_controls(sets: list[NoteSet], requested: Path | None) -> tuple[list[NoteSet], list[str]]:
     """Each set followed by its graph-only control; lists for the authors' sets from their sampled-symptom file."""
     from medsyn.evaluation.control import with_controls
+
+    req, path = _read_requested(requested)
+    return with_controls(sets, req, source=path.name)
+
+
+def _read_requested(requested: Path | None) -> tuple[dict[str, list[tuple[str, ...]]], Path]:
+    """The sampled symptom sets of ``--requested``, or of the shipped train_sampled.jsonl when it is there."""
     from medsyn.evaluation.data import default_requested, read_requested
 
     path = requested or default_requested()
-    req = read_requested(path) if (requested is not None or path.is_file()) else {}
-    return with_controls(sets, req, source=path.name)
+    return (read_requested(path) if (requested is not None or path.is_file()) else {}), path
 
 
 def _grid_with_progress(train: NoteSet, dev: NoteSet, sets: list[NoteSet], **grid_options: Any) -> list[RunResult]:
@@ -254,15 +260,8 @@ def quality(
     from rich.progress import Progress
 
     from medsyn.evaluation.classifier import CodeClassifier
-    from medsyn.evaluation.data import (
-        attach_requested,
-        default_requested,
-        default_synthetic,
-        default_train,
-        display_path,
-        read_notes,
-    )
-    from medsyn.evaluation.data import read_requested as load_requested
+    from medsyn.evaluation.control import with_requested
+    from medsyn.evaluation.data import default_synthetic, default_train, display_path, read_notes
     from medsyn.evaluation.quality import assess
     from medsyn.evaluation.report import write_quality_report
 
@@ -272,10 +271,11 @@ def quality(
     sets = _load_synthetic(
         list(synthetic or default_synthetic()), set(tr.codes), strict=strict_codes, include_rejected=include_rejected
     )
-    req_path = requested or default_requested()
-    req = load_requested(req_path) if (requested is not None or req_path.is_file()) else {}
+    req, req_path = _read_requested(requested)
     notes: list[str] = [w for s in sets for w in s.warnings][:20]
     _warn(notes)
+    sets, paired = with_requested(sets, req, source=req_path.name)
+    notes += paired
     rng = np.random.default_rng(seed)
     results = []
     with Progress(console=console) as progress:
@@ -284,10 +284,6 @@ def quality(
         progress.remove_task(task)
         task = progress.add_task("note quality", total=len(sets))
         for s in sets:
-            if req and not any(n.requested for n in s.notes):
-                s, paired = attach_requested(s, req)
-                if paired:
-                    notes.append(f"{s.name}: requested symptoms paired by rank within code from `{req_path.name}`")
             progress.update(task, description=f"note quality: {s.name}")
             results.append(assess(s, tr, rng, auc_max_per_class=auc_max, classifier=clf))
             progress.advance(task)
@@ -327,24 +323,36 @@ def _outcome_progress(total: int, label: str) -> Any:
     return progress, progress.add_task(label, total=total)
 
 
-_SYNTHETIC_HELP = "Synthetic note sets (repeat); default: the authors' three sets."
-_CONTROL_HELP = "Run each set's graph-only control (its requested symptoms as text) beside it."
+# The options `eval held-out-codes` and `eval synthetic-only` share: one declaration each.
+_SyntheticOpt = Annotated[
+    list[Path] | None, typer.Option(help="Synthetic note sets (repeat); default: the authors' three sets.")
+]
+_TrainOpt = Annotated[Path | None, typer.Option(help="Real training notes; default: RuMedTop3 train.")]
+_DevOpt = Annotated[Path | None, typer.Option(help="Evaluation notes; default: RuMedTop3 dev.")]
+_SeedsOpt = Annotated[str, typer.Option(help="Comma-separated seeds (draws and fits).")]
+_ControlOpt = Annotated[
+    bool, typer.Option(help="Run each set's graph-only control (its requested symptoms as text) beside it.")
+]
+_RequestedOpt = Annotated[
+    Path | None, typer.Option(help="Sampled symptom sets for sets without them (train_sampled.jsonl).")
+]
+_ClassifierOpt = Annotated[str, typer.Option(help="tfidf or vectors.")]
 
 
 @app.command("held-out-codes")
 def held_out_codes_command(
-    synthetic: list[Path] = typer.Option(None, help=_SYNTHETIC_HELP),
-    train: Path = typer.Option(None, help="Real training notes; default: RuMedTop3 train."),
-    dev: Path = typer.Option(None, help="Evaluation notes; default: RuMedTop3 dev."),
-    seeds: str = typer.Option("0,1,2", help="Comma-separated seeds (draws and fits)."),
+    synthetic: _SyntheticOpt = None,
+    train: _TrainOpt = None,
+    dev: _DevOpt = None,
+    seeds: _SeedsOpt = "0,1,2",
     codes: int = typer.Option(10, help="How many codes to remove from the real training set."),
     min_dev: int = typer.Option(5, help="A held-out code has at least this many dev notes."),
     min_notes: int = typer.Option(10, help="... and at least this many notes in every synthetic set."),
     per_code: int = typer.Option(30, help="At most this many notes added per held-out code (same for every set)."),
     choice_seed: int = typer.Option(0, help="Seed of the choice of codes."),
-    control: bool = typer.Option(True, help=_CONTROL_HELP),
-    requested: Path = typer.Option(None, help="Sampled symptom sets for sets without them (train_sampled.jsonl)."),
-    classifier: str = typer.Option("tfidf", help="tfidf or vectors."),
+    control: _ControlOpt = True,
+    requested: _RequestedOpt = None,
+    classifier: _ClassifierOpt = "tfidf",
     out: Path = typer.Option(Path("reports/held-out-codes"), parser=path_of("--out"), help="Report folder."),
 ) -> None:
     """Remove every real train note of some codes, add synthetic notes for them only, score those codes on dev."""
@@ -395,13 +403,13 @@ def held_out_codes_command(
 
 @app.command("synthetic-only")
 def synthetic_only_command(
-    synthetic: list[Path] = typer.Option(None, help=_SYNTHETIC_HELP),
-    train: Path = typer.Option(None, help="Real training notes; default: RuMedTop3 train."),
-    dev: Path = typer.Option(None, help="Evaluation notes; default: RuMedTop3 dev."),
-    seeds: str = typer.Option("0,1,2", help="Comma-separated seeds (draws and fits)."),
-    control: bool = typer.Option(True, help=_CONTROL_HELP),
-    requested: Path = typer.Option(None, help="Sampled symptom sets for sets without them (train_sampled.jsonl)."),
-    classifier: str = typer.Option("tfidf", help="tfidf or vectors."),
+    synthetic: _SyntheticOpt = None,
+    train: _TrainOpt = None,
+    dev: _DevOpt = None,
+    seeds: _SeedsOpt = "0,1,2",
+    control: _ControlOpt = True,
+    requested: _RequestedOpt = None,
+    classifier: _ClassifierOpt = "tfidf",
     out: Path = typer.Option(Path("reports/synthetic-only"), parser=path_of("--out"), help="Report folder."),
 ) -> None:
     """Train on a synthetic set alone, beside real notes with the same count per code; score its codes on dev."""
@@ -442,7 +450,7 @@ def _write_outcomes(path: Path, outcomes: list[Any]) -> None:
 
 @app.command()
 def privacy(
-    synthetic: list[Path] = typer.Option(None, help=_SYNTHETIC_HELP),
+    synthetic: _SyntheticOpt = None,
     train: Path = typer.Option(None, help="Members: the real notes the generator saw; default: RuMedTop3 train."),
     dev: Path = typer.Option(None, help="Non-members: held-out real notes; default: RuMedTop3 dev."),
     seed: int = typer.Option(0, help="Seed of the balanced draw and the bootstrap."),

@@ -130,6 +130,47 @@ def build(
 
 
 @app.command()
+def sources(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per source, one a line.")] = False,
+) -> None:
+    """The knowledge sources `kg build --sources` knows (built-in and plugins), with their licences."""
+    import json
+
+    from medsyn.kg.importers import all_source_names, source_spec
+
+    rows = []
+    for name in all_source_names():
+        try:
+            spec = source_spec(name)
+        except InputError as exc:  # a broken plugin is listed, not fatal: it fails again only when selected
+            rows.append({"name": name, "error": str(exc)})
+            continue
+        rows.append(
+            {
+                "name": name,
+                "default": spec.default,
+                "non_commercial": spec.non_commercial,
+                "license": spec.license,
+                "description": spec.description,
+                "module": spec.module,
+            }
+        )
+    if as_json:
+        sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        return
+    table = Table(title="Knowledge sources (kg build --sources NAME,...; default: those marked)")
+    for col in ("source", "default", "non-commercial", "licence", "what it adds"):
+        table.add_column(col)
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["name"], "", "", "", f"[red]{r['error']}[/]")
+        else:
+            nc = "[bold]yes[/]" if r["non_commercial"] else "no"
+            table.add_row(r["name"], "yes" if r["default"] else "no", nc, r["license"], r["description"])
+    console.print(table)
+
+
+@app.command()
 def stats(store: StoreOpt = None, endpoint: EndpointOpt = None) -> None:
     """Counts per class and per named graph, and the graph version notes generated now would cite."""
     from medsyn.kg.stats import build_info, class_counts, graph_counts

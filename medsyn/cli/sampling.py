@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,7 @@ from rich.table import Table
 
 from medsyn.atomic import check_output
 from medsyn.cli.options import path_of
-from medsyn.errors import InputError
+from medsyn.errors import InputError, ParameterError
 
 if TYPE_CHECKING:
     from medsyn.sampling.draw import SamplingRequest
@@ -49,14 +50,28 @@ PlanOpt = Annotated[
         "'topup': --total samples to the categories with the fewest real notes first. Not with --n.",
     ),
 ]
-StrategyOpt = Annotated[str, typer.Option("--strategy", help="Sampling strategy: paper or softmax.")]
+StrategyOpt = Annotated[
+    str, typer.Option("--strategy", help="Sampling strategy: paper, softmax or a plugin's (see `medsyn strategies`).")
+]
+StrategyOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--strategy-option",
+        help="An option of the selected strategy as KEY=VALUE, e.g. temperature=5; repeatable. "
+        "`medsyn strategies` lists each strategy's options; an unknown one is refused.",
+    ),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same samples.")]
 CodesOpt = Annotated[
     list[str] | None, typer.Option("--codes", help="Only these categories or codes (comma-separated or repeated).")
 ]
 SoftmaxTemperatureOpt = Annotated[
-    float,
-    typer.Option("--softmax-temperature", help="T of the softmax strategy's softmax(weight / T) over symptoms."),
+    float | None,
+    typer.Option(
+        "--softmax-temperature",
+        help="T of the softmax strategy's softmax(weight / T) over symptoms: short for --strategy-option "
+        "temperature=T, used by the strategies that declare a temperature.",
+    ),
 ]
 
 
@@ -69,12 +84,14 @@ def sampling_request(
     codes: list[str] | None,
     strategy: str,
     seed: int,
-    softmax_temperature: float,
+    softmax_temperature: float | None = None,
+    strategy_option: list[str] | None = None,
     sources: str = "wikimed",
     min_words: int = 30,
 ) -> SamplingRequest:
     """The options above as a :class:`medsyn.sampling.draw.SamplingRequest` (checked there)."""
     from medsyn.sampling.draw import SamplingRequest
+    from medsyn.sampling.strategies.options import parse_pairs
 
     picked = _split(codes)
     if codes is not None and not picked:  # `--codes ''` used to mean every code, silently
@@ -87,10 +104,24 @@ def sampling_request(
         codes=tuple(picked),
         strategy=strategy,
         seed=seed,
-        softmax_temperature=softmax_temperature,
+        strategy_options=_with_temperature(strategy, parse_pairs(strategy_option or ()), softmax_temperature),
         sources=sources,
         min_words=min_words,
     )
+
+
+def _with_temperature(strategy: str, options: dict[str, Any], temperature: float | None) -> dict[str, Any]:
+    """``--softmax-temperature T`` as the strategy's ``temperature`` option. It predates per-strategy options and
+    was always accepted (and ignored by strategies without a temperature), so it still is; --strategy-option wins."""
+    if temperature is None:
+        return options
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ParameterError(f"{{softmax_temperature}} must be a positive number, got {temperature}")
+    from medsyn.sampling.strategies import describe_options
+
+    if "temperature" in {o.name for o in describe_options(strategy)}:
+        return {"temperature": temperature, **options}
+    return options
 
 
 def _open(store: Path | None, endpoint: str | None) -> Any:
@@ -161,7 +192,8 @@ def sample(
     plan: PlanOpt = None,
     total: TotalOpt = None,
     override: OverrideOpt = None,
-    softmax_temperature: SoftmaxTemperatureOpt = 10.0,
+    strategy_option: StrategyOptionOpt = None,
+    softmax_temperature: SoftmaxTemperatureOpt = None,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
     sources: SourcesOpt = "wikimed",
     min_words: MinWordsOpt = 30,
@@ -183,6 +215,7 @@ def sample(
         strategy=strategy,
         seed=seed,
         softmax_temperature=softmax_temperature,
+        strategy_option=strategy_option,
         sources=sources,
         min_words=min_words,
     )
@@ -218,7 +251,28 @@ def sample(
     console.print(table)
 
 
+def strategies() -> None:
+    """List the sampling strategies (built-in and plugins) with their options, defaults and help."""
+    from medsyn.sampling.strategies import available_strategies, describe_options
+
+    table = Table(title="Sampling strategies (--strategy NAME --strategy-option KEY=VALUE)")
+    for col in ("strategy", "option", "type", "default", "help"):
+        table.add_column(col)
+    for name in available_strategies():
+        try:
+            opts = describe_options(name)
+        except InputError as exc:  # a broken plugin is listed, not fatal: it fails again only when selected
+            table.add_row(name, "", "", "", f"[red]{exc}[/]")
+            continue
+        if not opts:
+            table.add_row(name, "-", "", "", "no options")
+        for i, o in enumerate(opts):
+            table.add_row(name if i == 0 else "", o.name, o.type.__name__, repr(o.default), o.help)
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
-    """Add the top-level ``sample`` and ``weights`` commands."""
+    """Add the top-level ``sample``, ``weights`` and ``strategies`` commands."""
     app.command("sample")(sample)
     app.command("weights")(weights)
+    app.command("strategies")(strategies)

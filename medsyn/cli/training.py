@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -158,8 +159,11 @@ def finetune(
         gradient_checkpointing=gradient_checkpointing,
     )
     m = run(base, data, out, config=cfg, device=device, restart=restart, stop_after=stop_after, progress=progress)
-    if int(os.environ.get("RANK", "0") or 0) != 0:
-        return  # under accelerate: the main process reports
+    if int(os.environ.get("RANK", "0") or 0) == 0:  # under accelerate: the main process reports
+        _report_finetune(m, out)
+
+
+def _report_finetune(m: dict[str, Any], out: Path) -> None:
     if not m.get("complete"):
         console.print(f"stopped at step {m['step']}/{m['total_steps']}; rerun the same command to resume")
         return

@@ -34,6 +34,23 @@ def list_twin(notes: NoteSet) -> NoteSet | None:
     return NoteSet(notes.name + SUFFIX, notes.path, notes.format, texts, [], control_of=notes.name)
 
 
+def with_requested(
+    sets: Sequence[NoteSet], requested: dict[str, list[tuple[str, ...]]] | None, *, source: str = ""
+) -> tuple[list[NoteSet], list[str]]:
+    """The sets, those without requested symptoms given them from ``requested`` where their counts per code match
+    (:func:`~medsyn.evaluation.data.attach_requested`), and one line per set so paired, naming ``source``."""
+    out: list[NoteSet] = []
+    notes: list[str] = []
+    for s in sets:
+        if requested and not any(n.requested for n in s.notes):
+            paired, ok = attach_requested(s, requested)
+            if ok:
+                s = paired
+                notes.append(f"{s.name}: requested symptoms paired by rank within code from `{source}`")
+        out.append(s)
+    return out, notes
+
+
 def with_controls(
     sets: Sequence[NoteSet], requested: dict[str, list[tuple[str, ...]]] | None = None, *, source: str = ""
 ) -> tuple[list[NoteSet], list[str]]:
@@ -43,13 +60,8 @@ def with_controls(
     symptom sets shipped beside them, ``source`` names the file) when its counts per code match.
     """
     out: list[NoteSet] = []
-    notes: list[str] = []
-    for s in sets:
-        if requested and not any(n.requested for n in s.notes):
-            paired, ok = attach_requested(s, requested)
-            if ok:
-                s = paired
-                notes.append(f"{s.name}: requested symptoms paired by rank within code from `{source}`")
+    paired, notes = with_requested(sets, requested, source=source)
+    for s in paired:
         out.append(s)
         twin = list_twin(s)
         if twin is None:

@@ -26,7 +26,7 @@ from medsyn.errors import InputError
 from medsyn.generation.run_folder import FAILURES_FILE, NOTE_STATUSES, NOTES_FILE
 from medsyn.jsonl import read_jsonl
 from medsyn.paths import data_dir
-from medsyn.sharing.folder import read_manifest, read_records
+from medsyn.sharing.folder import read_export_records, read_manifest
 
 Format = Literal["rumedtop3", "generate", "export"]
 _CODE = re.compile(r"^[A-Z][0-9]{2}$")
@@ -195,7 +195,7 @@ def _read_export(folder: Path, *, name: str | None) -> NoteSet:
     path = folder / read_manifest(folder)["data_file"]
     notes: list[Note] = []
     warnings: list[str] = []
-    for i, rec in enumerate(read_records(folder), start=1):
+    for i, rec in enumerate(read_export_records(folder), start=1):
         text = _string(rec, "symptoms", path, i)
         if not text.strip():
             raise InputError("field 'symptoms' is empty", path=path, line=i)

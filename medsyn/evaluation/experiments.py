@@ -26,7 +26,7 @@ from medsyn.errors import ParameterError
 from medsyn.evaluation.classifier import ClassifierConfig, evaluate
 from medsyn.evaluation.classifiers import make_classifier
 from medsyn.evaluation.data import Note, NoteSet
-from medsyn.evaluation.upsampling import mean_sd
+from medsyn.evaluation.upsampling import _by_code, mean_sd
 from medsyn.seeding import stream
 
 REAL_SAME_COUNT = "real notes, same count"
@@ -70,8 +70,9 @@ def choose_codes(
 def _draw(notes: Sequence[Note], per_code: dict[str, int], rng: np.random.Generator) -> list[Note]:
     """``per_code[c]`` notes of each code c, without replacement, in code order."""
     out: list[Note] = []
+    groups = _by_code([n.code for n in notes])  # one pass over the notes, not one per code
     for code, k in sorted(per_code.items()):
-        pool = [n for n in notes if n.code == code]
+        pool = [notes[i] for i in groups.get(code, ())]
         out += [pool[i] for i in sorted(rng.choice(len(pool), size=min(k, len(pool)), replace=False))]
     return out
 

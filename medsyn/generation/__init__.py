@@ -20,7 +20,7 @@ __all__, __getattr__ = lazy_exports(
         "FAILURES_FILE": "run_folder",
         "RUN_FILE": "run_folder",
         "SAMPLES_FILE": "run_folder",
-        "read_records": "run_folder",
+        "read_note_records": "run_folder",
         "failure_reasons": "run_folder",
         "load_run_samples": "run_folder",
         "get_backend": "backends",

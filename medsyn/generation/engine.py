@@ -48,7 +48,7 @@ from medsyn.generation.run_folder import (
     cut_torn_line,
     has_note,
     prepare_out,
-    read_records,
+    read_note_records,
     sample_line,
     samples_hash,
 )
@@ -294,8 +294,8 @@ class _Engine:
     def _resume(self) -> None:
         for name in (NOTES_FILE, FAILURES_FILE):  # this run holds the folder's lock: it may cut a torn line
             cut_torn_line(self.out / name)
-        notes = read_records(self.out / NOTES_FILE)
-        failures = read_records(self.out / FAILURES_FILE)
+        notes = read_note_records(self.out / NOTES_FILE)
+        failures = read_note_records(self.out / FAILURES_FILE)
         by_sample: dict[str, Group] = {}
         for g in self.groups:
             for s in g.slots:

@@ -87,6 +87,19 @@ def attempt_record(
         if comp.permanent:
             rec["permanent"] = True
         return rec
+    return _with_reply(rec, comp, sample, template, filter_config, real_copies, vocabulary)
+
+
+def _with_reply(
+    rec: dict[str, Any],
+    comp: Completion,
+    sample: Sample,
+    template: PromptTemplate,
+    filter_config: FilterConfig,
+    real_copies: Mapping[str, str] | None,
+    vocabulary: Collection[str],
+) -> dict[str, Any]:
+    """``rec`` completed from a completion that came back without an error: the reply, and its scores if any."""
     reply = parse_reply(comp.text, finish_reason=comp.finish_reason, refusal=comp.refusal)
     rec["response"] = reply.text or None
     if not reply.ok:

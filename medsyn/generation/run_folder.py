@@ -24,6 +24,7 @@ from typing import Any
 from medsyn.atomic import writable_folder
 from medsyn.errors import InputError
 from medsyn.jsonl import read_jsonl
+from medsyn.locks import is_held_here
 from medsyn.sampling.samples import Sample, read_samples
 
 NOTES_FILE = "notes.jsonl"
@@ -45,7 +46,7 @@ def failure_reasons(out_dir: str | Path, top: int = 3) -> str:
     "symptom recall 0.00 < 0.5" count as one reason.
     """
     counts: dict[str, int] = {}
-    for rec in read_records(Path(out_dir) / FAILURES_FILE):
+    for rec in read_note_records(Path(out_dir) / FAILURES_FILE):
         words = re.sub(r"\s+", " ", re.sub(r"\(.*?\)|[0-9.]+(?:\s*[<>]\s*[0-9.]+)?", " ", str(rec.get("reason", ""))))
         key = words.strip(" :;,") or str(rec.get("status", "failed"))
         counts[key] = counts.get(key, 0) + 1
@@ -53,7 +54,7 @@ def failure_reasons(out_dir: str | Path, top: int = 3) -> str:
     return ", ".join(f"{n} {k}" for k, n in ranked)
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
+def read_note_records(path: Path) -> list[dict[str, Any]]:
     """Records of a JSONL output file (through :func:`medsyn.jsonl.read_jsonl`), without a torn last line (no
     newline: a killed process leaves at most that one). A reader: the file is not changed (the run that owns the
     folder cuts that line, under the folder's lock, with :func:`cut_torn_line`)."""
@@ -73,8 +74,11 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 def cut_torn_line(path: Path) -> None:
     """Truncate a torn last line away, so that the next appended record starts a line of its own.
 
-    Only for the process that holds the folder's lock (``generate`` resuming its run): another run may be appending.
+    Only for the process that holds the folder's lock (``generate`` resuming its run): another run may be appending,
+    so without the lock this refuses to write.
     """
+    if not is_held_here(path.parent / LOCK_FILE):
+        raise RuntimeError(f"cut_torn_line({path}) without the lock of its folder: another run may be appending")
     if not path.exists():
         return
     data = path.read_bytes()

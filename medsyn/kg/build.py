@@ -24,7 +24,7 @@ from pyoxigraph import BlankNode, CanonicalizationAlgorithm, Dataset, Literal, Q
 
 from medsyn.atomic import BUILDING, sibling, swap_dir, writable_folder
 from medsyn.errors import InputError, StoreError
-from medsyn.kg.importers import SOURCES, resolve
+from medsyn.kg.importers import resolve, source_spec
 from medsyn.kg.importers._common import BuildContext, integer
 from medsyn.kg.store import OxigraphStore, corrupt_store_error, lock_file, recover
 from medsyn.kg.vocab import (
@@ -178,7 +178,7 @@ def _build_into(tmp: Path, data: Path, names: list[str], step: _Step, kept: list
         for name in names:
             step(f"source {name}")
             t0 = time.perf_counter()
-            quads += SOURCES[name].loader()(ctx)
+            quads += source_spec(name).loader()(ctx)
             timings[name] = time.perf_counter() - t0
         step("writing the store")
         # One bulk write: each bulk_extend call writes and ingests its own SST files, a fixed cost per call.

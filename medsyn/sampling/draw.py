@@ -17,11 +17,10 @@ medsyn.errors.InputError: the graph has no ICD-10 categories with symptoms from 
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,10 +29,10 @@ from medsyn.errors import InputError, ParameterError
 from medsyn.kg.store import Store
 from medsyn.kg.vocab import normalize_code
 from medsyn.sampling.samples import MAX_SAMPLES, Sample
-from medsyn.sampling.strategies import Strategy, StrategyOptions, get_strategy
+from medsyn.sampling.strategies import Strategy, get_strategy, strategy_class
 from medsyn.sampling.strategies.base import FloatArray, IntArray
+from medsyn.sampling.strategies.options import resolve_options
 from medsyn.sampling.tables import (
-    WEIGHTED_SOURCE,
     SamplingTables,
     code_weights,
     load_tables,
@@ -78,7 +77,7 @@ def choose_categories(weights: FloatArray, u: FloatArray) -> IntArray:
     return np.minimum(i, last).astype(np.int64)
 
 
-def _check(n: int | None, plan: Mapping[str, int] | None, seed: int, workers: int, softmax_temperature: float) -> None:
+def _check(n: int | None, plan: Mapping[str, int] | None, seed: int, workers: int) -> None:
     if (n is None) == (plan is None):
         raise ParameterError("give either {n} (categories drawn by weight) or {plan} (counts per category), not both")
     if n is not None and n < 1:
@@ -90,12 +89,6 @@ def _check(n: int | None, plan: Mapping[str, int] | None, seed: int, workers: in
         raise ParameterError(f"{{seed}} must be an integer >= 0, got {seed!r}")
     if workers < 1:
         raise ParameterError(f"{{workers}} must be >= 1, got {workers}")
-    _check_softmax_temperature(softmax_temperature)
-
-
-def _check_softmax_temperature(t: float) -> None:
-    if not (isinstance(t, int | float) and math.isfinite(t) and t > 0):
-        raise ParameterError(f"{{softmax_temperature}} must be a positive number, got {t}")
 
 
 def _plan_layout(tables: SamplingTables, plan: Mapping[str, int]) -> IntArray:
@@ -150,12 +143,10 @@ def draw_samples(
     seed: int = 0,
     codes: Sequence[str] | None = None,
     workers: int = 1,
-    softmax_temperature: float = 10.0,
+    strategy_options: Mapping[str, Any] | None = None,
     sources: str | Sequence[str] = DEFAULT_SOURCES,
-    weighted_source: str | None = WEIGHTED_SOURCE,
     min_words: int = MIN_WORDS,
     lang: str = "ru",
-    population_dir: str | None = None,
     cache: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> list[Sample]:
@@ -163,16 +154,12 @@ def draw_samples(
 
     ``store`` may also be tables already loaded with :func:`medsyn.sampling.tables.load_tables`.
     ``codes`` restricts sampling to categories (``M54``) or codes (``M54.5``); a ``plan`` may then only name their
-    categories. ``softmax_temperature`` is the T of the softmax strategy. ``progress`` is called with the number of
-    samples of each finished chunk.
+    categories. ``strategy_options`` are the strategy's own declared options (e.g. ``{"temperature": 5}`` for
+    softmax); an option it does not declare is refused. ``progress`` is called with the number of samples of each
+    finished chunk.
     """
-    _check(n, plan, seed, workers, softmax_temperature)
-    strat = get_strategy(
-        strategy,
-        StrategyOptions(
-            temperature=float(softmax_temperature), weighted_source=weighted_source, population_dir=population_dir
-        ),
-    )
+    _check(n, plan, seed, workers)
+    strat = get_strategy(strategy, strategy_options)
     if isinstance(store, SamplingTables):
         tables = store
     else:
@@ -239,7 +226,8 @@ class SamplingRequest:
     codes: tuple[str, ...] = ()
     strategy: str = "paper"
     seed: int = 0
-    softmax_temperature: float = 10.0
+    strategy_options: Mapping[str, Any] = field(default_factory=dict)
+    """The strategy's own options as given (values or their text), checked against its declaration."""
     sources: str = ",".join(DEFAULT_SOURCES)
     min_words: int = MIN_WORDS
 
@@ -254,11 +242,25 @@ class SamplingRequest:
             raise ParameterError("{overrides} applies to {plan} weights only")
         if self.n is not None and self.n < 1:
             raise ParameterError(f"{{n}} must be >= 1, got {self.n}")
-        _check_softmax_temperature(self.softmax_temperature)
+        self.resolved_options()  # an unknown strategy or option is refused before any store opens
+
+    def resolved_options(self) -> dict[str, Any]:
+        """The options given, converted to their declared types (defaults left out)."""
+        factory = strategy_class(self.strategy)
+        resolved = resolve_options(self.strategy, tuple(getattr(factory, "options", ())), self.strategy_options)
+        return {k: resolved[k] for k in sorted(self.strategy_options)}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["overrides"], d["codes"] = sorted(self.overrides), list(self.codes)
+        del d["strategy_options"]
+        options = self.resolved_options()
+        # A run's identity is this dict: runs made when the softmax T was the only strategy option recorded it as
+        # softmax_temperature (10.0 when not given), and they must still resume, so that form is kept for them.
+        if set(options) <= {"temperature"}:
+            d["softmax_temperature"] = float(options.get("temperature", 10.0))
+        else:
+            d["strategy_options"] = options
         return d
 
     def counts(self, store: Store) -> dict[str, int] | None:
@@ -307,7 +309,7 @@ class SamplingRequest:
             seed=self.seed,
             codes=list(self.codes) or None,
             workers=workers,
-            softmax_temperature=self.softmax_temperature,
+            strategy_options=self.strategy_options,
             sources=self.sources,
             min_words=self.min_words,
             progress=progress,

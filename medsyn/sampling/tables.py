@@ -14,6 +14,7 @@ import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -187,22 +188,7 @@ def _fetch(
             cat_codes[ci].append(c)
             cat_symptoms[ci].update(code_symptoms[c])
 
-    note_rows = run_named(store, "sampling/example_notes")
-    notes = sorted(
-        (str(r["noteId"].value), str(r["text"].value), r["category"].value, to_python(r.get("words")))
-        for r in note_rows
-    )
-    cat_by_iri = {code_iri(c).value: i for i, c in enumerate(cat_names)}
-    long_notes: list[list[int]] = [[] for _ in cat_names]
-    all_notes: list[list[int]] = [[] for _ in cat_names]
-    for i, (_nid, _text, cat_iri, words) in enumerate(notes):
-        ci = cat_by_iri.get(cat_iri)
-        if ci is None:
-            continue
-        all_notes[ci].append(i)
-        if words is not None and int(words) >= min_words:
-            long_notes[ci].append(i)
-
+    notes, long_notes, all_notes = _notes_by_category(store, cat_names, min_words)
     weights = weights_from_counts(
         {c: (len(long_notes[i]), len(cat_codes[i]), len(cat_symptoms[i])) for i, c in enumerate(cat_names)}
     )
@@ -229,6 +215,28 @@ def _fetch(
     if drugs:
         tables = _add_drugs(store, tables, code_info, lang)
     return tables
+
+
+def _notes_by_category(
+    store: Store, cat_names: list[str], min_words: int
+) -> tuple[list[tuple[str, str, str, Any]], list[list[int]], list[list[int]]]:
+    """The example notes (id, text, category IRI, words) sorted, and per category the positions of its notes with
+    at least ``min_words`` words and of all its notes."""
+    notes = sorted(
+        (str(r["noteId"].value), str(r["text"].value), r["category"].value, to_python(r.get("words")))
+        for r in run_named(store, "sampling/example_notes")
+    )
+    cat_by_iri = {code_iri(c).value: i for i, c in enumerate(cat_names)}
+    long_notes: list[list[int]] = [[] for _ in cat_names]
+    all_notes: list[list[int]] = [[] for _ in cat_names]
+    for i, (_nid, _text, cat_iri, words) in enumerate(notes):
+        ci = cat_by_iri.get(cat_iri)
+        if ci is None:
+            continue
+        all_notes[ci].append(i)
+        if words is not None and int(words) >= min_words:
+            long_notes[ci].append(i)
+    return notes, long_notes, all_notes
 
 
 def _add_weighted(

@@ -11,7 +11,7 @@ __all__, __getattr__ = lazy_exports(
     __name__,
     {
         "ExportReport": "export",
-        "read_records": "folder",
+        "read_export_records": "folder",
         "read_manifest": "folder",
         "render_card": "card",
     },

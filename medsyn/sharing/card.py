@@ -157,22 +157,45 @@ def _runs_section(report: ExportReport) -> list[str]:
 
 
 def render_card(report: ExportReport) -> str:
-    recs = report.records
-    per_code = report.per_code
-    models = Counter(
-        f"{r['backend']} / {r['model']}" + (f" + adapter {r['adapter_hash'][:12]}" if r["adapter_hash"] else "")
-        for r in recs
-    )
-    templates = Counter(f"{r['template']} (`{(r['template_hash'] or '')[:12]}`)" for r in recs if r["template"])
-    versions = Counter(r["kg_version"] for r in recs if r["kg_version"])
-    licences = Counter(r["license"] for r in recs)
-    nc = sum(r["non_commercial"] for r in recs)
-    first = next((r["idx"] for r in recs if r["run_id"]), None)
+    first = next((r["idx"] for r in report.records if r["run_id"]), None)
     parts = [
         _front_matter(report),
+        *_intro_section(report),
+        *_privacy_section(report),
+        *privacy_section(report.privacy),
+        "## Fields",
+        "",
+        markdown_table(["field", "meaning"], [[f"`{k}`", v] for k, v in FIELDS.items()]),
+        "",
+        "## Notes per code",
+        "",
+        "![notes per code](notes_per_code.png)",
+        "",
+        markdown_table(["code", "notes"], [[c, str(n)] for c, n in report.per_code.items()]),
+        "",
+        *_models_section(report),
+        *_runs_section(report),
+        *_usefulness_section(report),
+        *_licences_section(report),
+        "## How to reproduce",
+        "",
+        *_reproduce(report),
+        *_lineage_section(first),
+        "## Citation",
+        "",
+        "Kumichev et al., MedSyn: LLM-based Synthetic Medical Text Generation Framework, ECML PKDD 2024",
+        "(arXiv 2408.02056). RuMedTop3: RuMedBench (sb-ai-lab/MedBench).",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _intro_section(report: ExportReport) -> list[str]:
+    return [
         "# MedSyn synthetic clinical notes",
         "",
-        f"{len(recs):,} synthetic Russian clinical notes (patient complaints) over {len(per_code)} ICD-10 categories,",
+        f"{len(report.records):,} synthetic Russian clinical notes (patient complaints) over {len(report.per_code)} "
+        "ICD-10 categories,",
         "written by language models from facts of the MedSyn medical knowledge graph, in the RuMedTop3 layout",
         "(RuMedBench: `idx`, `code`, `symptoms` = the note text), for training ICD-10 code classifiers.",
         "Synthetic: not real patients. Not for clinical use.",
@@ -183,6 +206,11 @@ def render_card(report: ExportReport) -> str:
         f'data_files="{data_file(report.format)}", split="train")',
         "```",
         "",
+    ]
+
+
+def _privacy_section(report: ExportReport) -> list[str]:
+    out = [
         "## Privacy: no real note inside",
         "",
         "The prompts of `medsyn generate` show real notes of RuMedTop3 (train split) as style examples; records",
@@ -199,38 +227,49 @@ def render_card(report: ExportReport) -> str:
             ],
         ),
         "",
-        *(
-            [
-                f"{report.symptom_labels_real} requested-symptom labels (`requested_symptoms`) equal a whole real",
-                "note: the authors' symptom map took some symptoms verbatim from RuMedPrime notes; they are labels",
-                "of the published knowledge graph, not notes of this set.",
-                "",
-            ]
-            if report.symptom_labels_real
-            else []
-        ),
-        *privacy_section(report.privacy),
-        "## Fields",
-        "",
-        markdown_table(["field", "meaning"], [[f"`{k}`", v] for k, v in FIELDS.items()]),
-        "",
-        "## Notes per code",
-        "",
-        "![notes per code](notes_per_code.png)",
-        "",
-        markdown_table(["code", "notes"], [[c, str(n)] for c, n in per_code.items()]),
-        "",
+    ]
+    if report.symptom_labels_real:
+        out += [
+            f"{report.symptom_labels_real} requested-symptom labels (`requested_symptoms`) equal a whole real",
+            "note: the authors' symptom map took some symptoms verbatim from RuMedPrime notes; they are labels",
+            "of the published knowledge graph, not notes of this set.",
+            "",
+        ]
+    return out
+
+
+def _models_section(report: ExportReport) -> list[str]:
+    recs = report.records
+    models = Counter(
+        f"{r['backend']} / {r['model']}" + (f" + adapter {r['adapter_hash'][:12]}" if r["adapter_hash"] else "")
+        for r in recs
+    )
+    templates = Counter(f"{r['template']} (`{(r['template_hash'] or '')[:12]}`)" for r in recs if r["template"])
+    out = [
         "## Models and prompt templates",
         "",
         markdown_table(["model", "notes"], [[m, str(n)] for m, n in models.most_common()]),
         "",
-        *(
-            [markdown_table(["prompt template", "notes"], [[t, str(n)] for t, n in templates.most_common()]), ""]
-            if templates
-            else []
-        ),
-        *_runs_section(report),
-        *_usefulness_section(report),
+    ]
+    if templates:
+        out += [markdown_table(["prompt template", "notes"], [[t, str(n)] for t, n in templates.most_common()]), ""]
+    return out
+
+
+def _licences_section(report: ExportReport) -> list[str]:
+    recs = report.records
+    versions = Counter(r["kg_version"] for r in recs if r["kg_version"])
+    licences = Counter(r["license"] for r in recs)
+    nc = sum(r["non_commercial"] for r in recs)
+    sources = [
+        [
+            f"{s.get('label') or s['source']} (`{s['source']}`)",
+            s.get("license", "?"),
+            "yes" if s.get("non_commercial") else "no",
+        ]
+        for s in report.graph_sources
+    ]
+    return [
         "## Knowledge graph and licences",
         "",
         "Graph versions (content hash of the build, plus a suffix per curator change) the notes were sampled from:",
@@ -246,33 +285,13 @@ def render_card(report: ExportReport) -> str:
         "Knowledge sources of that graph. A record's `license` is the most restrictive licence among the sources it",
         f"drew on (`sources`): {NON_COMMERCIAL_NOTE}",
         "",
-        markdown_table(
-            ["source", "licence", "non-commercial"],
-            [
-                [
-                    f"{s.get('label') or s['source']} (`{s['source']}`)",
-                    s.get("license", "?"),
-                    "yes" if s.get("non_commercial") else "no",
-                ]
-                for s in report.graph_sources
-            ],
-        ),
+        markdown_table(["source", "licence", "non-commercial"], sources),
         "",
         markdown_table(["record licence", "notes"], [[k, str(v)] for k, v in licences.most_common()]),
         "",
         f"Notes drawing on a non-commercial source: {nc}.",
         "",
-        "## How to reproduce",
-        "",
-        *_reproduce(report),
-        *_lineage_section(first),
-        "## Citation",
-        "",
-        "Kumichev et al., MedSyn: LLM-based Synthetic Medical Text Generation Framework, ECML PKDD 2024",
-        "(arXiv 2408.02056). RuMedTop3: RuMedBench (sb-ai-lab/MedBench).",
-        "",
     ]
-    return "\n".join(parts)
 
 
 NON_COMMERCIAL_NOTE = (

@@ -103,7 +103,7 @@ def write_records(records: Sequence[Mapping[str, Any]], path: Path, fmt: str) ->
     pq.write_table(pa.Table.from_pylist(list(records), schema=_arrow_schema()), path)
 
 
-def read_records(folder: str | Path) -> list[dict[str, Any]]:
+def read_export_records(folder: str | Path) -> list[dict[str, Any]]:
     """The records of an export folder (either format)."""
     d = Path(folder)
     manifest = read_manifest(d)

@@ -513,8 +513,7 @@ def _train(
     fingerprint = base_fingerprint(base)  # checks the base first: a bad one fails before anything loads
     records = read_dataset(data)
     run = {"base": base_name(base), "base_fingerprint": fingerprint, "data_sha256": file_sha256(data)}
-    run |= cfg.run_key()
-    run["target_modules"] = list(cfg.target_modules)
+    run |= {**cfg.run_key(), "target_modules": list(cfg.target_modules)}
     processes = world_size()
     accumulation = _accumulation(cfg, processes)
     main_process = int(os.environ.get("RANK", "0") or 0) == 0
@@ -522,38 +521,20 @@ def _train(
     if done is not None:
         return done
     ckpt = latest_checkpoint(out)
-    medsyn_state: dict[str, Any] = {}
-    if ckpt is not None:
-        medsyn_state = _check_resumable(ckpt, run, out)
+    medsyn_state: dict[str, Any] = _check_resumable(ckpt, run, out) if ckpt is not None else {}
     train_recs, eval_recs = _split(records, cfg)
     quant = quantization_config(cfg.quantize)  # before the heavy imports: a missing GPU is one line, at once
     if main_process:
         _drop_incomplete(out)
 
     # heavy imports only once the inputs are known to be good
-    from datasets import Dataset
-    from peft import LoraConfig
     from transformers import PrinterCallback
 
     model, tokenizer, use_cpu, bf16 = _load_for_training(base, device, quant, processes)
-    train_ex, dropped = encode_records(tokenizer, train_recs, cfg.max_len)
-    eval_ex, eval_dropped = encode_records(tokenizer, eval_recs, cfg.max_len)
-    if not train_ex:
-        raise InputError(f"{data}: no train record fits max_len={cfg.max_len} tokens")
-    lora = LoraConfig(
-        r=cfg.r,
-        lora_alpha=cfg.alpha,
-        lora_dropout=cfg.dropout,
-        target_modules=list(cfg.target_modules),
-        task_type="CAUSAL_LM",
-        bias="none",
-    )
+    train_ex, eval_ex, counts = _encode(tokenizer, train_recs, eval_recs, cfg, data)
     total_steps = cfg.max_steps or math.ceil(cfg.epochs * len(train_ex) / cfg.batch_size)
-    train_set = Dataset.from_dict({"input_ids": [i for i, _ in train_ex], "labels": [lab for _, lab in train_ex]})
     args = _sft_config(cfg, out, accumulation=accumulation, total_steps=total_steps, use_cpu=use_cpu, bf16=bf16)
-    trainer = _make_trainer(
-        model=model, args=args, train_dataset=train_set, processing_class=tokenizer, peft_config=lora
-    )
+    trainer = _lora_trainer(cfg, args, model, tokenizer, train_ex)
     pad_id = tokenizer.pad_token_id
 
     def eval_loss() -> float | None:
@@ -587,12 +568,7 @@ def _train(
         eval_loss_base=medsyn_state.get("eval_loss_base"),
         eval_loss=eval_loss(),
         wall_time_s=callback.wall_time(),
-        counts={
-            "train_records": len(train_recs),
-            "eval_records": len(eval_recs),
-            "train_dropped_too_long": dropped,
-            "eval_dropped_too_long": eval_dropped,
-        },
+        counts=counts,
         total_steps=total_steps,
         accumulation=accumulation,
         processes=processes,
@@ -602,6 +578,40 @@ def _train(
     if not trainer.is_world_process_zero():
         return manifest
     return _publish_adapter(trainer.model, out, manifest)
+
+
+def _encode(
+    tokenizer: Any, train_recs: list[Any], eval_recs: list[Any], cfg: TrainConfig, data: str | Path
+) -> tuple[list[Any], list[Any], dict[str, int]]:
+    """The train and eval records as token ids, and the counts the manifest records."""
+    train_ex, dropped = encode_records(tokenizer, train_recs, cfg.max_len)
+    eval_ex, eval_dropped = encode_records(tokenizer, eval_recs, cfg.max_len)
+    if not train_ex:
+        raise InputError(f"{data}: no train record fits max_len={cfg.max_len} tokens")
+    counts = {
+        "train_records": len(train_recs),
+        "eval_records": len(eval_recs),
+        "train_dropped_too_long": dropped,
+        "eval_dropped_too_long": eval_dropped,
+    }
+    return train_ex, eval_ex, counts
+
+
+def _lora_trainer(cfg: TrainConfig, args: Any, model: Any, tokenizer: Any, train_ex: list[Any]) -> Any:
+    """The SFT trainer of a LoRA adapter on ``model`` over the encoded train records."""
+    from datasets import Dataset
+    from peft import LoraConfig
+
+    lora = LoraConfig(
+        r=cfg.r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=list(cfg.target_modules),
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+    train_set = Dataset.from_dict({"input_ids": [i for i, _ in train_ex], "labels": [lab for _, lab in train_ex]})
+    return _make_trainer(model=model, args=args, train_dataset=train_set, processing_class=tokenizer, peft_config=lora)
 
 
 def _load_for_training(base: str, device: str | None, quant: Any, processes: int) -> tuple[Any, Any, bool, bool]:

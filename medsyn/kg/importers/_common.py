@@ -146,13 +146,16 @@ def source_quads(
     name: str,
     *,
     label: str,
-    license: str,
     files: list[str],
     file_digest: str,
-    non_commercial: bool = False,
     derived_graphs: tuple[NamedNode, ...] = (),
 ) -> list[Quad]:
-    """The ``ms:KnowledgeSource`` node of a source, in the source's own graph."""
+    """The ``ms:KnowledgeSource`` node of a source, in the source's own graph, with the licence and non-commercial
+    flag its registry line declares (:class:`medsyn.kg.importers.SourceSpec`)."""
+    from medsyn.kg.importers.registry import source_spec
+
+    spec = source_spec(name)
+    license, non_commercial = spec.license, spec.non_commercial
     s, g = source_iri(name), source_graph(name)
     quads = [
         Quad(s, RDF_TYPE, ms("KnowledgeSource"), g),

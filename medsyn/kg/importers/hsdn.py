@@ -41,7 +41,6 @@ def load(ctx: BuildContext) -> list[Quad]:
     quads += source_quads(
         NAME,
         label="HSDN symptom-disease TF-IDF (Zhou et al. 2014) via MedSyn main_proc.csv",
-        license="HSDN/Hetionet: CC BY 4.0; MedSyn translations (MIT)",
         files=[rel(path, ctx.data)],
         file_digest=file_hash([path]),
     )

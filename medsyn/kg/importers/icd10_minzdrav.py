@@ -99,7 +99,6 @@ def load(ctx: BuildContext) -> list[Quad]:
     quads += source_quads(
         NAME,
         label="Russian ICD-10 register (Minzdrav NSI 1.2.643.5.1.13.13.11.1005)",
-        license="public government reference (repository ak4nv/mkb10: MIT)",
         files=[rel(path, ctx.data)],
         file_digest=file_hash([path]),
         derived_graphs=(g,),

@@ -40,7 +40,6 @@ def load(ctx: BuildContext) -> list[Quad]:
     quads += source_quads(
         NAME,
         label="MedSyn main_proc.csv (ICD-10 to DOID/MeSH/UMLS, Russian names)",
-        license="MedSyn authors' data (MIT); MESH-ICD10 mapping from kush02/Automated-ICD10-Codes-Assignment",
         files=[rel(path, ctx.data)],
         file_digest=file_hash([path]),
     )

@@ -123,7 +123,6 @@ def load(ctx: BuildContext) -> list[Quad]:
     quads += source_quads(
         NAME,
         label="PharmacotherapyDB 1.0 (drug-disease indications)",
-        license="CC0 1.0 (original content); DOID CC BY 3.0",
         files=[rel(p, ctx.data) for p in files],
         file_digest=file_hash(files),
     )

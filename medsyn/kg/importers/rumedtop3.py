@@ -51,7 +51,6 @@ def load(ctx: BuildContext) -> list[Quad]:
     quads += source_quads(
         NAME,
         label="RuMedTop3 train split (RuMedBench)",
-        license="Apache-2.0 (sb-ai-lab/MedBench); texts from RuMedPrime",
         files=[rel(path, ctx.data)],
         file_digest=file_hash([path]),
     )

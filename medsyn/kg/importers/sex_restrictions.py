@@ -48,7 +48,6 @@ def load(ctx: BuildContext) -> list[Quad]:
     quads += source_quads(
         NAME,
         label="WHO ICD-10 Vol. 2 (2019) sex-restricted categories",
-        license="WHO ICD-10 Volume 2; list extracted by the MedSyn authors (MIT)",
         files=[rel(path, ctx.data)],
         file_digest=file_hash([path]),
         derived_graphs=(ICD10_GRAPH,),

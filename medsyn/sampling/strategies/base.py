@@ -9,27 +9,18 @@ indexed by sample number (see ``medsyn.sampling.draw.uniform_rows``), samples do
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from medsyn.sampling.samples import Sample
+from medsyn.sampling.strategies.options import Option
 from medsyn.sampling.tables import SamplingTables
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
 ObjectArray = NDArray[np.object_]
-
-
-@dataclass(frozen=True)
-class StrategyOptions:
-    """Options a strategy may read; each strategy ignores those it has no use for."""
-
-    temperature: float = 10.0
-    weighted_source: str | None = "hsdn"
-    population_dir: str | None = None
 
 
 @runtime_checkable
@@ -41,6 +32,8 @@ class Strategy(Protocol):
     """Weighted symptom source the tables must hold, or None."""
     drugs: bool
     """Whether the tables must hold drugs and side effects."""
+    options: ClassVar[tuple[Option, ...]]
+    """The options the constructor takes as keyword arguments (none: ``()``); any other is refused."""
 
     def draw(self, tables: SamplingTables, cats: IntArray, u: FloatArray, start: int, seed: int) -> list[Sample]:
         """Samples ``start .. start + len(cats) - 1``."""

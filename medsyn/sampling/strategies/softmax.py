@@ -21,18 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from medsyn.errors import InputError
 from medsyn.sampling.demographics import Population, load_population
 from medsyn.sampling.samples import Sample, sample_id
 from medsyn.sampling.strategies.base import (
     FloatArray,
     IntArray,
-    StrategyOptions,
     distinct_weighted,
     pick_from,
     shuffled,
 )
-from medsyn.sampling.tables import SamplingTables
+from medsyn.sampling.strategies.options import Option
+from medsyn.sampling.tables import WEIGHTED_SOURCE, SamplingTables
 
 MIN_SYMPTOMS, MAX_SYMPTOMS = 1, 4
 MAX_SIDE_EFFECTS = 3
@@ -56,14 +55,29 @@ class SoftmaxStrategy:
     name = "softmax"
     width = 20
     drugs = True
+    options = (
+        Option(
+            "temperature",
+            float,
+            10.0,
+            "T of softmax(weight / T) over a code's weighted symptoms (higher: flatter).",
+            check=lambda t: t > 0,
+            must="a positive number",
+        ),
+        Option("weighted_source", str, WEIGHTED_SOURCE, "Source of the weighted symptoms (TF-IDF) in the graph."),
+        Option("population_dir", str, None, "Folder of the population tables (default: the shipped ones)."),
+    )
 
-    def __init__(self, options: StrategyOptions | None = None) -> None:
-        opts = options or StrategyOptions()
-        if not opts.temperature > 0 or not np.isfinite(opts.temperature):
-            raise InputError(f"temperature must be a positive number, got {opts.temperature}")
-        self.temperature = float(opts.temperature)
-        self.weighted_source = opts.weighted_source
-        self._population_dir = opts.population_dir
+    def __init__(
+        self,
+        *,
+        temperature: float = 10.0,
+        weighted_source: str | None = WEIGHTED_SOURCE,
+        population_dir: str | None = None,
+    ) -> None:
+        self.temperature = float(self.options[0].convert(temperature, owner=self.name))
+        self.weighted_source = weighted_source
+        self._population_dir = population_dir
         self._population: Population | None = None
 
     @property
