@@ -30,7 +30,7 @@ from medsyn.server import results, wire
 from medsyn.server.messages import QUAD_FORMATS, QUAD_TYPES, Answer, HttpError, QueryRequest, pick
 
 Payload = tuple[str, str | None, bool, str | None, tuple[str, ...], tuple[str, ...]]
-"""A :class:`QueryRequest` as plain data for the pipe: sparql, accept, union, base IRI, default and named graphs."""
+"""A :class:`QueryRequest` as plain data for the socket: sparql, accept, union, base IRI, default and named graphs."""
 
 OPEN_ATTEMPTS = 20
 _PR_SET_PDEATHSIG = 1
