@@ -170,7 +170,7 @@ def test_worker_memory_option_is_checked(tmp_path: Path) -> None:
 
 def test_a_killed_server_leaves_no_worker(store: Path) -> None:
     """kill -9 of the server while a worker runs an aggregate: the forkserver sees the server gone and exits, and the
-    busy worker dies with it (an idle one would see its pipe close; a busy one reads nothing until its query ends)."""
+    busy worker dies with it (an idle one would see its socket close; a busy one reads nothing until its query ends)."""
     with medsyn_server(store, extra_args=["--quiet", "--timeout", "300"]) as ms, httpx.Client(timeout=60) as c:
         thread = threading.Thread(target=_swallow, args=(ms.query_url, GROUPS))
         thread.start()

@@ -211,6 +211,9 @@ def remote_targets(sparql: str) -> list[tuple[str, str | None]]:
     >>> remote_targets("PREFIX e: <http://h/> SELECT * { SERVICE SILENT e:q { } } ; LOAD <file:///x>")
     [('SERVICE', 'http://h/q'), ('LOAD', 'file:///x')]
     """
+    lowered = sparql.lower()
+    if "service" not in lowered and "load" not in lowered:  # most queries: no need to lex (the server asks per query)
+        return []
     toks = tokens(sparql)
     names = prefixes(toks)
     found: list[tuple[str, str | None]] = []

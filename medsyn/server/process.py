@@ -17,6 +17,7 @@ from medsyn.errors import InputError, StoreError
 from medsyn.kg.store import OxigraphStore
 from medsyn.server.app import App, trusted_peer
 from medsyn.server.config import MAX_BODY, MAX_QUERY_BODY, MIN_WORKER_MEMORY_MIB, WORKER_MEMORY_MIB, ServerConfig
+from medsyn.server.corked import Corked
 from medsyn.server.endpoint import Endpoint
 from medsyn.server.messages import StreamBroken
 
@@ -52,7 +53,7 @@ _BUSY = (
 
 
 def _guarded_protocol(deadline_s: float, per_client: int, trusted: tuple[str, ...]) -> type[Any]:
-    """uvicorn's h11 protocol with two guards against slow-loris:
+    """uvicorn's h11 protocol, writing each answer at once (:class:`Corked`), with two guards against slow-loris:
 
     - a deadline for each request head (a client that sends its headers a byte at a time would otherwise hold its
       connection, and a place under --max-connections, forever);
@@ -79,6 +80,7 @@ def _guarded_protocol(deadline_s: float, per_client: int, trusted: tuple[str, ..
                     return
                 open_by_peer[peer] = open_by_peer.get(peer, 0) + 1
                 self._peer = peer
+            self.transport = Corked(transport, self.loop)  # an answer's head and body in one write
             self._arm()
 
         def _arm(self) -> None:
@@ -90,6 +92,7 @@ def _guarded_protocol(deadline_s: float, per_client: int, trusted: tuple[str, ..
                 self.transport.close()
 
         def on_response_complete(self) -> None:
+            self.transport.flush()
             super().on_response_complete()
             if self._head_timer is not None:
                 self._head_timer.cancel()

@@ -2,10 +2,10 @@
 
 A worker is a child process of ``medsyn serve`` (started through a multiprocessing forkserver, see
 :class:`~medsyn.server.workers.Pool`) under an address-space limit. It reads ``(generation, request)`` messages from
-its pipe and sends back ``(status, body, content type, headers)`` with the body already in the negotiated format, so
-the server only moves bytes. A parser crash, a runaway aggregate or a query killed at its time limit costs this
-process, never the server. ``generation`` counts the server's writes: a worker whose handle is older reopens the store
-before it evaluates (a read-only handle sees the store as of its opening).
+its socket and sends back the status, headers and the body already in the negotiated format (framing in
+:mod:`medsyn.server.wire`), so the server only moves bytes. A parser crash, a runaway aggregate or a query killed at
+its time limit costs this process, never the server. ``generation`` counts the server's writes: a worker whose
+handle is older reopens the store before it evaluates (a read-only handle sees the store as of its opening).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import ctypes
 import os
 import resource
 import signal
+import socket
 import time
 from collections.abc import Callable
 from multiprocessing import forkserver
-from multiprocessing.connection import Connection
 from typing import Any
 
 from pyoxigraph import DefaultGraph, NamedNode, Quad, QueryBoolean, QuerySolutions, serialize
@@ -26,13 +26,11 @@ from pyoxigraph import Store as _OxStore
 
 from medsyn.kg.protocol import TRUNCATED_HEADER
 from medsyn.kg.scopes import query_dataset
-from medsyn.server import results
+from medsyn.server import results, wire
 from medsyn.server.messages import QUAD_FORMATS, QUAD_TYPES, Answer, HttpError, QueryRequest, pick
 
 Payload = tuple[str, str | None, bool, str | None, tuple[str, ...], tuple[str, ...]]
-"""A :class:`QueryRequest` as plain data for the pipe: sparql, accept, union, base IRI, default and named graphs."""
-Reply = tuple[int, bytes, str, dict[str, str], bool]
-"""status, body, content type, headers, and whether the worker takes another query."""
+"""A :class:`QueryRequest` as plain data for the socket: sparql, accept, union, base IRI, default and named graphs."""
 
 OPEN_ATTEMPTS = 20
 _PR_SET_PDEATHSIG = 1
@@ -160,16 +158,19 @@ def _answer(store: _OxStore, req: QueryRequest, max_rows: int, path: str) -> tup
     raise AssertionError("unreachable")
 
 
-def serve(conn: Connection, path: str, generation: int, max_rows: int, memory_bytes: int) -> None:
-    """The worker's loop: answer queries from ``conn`` until the server closes it."""
+def serve(sock: socket.socket, path: str, generation: int, max_rows: int, memory_bytes: int) -> None:
+    """The worker's loop: answer queries from ``sock`` until the server closes it."""
     _limit_self(memory_bytes)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in the terminal is the server's to handle
     store = _open(path)
     while True:
         try:
-            wanted, payload = conn.recv()
-        except (EOFError, OSError):
+            message = wire.read_query(sock)
+        except OSError:
             return
+        if message is None:
+            return
+        wanted, payload = message
         try:
             if wanted != generation:
                 store, generation = _open(path), wanted
@@ -180,17 +181,16 @@ def serve(conn: Connection, path: str, generation: int, max_rows: int, memory_by
             # A process that ran out of memory half-way is not trusted with the next query: it says so, and leaves
             # without the interpreter's teardown (which may need memory too).
             answer = Answer(400, (OUT_OF_MEMORY.format(memory_bytes // (1024 * 1024)) + "\n").encode())
-            _send(conn, answer, keep=False)
+            _send(sock, answer, keep=False)
             os._exit(0)
-        if not _send(conn, answer, keep=True):
+        if not _send(sock, answer, keep=True):
             return
 
 
-def _send(conn: Connection, answer: Answer, *, keep: bool) -> bool:
+def _send(sock: socket.socket, answer: Answer, *, keep: bool) -> bool:
     assert isinstance(answer.body, bytes)
-    reply: Reply = (answer.status, answer.body, answer.content_type, answer.headers, keep)
     try:
-        conn.send(reply)
+        wire.send_reply(sock, answer.status, answer.body, answer.content_type, answer.headers, keep=keep)
         return True
-    except (OSError, ValueError):
+    except OSError:
         return False

@@ -8,15 +8,15 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from medsyn.errors import StoreError
-from medsyn.server import querying
+from medsyn.server import querying, wire
 from medsyn.server.messages import Answer, HttpError
 
 
@@ -31,17 +31,25 @@ class Lane:
         self._held = 0
         self._sem: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
 
     def _semaphore(self) -> asyncio.Semaphore:
         if self._sem is None:
             self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
             self._sem = asyncio.Semaphore(self.size)
         return self._sem
 
     async def acquire(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for a slot, else 503."""
+        sem = self._semaphore()
+        if not sem.locked():  # a free slot: taken without suspending (wait_for would wrap it in a task)
+            await sem.acquire()
+            with self._lock:
+                self._held += 1
+            return
         try:
-            await asyncio.wait_for(self._semaphore().acquire(), timeout=max(timeout_s, 0.001))
+            await asyncio.wait_for(sem.acquire(), timeout=max(timeout_s, 0.001))
         except TimeoutError:
             raise HttpError(
                 503, f"all {self.size} {self.name}-lane query workers are busy; try again later", {"Retry-After": "5"}
@@ -64,7 +72,10 @@ class Lane:
         with self._lock:
             self._held -= 1
         assert self._loop is not None and self._sem is not None
-        self._loop.call_soon_threadsafe(self._sem.release)
+        if threading.get_ident() == self._loop_thread:
+            self._sem.release()  # on the loop already: no wake-up through its self-pipe
+        else:
+            self._loop.call_soon_threadsafe(self._sem.release)
 
     @property
     def held(self) -> int:
@@ -112,11 +123,11 @@ class Evaluation:
 
 
 class Worker:
-    """One query worker process and the server's end of its pipe."""
+    """One query worker process and the server's end of its socket (non-blocking: read on the event loop)."""
 
-    def __init__(self, process: Any, conn: Connection) -> None:
+    def __init__(self, process: Any, sock: socket.socket) -> None:
         self.process = process
-        self.conn = conn
+        self.sock = sock
         self.pid: int = process.pid
         self._reaped: asyncio.Task[int] | None = None
 
@@ -173,7 +184,10 @@ class Pool:
             raise StoreError(str(exc)) from None
 
     def _spawn(self) -> Worker:
-        mine, theirs = self._ctx.Pipe()
+        try:
+            mine, theirs = socket.socketpair()
+        except OSError as exc:
+            raise HttpError(503, f"cannot start a query worker: {exc}", {"Retry-After": "5"}) from None
         args = (theirs, str(self.path), self.generation, self.max_rows, self.memory_bytes)
         process = self._ctx.Process(target=querying.serve, args=args, daemon=True, name="medsyn-query")
         try:
@@ -183,6 +197,7 @@ class Pool:
             raise HttpError(503, f"cannot start a query worker: {exc}", {"Retry-After": "5"}) from None
         finally:
             theirs.close()
+        mine.setblocking(False)
         return Worker(process, mine)
 
     def wrote(self) -> None:
@@ -195,7 +210,7 @@ class Pool:
             worker = self.idle.pop()
             if worker.process.is_alive():
                 break
-            worker.conn.close()
+            worker.sock.close()
         else:
             worker = self._spawn()
         self.busy[worker.pid] = worker
@@ -213,10 +228,10 @@ class Pool:
 
     async def ask(self, worker: Worker, payload: querying.Payload) -> Answer:
         """Send a query to ``worker`` and wait for its answer; a worker that dies meanwhile answers its death."""
+        loop = asyncio.get_running_loop()
         try:
-            worker.conn.send((self.generation, payload))
-            await _readable(worker.conn.fileno())
-            status, body, ctype, headers, keep = worker.conn.recv()
+            await loop.sock_sendall(worker.sock, wire.query_frame(self.generation, payload))
+            status, ctype, headers, keep, body = await wire.read_reply(worker.sock)
         except (EOFError, OSError):
             return await self._died(worker)
         self.busy.pop(worker.pid, None)
@@ -229,7 +244,7 @@ class Pool:
 
     async def _died(self, worker: Worker) -> Answer:
         code = await asyncio.shield(worker.reap())
-        worker.conn.close()
+        worker.sock.close()
         if self.busy.pop(worker.pid, None) is None:  # stopped by the server: its answer is the server's
             return Answer(503, b"query stopped\n")
         self.crashed += 1
@@ -238,13 +253,13 @@ class Pool:
 
     async def stop(self, worker: Worker) -> None:
         """Kill a busy worker (its query past its time, or its client gone) and wait until its process is gone.
-        The caller has ended the :meth:`ask` on it first (its reader must be off the pipe before the pipe closes)."""
+        The caller has ended the :meth:`ask` on it first (its reader must be off the socket before it closes)."""
         if self.busy.pop(worker.pid, None) is not None:
             self.stopped += 1
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker.pid, signal.SIGKILL)
         await asyncio.shield(worker.reap())
-        worker.conn.close()
+        worker.sock.close()
         self._top_up()
 
     def close(self) -> None:
@@ -253,7 +268,7 @@ class Pool:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, signal.SIGKILL)
             worker.process.join(5)
-            worker.conn.close()
+            worker.sock.close()
         self.idle, self.busy = [], {}
 
     @property
