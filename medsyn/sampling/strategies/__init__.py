@@ -110,7 +110,7 @@ def get_strategy(strategy: str | Strategy | type, options: Mapping[str, Any] | N
 
 def describe_options(strategy: str | Callable[..., Strategy]) -> list[OptionSpec]:
     """The options a strategy declares (its constructor's keyword-only parameters), for ``--help`` and listings."""
-    return list(declared_options(strategy_class(strategy) if isinstance(strategy, str) else strategy).values())
+    return list(_declaration(strategy)[0].values())
 
 
 def resolve_strategy_options(
