@@ -2,8 +2,9 @@
 
 A component declares an option by taking it as a keyword parameter: the annotation is its type, the default its
 default, and its help is the ``name: text`` line of the class (or constructor) docstring. Nothing else lists a
-component's options, so the CLI (``--option key=value``), ``medsyn backends`` and the refusal of a misspelt option
-all read the same declaration.
+component's options, so the CLI (``--option key=value`` for a backend, ``--strategy-option key=value`` for a sampling
+strategy), ``medsyn backends``, ``medsyn strategies`` and the refusal of a misspelt option all read the same
+declaration. A value check beyond the type (a temperature above 0) is the component's own, in its constructor.
 
 >>> class Echo:
 ...     '''A test component.
@@ -127,21 +128,26 @@ def check_options(options: Mapping[str, Any], declared: Mapping[str, OptionSpec]
             raise unknown_option(key, declared, what=what)
 
 
-def parse_assignments(pairs: Sequence[str], declared: Mapping[str, OptionSpec], *, what: str) -> dict[str, Any]:
-    """``["key=value", ...]`` as typed options of ``what``; a repeatable option collects its values in order."""
+def parse_assignments(
+    pairs: Sequence[str], declared: Mapping[str, OptionSpec], *, what: str, flag: str = "--option"
+) -> dict[str, Any]:
+    """``["key=value", ...]`` as typed options of ``what``; a repeatable option collects its values in order.
+
+    ``flag`` is the command-line option the pairs came from, named in the error of a malformed or repeated pair.
+    """
     options: dict[str, Any] = {}
     for pair in pairs:
         key, eq, text = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not eq or not key:
-            raise InputError(f"--option {pair!r}: expected KEY=VALUE")
+            raise InputError(f"{flag} {pair!r}: expected KEY=VALUE")
         spec = declared.get(key)
         if spec is None:
             raise unknown_option(key, declared, what=what)
         if spec.repeatable:
             options.setdefault(key, []).extend([spec.coerce(text)] if text else [])
         elif key in options:
-            raise InputError(f"--option {key} is given twice")
+            raise InputError(f"{flag} {key} is given twice")
         else:
             options[key] = spec.coerce(text)
     return options

@@ -332,6 +332,15 @@ def test_cli_samples_from_the_graph_and_records_its_version(shared_data: Path, t
         assert r3.returncode == 0, r3.stderr
         again = _cli("--n", "4", "--seed", "3", "--out", str(tmp_path / "a"), *common)  # finished run: no-op
         assert json.loads(again.stdout.splitlines()[-1])["generated_now"] == 0
+        # --strategy-option reaches generate's draw and its run identity; the same options resume the same run.
+        chosen = ["--n", "6", "--codes", "M54", "--strategy", "softmax", "--strategy-option", "temperature=2"]
+        r4 = _cli(*chosen, "--out", str(tmp_path / "d"), *common)
+        assert r4.returncode == 0, r4.stderr
+        again = _cli(*chosen, "--out", str(tmp_path / "d"), *common)
+        assert again.returncode == 0 and json.loads(again.stdout.splitlines()[-1])["generated_now"] == 0, again.stderr
+    sampling = json.loads((tmp_path / "d" / RUN_FILE).read_text(encoding="utf-8"))["identity"]["sampling"]
+    assert sampling["strategy"] == "softmax" and sampling["softmax_temperature"] == 2.0  # not generate's default 10
+    assert {d["extra"]["temperature"] for d in lines(tmp_path / "d" / SAMPLES_FILE)} == {2.0}
     a = lines(tmp_path / "a" / NOTES_FILE)
     assert len(a) == 4 and all(n["kg_version"] == "kg-test" for n in a)
     drawn = lines(tmp_path / "c" / SAMPLES_FILE)
@@ -362,6 +371,14 @@ def test_cli_samples_from_the_graph_and_records_its_version(shared_data: Path, t
             "ms:graphVersion ?v }"
         )
     assert [x["v"].value for x in rows] == ["kg-test"]
+
+
+def test_cli_generate_refuses_a_misspelt_strategy_option(tmp_path: Path) -> None:
+    # Refused in one line naming the declared option, before any store or server is used.
+    bad = _cli("--n", "2", "--strategy", "softmax", "--strategy-option", "temprature=2", "--out", str(tmp_path / "x"),
+               "--store", str(tmp_path / "no-store"), "--base-url", "http://127.0.0.1:9/v1")  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert "strategy 'softmax' has no option 'temprature'; did you mean 'temperature'?" in bad.stderr
 
 
 class _FailingBackend:

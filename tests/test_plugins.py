@@ -20,17 +20,21 @@ REPO = Path(__file__).resolve().parents[1]
 STRATEGY = '''
 import dataclasses
 
-from medsyn.sampling.strategies.options import Option
+from medsyn.errors import InputError
 from medsyn.sampling.strategies.paper import PaperStrategy
 
 
 class FirstSymptoms(PaperStrategy):
-    """The paper's draw, cut to the first ``keep`` symptoms."""
+    """The paper's draw, cut to the first ``keep`` symptoms.
+
+    keep: Symptoms kept per sample.
+    """
 
     name = "first-symptoms"
-    options = (Option("keep", int, 1, "Symptoms kept per sample.", check=lambda k: k >= 1, must="at least 1"),)
 
     def __init__(self, *, keep: int = 1) -> None:
+        if keep < 1:
+            raise InputError(f"strategy {self.name!r}: option 'keep' must be at least 1, got {keep}")
         self.keep = keep
 
     def draw(self, tables, cats, u, start, seed):
@@ -118,7 +122,7 @@ def test_a_plugin_strategy_and_source_work_from_the_command_line(plugin_path: Pa
     bad = _medsyn(plugin_path, "sample", "--n", "5", "--strategy", "first-symptoms", "--strategy-option", "kep=2",
                   *common)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
-    assert "strategy 'first-symptoms' has no option 'kep' (did you mean 'keep'?)" in bad.stderr
+    assert "strategy 'first-symptoms' has no option 'kep'; did you mean 'keep'?" in bad.stderr
 
 
 def test_a_broken_plugin_fails_in_one_line_when_selected(plugin_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -95,6 +95,19 @@ def test_weights_table(monkeypatch, capsys, store_dir: Path) -> None:
         (["--n", "0"], "n must be >= 1"),
         (["--n", "5", "--strategy", "bogus"], "unknown strategy 'bogus'"),
         (["--n", "5", "--softmax-temperature", "0"], "--softmax-temperature must be a positive number"),
+        (
+            ["--n", "5", "--strategy", "softmax", "--strategy-option", "temperature=0"],
+            "strategy 'softmax': option 'temperature' must be a positive number",
+        ),
+        (
+            ["--n", "5", "--strategy", "softmax", "--strategy-option", "temperature=warm"],
+            "strategy 'softmax': option temperature (float): expected a number, got 'warm'",
+        ),
+        (["--n", "5", "--strategy", "softmax", "--strategy-option", "temperature"], "--strategy-option 'temperature'"),
+        (
+            ["--n", "5", "--strategy", "softmax", *("--strategy-option", "temperature=2") * 2],
+            "--strategy-option temperature is given twice",
+        ),
         (["--n", "5", "--codes", "Q99"], "unknown code Q99"),
         (["--plan", "weights", "--codes", "Q99"], "unknown code Q99"),
         (["--n", "5", "--plan", "weights"], "either --n or --plan"),

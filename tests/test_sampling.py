@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -15,7 +16,7 @@ import medsyn.sampling.strategies
 from medsyn.errors import InputError
 from medsyn.kg.store import OxigraphStore
 from medsyn.kg.vocab import code_iri, source_iri
-from medsyn.sampling.draw import CHUNK, draw_samples, uniform_rows
+from medsyn.sampling.draw import CHUNK, SamplingRequest, draw_samples, uniform_rows
 from medsyn.sampling.samples import Sample, sample_id
 from medsyn.sampling.strategies import available_strategies, get_strategy, register_strategy
 from medsyn.sampling.strategies.paper import PaperStrategy
@@ -255,6 +256,23 @@ def test_softmax_samples_are_reproducible(clinic: OxigraphStore) -> None:
     assert a == draw_samples(clinic, n=500, strategy="softmax", seed=12)
     assert a[0].id == sample_id(12, "softmax", 0)
     assert all(s.demographics is not None for s in a)
+
+
+def test_a_run_identity_keeps_the_form_earlier_runs_recorded() -> None:
+    # A generation run resumes only when this text equals its run.json's: the same options, however given, give
+    # the same text, and a lone temperature keeps the softmax_temperature form of the runs made before options.
+    def text(**options: object) -> str:
+        return json.dumps(SamplingRequest(n=5, strategy="softmax", strategy_options=options).to_dict())
+
+    head = '{"n": 5, "plan": null, "total": null, "overrides": [], "codes": [], "strategy": "softmax", "seed": 0, '
+    head += '"sources": "wikimed", "min_words": 30, '
+    assert {text(), text(temperature=10), text(temperature="10"), text(temperature=10.0)} == {
+        head + '"softmax_temperature": 10.0}'
+    }
+    assert text(weighted_source="hsdn", temperature=3) == text(temperature="3", weighted_source="hsdn")
+    assert text(weighted_source="hsdn", temperature=3) == (
+        head + '"strategy_options": {"temperature": 3.0, "weighted_source": "hsdn"}}'
+    )
 
 
 # ---------------------------------------------------------------- registry

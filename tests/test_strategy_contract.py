@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sampling_graph import real_graph
 
+from medsyn.component_options import REQUIRED
 from medsyn.errors import InputError
 from medsyn.kg.store import OxigraphStore
 from medsyn.sampling.draw import SamplingRequest, draw_samples
@@ -57,8 +58,9 @@ def test_declared_options_are_typed_documented_and_their_defaults_change_nothing
     real: OxigraphStore, name: str
 ) -> None:
     options = describe_options(name)
-    for o in options:
-        assert o.type in (int, float, str, bool) and o.help.strip() and "\n" not in o.help, o
+    for o in options:  # a type the command line can read, a default, and a one-line help
+        assert o.type_text != "any" and o.default is not REQUIRED and o.help.strip() and "\n" not in o.help, o
+        assert o.coerce(str(o.default)) == o.default if o.default is not None else o.coerce("none") is None, o
     explicit = {o.name: o.default for o in options if o.default is not None}
     assert draw_samples(real, n=40, strategy=name, seed=2, strategy_options=explicit) == draw_samples(
         real, n=40, strategy=name, seed=2
@@ -77,4 +79,4 @@ def test_an_unknown_option_is_refused_in_one_line_naming_the_nearest(name: str) 
             attempt()
         message = str(caught.value)
         assert "\n" not in message and f"strategy {name!r} has no option {typo!r}" in message
-        assert (f"did you mean {options[0]!r}" in message) if options else message.endswith("its options: none")
+        assert (f"did you mean {options[0]!r}" in message) if options else message.endswith("it takes no options")

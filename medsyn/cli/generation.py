@@ -34,6 +34,7 @@ from medsyn.cli.sampling import (
     SourcesOpt,
     StoreOpt,
     StrategyOpt,
+    StrategyOptionOpt,
     TotalOpt,
     sampling_request,
 )
@@ -215,6 +216,7 @@ def generate_command(
     codes: CodesOpt = None,
     seed: SeedOpt = 0,
     softmax_temperature: SoftmaxTemperatureOpt = 10.0,
+    strategy_option: StrategyOptionOpt = None,
     sources: SourcesOpt = "wikimed",
     min_words: MinWordsOpt = 30,
     backend: BackendOpt = "openai",
@@ -249,7 +251,8 @@ def generate_command(
 
     check_output(out, folder=True)
     request = _sampling(n, plan, total, samples, override=override, codes=codes, strategy=strategy, seed=seed,
-                        softmax_temperature=softmax_temperature, sources=sources, min_words=min_words)  # fmt: skip
+                        softmax_temperature=softmax_temperature, strategy_option=strategy_option, sources=sources,
+                        min_words=min_words)  # fmt: skip
     # Stop sequences travel with every request (the template's, or these), so one parsed value serves all backends.
     stops = tuple(x.replace("\\n", "\n").replace("\\t", "\t") for x in stop if x) if stop is not None else None
     limits = FilterConfig(min_recall=min_recall, max_similarity=max_similarity, max_repetition=max_repetition,

@@ -91,11 +91,12 @@ def sampling_request(
 ) -> SamplingRequest:
     """The options above as a :class:`medsyn.sampling.draw.SamplingRequest` (checked there)."""
     from medsyn.sampling.draw import SamplingRequest
-    from medsyn.sampling.strategies.options import parse_pairs
+    from medsyn.sampling.strategies import parse_strategy_options
 
     picked = _split(codes)
     if codes is not None and not picked:  # `--codes ''` used to mean every code, silently
         raise InputError("--codes: no code given; name categories or codes (e.g. --codes M54,J45) or leave it out")
+    given = parse_strategy_options(strategy, strategy_option) if strategy_option else {}
     return SamplingRequest(
         n=n,
         plan=plan,
@@ -104,7 +105,7 @@ def sampling_request(
         codes=tuple(picked),
         strategy=strategy,
         seed=seed,
-        strategy_options=_with_temperature(strategy, parse_pairs(strategy_option or ()), softmax_temperature),
+        strategy_options=_with_temperature(strategy, given, softmax_temperature),
         sources=sources,
         min_words=min_words,
     )
@@ -267,7 +268,7 @@ def strategies() -> None:
         if not opts:
             table.add_row(name, "-", "", "", "no options")
         for i, o in enumerate(opts):
-            table.add_row(name if i == 0 else "", o.name, o.type.__name__, repr(o.default), o.help)
+            table.add_row(name if i == 0 else "", o.name, o.type_text, repr(o.default), o.help)
     console.print(table)
 
 

@@ -29,9 +29,8 @@ from medsyn.errors import InputError, ParameterError
 from medsyn.kg.store import Store
 from medsyn.kg.vocab import normalize_code
 from medsyn.sampling.samples import MAX_SAMPLES, Sample
-from medsyn.sampling.strategies import Strategy, get_strategy, strategy_class
+from medsyn.sampling.strategies import Strategy, get_strategy, resolve_strategy_options
 from medsyn.sampling.strategies.base import FloatArray, IntArray
-from medsyn.sampling.strategies.options import resolve_options
 from medsyn.sampling.tables import (
     SamplingTables,
     code_weights,
@@ -242,13 +241,13 @@ class SamplingRequest:
             raise ParameterError("{overrides} applies to {plan} weights only")
         if self.n is not None and self.n < 1:
             raise ParameterError(f"{{n}} must be >= 1, got {self.n}")
-        self.resolved_options()  # an unknown strategy or option is refused before any store opens
+        # An unknown strategy or option, or a value its constructor refuses, is reported before any store opens.
+        get_strategy(self.strategy, self.strategy_options)
 
     def resolved_options(self) -> dict[str, Any]:
-        """The options given, converted to their declared types (defaults left out)."""
-        factory = strategy_class(self.strategy)
-        resolved = resolve_options(self.strategy, tuple(getattr(factory, "options", ())), self.strategy_options)
-        return {k: resolved[k] for k in sorted(self.strategy_options)}
+        """The options given, converted to their declared types (defaults left out), in name order."""
+        resolved = resolve_strategy_options(self.strategy, self.strategy_options)
+        return {k: resolved[k] for k in sorted(resolved)}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

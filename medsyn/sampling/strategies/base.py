@@ -9,13 +9,12 @@ indexed by sample number (see ``medsyn.sampling.draw.uniform_rows``), samples do
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from medsyn.sampling.samples import Sample
-from medsyn.sampling.strategies.options import Option
 from medsyn.sampling.tables import SamplingTables
 
 IntArray = NDArray[np.int64]
@@ -32,8 +31,8 @@ class Strategy(Protocol):
     """Weighted symptom source the tables must hold, or None."""
     drugs: bool
     """Whether the tables must hold drugs and side effects."""
-    options: ClassVar[tuple[Option, ...]]
-    """The options the constructor takes as keyword arguments (none: ``()``); any other is refused."""
+    # Options are the constructor's keyword-only parameters, documented by ``name: text`` lines of the class
+    # docstring (medsyn.component_options.declared_options); a strategy without options takes none.
 
     def draw(self, tables: SamplingTables, cats: IntArray, u: FloatArray, start: int, seed: int) -> list[Sample]:
         """Samples ``start .. start + len(cats) - 1``."""

@@ -11,7 +11,6 @@ import numpy as np
 
 from medsyn.sampling.samples import Sample, sample_id
 from medsyn.sampling.strategies.base import FloatArray, IntArray, distinct_uniform, flat_lists, lookup, pick_from
-from medsyn.sampling.strategies.options import Option
 from medsyn.sampling.tables import SamplingTables
 
 MIN_SYMPTOMS, MAX_SYMPTOMS = 2, 5
@@ -24,7 +23,6 @@ class PaperStrategy:
     width = 12
     weighted_source: str | None = None
     drugs = False
-    options: tuple[Option, ...] = ()
 
     def draw(self, tables: SamplingTables, cats: IntArray, u: FloatArray, start: int, seed: int) -> list[Sample]:
         notes = pick_from(tables.cat_notes, cats, u[:, 1])

@@ -17,10 +17,12 @@ Per sample (after the category, drawn as in the paper strategy):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
+from medsyn.errors import InputError
 from medsyn.sampling.demographics import Population, load_population
 from medsyn.sampling.samples import Sample, sample_id
 from medsyn.sampling.strategies.base import (
@@ -30,7 +32,6 @@ from medsyn.sampling.strategies.base import (
     pick_from,
     shuffled,
 )
-from medsyn.sampling.strategies.options import Option
 from medsyn.sampling.tables import WEIGHTED_SOURCE, SamplingTables
 
 MIN_SYMPTOMS, MAX_SYMPTOMS = 1, 4
@@ -50,23 +51,16 @@ def softmax_weights(weights: FloatArray, temperature: float) -> FloatArray:
 
 class SoftmaxStrategy:
     """Columns: 0 category, 1 example, 2 code, 3 count, 4..7 symptoms, 8..10 shuffle, 11..14 demographics,
-    15 drug, 16 side-effect count, 17..19 side effects."""
+    15 drug, 16 side-effect count, 17..19 side effects.
+
+    temperature: T of softmax(weight / T) over a code's weighted symptoms (higher: flatter).
+    weighted_source: Source of the weighted symptoms (TF-IDF) in the graph.
+    population_dir: Folder of the population tables (default: the shipped ones).
+    """
 
     name = "softmax"
     width = 20
     drugs = True
-    options = (
-        Option(
-            "temperature",
-            float,
-            10.0,
-            "T of softmax(weight / T) over a code's weighted symptoms (higher: flatter).",
-            check=lambda t: t > 0,
-            must="a positive number",
-        ),
-        Option("weighted_source", str, WEIGHTED_SOURCE, "Source of the weighted symptoms (TF-IDF) in the graph."),
-        Option("population_dir", str, None, "Folder of the population tables (default: the shipped ones)."),
-    )
 
     def __init__(
         self,
@@ -75,7 +69,12 @@ class SoftmaxStrategy:
         weighted_source: str | None = WEIGHTED_SOURCE,
         population_dir: str | None = None,
     ) -> None:
-        self.temperature = float(self.options[0].convert(temperature, owner=self.name))
+        t = float(temperature) if isinstance(temperature, int | float) and not isinstance(temperature, bool) else 0.0
+        if not (math.isfinite(t) and t > 0):
+            raise InputError(
+                f"strategy {self.name!r}: option 'temperature' must be a positive number, got {temperature!r}"
+            )
+        self.temperature = t
         self.weighted_source = weighted_source
         self._population_dir = population_dir
         self._population: Population | None = None
