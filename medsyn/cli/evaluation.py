@@ -482,14 +482,7 @@ def privacy(
     from medsyn.evaluation.privacy_report import write_privacy_report
     from medsyn.evaluation.upsampling import rare_codes
 
-    if bootstrap < 10:
-        raise InputError(f"--bootstrap: expected at least 10 resamples, got {bootstrap}")
-    if not 0 < rare_quantile < 1 or not 0.5 <= goal_auc <= 1:
-        raise InputError("--rare-quantile must lie in (0, 1) and --goal-auc in [0.5, 1]")
-    if adapter is not None and canaries is None:
-        raise InputError("--adapter needs --canaries MANIFEST (the canaries planted by `medsyn ift --canaries K`)")
-    if candidates < 2:
-        raise InputError(f"--candidates: expected at least 2, got {candidates}")
+    _check_privacy_options(bootstrap, rare_quantile, goal_auc, adapter, canaries, candidates)
     planted = _read_canaries(canaries)
     tr = read_notes(train or default_train())
     dv = read_notes(dev or default_dev())
@@ -527,20 +520,37 @@ def privacy(
         goal_auc,
     )
     path = write_privacy_report(out, run)
-    for r in results:
+    _echo_privacy(run)
+    typer.echo(f"{len(results)} set(s) in {time.perf_counter() - start:.0f} s; report: {path}")
+    failures = run.failures()
+    if failures:
+        _warn(failures)
+        raise typer.Exit(1)
+
+
+def _check_privacy_options(
+    bootstrap: int, rare_quantile: float, goal_auc: float, adapter: Path | None, canaries: Path | None, candidates: int
+) -> None:
+    if bootstrap < 10:
+        raise InputError(f"--bootstrap: expected at least 10 resamples, got {bootstrap}")
+    if not 0 < rare_quantile < 1 or not 0.5 <= goal_auc <= 1:
+        raise InputError("--rare-quantile must lie in (0, 1) and --goal-auc in [0.5, 1]")
+    if adapter is not None and canaries is None:
+        raise InputError("--adapter needs --canaries MANIFEST (the canaries planted by `medsyn ift --canaries K`)")
+    if candidates < 2:
+        raise InputError(f"--candidates: expected at least 2, got {candidates}")
+
+
+def _echo_privacy(run: Any) -> None:
+    for r in run.results:
         a = r.auc_of("char")
         typer.echo(
             f"{r.name}: {r.n} notes, highest attack AUC {r.worst_auc:.3f}"
             + ("" if a is None else f" (char {a.auc:.3f}, 95% {a.low:.3f}–{a.high:.3f})")
             + ("" if r.pii is None else f", personal data in {100 * r.pii.rate:.2f}% of notes")
         )
-    if real is not None:
-        typer.echo(f"real notes (dev): personal data in {100 * real.rate:.2f}% of notes")
-    typer.echo(f"{len(results)} set(s) in {time.perf_counter() - start:.0f} s; report: {path}")
-    failures = run.failures()
-    if failures:
-        _warn(failures)
-        raise typer.Exit(1)
+    if run.real_pii is not None:
+        typer.echo(f"real notes (dev): personal data in {100 * run.real_pii.rate:.2f}% of notes")
 
 
 def _read_canaries(manifest: Path | None) -> list[Any] | None:
