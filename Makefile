@@ -27,7 +27,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/test-services.sh
-	$(VENV)/bin/python -m pytest -q
+	# Two workers, one test file each: most tests wait on servers and subprocesses, so two overlap well on two cores.
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --durations=25
 	# A built wheel installed outside the checkout must work on its own (sparql/ and ontology/ ship inside it).
 	bash scripts/wheel-smoke.sh $(PY)
 

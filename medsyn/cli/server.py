@@ -71,29 +71,14 @@ def serve(
 
     path = store if store is not None else default_store_dir()
     server = make_server(
-        path,
-        host=host,
-        port=port,
-        token=token,
-        timeout_s=timeout,
-        max_rows=max_rows,
-        cors_origin=cors_origin,
-        union_default_graph=union_default_graph,
-        workers=workers,
-        fast_workers=fast_workers,
-        fast_budget_s=fast_budget,
-        worker_memory_mib=worker_memory,
-        max_connections=max_connections,
-        max_connections_per_client=max_connections_per_client,
-        trusted_proxies=tuple(trusted_proxy),
-        max_body_bytes=max_body_mib * 1024 * 1024,
-        max_query_bytes=max_query_kib * 1024,
-        allow_hosts=tuple(allow_host),
-        service_hosts=tuple(allow_service),
-        load_hosts=tuple(allow_load),
-        client_timeout_s=client_timeout,
-        quiet=quiet,
-    )
+        path, host=host, port=port, token=token, timeout_s=timeout, max_rows=max_rows, cors_origin=cors_origin,
+        union_default_graph=union_default_graph, workers=workers, fast_workers=fast_workers,
+        fast_budget_s=fast_budget, worker_memory_mib=worker_memory, max_connections=max_connections,
+        max_connections_per_client=max_connections_per_client, trusted_proxies=tuple(trusted_proxy),
+        max_body_bytes=max_body_mib * 1024 * 1024, max_query_bytes=max_query_kib * 1024,
+        allow_hosts=tuple(allow_host), service_hosts=tuple(allow_service), load_hosts=tuple(allow_load),
+        client_timeout_s=client_timeout, quiet=quiet,
+    )  # fmt: skip
     _run(server, path, token is not None)
 
 
