@@ -1,4 +1,5 @@
-"""JSON Lines files: one reader whose errors name ``file:line``, and the append-only writer of generate runs.
+"""JSON Lines files: one reader whose errors name ``file:line``, and the append-only writer of generate runs; and
+the one reader of a whole-file JSON object (manifests, reports, configs).
 
 One reader for every JSONL input (real notes, instruction data, generated sets), so a bad line reads the same
 whatever command met it.
@@ -19,6 +20,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 from medsyn.errors import InputError, StoreError
+
+
+def read_json_object(path: str | Path, *, what: str = "file") -> dict[str, Any]:
+    """The JSON object in ``path``; one :class:`InputError` line naming the file when it is missing, not JSON or not
+    an object (``what`` names the file's role in the "not found" line: "canaries manifest not found")."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_bytes())
+    except FileNotFoundError:
+        raise InputError(f"{what} not found", path=p) from None
+    except IsADirectoryError:
+        raise InputError(f"{what} expected, found a folder", path=p) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"invalid JSON: {exc}", path=p) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object", path=p)
+    return data
 
 
 def read_jsonl(

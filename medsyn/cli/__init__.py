@@ -10,12 +10,12 @@ from importlib import import_module
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from medsyn.cli.consoles import make_console
 from medsyn.errors import ExitCode, MedsynError, ParameterError
 
-err_console = Console(stderr=True)
+err_console = make_console(stderr=True)
 
 app = typer.Typer(
     name="medsyn",

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
 from medsyn.atomic import check_output
+from medsyn.cli.consoles import make_console
 from medsyn.cli.options import number_of, path_of
 from medsyn.errors import ExitCode
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from medsyn.kg.store import Store
 
 app = typer.Typer(help="Audit provenance: note lineage, integrity of generated sets, runs and sources.")
-console = Console()
+console = make_console()
 
 StoreOpt = Annotated[
     Path | None, typer.Option("--store", help="Store directory (default: $MEDSYN_STORE or .medsyn/store).")

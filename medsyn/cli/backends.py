@@ -6,15 +6,15 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from medsyn.cli.consoles import make_console
 from medsyn.errors import ExitCode
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-console = Console()
+console = make_console()
 
 
 def backends_command(

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from medsyn.cli.consoles import make_console
 from medsyn.cli.options import path_of
 from medsyn.errors import ExitCode, InputError
 
-console = Console()
+console = make_console()
 
 
 def canaries(

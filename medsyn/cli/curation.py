@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from medsyn.atomic import check_output
+from medsyn.cli.consoles import make_console
 from medsyn.cli.options import number_of, path_of
 from medsyn.errors import ExitCode
 
@@ -24,7 +24,7 @@ app = typer.Typer(
     help="Curate the knowledge graph: every change is validated, atomic and recorded (PROV-O, graph/curation).",
     no_args_is_help=True,
 )
-console = Console()
+console = make_console()
 
 StoreOpt = Annotated[
     Path | None, typer.Option("--store", help="Store directory (default: $MEDSYN_STORE or .medsyn/store).")

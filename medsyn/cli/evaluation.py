@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from medsyn.atomic import check_output
+from medsyn.cli.consoles import make_console
 from medsyn.cli.options import path_of
 from medsyn.errors import InputError
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from medsyn.evaluation.upsampling import RunResult, Summary
 
 app = typer.Typer(help="Evaluate synthetic notes: ICD-10 prediction with upsampling, quality and privacy.")
-console = Console(stderr=True)
+console = make_console(stderr=True)
 
 
 def _floats(raw: str, option: str) -> list[float]:

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from typer.core import TyperCommand
 
 from medsyn.atomic import check_output
+from medsyn.cli.consoles import make_console
 from medsyn.cli.options import path_of
 from medsyn.cli.sampling import (
     CodesOpt,
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from medsyn.generation.config import GenerationConfig, RunSummary
     from medsyn.sampling.draw import SamplingRequest
 
-console = Console(stderr=True)
+console = make_console(stderr=True)
 
 BACKEND_FLAGS: dict[str, tuple[Any, str]] = {
     "base_url": (list[str], "openai; repeat it for a pool of replicas"),

@@ -12,11 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from medsyn.atomic import check_output
+from medsyn.cli.consoles import make_console
 from medsyn.cli.options import path_of
 from medsyn.errors import InputError, ValidationError
 
 app = typer.Typer(help="Build, inspect, query, export and validate the knowledge graph.", no_args_is_help=True)
-console = Console()
+console = make_console()
 
 StoreOpt = Annotated[
     Path | None, typer.Option("--store", help="Store directory (default: $MEDSYN_STORE or .medsyn/store).")

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.rule import Rule
 
+from medsyn.cli.consoles import make_console
 from medsyn.errors import ExitCode, MedsynError
 
-console = Console(stderr=True)
+console = make_console(stderr=True)
 
 
 def run_command(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from rich.console import Console
+from medsyn.cli.consoles import make_console
 
 Step = Callable[[str], None]
 """Called as each step starts, with what it does: the previous step is then done."""
@@ -22,7 +22,9 @@ def steps(command: str, total: int | None) -> Iterator[Step]:
 
     columns = [TextColumn(f"[bold]{command}[/]")]
     columns += [BarColumn(), MofNCompleteColumn()] if total is not None else [SpinnerColumn()]
-    with Progress(*columns, TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True)) as bar:
+    with Progress(
+        *columns, TextColumn("{task.description}"), TimeElapsedColumn(), console=make_console(stderr=True)
+    ) as bar:
         task = bar.add_task("starting", total=total)
         started = False
 

@@ -9,17 +9,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from medsyn.atomic import check_output
+from medsyn.cli.consoles import make_console
 from medsyn.cli.options import path_of
 from medsyn.errors import InputError, ParameterError
 
 if TYPE_CHECKING:
     from medsyn.sampling.draw import SamplingRequest
 
-console = Console()
+console = make_console()
 
 StoreOpt = Annotated[
     Path | None, typer.Option("--store", help="Store directory (default: $MEDSYN_STORE or .medsyn/store).")

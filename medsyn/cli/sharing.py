@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from medsyn.cli.consoles import make_console
 from medsyn.cli.options import path_of
 
-console = Console(stderr=True)
+console = make_console(stderr=True)
 
 
 def export_command(

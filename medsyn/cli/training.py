@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
+from medsyn.cli.consoles import make_console
 from medsyn.cli.options import path_of
 
-console = Console()
+console = make_console()
 
 
 def ift(

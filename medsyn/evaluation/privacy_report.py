@@ -15,6 +15,7 @@ from medsyn.atomic import atomic_write_text
 from medsyn.errors import InputError
 from medsyn.evaluation.privacy import ATTACKS, POPULATIONS, AttackResult, PrivacyRun
 from medsyn.evaluation.report import markdown_table, pyplot, save_figure
+from medsyn.jsonl import read_json_object
 
 PRIVACY_FILE = "privacy.json"
 
@@ -179,11 +180,8 @@ def read_privacy(folder: Path) -> dict[str, Any]:
     path = folder / PRIVACY_FILE if folder.is_dir() else folder
     if not path.is_file():
         raise InputError(f"no {PRIVACY_FILE} here: give an `eval privacy` report folder", path=folder)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not JSON: {exc}", path=path) from None
-    if not isinstance(data, dict) or not isinstance(data.get("sets"), list) or not data["sets"]:
+    data = read_json_object(path)
+    if not isinstance(data.get("sets"), list) or not data["sets"]:
         raise InputError("expected an object with a non-empty 'sets' list", path=path)
     for i, s in enumerate(data["sets"]):
         if not isinstance(s, dict) or not isinstance(s.get("attacks"), list) or "worst_auc" not in s:

@@ -33,7 +33,7 @@ from medsyn.evaluation.data import (
 )
 from medsyn.evaluation.quality import overlap
 from medsyn.generation.run_folder import NOTES_FILE, RUN_FILE
-from medsyn.jsonl import read_jsonl
+from medsyn.jsonl import read_json_object, read_jsonl
 from medsyn.kg.notes import real_notes
 from medsyn.kg.queries import run_named
 from medsyn.kg.store import Store
@@ -315,11 +315,8 @@ def read_text_adds(folder: Path) -> dict[str, Any]:
     path = folder / TEXT_ADDS_FILE
     if not path.is_file():
         raise InputError(f"no {TEXT_ADDS_FILE} here: give an `eval upsample` report folder", path=folder)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not JSON: {exc}", path=path) from None
-    if not isinstance(data, dict) or not isinstance(data.get("sets"), list):
+    data = read_json_object(path)
+    if not isinstance(data.get("sets"), list):
         raise InputError("expected an object with a 'sets' list", path=path)
     if not data["sets"]:
         raise InputError(

@@ -32,6 +32,7 @@ import numpy as np
 
 from medsyn.atomic import atomic_write_text
 from medsyn.errors import InputError
+from medsyn.jsonl import read_json_object
 from medsyn.seeding import stream
 
 MANIFEST_FORMAT = "medsyn-canaries/1"
@@ -157,13 +158,8 @@ _FIELDS = ("id", "record_id", "code", "secret", "instruction", "input", "prompt"
 def read_manifest(path: str | Path) -> list[Canary]:
     """The canaries of a manifest; InputError naming the file and field on anything malformed."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("canaries manifest not found", path=p) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"invalid JSON: {exc}", path=p) from None
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+    data = read_json_object(p, what="canaries manifest")
+    if data.get("format") != MANIFEST_FORMAT:
         raise InputError(f"not a canaries manifest (field 'format' is not {MANIFEST_FORMAT!r})", path=p)
     if data.get("secret_space") != SECRET_SPACE:
         raise InputError(f"field 'secret_space': expected {json.dumps(SECRET_SPACE)}", path=p)

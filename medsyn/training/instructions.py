@@ -30,7 +30,7 @@ import numpy as np
 
 from medsyn.atomic import atomic_write_text
 from medsyn.errors import InputError
-from medsyn.jsonl import read_jsonl
+from medsyn.jsonl import read_json_object, read_jsonl
 from medsyn.training import canaries as cn
 from medsyn.training.canaries import Canary, stream
 
@@ -164,12 +164,7 @@ def _add_symptoms(out: SymptomMap, code: str, labels: Iterable[str]) -> None:
 def symptoms_from_json(path: str | Path) -> SymptomMap:
     """Read the MedSyn symptom map ``{ICD-10 code: [Russian symptom, ...]}`` directly (no store needed)."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("symptom map not found", path=p) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"invalid JSON: {exc}", path=p) from None
+    data = read_json_object(p, what="symptom map")
     if not isinstance(data, dict):
         raise InputError("expected a JSON object {code: [symptoms]}", path=p)
     out: SymptomMap = {}

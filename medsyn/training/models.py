@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medsyn.errors import InputError
+from medsyn.jsonl import read_json_object
 
 SMOLLM2 = "smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -100,12 +101,7 @@ def resolve_base(spec: str) -> tuple[Path, str | None]:
     cfg_path = p / "config.json"
     if not cfg_path.is_file():
         raise InputError(f"{p}: not a causal LM (no config.json)")
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"invalid JSON: {exc}", path=cfg_path) from None
-    if not isinstance(cfg, dict):
-        raise InputError("expected a JSON object", path=cfg_path)
+    cfg = read_json_object(cfg_path)
     model_type = cfg.get("model_type")
     archs = cfg.get("architectures") or []
     causal = any(str(a).endswith("ForCausalLM") for a in archs) if archs else _is_causal_type(model_type)
@@ -210,11 +206,8 @@ def read_manifest(adapter_dir: str | Path) -> dict[str, Any]:
         raise InputError(f"{d}: not a LoRA adapter (no adapter_config.json)")
     if not path.is_file():
         raise InputError(f"{d}: incomplete adapter (no {MANIFEST_NAME}; was training interrupted? rerun it)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"invalid JSON: {exc}", path=path) from None
-    if not isinstance(data, dict) or "base" not in data:
+    data = read_json_object(path)
+    if "base" not in data:
         raise InputError("manifest has no 'base' field", path=path)
     return data
 
