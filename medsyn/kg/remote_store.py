@@ -21,7 +21,8 @@ Atomicity: one ``update`` is one request, a transaction on Oxigraph and ``medsyn
 ``load`` send INSERT DATA batches of ``batch_size`` quads, so a load larger than one batch is *not* one
 transaction on a remote server: if a batch fails, the error says how many quads were stored; since inserting a
 triple that is already there changes nothing, re-running the same load completes it. Quads with blank nodes all go
-in one final request (a blank node label only means the same node within one request).
+in one final request (a blank node label only means the same node within one request), an ``INSERT { } WHERE {}``
+template rather than INSERT DATA, which Virtuoso refuses with blank nodes.
 """
 
 from __future__ import annotations
@@ -208,8 +209,11 @@ class RemoteStore:
             batches.append(with_bnodes)
         total, done = len(plain) + len(with_bnodes), 0
         for i, batch in enumerate(batches, 1):
+            data = quads_to_sparql_data(batch)
             try:
-                self.update("INSERT DATA { " + quads_to_sparql_data(batch) + " }")
+                # Blank nodes go in an INSERT template (fresh nodes, shared within it), where INSERT DATA would do:
+                # Virtuoso refuses blank nodes in INSERT DATA ("not allowed in a constant clause").
+                self.update(f"INSERT {{ {data} }} WHERE {{}}" if batch is with_bnodes else f"INSERT DATA {{ {data} }}")
             except StoreError as exc:
                 if len(batches) == 1:
                     raise
