@@ -224,6 +224,7 @@ DirsAllowed = .
 NumberOfBuffers = 10000
 MaxDirtyBuffers = 6000
 ThreadsPerQuery = 2
+MaxQueryMem = 1G
 
 [HTTPServer]
 ServerPort = 127.0.0.1:{port}
