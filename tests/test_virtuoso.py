@@ -89,9 +89,7 @@ def weights(store: Store, code: str) -> dict[str, tuple[float, float]]:
     return {r["label"].value: (float(r["w"].value), round(float(r["n"].value), 9)) for r in store.query(q)}
 
 
-def test_generate_audit_export_and_curation_over_virtuoso(
-    virtuoso: RunningServer, local: Path, tmp_path: Path
-) -> None:
+def test_generate_audit_export_and_curation_over_virtuoso(virtuoso: RunningServer, local: Path, tmp_path: Path) -> None:
     gen = ("generate", "--backend", "openai", "--n", "4", "--codes", "J06", "--seed", "3", "--no-progress")
     with openai_server(tmp_path / "openai.log") as api:
         r = medsyn(*gen, "--base-url", api.base_url, "--out", str(tmp_path / "v"), server=virtuoso)
