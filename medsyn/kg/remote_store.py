@@ -443,7 +443,7 @@ def _page_order(sparql: str) -> str | None:
 def _query_form(sparql: str) -> str | None:
     """SELECT, CONSTRUCT, ASK or DESCRIBE: the query's first form keyword outside IRIs, strings and comments.
 
-    >>> _query_form("PREFIX s: <http://x/SELECT> # ASK\nCONSTRUCT { ?s ?p ?o } WHERE { ?s ?p ?o }")
+    >>> _query_form("PREFIX s: <http://x/SELECT> CONSTRUCT { ?s ?p 'ASK' } WHERE { ?s ?p ?o }")
     'CONSTRUCT'
     """
     form = _FORM.search(_COMMENT.sub(" ", _IRI_OR_STRING.sub(" ", sparql)))
