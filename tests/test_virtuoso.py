@@ -32,7 +32,7 @@ def virtuoso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer
     assert server.process.poll() is not None  # stopped: no server left behind
 
 
-def medsyn(*args: str, server: RunningServer | None = None, data: Path | None = None) -> subprocess.CompletedProcess:
+def command(*args: str, server: RunningServer | None = None, data: Path | None = None) -> tuple[list[str], dict]:
     env = dict(os.environ)
     if server is not None:
         # What a user of Virtuoso sets (docs/endpoint.md): updates go to /sparql, its default graph is already the
@@ -41,20 +41,29 @@ def medsyn(*args: str, server: RunningServer | None = None, data: Path | None = 
     if data is not None:
         env["MEDSYN_DATA"] = str(data)
     where = ["--endpoint", server.query_url] if server is not None else []
-    r = subprocess.run([sys.executable, "-m", "medsyn", *args, *where], capture_output=True, text=True, env=env,
-                       timeout=600)  # fmt: skip
+    return [sys.executable, "-m", "medsyn", *args, *where], env
+
+
+def medsyn(*args: str, server: RunningServer | None = None, data: Path | None = None) -> subprocess.CompletedProcess:
+    argv, env = command(*args, server=server, data=data)
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
     assert "Traceback" not in r.stderr, r.stderr
     return r
 
 
 @pytest.fixture(scope="module")
 def local(virtuoso: RunningServer, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same sources built into Virtuoso (the command under test) and into an embedded store (the reference)."""
-    r = medsyn("kg", "build", "-q", "--sources", SOURCES, server=virtuoso, data=shared_data)
-    assert r.returncode == 0 and f"built {virtuoso.query_url}" in r.stdout, r.stderr
+    """The same sources built into Virtuoso (the command under test) and into an embedded store (the reference),
+    the two builds at once."""
     store = tmp_path_factory.mktemp("local") / "store"
-    r = medsyn("kg", "build", "-q", "--sources", SOURCES, "--store", str(store), data=shared_data)
-    assert r.returncode == 0, r.stderr
+    argv, env = command("kg", "build", "-q", "--sources", SOURCES, "--store", str(store), data=shared_data)
+    reference = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        r = medsyn("kg", "build", "-q", "--sources", SOURCES, server=virtuoso, data=shared_data)
+        assert r.returncode == 0 and f"built {virtuoso.query_url}" in r.stdout, r.stderr
+    finally:
+        _, err = reference.communicate(timeout=600)
+    assert reference.returncode == 0, err
     return store
 
 
