@@ -143,6 +143,15 @@ def test_bad_endpoint_url() -> None:
         RemoteStore("localhost:7878")
 
 
+def test_batch_size_from_the_environment(remote: RemoteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDSYN_ENDPOINT_BATCH", "3")
+    small = RemoteStore(remote.endpoint, token=remote.token)
+    assert small.batch_size == 3 and RemoteStore(remote.endpoint, batch_size=7).batch_size == 7
+    monkeypatch.setenv("MEDSYN_ENDPOINT_BATCH", "lots")
+    with pytest.raises(InputError, match="MEDSYN_ENDPOINT_BATCH must be a whole number"):
+        RemoteStore(remote.endpoint)
+
+
 def test_medsyn_updates_need_the_token(medsyn: RunningServer) -> None:
     with pytest.raises(StoreError, match="401"):
         RemoteStore(medsyn.query_url).update("INSERT DATA { <urn:a> <urn:b> <urn:c> }")

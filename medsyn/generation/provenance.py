@@ -288,7 +288,11 @@ def finish_run(store: Store, run: RunInfo, *, ended: str, totals: Mapping[str, A
     }
     if totals.get("by_server"):  # attempts per server of the OpenAI-compatible endpoint(s), as a JSON object
         props[ms("serverCounts")] = _str(json.dumps(totals["by_server"], sort_keys=True))
-    deletes = " ".join(f"{r} {p} ?o{i} ." for i, p in enumerate(props))
     inserts = " ".join(f"{r} {p} {o} ." for p, o in props.items())
-    where = " ".join(f"OPTIONAL {{ GRAPH {g} {{ {r} {p} ?o{i} }} }}" for i, p in enumerate(props))
-    store.update(f"DELETE {{ GRAPH {g} {{ {deletes} }} }} INSERT {{ GRAPH {g} {{ {inserts} }} }} WHERE {{ {where} }}")
+    names = " ".join(map(str, props))
+    # A DELETE of what is there, then INSERT DATA, in one request, rather than DELETE/INSERT over OPTIONAL patterns:
+    # Virtuoso drops a solution's inserts too when a deleted pattern has an unbound variable (a first finish).
+    store.update(
+        f"DELETE {{ GRAPH {g} {{ {r} ?p ?o }} }} WHERE {{ GRAPH {g} {{ {r} ?p ?o }} VALUES ?p {{ {names} }} }} ;\n"
+        f"INSERT DATA {{ GRAPH {g} {{ {inserts} }} }}"
+    )

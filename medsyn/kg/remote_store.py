@@ -11,6 +11,8 @@ environment, so commands only pass ``--endpoint URL``:
 ``MEDSYN_ENDPOINT_UNION``   request parameter asking for the union default graph (default
                             ``union-default-graph``, understood by Oxigraph and ``medsyn serve``;
                             empty for servers whose default graph is already the union, e.g. Virtuoso)
+``MEDSYN_ENDPOINT_BATCH``   quads per INSERT DATA request (default 5000; Virtuoso's SPARQL compiler
+                            runs out of memory near 5000 lines: give it 1000)
 ==========================  =========================================================================
 
 Result caps: a server that cuts a result short (``medsyn serve`` at ``--max-rows``, with its truncation header) gets
@@ -21,7 +23,8 @@ Atomicity: one ``update`` is one request, a transaction on Oxigraph and ``medsyn
 ``load`` send INSERT DATA batches of ``batch_size`` quads, so a load larger than one batch is *not* one
 transaction on a remote server: if a batch fails, the error says how many quads were stored; since inserting a
 triple that is already there changes nothing, re-running the same load completes it. Quads with blank nodes all go
-in one final request (a blank node label only means the same node within one request).
+in one final request (a blank node label only means the same node within one request), an ``INSERT { } WHERE {}``
+template rather than INSERT DATA, which Virtuoso refuses with blank nodes.
 """
 
 from __future__ import annotations
@@ -71,6 +74,14 @@ _ACCEPT = (
 )
 
 
+# A CONSTRUCT or DESCRIBE asks for a graph format first: Virtuoso answers the first type listed, even SPARQL JSON
+# results for a graph (with blank nodes as "uri" values pyoxigraph rightly refuses).
+_GRAPH_ACCEPT = "application/n-triples, text/turtle;q=0.9, application/sparql-results+json;q=0.5"
+_GRAPH_FORMS = ("CONSTRUCT", "DESCRIBE")
+# Virtuoso writes blank nodes in SPARQL JSON results as "nodeID://b123", not a valid blank node label.
+_VIRTUOSO_BNODE = re.compile(rb'("type"\s*:\s*"bnode"\s*,\s*"value"\s*:\s*")nodeID://')
+
+
 class _Wrapper(SPARQLWrapper):
     """SPARQLWrapper guesses query versus update from the first keyword (and warns on ``WITH`` or a ``VALUES``
     prologue); the caller knows which it sends, so that choice is fixed here instead."""
@@ -116,7 +127,7 @@ class RemoteStore:
         password: str | None = None,
         token: str | None = None,
         timeout: float = 120.0,
-        batch_size: int = 5000,
+        batch_size: int | None = None,
         union_parameter: str | None = None,
     ) -> None:
         self.endpoint = _check_url(endpoint, "endpoint")
@@ -133,6 +144,11 @@ class RemoteStore:
             raise InputError("give either a bearer token or a user and password for the endpoint, not both")
         if self.user and self.password is None:
             raise InputError(f"endpoint user {self.user!r} has no password (set MEDSYN_ENDPOINT_PASSWORD)")
+        if batch_size is None:
+            raw = env.get("MEDSYN_ENDPOINT_BATCH") or "5000"
+            if not raw.isdigit():
+                raise InputError(f"MEDSYN_ENDPOINT_BATCH must be a whole number of quads, got {raw!r}")
+            batch_size = int(raw)
         if timeout <= 0 or batch_size <= 0:
             raise InputError("endpoint timeout and batch size must be positive")
         self.timeout = timeout
@@ -208,8 +224,11 @@ class RemoteStore:
             batches.append(with_bnodes)
         total, done = len(plain) + len(with_bnodes), 0
         for i, batch in enumerate(batches, 1):
+            data = quads_to_sparql_data(batch)
             try:
-                self.update("INSERT DATA { " + quads_to_sparql_data(batch) + " }")
+                # Blank nodes go in an INSERT template (fresh nodes, shared within it), where INSERT DATA would do:
+                # Virtuoso refuses blank nodes in INSERT DATA ("not allowed in a constant clause").
+                self.update(f"INSERT {{ {data} }} WHERE {{}}" if batch is with_bnodes else f"INSERT DATA {{ {data} }}")
             except StoreError as exc:
                 if len(batches) == 1:
                     raise
@@ -281,10 +300,10 @@ class RemoteStore:
                 return list(parse(body, format=RdfFormat.from_media_type(ctype) or RdfFormat.N_QUADS))
             except StoreError:
                 pass  # no Graph Store Protocol there: fall back to SPARQL
-        rows = self.query(
-            "SELECT ?s ?p ?o ?g WHERE { { ?s ?p ?o } UNION { GRAPH ?g { ?s ?p ?o } } }",
-            union=False,
-        )
+        # A server whose default graph is the union (no union parameter: Virtuoso) has no default graph of its own
+        # to read; its named graphs are the whole dataset.
+        default = "{ ?s ?p ?o } UNION " if self.union_parameter else ""
+        rows = self.query(f"SELECT ?s ?p ?o ?g WHERE {{ {default}{{ GRAPH ?g {{ ?s ?p ?o }} }} }}", union=False)
         return [Quad(r["s"], r["p"], r["o"], r.get("g", DefaultGraph())) for r in rows]
 
     def _gsp_graph(self, graph: NamedNode, fmt: RdfFormat) -> bytes | None:
@@ -339,7 +358,7 @@ class RemoteStore:
         wrapper.setTimeout(self.timeout)  # type: ignore[arg-type]  # urllib takes float seconds
         wrapper.setQuery(sparql)
         if not update:
-            wrapper.addCustomHttpHeader("Accept", _ACCEPT)
+            wrapper.addCustomHttpHeader("Accept", _GRAPH_ACCEPT if _query_form(sparql) in _GRAPH_FORMS else _ACCEPT)
             if query_dataset(sparql):
                 pass  # its own FROM / FROM NAMED is its dataset; Oxigraph's union switch would override it
             elif union and self.union_parameter:
@@ -421,6 +440,16 @@ def _page_order(sparql: str) -> str | None:
     return "ORDER BY " + " ".join("?" + n for n in names) if names else None
 
 
+def _query_form(sparql: str) -> str | None:
+    """SELECT, CONSTRUCT, ASK or DESCRIBE: the query's first form keyword outside IRIs, strings and comments.
+
+    >>> _query_form("PREFIX s: <http://x/SELECT> CONSTRUCT { ?s ?p 'ASK' } WHERE { ?s ?p ?o }")
+    'CONSTRUCT'
+    """
+    form = _FORM.search(_COMMENT.sub(" ", _IRI_OR_STRING.sub(" ", sparql)))
+    return form.group(1).upper() if form else None
+
+
 def copy_graphs(source: OxigraphStore, target: RemoteStore, *, graphs: Sequence[NamedNode] | None = None) -> int:
     """Publish named graphs of an embedded store to an endpoint, replacing them there; returns the quads sent.
 
@@ -453,6 +482,8 @@ def _parse(body: bytes, ctype: str, url: str) -> QueryResult:
     """The answer as pyoxigraph reads it; solutions are parsed lazily, as they are iterated."""
     try:
         if ctype in ("application/sparql-results+json", "application/json"):
+            if b"nodeID://" in body:
+                body = _VIRTUOSO_BNODE.sub(rb"\1", body)
             return parse_query_results(body, format=QueryResultsFormat.JSON)
         if ctype in ("application/sparql-results+xml", "application/xml", "text/xml"):
             return parse_query_results(body, format=QueryResultsFormat.XML)

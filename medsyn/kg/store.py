@@ -388,11 +388,17 @@ class OxigraphStore:
 
 
 def quads_to_sparql_data(quads: Iterable[Quad]) -> str:
-    """The body of an INSERT DATA / DELETE DATA block; pyoxigraph terms print as escaped N-Triples terms."""
-    parts = []
+    """The body of an INSERT DATA / DELETE DATA block (or an INSERT template): the default graph's triples, then one
+    ``GRAPH`` block per named graph; pyoxigraph terms print as escaped N-Triples terms.
+
+    One block per graph, not per quad: Virtuoso fails an INSERT template that names one graph in two blocks.
+    """
+    graphs: dict[str, list[str]] = {}
     for q in quads:
-        triple = f"{q.subject} {q.predicate} {q.object} ."
-        parts.append(triple if isinstance(q.graph_name, DefaultGraph) else f"GRAPH {q.graph_name} {{ {triple} }}")
+        key = "" if isinstance(q.graph_name, DefaultGraph) else str(q.graph_name)
+        graphs.setdefault(key, []).append(f"{q.subject} {q.predicate} {q.object} .")
+    parts = graphs.pop("", [])
+    parts += [f"GRAPH {g} {{\n" + "\n".join(triples) + "\n}" for g, triples in graphs.items()]
     return "\n".join(parts)
 
 

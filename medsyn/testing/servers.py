@@ -61,18 +61,22 @@ def oxigraph_binary() -> str:
     return found
 
 
-def wait_ready(process: subprocess.Popen[bytes], url: str, log_path: Path, *, timeout_s: float = 30.0) -> None:
-    """Poll ``url`` until it answers (any HTTP status); fail early when the process exits."""
+def wait_ready(
+    process: subprocess.Popen[bytes], url: str, log_path: Path, *, timeout_s: float = 30.0, ok_only: bool = False
+) -> None:
+    """Poll ``url`` until it answers (any HTTP status; only 2xx with ``ok_only``); fail early when the process
+    exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log = log_path.read_text(errors="replace").strip().splitlines()
             raise StoreError(f"server exited with {process.returncode}: {log[-1] if log else 'no output'}")
         try:
-            httpx.get(url, timeout=1.0)
-            return
+            if httpx.get(url, timeout=1.0).is_success or not ok_only:
+                return
         except httpx.TransportError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     stop(process)
     raise StoreError(f"server at {url} not ready after {timeout_s:g} s")
 
@@ -90,14 +94,21 @@ def stop(process: subprocess.Popen[bytes], *, timeout_s: float = 15.0) -> None:
 
 @contextlib.contextmanager
 def _started(
-    args: Sequence[str], *, port: int, log_path: Path, ready_path: str, env: dict[str, str] | None = None
+    args: Sequence[str],
+    *,
+    port: int,
+    log_path: Path,
+    ready_path: str,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 30.0,
+    ok_only: bool = False,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:  # a file, not a pipe: a chatty server can never block on a full pipe
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(process, base + ready_path, log_path)
+        wait_ready(process, base + ready_path, log_path, timeout_s=timeout_s, ok_only=ok_only)
         yield process, base
     finally:
         stop(process)
@@ -170,3 +181,97 @@ def openai_server(
     args = [sys.executable, "-m", "medsyn.testing.openai_server", "--port", str(port), "--latency", str(latency)]
     with _started([*args, *extra_args], port=port, log_path=log_path, ready_path="/stats") as (process, base):
         yield RunningOpenAIServer(process, base + "/v1", log_path)
+
+
+@contextlib.contextmanager
+def llama_server(
+    log_path: Path, *, model: str = "gemma3", port: int | None = None, extra_args: Sequence[str] = ()
+) -> Iterator[RunningOpenAIServer]:
+    """llama.cpp's OpenAI-compatible server (:mod:`medsyn.testing.llama_server`) as a child process; ready when
+    ``/health`` says 200 (the model is loaded)."""
+    port = port or free_port()
+    args = [sys.executable, "-m", "medsyn.testing.llama_server", "--model", model, "--port", str(port), *extra_args]
+    with _started(args, port=port, log_path=log_path, ready_path="/health", timeout_s=120.0, ok_only=True) as (
+        process,
+        base,
+    ):
+        yield RunningOpenAIServer(process, base + "/v1", log_path)
+
+
+_VIRTUOSO_INI = """\
+; Written by medsyn.testing.servers.virtuoso_server: one Virtuoso instance in its own folder, 127.0.0.1 only.
+[Database]
+DatabaseFile = {dir}/virtuoso.db
+ErrorLogFile = {dir}/virtuoso.log
+LockFile = {dir}/virtuoso.lck
+TransactionFile = {dir}/virtuoso.trx
+xa_persistent_file = {dir}/virtuoso.pxa
+FileExtend = 200
+Striping = 0
+TempStorage = TempDatabase
+
+[TempDatabase]
+DatabaseFile = {dir}/virtuoso-temp.db
+TransactionFile = {dir}/virtuoso-temp.trx
+Striping = 0
+
+[Parameters]
+ServerPort = 127.0.0.1:{sql_port}
+DisableUnixSocket = 1
+CheckpointInterval = 60
+CaseMode = 2
+DirsAllowed = .
+NumberOfBuffers = 10000
+MaxDirtyBuffers = 6000
+ThreadsPerQuery = 2
+MaxQueryMem = 1G
+
+[HTTPServer]
+ServerPort = 127.0.0.1:{port}
+ServerRoot = {dir}
+ServerThreads = 10
+Charset = UTF-8
+
+[SPARQL]
+; Virtuoso cuts every result at ResultSetMaxRows (10,000 in Debian's virtuoso.ini) without saying so.
+ResultSetMaxRows = {max_rows}
+MaxQueryExecutionTime = 600
+MaxQueryCostEstimationTime = 600
+"""
+
+# The anonymous /sparql user may update, and may write every graph (Virtuoso 7.2 checks both).
+_VIRTUOSO_GRANTS = "GRANT SPARQL_UPDATE TO \"SPARQL\"; DB.DBA.RDF_DEFAULT_USER_PERMS_SET ('nobody', 7);"
+
+
+def _virtuoso_tool(name: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise StoreError(f"{name} is missing; install Virtuoso (apt-get install virtuoso-opensource)")
+    return found
+
+
+@contextlib.contextmanager
+def virtuoso_server(
+    folder: Path, *, port: int | None = None, max_rows: int = 10_000_000, log_path: Path | None = None
+) -> Iterator[RunningServer]:
+    """Virtuoso Open Source (``virtuoso-t``) with a fresh database in ``folder`` (its own virtuoso.ini), its SPARQL
+    endpoint on a free 127.0.0.1 port open to updates without a password: ``/sparql`` answers queries and updates,
+    ``/sparql-graph-crud`` is its Graph Store Protocol."""
+    port = port or free_port()
+    sql_port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    ini = folder / "virtuoso.ini"
+    ini.write_text(_VIRTUOSO_INI.format(dir=folder.resolve(), port=port, sql_port=sql_port, max_rows=max_rows))
+    args = [_virtuoso_tool("virtuoso-t"), "+foreground", "+configfile", str(ini)]
+    log_path = log_path or folder.with_suffix(".virtuoso.log")
+    ready = "/sparql?query=ASK%7B%7D"
+    with _started(args, port=port, log_path=log_path, ready_path=ready, timeout_s=120.0, ok_only=True) as (
+        process,
+        base,
+    ):
+        isql = [_virtuoso_tool("isql-vt"), f"127.0.0.1:{sql_port}", "dba", "dba", f"exec={_VIRTUOSO_GRANTS}"]
+        done = subprocess.run(isql, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0 or "Error" in done.stdout + done.stderr:
+            raise StoreError(f"granting SPARQL updates on Virtuoso failed: {(done.stderr or done.stdout).strip()}")
+        url = base + "/sparql"
+        yield RunningServer(process, base, url, url, base + "/sparql-graph-crud", log_path)

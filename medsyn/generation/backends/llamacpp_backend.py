@@ -16,6 +16,13 @@ A prompt longer than ``max_input_tokens`` is refused before any token is generat
 evaluation from the slot's cache, so the check costs no second pass. A slot's context is ``max_input_tokens +
 max_tokens``, so a request may not ask for more than ``max_tokens``.
 
+That reuse evaluates the prompt's last token alone, where a llama.cpp server given the request once evaluates it with
+the rest of the prompt; the two differ in the logits' last bits, and a near tie (greedy decoding included) can then
+pick another token. ``check_prompt=false`` sends each request once, as a server does: the notes then equal those of
+a llama.cpp server (``--backend openai --base-url``) with the same engine settings for the same seed
+(``tests/test_llama_server.py``); a prompt longer than the slot's context is still refused, by llama.cpp, but one
+between ``max_input_tokens`` and the context is generated.
+
 Sampling is seeded per request (``ChatRequest.seed``), so the same prompt and seed give the same note.
 LoRA adapters trained by ``medsyn finetune`` are PEFT folders, which llama.cpp does not read: use ``--backend local``
 for them (or merge the adapter and convert the merged model to GGUF).
@@ -50,6 +57,8 @@ class LlamaCppBackend:
     max_tokens: most tokens a request may ask for (a slot's context is max_input_tokens + max_tokens; the CLI
         passes --max-tokens).
     stop: stop sequences of requests that bring none (default: a blank line ends the note).
+    check_prompt: measure the prompt before generating (refuses one over max_input_tokens); false: one pass per
+        request, as a llama.cpp server computes it (the same notes as that server for the same seed).
     """
 
     name = "llamacpp"
@@ -67,6 +76,7 @@ class LlamaCppBackend:
         max_input_tokens: int = 2048,
         max_tokens: int = 1024,
         stop: Sequence[str] | None = ("\n\n",),
+        check_prompt: bool = True,
     ) -> None:
         if adapter is not None:
             raise InputError("the llamacpp backend does not read PEFT adapters; use --backend local with --adapter")
@@ -87,6 +97,7 @@ class LlamaCppBackend:
         self.max_input_tokens = max_input_tokens
         self.max_tokens = max_tokens
         self.stop = tuple(x for x in (stop or ()) if x)
+        self.check_prompt = check_prompt
         self._server: Any = None
 
     def describe(self) -> dict[str, Any]:
@@ -99,6 +110,7 @@ class LlamaCppBackend:
             "max_input_tokens": self.max_input_tokens,
             "max_tokens": self.max_tokens,
             "stop": list(self.stop),
+            "check_prompt": self.check_prompt,
             "prompt_cache_mib": PROMPT_CACHE_MIB,
         }
 
@@ -167,19 +179,21 @@ class LlamaCppBackend:
         server = self._load()
         body = self._body(req)
         handler = server.handle_completions if req.prompt is not None else server.handle_chat_completions
-        # Evaluate the prompt alone first: its length is known before any token is generated.
-        probe = handler({**body, "max_tokens": 0})
-        refused = self._refusal(probe)
-        if refused is not None:
-            return refused
-        prompt_tokens = int((probe.get("usage") or {}).get("prompt_tokens") or 0)
-        if prompt_tokens > self.max_input_tokens:
-            return Completion(
-                error=f"prompt too long: {prompt_tokens} tokens > max_input_tokens {self.max_input_tokens}",
-                permanent=True,
-                prompt_tokens=prompt_tokens,
-                model=self.model,
-            )
+        probe: dict[str, Any] = {}
+        if self.check_prompt:
+            # Evaluate the prompt alone first: its length is known before any token is generated.
+            probe = handler({**body, "max_tokens": 0})
+            refused = self._refusal(probe)
+            if refused is not None:
+                return refused
+            prompt_tokens = int((probe.get("usage") or {}).get("prompt_tokens") or 0)
+            if prompt_tokens > self.max_input_tokens:
+                return Completion(
+                    error=f"prompt too long: {prompt_tokens} tokens > max_input_tokens {self.max_input_tokens}",
+                    permanent=True,
+                    prompt_tokens=prompt_tokens,
+                    model=self.model,
+                )
         reply = handler(body)
         refused = self._refusal(reply)
         if refused is not None:
@@ -187,9 +201,9 @@ class LlamaCppBackend:
         choice = reply["choices"][0]
         text = choice.get("text") if req.prompt is not None else (choice.get("message") or {}).get("content")
         usage = reply.get("usage") or {}
-        prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
+        prompt_tokens = int(usage.get("prompt_tokens") or (probe.get("usage") or {}).get("prompt_tokens") or 0)
         timings = dict(reply.get("timings") or {})
-        if "prompt_ms" in timings:  # the prompt was evaluated by the probe; the reply only reused it
+        if "prompt_ms" in timings and probe:  # the prompt was evaluated by the probe; the reply only reused it
             timings["prompt_ms"] += (probe.get("timings") or {}).get("prompt_ms") or 0.0
         return Completion(
             text=text,
