@@ -217,6 +217,10 @@ ShardRowsOpt = Annotated[
     int | None,
     typer.Option("--shard-rows", help="With --engine ray: attempts per shard, the unit a rerun of a killed run skips."),
 ]
+RayWorkersOpt = Annotated[
+    int | None,
+    typer.Option("--ray-workers", help="With --engine ray: model-call tasks at once, each --concurrency requests."),
+]
 
 
 @_with_backend_flags
@@ -258,6 +262,7 @@ def generate_command(
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     shard_rows: ShardRowsOpt = None,
+    ray_workers: RayWorkersOpt = None,
     backend_flags: dict[str, Any] | None = None,
 ) -> None:
     """Generate synthetic notes (rerun the same command to resume an interrupted run)."""
@@ -283,7 +288,7 @@ def generate_command(
     named = {"model": model} if model is not None else {}
     spec = BackendSpec(backend, tuple(option or []), {**(backend_flags or {}), **named},
                        {"seed": seed, "max_tokens": max_tokens})  # fmt: skip
-    where = _engine(engine, ray_address, shard_rows, spec)
+    where = _engine(engine, spec, address=ray_address, shard_rows=shard_rows, workers=ray_workers)
     summary = _run(out, request, samples, spec.build(), config, store=store, endpoint=endpoint, progress=progress,
                    engine=where)  # fmt: skip
     _report(summary, out)
@@ -303,17 +308,17 @@ def _sampling(
     return None if samples is not None else sampling_request(n=n, plan=plan, total=total, **how)
 
 
-def _engine(engine: str, address: str | None, shard_rows: int | None, spec: BackendSpec) -> dict[str, Any] | None:
+def _engine(engine: str, spec: BackendSpec, **ray: Any) -> dict[str, Any] | None:
     """The Ray run's arguments (None: this process generates); a bad choice is refused before anything runs."""
     if engine not in ("local", "ray"):
         raise InputError(f"--engine must be 'local' or 'ray', got {engine!r}")
-    ray = {"spec": spec, "address": address, **({"shard_rows": shard_rows} if shard_rows is not None else {})}
+    given = {k: v for k, v in ray.items() if v is not None}
     if engine == "local":
-        given = [flag for flag, v in (("--ray-address", address), ("--shard-rows", shard_rows)) if v is not None]
         if given:
-            raise InputError(f"{', '.join(given)} applies to --engine ray")
+            flags = {"address": "--ray-address", "shard_rows": "--shard-rows", "workers": "--ray-workers"}
+            raise InputError(f"{', '.join(flags[k] for k in given)} applies to --engine ray")
         return None
-    return ray
+    return {"spec": spec, **given}
 
 
 def _run(

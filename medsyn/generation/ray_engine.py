@@ -5,9 +5,10 @@ MedSyn keeps everything a run is judged by: it draws the samples (seeded, as alw
 identity, schedules the attempts (:mod:`medsyn.generation.scheduler`) and writes notes.jsonl, failures.jsonl, run.json
 and the provenance with the functions the single-machine engine uses. Ray Data maps three stages over each round's
 shards: prompt rendering (:func:`medsyn.generation.engine.attempt_requests`), the model call (the run's own backend,
-built in each of ``workers`` actors, so requests, seeds, retries and the server pool are the backend's) and the
-filter (:class:`medsyn.generation.engine.RecordContext`). Ray's OpenAI-compatible LLM processor is not used: it would
-send other requests (no per-request seed, no MedSyn retries or pool), and the notes would not be the same.
+built once per Ray worker process from a :class:`~medsyn.generation.backends.BackendSpec`, so requests, seeds,
+retries and the server pool are the backend's) and the filter (:class:`medsyn.generation.engine.RecordContext`).
+Ray's OpenAI-compatible LLM processor is not used: it would send other requests (no per-request seed, no MedSyn
+retries or pool), and the notes would not be the same.
 
 A round is every attempt the scheduler can start (round 0: one per sample; later rounds: the retries of rejected
 ones). Its attempts go into ``shards/round-NNNN/in-NNNNN.parquet``, all attempts of a group in one shard; a shard
@@ -346,14 +347,14 @@ async def agenerate_ray(
     built: Backend | None = None,
 ) -> RunSummary:
     """:func:`medsyn.generation.engine.agenerate` on Ray: the backend as a :class:`BackendSpec` (built in each
-    worker), ``address`` the Ray cluster's (None: this process's Ray, else a local one), ``workers`` actors for the
-    model call and as many for the filter, ``shard_rows`` attempts per shard; ``built``: the spec's backend built here
-    already (it gives the run's identity and provenance, and sends nothing)."""
+    worker), ``address`` the Ray cluster's (None: this process's Ray, else a local one), ``workers`` model-call
+    tasks at once (each with the backend's concurrency of requests), ``shard_rows`` attempts per shard; ``built``:
+    the spec's backend built here already (it gives the run's identity and provenance, and sends nothing)."""
     cfg = config or GenerationConfig()
     if cfg.max_cost is not None:
         raise InputError("--max-cost is not supported with --engine ray (the workers' spending is not metered)")
     if workers < 1 or shard_rows < 1:
-        raise InputError(f"workers and shard rows must be >= 1, got {workers} and {shard_rows}")
+        raise InputError(f"--ray-workers and --shard-rows must be >= 1, got {workers} and {shard_rows}")
     be = built or backend.build()
     try:
         engine = RayEngine(
