@@ -177,3 +177,23 @@ def _shard_ids(path: Path) -> list[str]:
     import pyarrow.parquet as pq
 
     return [str(x) for x in pq.read_table(path, columns=["id"]).column("id").to_pylist()]
+
+
+def test_engine_flags_refused_in_one_line(tmp_path: Path) -> None:
+    """A bad engine, a Ray flag without --engine ray, and --max-cost on Ray: exit 2, one line, nothing written."""
+    from medsyn.sampling.samples import write_samples
+
+    write_samples(tmp_path / "s.jsonl", demo_samples(2))
+    OxigraphStore(tmp_path / "store").close()
+    common = ["generate", "--samples", tmp_path / "s.jsonl", "--backend", "openai", "--base-url",
+              "http://127.0.0.1:9/v1", "--store", tmp_path / "store", "--out", tmp_path / "o"]  # fmt: skip
+    env = {**os.environ, "OPENAI_API_KEY": ""}
+    for args, message in (
+        (["--engine", "spark"], "--engine must be 'local' or 'ray'"),
+        (["--ray-address", "auto", "--shard-rows", "4"], "--ray-address, --shard-rows applies to --engine ray"),
+        (["--engine", "ray", "--max-cost", "1"], "--max-cost is not supported with --engine ray"),
+    ):
+        r = _medsyn(*common, *args, env=env)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / NOTES_FILE).exists()
