@@ -197,3 +197,14 @@ def test_engine_flags_refused_in_one_line(tmp_path: Path) -> None:
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o" / NOTES_FILE).exists()
+
+
+def test_a_backend_error_in_a_ray_worker_is_the_users_one_line(cluster: str, tmp_path: Path) -> None:
+    """A bad key fails the run in a Ray worker; the caller gets MedSyn's BackendError, not Ray's wrapper."""
+    from medsyn.errors import BackendError
+
+    with FakeOpenAIServer(api_key="right") as srv:
+        spec = BackendSpec("openai", options={"base_url": srv.base_url, "api_key": "wrong"})
+        with pytest.raises(BackendError, match="authentication failed") as info:
+            generate_ray(demo_samples(2), tmp_path / "o", store=OxigraphStore.in_memory(), backend=spec)
+    assert type(info.value).__module__ == "medsyn.errors" and "\n" not in str(info.value)

@@ -27,14 +27,15 @@ import asyncio
 import dataclasses
 import io
 import json
+import logging
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medsyn.atomic import atomic_write_bytes, fsync_file
-from medsyn.errors import InputError
+from medsyn.atomic import atomic_write_bytes
+from medsyn.errors import InputError, MedsynError
 from medsyn.faults import pause_point
 from medsyn.generation.backends import Backend, BackendSpec, ChatRequest, Completion
 from medsyn.generation.config import GenerationConfig, RunSummary
@@ -295,17 +296,21 @@ class RayEngine(_Engine):
 
     def _run_round(self, shards: list[_Shard], sched: Scheduler, bar: Progress) -> None:
         results: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(shards))}
-        for batch in self._dataset(shards).iter_batches(batch_format="pyarrow", batch_size=None):
-            for i, text in zip(batch["shard"].to_pylist(), batch["record"].to_pylist(), strict=True):
-                results[i].append(json.loads(text))
-                if len(results[i]) == len(shards[i].jobs):
-                    self._finish_shard(shards[i], results.pop(i), sched, bar)
+        try:
+            for batch in self._dataset(shards).iter_batches(batch_format="pyarrow", batch_size=None):
+                for i, text in zip(batch["shard"].to_pylist(), batch["record"].to_pylist(), strict=True):
+                    results[i].append(json.loads(text))
+                    if len(results[i]) == len(shards[i].jobs):
+                        self._finish_shard(shards[i], results.pop(i), sched, bar)
+        except Exception as exc:
+            # A backend's run-dooming error (a bad key, an unknown model) reaches the user as its own one line, not
+            # as the Ray task failure that wraps it.
+            raise _medsyn_error(exc) or exc from None
 
     def _finish_shard(self, shard: _Shard, recs: list[dict[str, Any]], sched: Scheduler, bar: Progress) -> None:
         """A shard's results: its result file (the commit point), then its lines and provenance."""
         recs.sort(key=lambda r: (r["sample_id"], r["attempt"]))
         _write_parquet(shard.out, [{"id": r["id"], "record": json.dumps(r, ensure_ascii=False)} for r in recs])
-        fsync_file(shard.out.parent)
         pause_point(PAUSE_SHARD_WRITTEN)
         group = {(s.id, a): g for g, s, a in shard.jobs}
         for rec in recs:
@@ -313,6 +318,21 @@ class RayEngine(_Engine):
         self._flush_provenance()
         bar.update(self.totals, self.attempts_now)
         self._write_run_json()
+
+
+def _medsyn_error(exc: BaseException) -> MedsynError | None:
+    """The MedSyn error inside a Ray failure (Ray wraps a task's exception, and Ray Data wraps Ray's), if any."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, MedsynError) and type(e).__module__.startswith("medsyn."):  # not Ray's copy of its class
+            return e
+        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+    return None
 
 
 def _connect(address: str | None) -> tuple[Any, bool]:
@@ -326,7 +346,10 @@ def _connect(address: str | None) -> tuple[Any, bool]:
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    # MedSyn's progress bar and run line say how the run goes; Ray Data's bars and per-dataset lines would repeat it
+    # once a round.
     ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     return ray, started
 
 
