@@ -95,10 +95,17 @@ class _Caller:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = _rows(batch)
-        done = self.loop.run_until_complete(self._all([_requests(r["requests"]) for r in rows]))
+        try:
+            done = self.loop.run_until_complete(self._all([_requests(r["requests"]) for r in rows]))
+        except MedsynError as exc:
+            # A run-dooming error (a bad key, an unknown model) travels as data: Ray keeps only the text of a
+            # task's exception chain, and the driver must raise MedSyn's one line.
+            fatal = json.dumps({"type": type(exc).__name__, "message": str(exc)})
+            return _table([{**row, "started": "", "completions": "[]", "fatal": fatal} for row in rows])
         for row, (started, comps) in zip(rows, done, strict=True):
             row["started"] = started
             row["completions"] = json.dumps([dataclasses.asdict(c) for c in comps])
+            row["fatal"] = ""
         return _table(rows)
 
     async def _all(self, jobs: list[list[ChatRequest]]) -> list[tuple[str, list[Completion]]]:
@@ -131,10 +138,13 @@ def judge_stage(batch: pa.Table, *, judge: RecordContext) -> pa.Table:
     """The filter: each attempt's record (reply parsed, scored, accepted or rejected), as JSON."""
     out = []
     for row in _rows(batch):
+        if row["fatal"]:
+            out.append({"shard": row["shard"], "record": "", "fatal": row["fatal"]})
+            continue
         comps = [Completion(**c) for c in json.loads(row["completions"])]
         s = Sample.from_json(row["sample"])
         rec = judge.record(s, row["attempt"], row["nid"], _requests(row["requests"]), row["started"], comps)
-        out.append({"shard": row["shard"], "record": json.dumps(rec, ensure_ascii=False)})
+        out.append({"shard": row["shard"], "record": json.dumps(rec, ensure_ascii=False), "fatal": ""})
     return _table(out)
 
 
@@ -296,16 +306,14 @@ class RayEngine(_Engine):
 
     def _run_round(self, shards: list[_Shard], sched: Scheduler, bar: Progress) -> None:
         results: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(shards))}
-        try:
-            for batch in self._dataset(shards).iter_batches(batch_format="pyarrow", batch_size=None):
-                for i, text in zip(batch["shard"].to_pylist(), batch["record"].to_pylist(), strict=True):
-                    results[i].append(json.loads(text))
-                    if len(results[i]) == len(shards[i].jobs):
-                        self._finish_shard(shards[i], results.pop(i), sched, bar)
-        except Exception as exc:
-            # A backend's run-dooming error (a bad key, an unknown model) reaches the user as its own one line, not
-            # as the Ray task failure that wraps it.
-            raise _medsyn_error(exc) or exc from None
+        for batch in self._dataset(shards).iter_batches(batch_format="pyarrow", batch_size=None):
+            for row in batch.to_pylist():
+                if row["fatal"]:
+                    raise _fatal(row["fatal"])
+                i = row["shard"]
+                results[i].append(json.loads(row["record"]))
+                if len(results[i]) == len(shards[i].jobs):
+                    self._finish_shard(shards[i], results.pop(i), sched, bar)
 
     def _finish_shard(self, shard: _Shard, recs: list[dict[str, Any]], sched: Scheduler, bar: Progress) -> None:
         """A shard's results: its result file (the commit point), then its lines and provenance."""
@@ -320,19 +328,16 @@ class RayEngine(_Engine):
         self._write_run_json()
 
 
-def _medsyn_error(exc: BaseException) -> MedsynError | None:
-    """The MedSyn error inside a Ray failure (Ray wraps a task's exception, and Ray Data wraps Ray's), if any."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, MedsynError) and type(e).__module__.startswith("medsyn."):  # not Ray's copy of its class
-            return e
-        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
-    return None
+def _fatal(text: str) -> MedsynError:
+    """The error a worker's backend raised (its class and one line), raised again here."""
+    import medsyn.errors
+
+    doc = json.loads(text)
+    kind = getattr(medsyn.errors, doc["type"], MedsynError)
+    # The nearest class that takes a plain message (its exit code and kind stay), else MedsynError itself.
+    mro = kind.__mro__ if isinstance(kind, type) and issubclass(kind, MedsynError) else (MedsynError,)
+    same = next(k for k in mro if issubclass(k, MedsynError) and k.__init__ is MedsynError.__init__)
+    return same(doc["message"])
 
 
 def _connect(address: str | None) -> tuple[Any, bool]:
