@@ -29,6 +29,7 @@ import io
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -354,7 +355,9 @@ def _connect(address: str | None) -> tuple[Any, bool]:
     # MedSyn's progress bar and run line say how the run goes; Ray Data's bars and per-dataset lines would repeat it
     # once a round.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    # A small round has fewer blocks than the model-call tasks allowed: nothing to fix, so nothing to say.
+    warnings.filterwarnings("ignore", message="The maximum number of concurrent tasks", category=UserWarning)
     return ray, started
 
 
