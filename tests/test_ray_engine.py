@@ -190,7 +190,7 @@ def test_engine_flags_refused_in_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "OPENAI_API_KEY": ""}
     for args, message in (
         (["--engine", "spark"], "--engine must be 'local' or 'ray'"),
-        (["--ray-address", "auto", "--shard-rows", "4"], "--ray-address, --shard-rows applies to --engine ray"),
+        (["--ray-address", "auto", "--shard-rows", "4"], "--ray-address, --shard-rows: only with --engine ray"),
         (["--engine", "ray", "--max-cost", "1"], "--max-cost is not supported with --engine ray"),
     ):
         r = _medsyn(*common, *args, env=env)

@@ -316,7 +316,7 @@ def _engine(engine: str, spec: BackendSpec, **ray: Any) -> dict[str, Any] | None
     if engine == "local":
         if given:
             flags = {"address": "--ray-address", "shard_rows": "--shard-rows", "workers": "--ray-workers"}
-            raise InputError(f"{', '.join(flags[k] for k in given)} applies to --engine ray")
+            raise InputError(f"{', '.join(flags[k] for k in given)}: only with --engine ray")
         return None
     return {"spec": spec, **given}
 
