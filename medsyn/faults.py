@@ -8,7 +8,8 @@ on. Unset (always, outside tests), a point costs one dictionary lookup.
 Points: ``swap.filled`` (a folder replace: the new folder written and fsynced, nothing renamed yet),
 ``swap.aside`` (the old folder renamed aside, the new one not yet in), ``swap.done`` (the new folder in place, the
 old one not yet removed), ``finetune.restart`` (rank 0, holding ``--out``'s lock, before it clears it for
-``--restart``).
+``--restart``), ``ray.shard_written`` (``generate --engine ray``: a result shard on disk, its records not yet in
+notes.jsonl or the store).
 """
 
 from __future__ import annotations

@@ -57,6 +57,18 @@ def test_paper_lora_recipe_has_the_papers_hyperparameters(repo_root: Path) -> No
     assert dict(zip(gen[1::2], gen[2::2], strict=False))["--adapter"] == opts["--out"]
 
 
+def test_ray_recipe_plans_to_a_ray_generation_on_a_pool(repo_root: Path) -> None:
+    steps = load_pipeline(repo_root / "pipelines" / "ray-openai.toml")
+    planned = plan_pipeline(_root(), steps, source="ray-openai.toml")
+    assert [" ".join(args[: 2 if args[0] in {"kg", "audit"} else 1]) for _, args in planned] == [
+        "kg build",
+        "generate",
+        "audit verify",
+    ]
+    gen = planned[1][1]
+    assert gen[gen.index("--engine") + 1] == "ray" and gen.count("--base-url") == 2 and "--shard-rows" in gen
+
+
 def test_options_translate_flags_lists_and_arguments() -> None:
     steps = parse_pipeline(
         '[[step]]\ncommand = "eval quality"\nsynthetic = ["a.jsonl", "b.jsonl"]\ninclude_rejected = true\n'

@@ -41,7 +41,7 @@ from medsyn.cli.sampling import (
 from medsyn.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
-    from medsyn.generation.backends import Backend
+    from medsyn.generation.backends import Backend, BackendSpec
     from medsyn.generation.config import GenerationConfig, RunSummary
     from medsyn.sampling.draw import SamplingRequest
 
@@ -202,6 +202,26 @@ CandidatesOpt = Annotated[
     ),
 ]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="'local': this process sends the requests; 'ray': Ray Data maps them over a Ray cluster's workers "
+        "(pip install 'medsyn[ray]'; docs/generation.md).",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="The Ray cluster to run on with --engine ray (default: a local Ray)."),
+]
+ShardRowsOpt = Annotated[
+    int | None,
+    typer.Option("--shard-rows", help="With --engine ray: attempts per shard, the unit a rerun of a killed run skips."),
+]
+RayWorkersOpt = Annotated[
+    int | None,
+    typer.Option("--ray-workers", help="With --engine ray: model-call tasks at once, each --concurrency requests."),
+]
 
 
 @_with_backend_flags
@@ -241,10 +261,14 @@ def generate_command(
     store: StoreOpt = None,
     endpoint: EndpointOpt = None,
     progress: ProgressOpt = True,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    shard_rows: ShardRowsOpt = None,
+    ray_workers: RayWorkersOpt = None,
     backend_flags: dict[str, Any] | None = None,
 ) -> None:
     """Generate synthetic notes (rerun the same command to resume an interrupted run)."""
-    from medsyn.generation.backends import configured_backend, default_template
+    from medsyn.generation.backends import BackendSpec, default_template
     from medsyn.generation.config import GenerationConfig
     from medsyn.generation.filter import FilterConfig
     from medsyn.generation.prompts import DEFAULT_TEMPLATE
@@ -265,9 +289,11 @@ def generate_command(
         shot_selection=shot_selection, candidates=candidates,
     )  # fmt: skip
     named = {"model": model} if model is not None else {}
-    be = configured_backend(backend, assignments=option or [], options={**(backend_flags or {}), **named},
-                            shared={"seed": seed, "max_tokens": max_tokens})  # fmt: skip
-    summary = _run(out, request, samples, be, config, store=store, endpoint=endpoint, progress=progress)
+    spec = BackendSpec(backend, tuple(option or []), {**(backend_flags or {}), **named},
+                       {"seed": seed, "max_tokens": max_tokens})  # fmt: skip
+    where = _engine(engine, spec, address=ray_address, shard_rows=shard_rows, workers=ray_workers)
+    summary = _run(out, request, samples, spec.build(), config, store=store, endpoint=endpoint, progress=progress,
+                   engine=where)  # fmt: skip
     _report(summary, out)
 
 
@@ -285,6 +311,19 @@ def _sampling(
     return None if samples is not None else sampling_request(n=n, plan=plan, total=total, **how)
 
 
+def _engine(engine: str, spec: BackendSpec, **ray: Any) -> dict[str, Any] | None:
+    """The Ray run's arguments (None: this process generates); a bad choice is refused before anything runs."""
+    if engine not in ("local", "ray"):
+        raise InputError(f"--engine must be 'local' or 'ray', got {engine!r}")
+    given = {k: v for k, v in ray.items() if v is not None}
+    if engine == "local":
+        if given:
+            flags = {"address": "--ray-address", "shard_rows": "--shard-rows", "workers": "--ray-workers"}
+            raise InputError(f"{', '.join(flags[k] for k in given)}: only with --engine ray")
+        return None
+    return {"spec": spec, **given}
+
+
 def _run(
     out: Path,
     request: SamplingRequest | None,
@@ -295,8 +334,10 @@ def _run(
     store: Path | None,
     endpoint: str | None,
     progress: bool,
+    engine: dict[str, Any] | None = None,
 ) -> RunSummary:
-    """Open the store, take the samples (an earlier run's, a drawn set or a file) and generate."""
+    """Open the store, take the samples (an earlier run's, a drawn set or a file) and generate: in this process, or
+    with ``engine`` (:func:`_engine`) on Ray."""
     from medsyn.generation.engine import generate
     from medsyn.generation.run_folder import load_run_samples
     from medsyn.kg.opener import open_store
@@ -313,16 +354,13 @@ def _run(
         elif samples is not None and given is not None:
             sampling = {"samples_file": str(samples.resolve())}
             chosen_samples = given
-        return generate(
-            chosen_samples,
-            out,
-            store=st,
-            backend=backend,
-            config=config,
-            sampling=sampling,
-            progress=progress,
-            command=["medsyn", *sys.argv[1:]],
-        )
+        how = {"config": config, "sampling": sampling, "progress": progress, "command": ["medsyn", *sys.argv[1:]]}
+        if engine is not None:
+            from medsyn.generation.ray_engine import generate_ray
+
+            return generate_ray(chosen_samples, out, store=st, backend=engine.pop("spec"), built=backend, **engine,
+                                **how)  # fmt: skip
+        return generate(chosen_samples, out, store=st, backend=backend, **how)
     finally:
         with contextlib.suppress(Exception):
             st.close()

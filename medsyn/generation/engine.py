@@ -25,6 +25,7 @@ import hashlib
 import json
 import shlex
 import time
+import types
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -33,6 +34,7 @@ from medsyn.atomic import atomic_write_text, fsync_file
 from medsyn.errors import InputError, StoreError
 from medsyn.generation.backends import Backend, ChatRequest
 from medsyn.generation.config import GenerationConfig, RunSummary
+from medsyn.generation.filter import FilterConfig
 from medsyn.generation.fluency import note_vocabulary
 from medsyn.generation.progress import Progress, Totals
 from medsyn.generation.prompts import PromptTemplate
@@ -113,25 +115,7 @@ async def agenerate(
     dataset card can say how to reproduce the set. Call it from a running event loop; :func:`generate` is the same
     call for code without one."""
     cfg = config or GenerationConfig()
-    template = cfg.load_template()
-    if template.shots:
-        from medsyn.generation.mentions import mentioned_symptoms
-        from medsyn.sampling.draw import add_examples
-        from medsyn.sampling.weights import DEFAULT_SOURCES
-
-        # Examples come from the tables of the sources the samples were drawn with (a sample file: the default).
-        sources = (sampling or {}).get("sources") or DEFAULT_SOURCES
-        # The matcher is passed only when it is used, so runs without these options keep their samples exactly.
-        matched = template.shows_symptoms or cfg.shot_selection != "random"
-        samples = add_examples(
-            store,
-            samples,
-            template.shots,
-            seed=cfg.seed,
-            sources=sources,
-            selection=cfg.shot_selection,
-            matcher=mentioned_symptoms if matched else None,
-        )
+    samples = with_examples(samples, store, cfg, sampling)
     engine = _Engine(
         samples,
         Path(out_dir),
@@ -146,6 +130,101 @@ async def agenerate(
         return await engine.run(progress=progress)
     finally:
         await backend.aclose()
+
+
+def with_examples(
+    samples: Sequence[Sample], store: Store, cfg: GenerationConfig, sampling: Mapping[str, Any] | None
+) -> Sequence[Sample]:
+    """``samples`` with the real example notes of a few-shot template (drawn from the graph, seeded), else as given."""
+    template = cfg.load_template()
+    if not template.shots:
+        return samples
+    from medsyn.generation.mentions import mentioned_symptoms
+    from medsyn.sampling.draw import add_examples
+    from medsyn.sampling.weights import DEFAULT_SOURCES
+
+    # Examples come from the tables of the sources the samples were drawn with (a sample file: the default).
+    sources = (sampling or {}).get("sources") or DEFAULT_SOURCES
+    # The matcher is passed only when it is used, so runs without these options keep their samples exactly.
+    matched = template.shows_symptoms or cfg.shot_selection != "random"
+    return add_examples(
+        store,
+        samples,
+        template.shots,
+        seed=cfg.seed,
+        sources=sources,
+        selection=cfg.shot_selection,
+        matcher=mentioned_symptoms if matched else None,
+    )
+
+
+def attempt_requests(
+    config: GenerationConfig, template: PromptTemplate, run_id: str, s: Sample, a: int
+) -> tuple[str, list[ChatRequest]]:
+    """The note id of attempt ``a`` on sample ``s`` and its requests (``candidates`` of them, one prompt, distinct
+    seeds): one definition for every engine, so they all send the same requests."""
+    nid = note_id(run_id, s.id, a)
+    t = template
+    text = t.render_text(s) if t.mode == "completion" else None
+    req = ChatRequest(
+        key=nid,
+        messages=[{"role": "user", "content": text}] if text is not None else t.render(s),
+        # From the seed, the sample and the attempt, not the note id: that holds the run id (creation
+        # time), and two fresh runs of one command must write the same notes.
+        seed=_request_seed(config.seed, f"{s.id}\x1f{a}"),
+        temperature=config.temperature,
+        max_tokens=config.max_tokens,
+        prompt=text,
+        stop=t.stop if t.stop or config.stop is not None else None,
+    )
+    # Candidate 0 keeps the seed a single completion had; the others' seeds add their number, so an
+    # attempt (and a resumed one) always asks for the same N completions.
+    extra = [
+        dataclasses.replace(req, seed=_request_seed(config.seed, f"{s.id}\x1f{a}\x1f{c}"))
+        for c in range(1, config.candidates)
+    ]
+    return nid, [req, *extra]
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordContext:
+    """What turns an attempt's completions into its record besides the attempt itself (picklable, so an engine
+    can judge replies in other processes): the run, the backend's name and model, the template, the filter."""
+
+    run_id: str
+    backend_name: str
+    model: str
+    template: PromptTemplate
+    filter: FilterConfig
+    graph_version: str
+    real_copies: Mapping[str, str]
+    vocabulary: frozenset[str]
+
+    def record(
+        self, s: Sample, a: int, nid: str, reqs: Sequence[ChatRequest], started: str, comps: Sequence[Any]
+    ) -> dict[str, Any]:
+        """The record of one attempt: each candidate's :func:`attempt_record`, the best kept (:func:`best_of`)."""
+        who = types.SimpleNamespace(name=self.backend_name, model=self.model)
+        return best_of(
+            [
+                attempt_record(
+                    run_id=self.run_id,
+                    backend=who,  # type: ignore[arg-type]
+                    template=self.template,
+                    filter_config=self.filter,
+                    graph_version=self.graph_version,
+                    sample=s,
+                    attempt=a,
+                    nid=nid,
+                    req=req,
+                    started=started,
+                    comp=comp,
+                    real_copies=self.real_copies,
+                    vocabulary=self.vocabulary,
+                )
+                for req, comp in zip(reqs, comps, strict=True)
+            ]
+        )
 
 
 def _blocking(run: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
@@ -284,11 +363,15 @@ class _Engine:
             "totals": self.totals.to_dict(),
             "commands": self.commands,
         }
-        stats = getattr(self.backend, "server_stats", None)
+        stats = self._server_stats()
         if stats is not None:  # this process's transport counts per server (retries and failures included)
-            doc["servers"] = stats()
+            doc["servers"] = stats
         atomic_write_text(self.out / RUN_FILE, json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
         self._last_run_json = time.monotonic()
+
+    def _server_stats(self) -> dict[str, Any] | None:
+        stats = getattr(self.backend, "server_stats", None)
+        return stats() if stats is not None else None
 
     # ---------------------------------------------------------------- resume
     def _resume(self) -> None:
@@ -357,29 +440,7 @@ class _Engine:
 
     async def _attempt_batch(self, jobs: list[tuple[Group, Sample, int]]) -> list[tuple[Any, ...]]:
         """Each job's requests (``candidates`` of them, one prompt, distinct seeds) and their completions."""
-        prepared = []
-        for g, s, a in jobs:
-            nid = note_id(self.run.run_id, s.id, a)
-            t = self.template
-            text = t.render_text(s) if t.mode == "completion" else None
-            req = ChatRequest(
-                key=nid,
-                messages=[{"role": "user", "content": text}] if text is not None else t.render(s),
-                # From the seed, the sample and the attempt, not the note id: that holds the run id (creation
-                # time), and two fresh runs of one command must write the same notes.
-                seed=_request_seed(self.config.seed, f"{s.id}\x1f{a}"),
-                temperature=self.config.temperature,
-                max_tokens=self.config.max_tokens,
-                prompt=text,
-                stop=t.stop if t.stop or self.config.stop is not None else None,
-            )
-            # Candidate 0 keeps the seed a single completion had; the others' seeds add their number, so an
-            # attempt (and a resumed one) always asks for the same N completions.
-            extra = [
-                dataclasses.replace(req, seed=_request_seed(self.config.seed, f"{s.id}\x1f{a}\x1f{c}"))
-                for c in range(1, self.config.candidates)
-            ]
-            prepared.append((g, s, a, nid, [req, *extra]))
+        prepared = [(g, s, a, *attempt_requests(self.config, self.template, self.run.run_id, s, a)) for g, s, a in jobs]
         started = now_iso()
         comps = await self.backend.complete([r for p in prepared for r in p[4]])
         out, k = [], 0
@@ -410,26 +471,8 @@ class _Engine:
         fail_out = JsonlAppender(self.out / FAILURES_FILE)
         self._appenders = (notes_out, fail_out)
         bar = Progress(progress, sum(g.quota for g in self.groups), self.totals.accepted)
-        in_flight: set[asyncio.Task[list[tuple[Any, ...]]]] = set()
-        budget_hit = False
         try:
-            while True:
-                while len(in_flight) < self.backend.max_concurrency and not budget_hit:
-                    if self._over_budget(len(in_flight)):
-                        budget_hit = True
-                        break
-                    jobs = sched.take(self.backend.batch_size)
-                    if not jobs:
-                        break
-                    in_flight.add(asyncio.create_task(self._attempt_batch(jobs)))
-                if not in_flight:
-                    break
-                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                self._handle(done, sched, notes_out, fail_out)
-                bar.update(self.totals, self.attempts_now)
-                if time.monotonic() - self._last_run_json > _RUN_JSON_EVERY_S:
-                    self._write_run_json()
-            if budget_hit:
+            if await self._loop(sched, bar):
                 self.status = "budget"
             elif all(g.accepted >= g.quota for g in self.groups):
                 self.status = "done"
@@ -437,10 +480,6 @@ class _Engine:
                 self.status = "incomplete"
         except BaseException:
             self.status = "interrupted"
-            for t in in_flight:
-                t.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.gather(*in_flight, return_exceptions=True)
             raise
         finally:
             bar.close()
@@ -468,6 +507,36 @@ class _Engine:
             lost=self.lost,
         )
 
+    async def _loop(self, sched: Scheduler, bar: Progress) -> bool:
+        """Run attempts until every group is finished; True when the cost budget stopped it. This process's loop:
+        up to the backend's concurrency of batches in flight (:mod:`medsyn.generation.ray_engine` has another)."""
+        in_flight: set[asyncio.Task[list[tuple[Any, ...]]]] = set()
+        budget_hit = False
+        notes_out, fail_out = self._appenders
+        try:
+            while True:
+                while len(in_flight) < self.backend.max_concurrency and not budget_hit:
+                    if self._over_budget(len(in_flight)):
+                        budget_hit = True
+                        break
+                    jobs = sched.take(self.backend.batch_size)
+                    if not jobs:
+                        break
+                    in_flight.add(asyncio.create_task(self._attempt_batch(jobs)))
+                if not in_flight:
+                    return budget_hit
+                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                self._handle(done, sched, notes_out, fail_out)
+                bar.update(self.totals, self.attempts_now)
+                if time.monotonic() - self._last_run_json > _RUN_JSON_EVERY_S:
+                    self._write_run_json()
+        except BaseException:
+            for t in in_flight:
+                t.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*in_flight, return_exceptions=True)
+            raise
+
     def _over_budget(self, in_flight: int) -> bool:
         cap = self.config.max_cost
         if cap is None:
@@ -484,41 +553,42 @@ class _Engine:
         notes_out: JsonlAppender,
         fail_out: JsonlAppender,
     ) -> None:
-        with_notes = []
+        judge = self.judge()
         for task in done:
             for g, s, a, nid, reqs, started, comps in task.result():
-                recs = [
-                    attempt_record(
-                        run_id=self.run.run_id,
-                        backend=self.backend,
-                        template=self.template,
-                        filter_config=self.config.filter,
-                        graph_version=self.graph_version,
-                        sample=s,
-                        attempt=a,
-                        nid=nid,
-                        req=req,
-                        started=started,
-                        comp=comp,
-                        real_copies=self.real_copies,
-                        vocabulary=self.vocabulary,
-                    )
-                    for req, comp in zip(reqs, comps, strict=True)
-                ]
-                rec = best_of(recs)
-                (notes_out if rec["accepted"] else fail_out).write(rec)
-                self.totals.add(rec)
-                self.attempts_now += 1
-                g.in_flight -= 1
-                g.counted += 1
-                if rec["accepted"]:
-                    g.accepted += 1
-                if has_note(rec):
-                    with_notes.append(rec)
-                sched.requeue(g, front=True)
+                self._commit(g, judge.record(s, a, nid, reqs, started, comps), sched)
+        self._maybe_flush_provenance()
+
+    def judge(self) -> RecordContext:
+        """What judges this run's replies (see :class:`RecordContext`)."""
+        return RecordContext(
+            run_id=self.run.run_id,
+            backend_name=self.backend.name,
+            model=self.backend.model,
+            template=self.template,
+            filter=self.config.filter,
+            graph_version=self.graph_version,
+            real_copies=self.real_copies,
+            vocabulary=self.vocabulary,
+        )
+
+    def _commit(self, g: Group, rec: dict[str, Any], sched: Scheduler) -> None:
+        """One attempt's record: its line, the totals, its group (requeued first) and the provenance queue."""
+        notes_out, fail_out = self._appenders
+        (notes_out if rec["accepted"] else fail_out).write(rec)
+        self.totals.add(rec)
+        self.attempts_now += 1
+        g.in_flight -= 1
+        g.counted += 1
+        if rec["accepted"]:
+            g.accepted += 1
+        if has_note(rec):
+            self._prov.append(rec)
+        sched.requeue(g, front=True)
+
+    def _maybe_flush_provenance(self) -> None:
         # Provenance is written in batches (one transaction each): it is rebuilt from the JSONL on resume, so a
         # crash loses nothing, and large transactions cost far less per note.
-        self._prov.extend(with_notes)
         if len(self._prov) >= _PROV_BATCH or time.monotonic() - self._prov_t > _PROV_EVERY_S:
             self._flush_provenance()
 

@@ -182,6 +182,22 @@ def configured_backend(
     return get_backend(name, **chosen)
 
 
+@dataclass(frozen=True)
+class BackendSpec:
+    """How to build a backend with :func:`configured_backend` (its arguments), for a process that builds its own:
+    a backend holds connections or a model, so an engine that runs it elsewhere (Ray workers) ships this instead."""
+
+    name: str
+    assignments: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    shared: Mapping[str, Any] = field(default_factory=dict)
+
+    def build(self) -> Backend:
+        return configured_backend(
+            self.name, assignments=self.assignments, options=dict(self.options), shared=dict(self.shared)
+        )
+
+
 def backend_catalog() -> list[dict[str, Any]]:
     """Every available backend with where it comes from, its default template and its declared options; a plugin
     that cannot be loaded is listed with its one-line ``error`` instead."""
