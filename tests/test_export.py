@@ -41,9 +41,12 @@ def medsyn(*args: str | Path, timeout: int = 300) -> subprocess.CompletedProcess
 
 @pytest.fixture(scope="module")
 def runs(kg_store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """Two runs on real samples against the full graph: the paper chat prompt and the few-shot prompt."""
+    """Two runs on real samples against the full graph: the paper chat prompt and the few-shot prompt.
+
+    On a copy of the session's graph: the runs' provenance must not reach the other files' tests of that graph."""
     d = tmp_path_factory.mktemp("export")
-    store = OxigraphStore(kg_store_dir)
+    shutil.copytree(kg_store_dir, d / "store")
+    store = OxigraphStore(d / "store")
     try:
         samples = draw_samples(store, n=8, strategy="paper", seed=3)
         with FakeOpenAIServer(latency=0.0) as srv:
@@ -67,7 +70,7 @@ def runs(kg_store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         real = real_notes(store)
     finally:
         store.close()
-    return {"dir": d, "store": kg_store_dir, "samples": samples, "real": real}
+    return {"dir": d, "store": d / "store", "samples": samples, "real": real}
 
 
 def lines(path: Path) -> list[dict]:

@@ -77,7 +77,9 @@ def rank_of_first(scores: list[float]) -> int:
 
 
 def exposure_bits(rank: int, n: int) -> float:
-    """>>> exposure_bits(1, 1024), exposure_bits(1024, 1024)
+    """Bits of exposure of a secret at ``rank`` among ``n`` candidates.
+
+    >>> exposure_bits(1, 1024), exposure_bits(1024, 1024)
     (10.0, 0.0)
     """
     return math.log2(n) - math.log2(rank)
