@@ -241,3 +241,25 @@ def test_a_resume_with_a_bigger_budget_keeps_one_parameters_literal(tmp_path: Pa
             generate(demo_samples(2), tmp_path / "o", store=store, backend=be, config=GenerationConfig(max_cost=cap))
     rows = store.query(P + "SELECT ?p WHERE { ?run a ms:GenerationRun ; ms:parameters ?p }")
     assert [json.loads(r["p"].value)["max_cost"] for r in rows] == [2.0]
+
+
+def test_audit_reads_run_level_facts_through_the_run(generated: tuple) -> None:
+    """`audit note` and `audit run` on a run of the current layout: the agent, template and graph version the notes
+    no longer state come from their run (and a note's own graph version wins over the run's)."""
+    from medsyn import audit
+
+    store, out, _ = generated
+    rec = notes(out)[0]
+    f = audit.note_lineage(store, rec["id"]).facts
+    assert (f["backend"], f["model"]) == ("openai", "gpt-4")
+    assert f["templateLabel"] == "paper_ru" and f["templateHash"] == load_template("paper_ru").content_hash
+    assert (f["graphVersion"], f["runGraphVersion"]) == ("demo", "kg-v1")
+    run_id = json.loads((out / RUN_FILE).read_text())["run_id"]
+    rows = store.query(
+        P + "SELECT ?backend ?model WHERE { ?gen prov:wasInformedBy ?run . ?note prov:wasGeneratedBy ?gen . "
+        "?run prov:wasAssociatedWith ?a . ?a ms:backend ?backend ; ms:modelName ?model }",
+        bindings={"run": audit.run_ref(run_id)},
+    )
+    assert {(r["backend"].value, r["model"].value) for r in rows} == {("openai", "gpt-4")}
+    summary = audit.run_summary(store, run_id)
+    assert summary.models == {"openai/gpt-4": summary.notes} and summary.notes >= len(notes(out))  # not "?/?"
