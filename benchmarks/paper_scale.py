@@ -154,15 +154,18 @@ def main() -> None:
     work = a.work or Path(tempfile.mkdtemp(prefix="paper_scale_"))
     work.mkdir(parents=True, exist_ok=True)
     store, gen, exp = work / "store", work / "run", work / "export"
-    for p in (store, gen, exp, work / "quality", work / "upsample"):
+    for p in (exp, work / "quality", work / "upsample"):
         shutil.rmtree(p, ignore_errors=True)
-    shutil.copytree(a.store, store)
-    import pyoxigraph
+    base_raw = du(a.store)
+    if "generate" in stages:  # else: the later stages again, on the run of an earlier call with the same --work
+        for p in (store, gen):
+            shutil.rmtree(p, ignore_errors=True)
+        shutil.copytree(a.store, store)
+        import pyoxigraph
 
-    base_raw = du(store)
-    s = pyoxigraph.Store(str(store))
-    s.optimize()  # the built graph's one-time rewrite (bulk-loaded files grow when first compacted): not the notes'
-    del s
+        s = pyoxigraph.Store(str(store))
+        s.optimize()  # the graph's one-time rewrite (bulk-loaded files grow when first compacted): not the notes'
+        del s
     base = du(store)
     report: dict[str, Any] = {
         "label": label,
@@ -220,6 +223,8 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=10)
     notes = next((s["notes"] for s in report["stages"] if s["stage"] == "generate"), None)
+    if notes is None and (gen / "notes.jsonl").is_file():
+        notes = sum(1 for _ in (gen / "notes.jsonl").open(encoding="utf-8"))
     more = {
         "verify": (["audit", "verify", str(gen), "--store", str(store)], gen),
         "export": (["export", str(gen), "--out", str(exp), "--format", "parquet", "--store", str(store)], exp),
