@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,9 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def run_stage(name: str, args: list[str], *, ok: tuple[int, ...] = (0,)) -> dict[str, Any]:
-    """One CLI command in its own process: wall time, its peak RSS (wait4's rusage) and the load around it."""
+def run_stage(name: str, args: list[str], *, ok: tuple[int, ...] = (0,), timeout: float = 0) -> dict[str, Any]:
+    """One CLI command in its own process: wall time, its peak RSS (wait4's rusage) and the load around it; past
+    ``timeout`` seconds (0: none) it is stopped and reported as timed out."""
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(
@@ -59,11 +61,17 @@ def run_stage(name: str, args: list[str], *, ok: tuple[int, ...] = (0,)) -> dict
         env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
     )
     assert proc.stdout is not None
+    timer = threading.Timer(timeout, proc.kill) if timeout else None
+    if timer:
+        timer.start()
     out = proc.stdout.read().decode("utf-8", "replace")
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
-    if proc.returncode not in ok:
+    timed_out = bool(timer) and not timer.is_alive() and proc.returncode < 0
+    if timer:
+        timer.cancel()
+    if proc.returncode not in ok and not timed_out:
         raise SystemExit(f"{name} failed (exit {proc.returncode}):\n{out[-3000:]}")
     return {
         "stage": name,
@@ -71,6 +79,7 @@ def run_stage(name: str, args: list[str], *, ok: tuple[int, ...] = (0,)) -> dict
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
         "exit": proc.returncode,
+        "timed_out": timed_out,
         "load_before": round(load0, 2),
         "load_after": round(os.getloadavg()[0], 2),
         "tail": out.strip().splitlines()[-3:],
@@ -146,6 +155,7 @@ def main() -> None:
     ap.add_argument(
         "--auc-max", type=int, default=5000, help="eval quality --auc-max: notes per class in the AUC (0: all)"
     )
+    ap.add_argument("--stage-timeout", type=float, default=0, help="stop a stage after verify past this (s)")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "reports" / "scale")
     a = ap.parse_args()
@@ -255,12 +265,14 @@ def main() -> None:
         if name not in more:
             continue
         args, folder = more[name]
-        r = run_stage(name, args)
-        r["notes_per_s"] = round(notes / r["wall_s"], 1) if notes else None
+        r = run_stage(name, args, timeout=a.stage_timeout)
+        r["notes_per_s"] = round(notes / r["wall_s"], 1) if notes and not r["timed_out"] else None
         r["store_mb"] = round(du(store) / 2**20, 1)
         r["folder_mb"] = round(du(folder) / 2**20, 1)
         report["stages"].append(r)
         print(json.dumps(r, ensure_ascii=False), flush=True)
+        report["load_end"] = [round(x, 2) for x in os.getloadavg()]
+        write(report, a.out, label)  # after each stage: a long run stopped later keeps what it measured
     report["load_end"] = [round(x, 2) for x in os.getloadavg()]
     write(report, a.out, label)
     if a.work is None:
@@ -274,8 +286,9 @@ def table(report: dict[str, Any]) -> str:
     ]
     for s in report["stages"]:
         rate = s.get("attempts_per_s") if s["stage"] == "generate" else s.get("notes_per_s")
+        wall = ("> " if s.get("timed_out") else "") + str(s["wall_s"])
         rows.append(
-            f"| {s['stage']} | {s['wall_s']} | {rate} | {s['peak_rss_mb']} | {s['store_mb']} | {s['folder_mb']} "
+            f"| {s['stage']} | {wall} | {rate} | {s['peak_rss_mb']} | {s['store_mb']} | {s['folder_mb']} "
             f"| {s['load_before']} -> {s['load_after']} |"
         )
     return "\n".join(rows)
