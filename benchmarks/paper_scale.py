@@ -281,15 +281,15 @@ def main() -> None:
 
 def table(report: dict[str, Any]) -> str:
     rows = [
-        "| stage | wall s | notes/s | peak RSS MB | store MB | folder MB | load (1 min) |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| stage | wall s | CPU s | notes/s | peak RSS MB | store MB | folder MB | load (1 min) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in report["stages"]:
         rate = s.get("attempts_per_s") if s["stage"] == "generate" else s.get("notes_per_s")
         wall = ("> " if s.get("timed_out") else "") + str(s["wall_s"])
         rows.append(
-            f"| {s['stage']} | {wall} | {rate} | {s['peak_rss_mb']} | {s['store_mb']} | {s['folder_mb']} "
-            f"| {s['load_before']} -> {s['load_after']} |"
+            f"| {s['stage']} | {wall} | {s['cpu_s']} | {rate} | {s['peak_rss_mb']} | {s['store_mb']} "
+            f"| {s['folder_mb']} | {s['load_before']} -> {s['load_after']} |"
         )
     return "\n".join(rows)
 
