@@ -229,13 +229,16 @@ def test_prov_package_reads_usages_and_derivations(runs: dict, tmp_path: Path) -
         doc = ProvDocument.deserialize(source=str(out), format=reader, **kw)
         usages = [x for x in doc.get_records(ProvUsage)]
         gens = [u for u in usages if "/generation/" in iri(u.args[0])]
-        # Per note: its code, template, graph build, each symptom and each example note.
-        want = sum(3 + len(set(x["symptom_iris"])) + len(set(x["example_ids"])) for x in scored)
+        # Per note: its code, each symptom and each example note; the template and graph build every note of the
+        # run shares are the run's usages, stated once.
+        want = sum(1 + len(set(x["symptom_iris"])) + len(set(x["example_ids"])) for x in scored)
         assert len(gens) == want
+        run_usages = [u for u in usages if "/run/" in iri(u.args[0])]
+        assert sorted(iri(u.args[1]).split("/")[-2] for u in run_usages) == ["build", "template"]
         derivations = [x for x in doc.get_records() if type(x).__name__ == "ProvDerivation"]
         assert len(derivations) == sum(len(set(x["example_ids"])) for x in scored)
         assoc = [x for x in doc.get_records() if type(x).__name__ == "ProvAssociation"]
-        assert len(assoc) == len(scored) + 1  # each note generation, and the run
+        assert len(assoc) == 1  # the run's, which every note generation of it shares
         assert all("/agent/" in iri(a.args[1]) and "/template/" in iri(a.args[2]) for a in assoc)
         agents = [x for x in doc.get_records() if type(x).__name__ == "ProvAgent"]
         assert len(agents) == 1
@@ -315,7 +318,7 @@ def test_reprov_brings_an_old_layout_run_up_to_the_shapes(runs: dict, tmp_path: 
     finally:
         s.close()
     r = medsyn("kg", "validate", "--no-reasoner", "--store", old)
-    assert r.returncode == 1 and "prov:used at least its template" in r.stdout
+    assert r.returncode == 1 and "prov:used its prompt template" in r.stdout
     for name in ("chat", "fewshot"):
         r = medsyn("audit", "reprov", runs["dir"] / name, "--store", old)
         assert r.returncode == 0, r.stderr

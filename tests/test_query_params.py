@@ -22,7 +22,7 @@ MATCHING: dict[str, dict[str, NamedNode | Literal]] = {
     "audit/run": {"run": NamedNode(ID + "run/r1")},
     "audit/run_notes": {"run": NamedNode(ID + "run/r1")},
     "audit/sources": {"run": NamedNode(ID + "run/r1")},
-    "export/note_sources": {"run": NamedNode(ID + "run/r1")},
+    "export/note_inputs": {"run": NamedNode(ID + "run/r1")},
     "curation/code": {"code": NamedNode(ID + "icd10/M54.5")},
     "curation/group_weights": {"disease": NamedNode(ID + "icd10/M54.5"), "source": NamedNode(ID + "source/wikimed")},
     "curation/incoming": {"node": NamedNode(ID + "icd10/M54")},

@@ -282,6 +282,9 @@ class RemoteStore:
         """Remove every triple of a named graph in one update (one transaction)."""
         self.update(f"DROP SILENT GRAPH <{graph.value}>")
 
+    def compact(self) -> None:
+        """The server manages its own storage."""
+
     def close(self) -> None:
         """Nothing to release: every call is its own HTTP request."""
 

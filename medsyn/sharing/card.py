@@ -34,11 +34,15 @@ SELECT ?note ?run ?model ?template ?build ?graphVersion
 WHERE {
   VALUES ?noteId { "%s" }
   ?note ms:noteId ?noteId ; prov:wasGeneratedBy ?gen .
-  ?gen prov:wasInformedBy ?run ;
-       prov:qualifiedAssociation [ prov:agent ?agent ; prov:hadPlan ?template ] ;
-       prov:used ?input .
+  ?gen prov:wasInformedBy ?run .
+  # The model, template and graph build every note of a run shares are stated once, on the run.
+  ?run prov:qualifiedAssociation [ prov:agent ?agent ; prov:hadPlan ?template ] .
   ?agent rdfs:label ?model .
-  OPTIONAL { ?gen prov:used ?build . ?build a ms:KnowledgeGraphBuild ; ms:graphVersion ?graphVersion }
+  { ?gen prov:used ?input } UNION { ?run prov:used ?input }
+  OPTIONAL { ?gen prov:used ?own . ?own a ms:KnowledgeGraphBuild }
+  OPTIONAL { ?run prov:used ?shared . ?shared a ms:KnowledgeGraphBuild }
+  BIND(COALESCE(?own, ?shared) AS ?build)
+  OPTIONAL { ?build ms:graphVersion ?graphVersion }
   OPTIONAL { ?note prov:wasDerivedFrom ?example }
 }
 GROUP BY ?note ?run ?model ?template ?build ?graphVersion
@@ -337,9 +341,10 @@ def _lineage_section(note_id: str | None) -> list[str]:
     return [
         "## Lineage of a note",
         "",
-        "Every note of a `medsyn generate` run has W3C PROV-O provenance in the run's named graph: `prov:used` its",
-        "code, symptoms, example notes, prompt template and graph build; `prov:wasDerivedFrom` its example notes;",
-        "`prov:qualifiedAssociation` with the model (`prov:Agent`) and the template (`prov:hadPlan`). This query",
+        "Every note of a `medsyn generate` run has W3C PROV-O provenance in the run's named graph: its generation",
+        "`prov:used` its code, symptoms and example notes; `prov:wasDerivedFrom` its example notes; the run it",
+        "`prov:wasInformedBy` `prov:used` the prompt template and graph build and has the `prov:qualifiedAssociation`",
+        "with the model (`prov:Agent`) and the template (`prov:hadPlan`), stated once for all its notes. This query",
         "(also `lineage.rq` here) lists one note's lineage; `medsyn audit note ID` shows it as a tree and",
         "`medsyn audit export-prov RUN` writes a run as PROV-N / PROV-JSON.",
         "",

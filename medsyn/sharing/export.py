@@ -208,16 +208,45 @@ def read_source(path: str | Path) -> Source:
 
 
 def note_sources(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
-    """Note id -> the knowledge sources it drew on (name, licence, non-commercial flag)."""
+    """Note id -> the knowledge sources it drew on (name, label, licence, non-commercial flag), one entry per row of
+    the source's licence facts, sources in IRI order. A source contributes when it links a sampled symptom to the
+    sampled code or to a sub-code of it, or when it holds an example note (as ``audit sources`` counts)."""
+    links: dict[str, list[tuple[str, str | None, str]]] = {}
+    for r in run_named(store, "export/association_sources"):
+        cat = str(r["category"].value) if "category" in r else None
+        links.setdefault(str(r["symptom"].value), []).append((str(r["disease"].value), cat, str(r["source"].value)))
+    used: dict[str, set[str]] = {}
+    for r in run_named(store, "export/note_inputs", run=run_iri(run_id)):
+        found = used.setdefault(str(r["noteId"].value), set())
+        if "exampleSource" in r:
+            found.add(str(r["exampleSource"].value))
+            continue
+        code = str(r["code"].value)
+        found.update(src for disease, cat, src in links.get(str(r["symptom"].value), ()) if code in (disease, cat))
+    facts = _source_facts(store) if used else {}
+    return {
+        nid: [f for src in sorted(srcs) for f in facts.get(src, [_source_fact(src, None, None, False)])]
+        for nid, srcs in sorted(used.items())
+        if srcs
+    }
+
+
+def _source_fact(iri: str, label: str | None, license: str | None, non_commercial: bool) -> dict[str, Any]:
+    return {"source": iri.rsplit("/", 1)[-1], "label": label, "license": license, "non_commercial": non_commercial}
+
+
+def _source_facts(store: Store) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
-    for r in run_named(store, "export/note_sources", run=run_iri(run_id)):
-        src = {
-            "source": str(r["source"].value).rsplit("/", 1)[-1],
-            "label": str(r["label"].value) if "label" in r else None,
-            "license": str(r["license"].value) if "license" in r else None,
-            "non_commercial": "nonCommercial" in r and r["nonCommercial"].value == "true",
-        }
-        out.setdefault(str(r["noteId"].value), []).append(src)
+    for r in run_named(store, "export/source_licenses"):
+        iri = str(r["source"].value)
+        out.setdefault(iri, []).append(
+            _source_fact(
+                iri,
+                str(r["label"].value) if "label" in r else None,
+                str(r["license"].value) if "license" in r else None,
+                "nonCommercial" in r and r["nonCommercial"].value == "true",
+            )
+        )
     return out
 
 
