@@ -27,7 +27,7 @@ from medsyn.generation.backends import BackendSpec  # noqa: E402
 from medsyn.generation.config import GenerationConfig  # noqa: E402
 from medsyn.generation.engine import generate  # noqa: E402
 from medsyn.generation.ray_engine import generate_ray  # noqa: E402
-from medsyn.generation.run_folder import NOTES_FILE, read_records  # noqa: E402
+from medsyn.generation.run_folder import NOTES_FILE, read_note_records  # noqa: E402
 from medsyn.kg.store import OxigraphStore  # noqa: E402
 from medsyn.testing import demo_samples  # noqa: E402
 
@@ -60,7 +60,7 @@ def main() -> None:
             generate_ray(samples, Path(tmp) / "ray", store=store, backend=ray, config=cfg, workers=a.workers)
             rows.append(("ray", time.monotonic() - t))
             texts = [
-                sorted((r["sample_id"], r["content_hash"]) for r in read_records(Path(tmp) / k / NOTES_FILE))
+                sorted((r["sample_id"], r["content_hash"]) for r in read_note_records(Path(tmp) / k / NOTES_FILE))
                 for k in ("local", "ray")
             ]
             assert texts[0] == texts[1] and len(texts[0]) == a.n, "the two engines wrote different notes"

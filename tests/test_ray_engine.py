@@ -24,7 +24,7 @@ from medsyn.generation.engine import generate
 from medsyn.generation.filter import FilterConfig
 from medsyn.generation.provenance import association_iri, generation_iri, note_id
 from medsyn.generation.ray_engine import PAUSE_SHARD_WRITTEN, SHARDS_DIR, generate_ray
-from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, RUN_FILE, read_records
+from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, RUN_FILE, read_note_records
 from medsyn.kg.store import OxigraphStore
 from medsyn.kg.vocab import graph_iri, run_iri
 from medsyn.testing import demo_samples
@@ -46,7 +46,7 @@ def cluster() -> Iterator[str]:
 
 
 def _records(out: Path) -> list[dict[str, Any]]:
-    return read_records(out / NOTES_FILE) + read_records(out / FAILURES_FILE)
+    return read_note_records(out / NOTES_FILE) + read_note_records(out / FAILURES_FILE)
 
 
 def _by_attempt(out: Path, *, drop: set[str] = RUN_ONLY) -> dict[tuple[str, int], dict[str, Any]]:
@@ -144,7 +144,7 @@ def test_cli_on_a_pool_of_two_killed_after_a_shard_resumes_and_verifies(
         proc.wait(timeout=60)
         assert proc.returncode == -signal.SIGKILL
         done = sorted(out.glob(f"{SHARDS_DIR}/round-*/out-*.parquet"))
-        assert len(done) == 1 and read_records(out / NOTES_FILE) == []  # killed between the shard and its lines
+        assert len(done) == 1 and read_note_records(out / NOTES_FILE) == []  # killed between the shard and its lines
         assert len(list(done[0].parent.glob("in-*.parquet"))) == 3  # 8 samples, 3 a shard
         stamp = done[0].stat().st_mtime_ns
         resumed = _medsyn(*ray_args, env={**os.environ, "OPENAI_API_KEY": ""})
@@ -152,7 +152,7 @@ def test_cli_on_a_pool_of_two_killed_after_a_shard_resumes_and_verifies(
         single = _medsyn("generate", *common, "--out", tmp_path / "local", env={**os.environ, "OPENAI_API_KEY": ""})
         assert single.returncode == 0, single.stderr
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
-    notes = read_records(out / NOTES_FILE)
+    notes = read_note_records(out / NOTES_FILE)
     from_shard = _shard_ids(done[0])
     assert summary["status"] == "done" and summary["accepted"] == len(notes) == 8
     assert summary["generated_now"] == summary["attempts"] - len(from_shard)  # the written shard was not redone

@@ -44,7 +44,7 @@ from medsyn.generation.engine import RecordContext, _blocking, _Engine, attempt_
 from medsyn.generation.progress import Progress
 from medsyn.generation.prompts import PromptTemplate
 from medsyn.generation.provenance import now_iso
-from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, cut_torn_line, read_records, sample_line
+from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, cut_torn_line, read_note_records, sample_line
 from medsyn.generation.scheduler import Group, Scheduler
 from medsyn.jsonl import JsonlAppender
 from medsyn.kg.store import Store
@@ -219,7 +219,7 @@ class RayEngine(_Engine):
             return
         for name in (NOTES_FILE, FAILURES_FILE):
             cut_torn_line(self.out / name)
-        have = {r["id"] for name in (NOTES_FILE, FAILURES_FILE) for r in read_records(self.out / name)}
+        have = {r["id"] for name in (NOTES_FILE, FAILURES_FILE) for r in read_note_records(self.out / name)}
         notes, fails = JsonlAppender(self.out / NOTES_FILE), JsonlAppender(self.out / FAILURES_FILE)
         try:
             for path in outs:
