@@ -33,23 +33,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import xllamacpp
 
-    from medsyn.generation.backends.llamacpp_backend import PROMPT_CACHE_MIB
+    from medsyn.generation.backends.llamacpp_backend import engine_params
     from medsyn.training.models import gguf_path
 
     path = gguf_path(args.model)
     if path is None:
         print(f"error: {args.model}: not a GGUF model", file=sys.stderr)
         return 2
-    params = xllamacpp.CommonParams()
-    params.model.path = str(path)
-    # The in-process backend's settings (llamacpp_backend.LlamaCppBackend._load), so both paths run the same engine.
-    params.n_ctx = (args.max_input_tokens + args.max_tokens) * args.parallel
-    params.n_parallel = args.parallel
-    params.cpuparams.n_threads = args.threads
-    params.cpuparams_batch.n_threads = args.threads
-    params.warmup = False
-    params.verbosity = -1
-    params.cache_ram_mib = PROMPT_CACHE_MIB
+    # The in-process backend's own settings, so both paths run the same engine.
+    params = engine_params(xllamacpp, path, max_input_tokens=args.max_input_tokens, max_tokens=args.max_tokens,
+                           parallel=args.parallel, threads=args.threads)  # fmt: skip
     params.hostnames = [args.host]
     params.port = args.port
     stopped = threading.Event()

@@ -46,6 +46,27 @@ DEFAULT_MODEL = "gemma3"
 PROMPT_CACHE_MIB = 0
 
 
+def engine_params(
+    xllamacpp: Any, path: Path, *, max_input_tokens: int, max_tokens: int, parallel: int, threads: int
+) -> Any:
+    """llama.cpp's engine settings for ``path``: one home for the in-process backend and the test's real server
+    (:mod:`medsyn.testing.llama_server`), so both run the same engine."""
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    # One slot's context holds the prompt and the reply; the server splits n_ctx over its slots.
+    params.n_ctx = (max_input_tokens + max_tokens) * parallel
+    params.n_parallel = parallel
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.warmup = False
+    params.verbosity = -1
+    # llama.cpp's server keeps finished prompts' KV states in host memory (8 GiB by default): with distinct
+    # few-shot prompts a long run grew ~6 MB an attempt until that cap. A retry of the same prompt still
+    # reuses its slot's own cache, which is all generation here gains from caching.
+    params.cache_ram_mib = PROMPT_CACHE_MIB
+    return params
+
+
 class LlamaCppBackend:
     """A GGUF model run by llama.cpp in this process.
 
@@ -125,20 +146,11 @@ class LlamaCppBackend:
                 import xllamacpp
             except ImportError:
                 raise InputError("the llamacpp backend needs the xllamacpp package (pip install xllamacpp)") from None
-            params = xllamacpp.CommonParams()
-            params.model.path = str(path)
-            # One slot's context holds the prompt and the reply; the server splits n_ctx over its slots.
-            params.n_ctx = (self.max_input_tokens + self.max_tokens) * self.parallel
-            params.n_parallel = self.parallel
-            params.cpuparams.n_threads = self.threads
-            params.cpuparams_batch.n_threads = self.threads
-            params.warmup = False
-            params.verbosity = -1
+            params = engine_params(
+                xllamacpp, path, max_input_tokens=self.max_input_tokens, max_tokens=self.max_tokens,
+                parallel=self.parallel, threads=self.threads,
+            )  # fmt: skip
             params.endpoint_metrics = True  # read in-process by engine_counts()
-            # llama.cpp's server keeps finished prompts' KV states in host memory (8 GiB by default): with distinct
-            # few-shot prompts a long run grew ~6 MB an attempt until that cap. A retry of the same prompt still
-            # reuses its slot's own cache, which is all generation here gains from caching.
-            params.cache_ram_mib = PROMPT_CACHE_MIB
             params.endpoint_slots = False
             params.endpoint_props = False
             self._server = _private_listener(xllamacpp, params, path)
