@@ -131,7 +131,7 @@ def add_symptom(
     if existing:
         for a in existing:
             have = list(c.after.raw.quads_for_pattern(a, ms("weight"), None, None))
-            if [float(q.object.value) for q in have] != [weight]:
+            if not _same_weights([float(q.object.value) for q in have], [weight]):
                 c.remove(have)
                 c.add([Quad(a, ms("weight"), _double(weight), r_graph) for r_graph in _graphs_of(c, a)])  # type: ignore[arg-type]
             plan.used.add(a)  # type: ignore[arg-type]
@@ -353,7 +353,7 @@ def _renormalize(plan: Plan, groups: Iterable[tuple[NamedNode, NamedNode]]) -> N
             want = _double(w / top if top > 0 else 0.0)
             have = list(c.after.raw.quads_for_pattern(assoc, ms("normalizedWeight"), None, g))
             # Compare values: Oxigraph stores doubles in canonical form ("1.0" comes back as "1").
-            if [float(q.object.value) for q in have] != [float(want.value)]:
+            if not _same_weights([float(q.object.value) for q in have], [float(want.value)]):
                 c.remove(have)
                 c.add([Quad(assoc, ms("normalizedWeight"), want, g)])  # type: ignore[arg-type]
 
@@ -439,7 +439,19 @@ def _consistent(store: Store, disease: NamedNode, source: NamedNode) -> bool:
         if "normalized" in r and float(to_python(r["normalized"])) not in norms[key]:
             norms[key].append(float(to_python(r["normalized"])))
     top = max(weights.values(), default=0.0)
-    return all(norms.get(k) == [w / top if top > 0 else 0.0] for k, w in weights.items())
+    return all(_same_weights(norms.get(k, []), [w / top if top > 0 else 0.0]) for k, w in weights.items())
+
+
+WEIGHT_DIGITS = 1e-6
+"""Relative tolerance of a weight read back: Virtuoso 7.2 writes doubles in query results with 6 significant
+digits (2/3 reads back as 0.666667), so an exact comparison never found a group of its consistent."""
+
+
+def _same_weights(have: list[float], want: list[float]) -> bool:
+    """One value per link, equal to the wanted one up to what a store keeps of a double."""
+    if len(have) != len(want):
+        return False
+    return all(math.isclose(h, w, rel_tol=WEIGHT_DIGITS) for h, w in zip(have, want, strict=True))
 
 
 def curator_name(by: str | None) -> str:
