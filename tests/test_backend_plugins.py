@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from medsyn.generation.run_folder import NOTES_FILE, RUN_FILE
 from medsyn.kg.store import OxigraphStore
 from medsyn.sampling.samples import write_samples
 from medsyn.testing import demo_samples
+from medsyn.testing.commands import MEDSYN
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -58,9 +58,7 @@ def _distribution(site: Path, dist: str, entry_points: dict[str, str], module: P
 
 def _medsyn(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "medsyn", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
-    )
+    return subprocess.run([*MEDSYN, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
 
 
 def test_a_plugin_distribution_is_listed_and_generates_from_the_cli(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,8 @@ from medsyn.kg.store import OxigraphStore
 from medsyn.pipeline import parse_pipeline, plan_pipeline
 from medsyn.sampling.samples import MAX_SAMPLES
 from medsyn.testing import demo_samples
+from medsyn.testing.commands import MEDSYN
 from medsyn.testing.openai_server import FakeOpenAIServer
-
-MEDSYN = [sys.executable, "-m", "medsyn"]
 
 
 def medsyn(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

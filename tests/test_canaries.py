@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +20,10 @@ from medsyn.evaluation.canaries import (
     rank_of_first,
     scan_secrets,
 )
+from medsyn.testing.commands import MEDSYN
 from medsyn.training.canaries import manifest_path, read_manifest
 from medsyn.training.instructions import BuildOptions, build_dataset, file_sha256, read_dataset, write_dataset
 
-MEDSYN = [sys.executable, "-m", "medsyn"]
 SYMPTOM_MAP = "medsyn/mkg/rumedtop3_wikimed_symptoms_equipped_with_rumedprime.json"
 N_CANDIDATES = 256
 """Exposure tops out at log2(256) = 8 bits; a model that never saw a canary averages about 1.44 bits."""

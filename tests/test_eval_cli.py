@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from medsyn.evaluation.data import (
     read_requested,
     restrict_codes,
 )
+from medsyn.testing.commands import MEDSYN
 
 
 def _write(path: Path, rows: list[dict] | list[str]) -> Path:
@@ -29,9 +29,7 @@ def _write(path: Path, rows: list[dict] | list[str]) -> Path:
 
 
 def _medsyn(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "medsyn", "eval", *map(str, args)], capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([*MEDSYN, "eval", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -29,14 +29,13 @@ from medsyn.kg.notes import real_notes
 from medsyn.kg.store import OxigraphStore
 from medsyn.sampling.draw import draw_samples
 from medsyn.sharing.folder import read_export_records
+from medsyn.testing.commands import MEDSYN
 from medsyn.testing.openai_server import FakeOpenAIServer
 
 
 def medsyn(*args: str | Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "medsyn", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
-    )
+    return subprocess.run([*MEDSYN, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -354,7 +353,7 @@ def test_an_out_that_is_holds_or_is_inside_an_input_is_refused(runs: dict, tmp_p
 def _paused(point: str, flag: Path, *args: str | Path) -> subprocess.Popen[str]:
     """A real `medsyn` that stops at fault point ``point`` (medsyn.faults): ``flag`` appears when it is there."""
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "MEDSYN_PAUSE_AT": point, "MEDSYN_PAUSE_FILE": str(flag)}
-    proc = subprocess.Popen([sys.executable, "-m", "medsyn", *map(str, args)], env=env, text=True,
+    proc = subprocess.Popen([*MEDSYN, *map(str, args)], env=env, text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.monotonic() + 300
     while not flag.exists():

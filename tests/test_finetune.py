@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from medsyn.errors import InputError
+from medsyn.testing.commands import MEDSYN
 from medsyn.testing.tiny_llama import make_tiny_llama
 from medsyn.training.finetune import (
     IGNORE_INDEX,
@@ -81,10 +82,6 @@ def full(tmp_path_factory: pytest.TempPathFactory, tiny: Path, data: Path) -> Pa
     out = tmp_path_factory.mktemp("full") / "adapter"
     finetune(str(tiny), data, out, config=CFG, progress=False)
     return out
-
-
-MEDSYN = str(Path(sys.executable).with_name("medsyn"))
-"""The installed console script, as a user runs it."""
 
 
 def _cli_args(tiny: Path, data: Path, out: Path) -> list[str]:
@@ -175,7 +172,7 @@ def test_kill_9_mid_run_then_the_same_command_ends_with_the_same_adapter(
 ) -> None:
     out = tmp_path / "killed"
     args = _cli_args(tiny, data, out)
-    proc = subprocess.Popen([MEDSYN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*MEDSYN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not (out / "checkpoints" / "checkpoint-2" / "medsyn_state.json").exists():
@@ -187,7 +184,7 @@ def test_kill_9_mid_run_then_the_same_command_ends_with_the_same_adapter(
     assert proc.returncode == -signal.SIGKILL and not (out / MANIFEST_NAME).exists()
     step = int(latest_checkpoint(out).name.split("-")[1])  # type: ignore[union-attr]
     assert 2 <= step < 6
-    done = subprocess.run([MEDSYN, *args], capture_output=True, text=True, check=False, timeout=600)
+    done = subprocess.run([*MEDSYN, *args], capture_output=True, text=True, check=False, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "held-out loss" in done.stdout and "{'loss'" not in done.stdout
     assert _identical(full, out)
@@ -208,7 +205,7 @@ def test_accelerate_launch_trains_the_same_adapter(tmp_path: Path, tiny: Path, d
     out = tmp_path / "launched"
     args = _cli_args(tiny, data, out)
     done = subprocess.run(
-        [MEDSYN, *args, "--accelerate-config", str(config)], capture_output=True, text=True, check=False, timeout=600
+        [*MEDSYN, *args, "--accelerate-config", str(config)], capture_output=True, text=True, check=False, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
     m = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
@@ -216,7 +213,7 @@ def test_accelerate_launch_trains_the_same_adapter(tmp_path: Path, tiny: Path, d
     assert _identical(full, out) and done.stdout.count("held-out loss") == 1
     bad = tmp_path / "bad.yaml"
     bad.write_text("num_processes: 2\n", encoding="utf-8")
-    r = subprocess.run([MEDSYN, *args, "--accelerate-config", str(bad)], capture_output=True, text=True, check=False)
+    r = subprocess.run([*MEDSYN, *args, "--accelerate-config", str(bad)], capture_output=True, text=True, check=False)
     assert r.returncode == 2 and f"{bad}: not an accelerate config" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -292,7 +289,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, tiny: Path, data: Path) -> None
         (["finetune", "--base", str(tiny), "--data", str(data), "--quantize", "2bit"], "quantize: expected one of"),
     ]
     for args, message in cases:
-        cmd = [sys.executable, "-m", "medsyn", *args, "--out", str(tmp_path / "out")]
+        cmd = [*MEDSYN, *args, "--out", str(tmp_path / "out")]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
@@ -355,14 +352,14 @@ def test_a_second_finetune_into_one_out_is_refused(tmp_path: Path, tiny: Path, d
     """Two `finetune` into one --out both succeeded and the first adapter was lost: the folder is locked."""
     out, flag = tmp_path / "adapter", tmp_path / "flag"
     env = {**os.environ, "MEDSYN_PAUSE_AT": "finetune.restart", "MEDSYN_PAUSE_FILE": str(flag)}
-    first = subprocess.Popen([MEDSYN, *_cli_args(tiny, data, out), "--restart"], env=env,
+    first = subprocess.Popen([*MEDSYN, *_cli_args(tiny, data, out), "--restart"], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         while not flag.exists():
             assert first.poll() is None and time.monotonic() < deadline, "never reached finetune.restart"
             time.sleep(0.02)
-        second = subprocess.run([MEDSYN, *_cli_args(tiny, data, out)], capture_output=True, text=True, timeout=300)
+        second = subprocess.run([*MEDSYN, *_cli_args(tiny, data, out)], capture_output=True, text=True, timeout=300)
         assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr[-2000:]
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1 and f"error: adapter folder {out} is locked by process {first.pid}" in lines[0]
@@ -375,7 +372,7 @@ def test_kill_9_before_the_merged_folder_is_renamed_in(tmp_path: Path, full: Pat
     """A kill inside the folder write leaves no half folder under --out, and the rerun removes the work folder."""
     out, flag = tmp_path / "merged", tmp_path / "flag"
     env = {**os.environ, "MEDSYN_PAUSE_AT": "swap.filled", "MEDSYN_PAUSE_FILE": str(flag)}
-    proc = subprocess.Popen([MEDSYN, "merge", str(full), "--out", str(out)], env=env,
+    proc = subprocess.Popen([*MEDSYN, "merge", str(full), "--out", str(out)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 300
     while not flag.exists():
@@ -385,7 +382,9 @@ def test_kill_9_before_the_merged_folder_is_renamed_in(tmp_path: Path, full: Pat
     proc.wait(timeout=60)
     work = [p.name for p in tmp_path.iterdir() if p.name.startswith(".merged.")]
     assert not out.exists() and len(work) == 1 and work[0].startswith(".merged.building-")
-    again = subprocess.run([MEDSYN, "merge", str(full), "--out", str(out)], capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        [*MEDSYN, "merge", str(full), "--out", str(out)], capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"recovered output folder {out}: removed {work[0]}" in again.stderr
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".merged.")] == []

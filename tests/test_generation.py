@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -33,6 +32,7 @@ from medsyn.kg.store import OxigraphStore
 from medsyn.kg.vocab import RDF_TYPE, code_iri, example_note_iri, graph_iri, ms
 from medsyn.sampling.samples import write_samples
 from medsyn.testing import demo_samples
+from medsyn.testing.commands import MEDSYN
 from medsyn.testing.openai_server import FakeOpenAIServer
 from medsyn.textsim import normalised
 
@@ -223,14 +223,12 @@ def test_corrupt_middle_line_is_reported(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ CLI and kill -9
-MEDSYN = str(Path(sys.executable).with_name("medsyn"))
-"""The installed console script, as a user runs it."""
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OPENAI_API_KEY": ""}
     return subprocess.run(
-        [MEDSYN, "generate", *args],
+        [*MEDSYN, "generate", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -280,7 +278,7 @@ def test_kill_9_then_same_command_resumes_to_exactly_n(tmp_path: Path) -> None:
         ]
         env = {**os.environ, "OPENAI_API_KEY": ""}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "medsyn", "generate", *args],
+            [*MEDSYN, "generate", *args],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -349,7 +347,7 @@ def test_cli_samples_from_the_graph_and_records_its_version(shared_data: Path, t
     (tmp_path / "s.jsonl").unlink(missing_ok=True)
     same = subprocess.run(
         [
-            MEDSYN,
+            *MEDSYN,
             "sample",
             *plan,
             "--softmax-temperature",
@@ -430,7 +428,7 @@ def test_a_pool_of_two_servers_survives_one_killed_mid_run(tmp_path: Path) -> No
         args += ["--base-url", a.base_url, "--base-url", b.base_url, "--concurrency", "4", "--no-progress"]
         env = {**os.environ, "OPENAI_API_KEY": ""}
         proc = subprocess.Popen(
-            [MEDSYN, "generate", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [*MEDSYN, "generate", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and int(a.stats()["requests"]) < 6:
@@ -460,5 +458,5 @@ def test_a_pool_of_two_servers_survives_one_killed_mid_run(tmp_path: Path) -> No
             "?act a ms:NoteGeneration ; ms:server ?s } } GROUP BY ?s"
         )
         assert {r["s"].value: int(r["k"].value) for r in per_note} == counts
-    audit = subprocess.run([MEDSYN, "audit", "verify", str(out), "--store", str(store_dir)], capture_output=True)
+    audit = subprocess.run([*MEDSYN, "audit", "verify", str(out), "--store", str(store_dir)], capture_output=True)
     assert audit.returncode == 0, audit.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from medsyn.kg.store import OxigraphStore
 from medsyn.kg.vocab import run_iri
 from medsyn.sampling.samples import write_samples
 from medsyn.testing import demo_samples
+from medsyn.testing.commands import MEDSYN
 from medsyn.testing.openai_server import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OPENAI_API_KEY": ""}
     return subprocess.run(
-        [sys.executable, "-m", "medsyn", "generate", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        [*MEDSYN, "generate", *args], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=timeout,
     )  # fmt: skip
 
@@ -54,7 +54,7 @@ def test_a_second_generate_on_the_same_folder_is_refused(tmp_path: Path) -> None
                     "--concurrency", "2", "--no-progress"]  # fmt: skip
 
         first = subprocess.Popen(
-            [sys.executable, "-m", "medsyn", "generate", *args(stores[0])],
+            [*MEDSYN, "generate", *args(stores[0])],
             cwd=ROOT,
             env={**os.environ, "OPENAI_API_KEY": ""},
             stdout=subprocess.DEVNULL,

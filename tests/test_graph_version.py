@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,7 @@ import pytest
 from medsyn.kg.build import build_kg
 from medsyn.kg.store import OxigraphStore
 from medsyn.kg.version import graph_version
-
-# The installed console script, as a user runs it (PYTHONPATH, when set, points it at this checkout).
-MEDSYN = [str(Path(sys.executable).parent / "medsyn")]
+from medsyn.testing.commands import MEDSYN
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from pyoxigraph import Literal, Quad
 from medsyn.errors import InputError
 from medsyn.kg.store import OxigraphStore
 from medsyn.kg.vocab import RDF_TYPE, association_iri, code_iri, graph_iri, ms, rdfs, source_iri, symptom_iri
+from medsyn.testing.commands import MEDSYN
 from medsyn.training.instructions import (
     CONTINUE_INSTRUCTIONS,
     INSTRUCTIONS,
@@ -180,7 +180,7 @@ def test_cli_ift(tmp_path: Path, real: dict[str, Path]) -> None:
     train = tmp_path / "train.jsonl"
     train.write_text("".join(real["train"].read_text(encoding="utf-8").splitlines(keepends=True)[:60]))
     out = tmp_path / "ift.jsonl"
-    cmd = [sys.executable, "-m", "medsyn", "ift", "--out", str(out), "--train", str(train), "--seed", "5"]
+    cmd = [*MEDSYN, "ift", "--out", str(out), "--train", str(train), "--seed", "5"]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert f"records to {out}" in done.stdout and len(read_dataset(out)) > 60

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,8 @@ from pyoxigraph import RdfFormat, parse
 
 from medsyn.kg.build import build_kg
 from medsyn.kg.store import OxigraphStore
+from medsyn.testing.commands import MEDSYN
 
-MEDSYN = [sys.executable, "-m", "medsyn"]
 M545 = "<https://w3id.org/medsyn/id/icd10/M54.5>"
 
 

@@ -16,16 +16,14 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from medsyn.generation.backends import ChatRequest, Completion, get_backend
+from medsyn.testing.commands import MEDSYN
 from medsyn.testing.servers import RunningOpenAIServer, llama_server
-
-MEDSYN = [sys.executable, "-m", "medsyn"]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 
 from medsyn.cli.audit import app as audit_app
 from medsyn.cli.curation import app as onto_app
+from medsyn.testing.commands import MEDSYN
 
 runner = CliRunner()
 
@@ -37,9 +37,7 @@ def audit(store_dir: Path, *args: str) -> tuple[int, str]:
 
 def medsyn(*args: str, store: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MEDSYN_STORE": str(store), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "medsyn", *args], capture_output=True, text=True, env=env, timeout=120, check=False
-    )
+    return subprocess.run([*MEDSYN, *args], capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
 def test_curate_check_history_and_diff(store_dir: Path, tmp_path: Path) -> None:

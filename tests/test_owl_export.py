@@ -4,7 +4,6 @@ of the graph (sub-codes that knowledge sources add included), and owlready2 coun
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,8 @@ from medsyn.curation.owl import export_owl, import_owl
 from medsyn.kg.build import build_kg
 from medsyn.kg.store import OxigraphStore
 from medsyn.kg.vocab import MS
+from medsyn.testing.commands import MEDSYN
 
-MEDSYN = [str(Path(sys.executable).parent / "medsyn")]
 KINDS = ("ICD10Chapter", "ICD10Block", "ICD10Category", "ICD10Subcode")
 CODES_PER_KIND = f"""PREFIX ms: <{MS}>
 SELECT ?kind (COUNT(DISTINCT ?c) AS ?n) WHERE {{

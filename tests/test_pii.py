@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from medsyn.generation.pii import ner_kinds, pii_kinds, regex_kinds, scan
 from medsyn.kg.store import OxigraphStore
 from medsyn.sampling.samples import write_samples
 from medsyn.testing import demo_samples
+from medsyn.testing.commands import MEDSYN
 from medsyn.testing.openai_server import FakeOpenAIServer
 
 FOUND = [
@@ -93,7 +93,7 @@ def test_generate_reject_pii_end_to_end(tmp_path: Path) -> None:
             srv.configure(script=["pii", "pii"])
             out, store = tmp_path / name, tmp_path / f"store-{name}"
             OxigraphStore(store).close()  # generate writes provenance into an existing store
-            cmd = [sys.executable, "-m", "medsyn", "generate", "--backend", "openai", "--base-url", srv.base_url]
+            cmd = [*MEDSYN, "generate", "--backend", "openai", "--base-url", srv.base_url]
             cmd += [
                 "--samples",
                 str(samples),

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from medsyn.errors import InputError
 from medsyn.pipeline import load_pipeline, parse_pipeline, plan_pipeline
-
-MEDSYN = [sys.executable, "-m", "medsyn"]
+from medsyn.testing.commands import MEDSYN
 
 
 def _root():  # type: ignore[no-untyped-def]

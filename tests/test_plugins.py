@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from medsyn.errors import InputError
 from medsyn.plugins import entry_point_components
+from medsyn.testing.commands import MEDSYN
 
-MEDSYN = [sys.executable, "-m", "medsyn"]
 REPO = Path(__file__).resolve().parents[1]
 
 STRATEGY = '''

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from medsyn.evaluation.privacy import (
 )
 from medsyn.evaluation.privacy_report import read_privacy, write_privacy_report
 from medsyn.sharing.privacy import privacy_prov, privacy_section
+from medsyn.testing.commands import MEDSYN
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_cli_exit_codes(sets: dict[str, NoteSet], tmp_path: Path) -> None:
 
     def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
         common = ["--train", files["train"], "--dev", files["dev"], "--bootstrap", "50"]
-        cmd = [sys.executable, "-m", "medsyn", "eval", "privacy", *map(str, common), *map(str, args)]
+        cmd = [*MEDSYN, "eval", "privacy", *map(str, common), *map(str, args)]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
     r = cli("--synthetic", files["leaky"], "--synthetic", files["unrelated"], "--no-pii", "--out", tmp_path / "a")

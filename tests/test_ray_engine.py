@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, RUN_FILE, re
 from medsyn.kg.store import OxigraphStore
 from medsyn.kg.vocab import graph_iri, run_iri
 from medsyn.testing import demo_samples
+from medsyn.testing.commands import MEDSYN
 from medsyn.testing.openai_server import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +110,7 @@ def test_the_ray_engine_writes_the_single_machine_notes_and_provenance(cluster: 
 
 
 def _medsyn(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "medsyn", *map(str, args)], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([*MEDSYN, *map(str, args)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
 
 
@@ -133,7 +133,7 @@ def test_cli_on_a_pool_of_two_killed_after_a_shard_resumes_and_verifies(
         flag = tmp_path / "paused"
         env = {**os.environ, "OPENAI_API_KEY": "", "MEDSYN_PAUSE_AT": PAUSE_SHARD_WRITTEN,
                "MEDSYN_PAUSE_FILE": str(flag)}  # fmt: skip
-        proc = subprocess.Popen([sys.executable, "-m", "medsyn", *map(str, ray_args)], cwd=ROOT, env=env, text=True,
+        proc = subprocess.Popen([*MEDSYN, *map(str, ray_args)], cwd=ROOT, env=env, text=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
         deadline = time.monotonic() + 240
         while not flag.exists():

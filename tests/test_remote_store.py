@@ -17,6 +17,7 @@ from medsyn.kg.opener import open_store
 from medsyn.kg.remote_store import RemoteStore, copy_graphs
 from medsyn.kg.store import OxigraphStore, Store
 from medsyn.kg.vocab import GRAPH
+from medsyn.testing.commands import MEDSYN
 from medsyn.testing.servers import RunningServer, free_port, medsyn_server, oxigraph_server
 
 TOKEN = "test-token-7"
@@ -218,7 +219,7 @@ def test_exports_through_a_capped_medsyn_serve_page_past_the_cap(tmp_path: Path)
     out.mkdir()
 
     def medsyn(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "medsyn", *args], capture_output=True, text=True, timeout=300)
+        return subprocess.run([*MEDSYN, *args], capture_output=True, text=True, timeout=300)
 
     local = {
         "ttl": medsyn("kg", "export", "-f", "ttl", "-o", str(out / "local.ttl"), "--store", str(path)),

@@ -7,7 +7,6 @@ import io
 import json
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from medsyn.errors import StoreError
 from medsyn.kg.remote_store import RemoteStore
 from medsyn.kg.store import OxigraphStore, bind_query
 from medsyn.kg.vocab import GRAPH
+from medsyn.testing.commands import MEDSYN
 from medsyn.testing.servers import RunningServer, free_port, medsyn_server
 
 TOKEN = "s3cret-token"
@@ -354,7 +354,7 @@ def test_graph_store_writes_need_the_token(srv: RunningServer, client: httpx.Cli
 def test_cli_errors_are_one_line(srv: RunningServer, tmp_path: Path) -> None:
     store = Path(json.loads(httpx.get(srv.base_url + "/health").text)["store"])
     locked = subprocess.run(
-        [sys.executable, "-m", "medsyn", "serve", "--store", str(store), "--port", str(free_port())],
+        [*MEDSYN, "serve", "--store", str(store), "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=60,
@@ -365,7 +365,7 @@ def test_cli_errors_are_one_line(srv: RunningServer, tmp_path: Path) -> None:
     busy_port = int(srv.base_url.rsplit(":", 1)[1])
     OxigraphStore(tmp_path / "s").close()  # serve never creates a store
     taken = subprocess.run(
-        [sys.executable, "-m", "medsyn", "serve", "--store", str(tmp_path / "s"), "--port", str(busy_port)],
+        [*MEDSYN, "serve", "--store", str(tmp_path / "s"), "--port", str(busy_port)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -373,7 +373,7 @@ def test_cli_errors_are_one_line(srv: RunningServer, tmp_path: Path) -> None:
     assert taken.returncode == 2 and "cannot listen" in taken.stderr
     assert len(taken.stderr.strip().splitlines()) == 1
     bad_port = subprocess.run(
-        [sys.executable, "-m", "medsyn", "serve", "--store", str(tmp_path / "s"), "--port", "99999"],
+        [*MEDSYN, "serve", "--store", str(tmp_path / "s"), "--port", "99999"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -381,7 +381,7 @@ def test_cli_errors_are_one_line(srv: RunningServer, tmp_path: Path) -> None:
     assert bad_port.returncode == 2 and "Traceback" not in bad_port.stderr
     assert bad_port.stderr.strip().splitlines() == ["error: --port: 99999 is not a TCP port (0-65535)"]
     bad_budget = subprocess.run(
-        [sys.executable, "-m", "medsyn", "serve", "--store", str(tmp_path / "s"), "--fast-budget", "0"],
+        [*MEDSYN, "serve", "--store", str(tmp_path / "s"), "--fast-budget", "0"],
         capture_output=True,
         text=True,
         timeout=60,

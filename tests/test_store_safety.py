@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,9 +18,9 @@ from medsyn.kg.build import build_kg
 from medsyn.kg.store import OxigraphStore
 from medsyn.kg.version import graph_version
 from medsyn.kg.vocab import CURATION_GRAPH, GRAPH
+from medsyn.testing.commands import MEDSYN
 from medsyn.testing.servers import free_port
 
-MEDSYN = [sys.executable, "-m", "medsyn"]
 SMALL = ["wikimed"]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 
 from medsyn.kg.remote_store import RemoteStore
 from medsyn.kg.store import OxigraphStore, Store
+from medsyn.testing.commands import MEDSYN
 from medsyn.testing.servers import RunningServer, openai_server, virtuoso_server
 
 SOURCES = "icd10-minzdrav,wikimed,rumedtop3"  # the fewest that sampling and few-shot generation need
@@ -41,7 +41,7 @@ def command(*args: str, server: RunningServer | None = None, data: Path | None =
     if data is not None:
         env["MEDSYN_DATA"] = str(data)
     where = ["--endpoint", server.query_url] if server is not None else []
-    return [sys.executable, "-m", "medsyn", *args, *where], env
+    return [*MEDSYN, *args, *where], env
 
 
 def medsyn(*args: str, server: RunningServer | None = None, data: Path | None = None) -> subprocess.CompletedProcess:
