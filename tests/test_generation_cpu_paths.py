@@ -5,8 +5,12 @@ work as a cold computation, and the backend's direct HTTP requests as the OpenAI
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import pytest
+
+from medsyn.errors import StoreError
 from medsyn.generation import fluency
 from medsyn.generation.backends import get_backend
 from medsyn.generation.backends.openai_backend import _error_message
@@ -80,3 +84,54 @@ def test_requests_are_the_openai_api_and_errors_read_as_one_line(tmp_path: Path)
     assert _error_message(400, b'{"error": {"message": "bad\\n  field", "type": "x"}}') == "bad field"
     assert _error_message(502, b"<html>Bad\ngateway</html>") == "Error code: 502 - <html>Bad gateway</html>"
     assert _error_message(500, b'{"detail": "boom"}') == "Error code: 500 - {'detail': 'boom'}"
+
+
+class _SlowFirstBatch(OxigraphStore):
+    """Holds its first provenance batch until the server has seen more requests (or 5 s pass): what the run did
+    while a batch was being written."""
+
+    def __init__(self, srv: FakeOpenAIServer) -> None:
+        super().__init__(None)
+        self.srv, self.sent_meanwhile = srv, -1
+
+    def add_quads(self, quads: object) -> None:
+        if self.sent_meanwhile < 0:
+            before = int(self.srv.stats()["requests"])
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and int(self.srv.stats()["requests"]) < before + 4:
+                time.sleep(0.01)
+            self.sent_meanwhile = int(self.srv.stats()["requests"]) - before
+        super().add_quads(quads)  # type: ignore[arg-type]
+
+
+def test_requests_go_on_while_a_provenance_batch_is_written(tmp_path: Path) -> None:
+    # Written on the event loop, a batch stalled every request for its whole write (~0.5 ms a note).
+    samples = demo_samples(80, seed=9)
+    with FakeOpenAIServer(latency=0.05) as srv:
+        store = _SlowFirstBatch(srv)
+        be = get_backend("openai", base_url=srv.base_url, concurrency=4, max_retries=0)
+        s = generate(samples, tmp_path, store=store, backend=be, config=GenerationConfig())
+    assert store.sent_meanwhile >= 4
+    recs = [json.loads(x) for f in (NOTES_FILE, FAILURES_FILE) for x in (tmp_path / f).read_text().splitlines()]
+    assert len(recs) == s.attempts and s.accepted >= 40
+    q = "SELECT (COUNT(?n) AS ?c) WHERE { GRAPH ?g { ?n a <https://w3id.org/medsyn/ontology#SyntheticNote> } }"
+    (row,) = list(store.query(q))
+    assert int(row["c"].value) == sum("content_hash" in r for r in recs)  # every note recorded once
+
+
+class _FailsSecondBatch(OxigraphStore):
+    batches = 0
+
+    def add_quads(self, quads: object) -> None:
+        self.batches += 1
+        if self.batches == 2:
+            raise StoreError("write failed: disk full")
+        super().add_quads(quads)  # type: ignore[arg-type]
+
+
+def test_a_provenance_batch_that_fails_in_the_background_stops_the_run(tmp_path: Path) -> None:
+    with FakeOpenAIServer(latency=0.02) as srv:
+        be = get_backend("openai", base_url=srv.base_url, concurrency=4, max_retries=0)
+        with pytest.raises(StoreError, match="disk full"):
+            generate(demo_samples(200, seed=4), tmp_path, store=_FailsSecondBatch(None), backend=be)
+    assert (tmp_path / NOTES_FILE).read_text().count("\n") >= 1  # the lines written before it are kept
