@@ -61,12 +61,13 @@ def _http_library() -> Any:
     return importlib.import_module(base.__module__.split(".")[0])
 
 
-def _sdk_headers(api_key: str, base_url: str | None) -> tuple[str, dict[str, str]]:
+def _sdk_headers(api_key: str, base_url: str | None, http: Any) -> tuple[str, dict[str, str]]:
     """(base URL, headers) an ``openai.AsyncOpenAI`` client would send with: its defaults (``$OPENAI_BASE_URL``,
-    ``$OPENAI_ORG_ID``, ``$OPENAI_PROJECT_ID``, user agent) and auth, read once rather than merged on every request."""
+    ``$OPENAI_ORG_ID``, ``$OPENAI_PROJECT_ID``, user agent) and auth, read once rather than merged on every request.
+    ``http``: an HTTP client of ours, so that the SDK client opens none of its own."""
     import openai
 
-    sdk = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+    sdk = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, http_client=http)
     headers = {k: v for k, v in {**sdk.default_headers, **sdk.auth_headers}.items() if isinstance(v, str)}
     return str(sdk.base_url).rstrip("/"), headers
 
@@ -227,13 +228,16 @@ class OpenAIBackend:
             import openai
 
             self._http = _http_library()
-            base, headers = _sdk_headers(self._api_key, server.url)
-            headers["x-stainless-read-timeout"] = str(float(self.timeout))
             n = max(1, -(-self.max_concurrency // LANE_WIDTH))
             width = -(-self.max_concurrency // n) + 2
             limits = self._http.Limits(max_connections=width, max_keepalive_connections=width)
-            for _ in range(n):
-                http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout, follow_redirects=True)
+            clients = [
+                openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout, follow_redirects=True)
+                for _ in range(n)
+            ]
+            base, headers = _sdk_headers(self._api_key, server.url, clients[0])
+            headers["x-stainless-read-timeout"] = str(float(self.timeout))
+            for http in clients:
                 server.lanes.append([http, 0, base + "/chat/completions", base + "/completions", headers])
         return min(server.lanes, key=lambda lane: lane[1])
 
