@@ -1,7 +1,7 @@
 """The ``openai`` backend: GPT-4 by default, or any OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama).
 
-Built on the official ``openai.AsyncOpenAI`` client with its own retries switched off (``max_retries=0``): the
-retry policy lives here so that it is visible, testable and shared across requests:
+Built on the official ``openai`` SDK's HTTP client and headers (see below), without the SDK's retries: the retry
+policy lives here so that it is visible, testable and shared across requests:
 
 * 429, 5xx, timeouts and connection errors are retried up to ``max_retries`` times with exponential backoff and
   full jitter (``uniform(0, min(cap, base * 2**n))``, seeded);
