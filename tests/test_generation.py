@@ -421,8 +421,10 @@ def test_a_pool_of_two_servers_survives_one_killed_mid_run(tmp_path: Path) -> No
     out, store_dir = tmp_path / "out", tmp_path / "store"
     OxigraphStore(store_dir).close()
     with (
-        openai_server(tmp_path / "a.log", latency=0.1) as a,
-        openai_server(tmp_path / "b.log", latency=0.1) as b,
+        # 0.3 s a reply: the run outlasts the wait for a's sixth request even when this machine is slow to poll
+        # (at 0.1 s a fast client could finish before the kill, leaving no request on a to fail).
+        openai_server(tmp_path / "a.log", latency=0.3) as a,
+        openai_server(tmp_path / "b.log", latency=0.3) as b,
     ):
         args = ["--samples", str(samples_file), "--backend", "openai", "--out", str(out), "--store", str(store_dir)]
         args += ["--base-url", a.base_url, "--base-url", b.base_url, "--concurrency", "4", "--no-progress"]

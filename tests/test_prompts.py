@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from medsyn.errors import InputError
-from medsyn.generation.prompts import list_templates, load_template, patient_phrase
+from medsyn.generation.prompts import PromptTemplate, list_templates, load_template, patient_phrase
 from medsyn.sampling.samples import Sample
 
 # The authors' user prompt (milteam/MedSyn scripts/taskgen/generate_anamneses.py, PROMPT_STRUCTURE).
@@ -136,3 +136,42 @@ def test_template_file_errors_name_the_file(tmp_path: Path) -> None:
     p.write_text("{not json", encoding="utf-8")
     with pytest.raises(InputError, match=r"bad\.json"):
         load_template(str(p))
+
+
+def _langchain_render(t: PromptTemplate, s: Sample, redact: bool) -> list[dict[str, str]]:
+    """What render() returned when it formatted through LangChain (before str.format took over)."""
+    roles = {"system": "system", "human": "user", "ai": "assistant"}
+    msgs = t.as_langchain().format_messages(**t.variables_for(s, redact=redact))
+    return [{"role": roles[m.type], "content": str(m.content)} for m in msgs]
+
+
+def _render_cases() -> list[Sample]:
+    shots = [
+        {"id": "q7", "text": "Жалобы на кашель, температуру 38. Слабость {x} три дня.", "symptoms": ["кашель"]},
+        {"id": "q8", "text": "Боль в горле {{y}}, насморк.", "symptoms": None},
+    ]
+    demo = {"age": 41, "sex": "female", "marital_status": "married", "smoking": True}
+    return [
+        sample(),
+        sample(example_text=None, example_id=None),
+        sample(example_text="{symptoms} {0} {{x}} }{", demographics=demo),
+        sample(demographics={"age": 22, "sex": "male"}, extra={"examples": shots}),
+        sample(symptoms=["Cough", "fever {z}"], demographics=demo, extra={"examples": shots[:1]}),
+    ]
+
+
+def test_render_gives_the_messages_langchain_gave(tmp_path: Path) -> None:
+    # Every packaged template and a file template with an assistant turn and literal braces, sent and redacted.
+    p = tmp_path / "t.json"
+    msgs = [["system", "{{json}} {code} {category}"], ["user", "{symptoms_comma}: {example}"], ["ai", "{disease}"]]
+    p.write_text(json.dumps({"name": "custom", "messages": msgs}), encoding="utf-8")
+    templates = [load_template(n) for n in list_templates()] + [load_template(str(p))]
+    compared = 0
+    for t in templates:
+        for s in _render_cases():
+            if t.needs_demographics and not s.demographics:
+                continue
+            for redact in (False, True):
+                assert t.render(s, redact=redact) == _langchain_render(t, s, redact), (t.name, s.extra, redact)
+                compared += 1
+    assert compared >= 2 * 3 * len(templates)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
+from functools import lru_cache
 
 from medsyn.generation.mentions import analyse, known_word
 from medsyn.textsim import STOPWORDS, stem, tokens, words
@@ -58,6 +59,9 @@ _ABBREVIATIONS = frozenset(
 _SHORT = 3  # words this short are abbreviations ("мг", "уд", "мин", "рт") or function words
 
 
+# The filter scores every attempt of a run: per word and per symptom list the answers are pure functions of the
+# text, kept in bounded caches (a run's notes reuse most of their words; every attempt of a sample has its list).
+@lru_cache(maxsize=200_000)
 def _content(word: str) -> bool:
     if word in STOPWORDS or len(word) < 2:
         return False
@@ -65,17 +69,25 @@ def _content(word: str) -> bool:
     return w.pos not in _FUNCTION_POS and not w.lemmas & _FRAMING
 
 
-def _lemma_keys(word: str) -> set[str]:
+@lru_cache(maxsize=200_000)
+def _lemma_keys(word: str) -> frozenset[str]:
     """What identifies a word for novelty: its lemmas and its stem (so a hyphen or a suffix variant still matches)."""
-    return set(analyse(word).lemmas) | {stem(word)}
+    return analyse(word).lemmas | {stem(word)}
+
+
+@lru_cache(maxsize=50_000)
+def _requested_keys(symptoms: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(k for s in symptoms for t in tokens(s) for k in _lemma_keys(t))
+
+
+@lru_cache(maxsize=50_000)
+def _symptom_stems(symptoms: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(stem(t) for s in symptoms for t in tokens(s))
 
 
 def novelty(note: str, symptoms: Sequence[str]) -> float:
     """Share of the note's distinct content words that no requested symptom has (1.0 without content words)."""
-    requested: set[str] = set()
-    for s in symptoms:
-        for t in tokens(s):
-            requested |= _lemma_keys(t)
+    requested = _requested_keys(tuple(symptoms))
     content = {t for t in tokens(note) if _content(t)}
     if not content:
         return 1.0 if not symptoms else 0.0
@@ -83,6 +95,7 @@ def novelty(note: str, symptoms: Sequence[str]) -> float:
     return len(new) / len(content)
 
 
+@lru_cache(maxsize=200_000)
 def _abbreviation(raw: str) -> bool:
     if not raw.isalpha() or not all("а" <= c <= "я" or c == "ё" for c in raw.lower()):
         return True  # digits or Latin letters: a dose, a lab value, a Latin term
@@ -92,7 +105,7 @@ def _abbreviation(raw: str) -> bool:
 def nonwords(note: str, symptoms: Sequence[str] = (), vocabulary: Collection[str] = ()) -> list[str]:
     """The note's words (lower case, ё as е, in order, once each) that no dictionary knows; ``vocabulary`` holds
     stems of known words beyond pymorphy3's dictionary (:func:`note_vocabulary`)."""
-    own = {stem(t) for s in symptoms for t in tokens(s)}
+    own = _symptom_stems(tuple(symptoms))
     out: list[str] = []
     for raw in words(note):
         w = raw.lower().replace("ё", "е")

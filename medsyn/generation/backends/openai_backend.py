@@ -1,7 +1,7 @@
 """The ``openai`` backend: GPT-4 by default, or any OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama).
 
-Built on the official ``openai.AsyncOpenAI`` client with its own retries switched off (``max_retries=0``): the
-retry policy lives here so that it is visible, testable and shared across requests:
+Built on the official ``openai`` SDK's HTTP client and headers (see below), without the SDK's retries: the retry
+policy lives here so that it is visible, testable and shared across requests:
 
 * 429, 5xx, timeouts and connection errors are retried up to ``max_retries`` times with exponential backoff and
   full jitter (``uniform(0, min(cap, base * 2**n))``, seeded);
@@ -20,17 +20,20 @@ A request with a completion prompt (``ChatRequest.prompt``, from a ``"mode": "co
 ``/completions`` (the API base models are served with: vLLM, llama.cpp server, TGI); chat messages go to
 ``/chat/completions``.
 
-Requests go through the client's low-level ``post`` with a plain JSON body, and the reply JSON is read directly,
-rather than through ``chat.completions.create`` and its pydantic models: the typed path costs ~3 ms of CPU per
-request (parameter transformation and response validation), which would cap throughput at high concurrency; the
-low-level path keeps the client's auth, base URL, timeouts and typed HTTP errors, and tolerates servers that omit
-optional reply fields. Token usage comes from the reply's ``usage``;
-cost from :mod:`medsyn.generation.backends.pricing`.
+Requests are plain JSON POSTs on the SDK's own HTTP client (``openai.DefaultAsyncHttpxClient``: httpx, or httpx2
+in openai 3.x) with the headers an ``openai.AsyncOpenAI`` client sends (auth, organisation and project, user agent),
+and the reply JSON is read directly. Neither ``chat.completions.create`` and its pydantic models (~3 ms of CPU a
+request) nor the SDK's low-level ``post`` (~0.5 ms: request options, header merging and validation, response
+wrapping on every request) is on the path: at 64 requests in flight on a small machine the client's CPU per request
+caps throughput (docs/scale.md). Status codes, timeouts and transport errors are read from the HTTP library's own
+response and exceptions. Token usage comes from the reply's ``usage``; cost from
+:mod:`medsyn.generation.backends.pricing`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import os
@@ -48,13 +51,25 @@ DEFAULT_MODEL = "gpt-4"
 LANE_WIDTH = 8
 
 
-def _limits(n: int) -> Any:
-    """Connection limits in the HTTP library the installed ``openai`` is built on (httpx, or httpx2 in 3.x)."""
-    try:
-        import httpx2 as httpx  # type: ignore[import-not-found]
-    except ImportError:
-        import httpx
-    return httpx.Limits(max_connections=n, max_keepalive_connections=n)
+def _http_library() -> Any:
+    """The HTTP library the installed ``openai`` is built on (httpx, or httpx2 in 3.x): its client class's base."""
+    import importlib
+
+    import openai
+
+    base = next(c for c in openai.DefaultAsyncHttpxClient.__mro__[1:] if c.__name__ == "AsyncClient")
+    return importlib.import_module(base.__module__.split(".")[0])
+
+
+def _sdk_headers(api_key: str, base_url: str | None, http: Any) -> tuple[str, dict[str, str]]:
+    """(base URL, headers) an ``openai.AsyncOpenAI`` client would send with: its defaults (``$OPENAI_BASE_URL``,
+    ``$OPENAI_ORG_ID``, ``$OPENAI_PROJECT_ID``, user agent) and auth, read once rather than merged on every request.
+    ``http``: an HTTP client of ours, so that the SDK client opens none of its own."""
+    import openai
+
+    sdk = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, http_client=http)
+    headers = {k: v for k, v in {**sdk.default_headers, **sdk.auth_headers}.items() if isinstance(v, str)}
+    return str(sdk.base_url).rstrip("/"), headers
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -181,6 +196,7 @@ class OpenAIBackend:
             raise ParameterError(f"{{server_cooldown}} must be > 0, got {server_cooldown}")
         self.server_cooldown = server_cooldown
         self._servers = [_Server(url) for url in self.base_urls] or [_Server(None)]
+        self._http: Any = None  # the HTTP library, imported with the first client
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -205,25 +221,24 @@ class OpenAIBackend:
         return {s.name: s.counts() for s in self._servers}
 
     def _lane(self, server: _Server) -> list[Any]:
-        """The least busy client of ``server``. Requests are spread over several clients of <= LANE_WIDTH
-        connections because the HTTP connection pool scans all its connections on every request (O(pool))."""
+        """The least busy client of ``server``: [HTTP client, requests in flight, URL of /chat/completions, URL of
+        /completions, headers]. Requests are spread over several clients of <= LANE_WIDTH connections because the
+        HTTP connection pool scans all its connections on every request (O(pool))."""
         if not server.lanes:
             import openai
 
+            self._http = _http_library()
             n = max(1, -(-self.max_concurrency // LANE_WIDTH))
             width = -(-self.max_concurrency // n) + 2
-            for _ in range(n):
-                http = openai.DefaultAsyncHttpxClient(
-                    limits=_limits(width), timeout=self.timeout, follow_redirects=True
-                )
-                client = openai.AsyncOpenAI(
-                    api_key=self._api_key,
-                    base_url=server.url,
-                    max_retries=0,
-                    timeout=self.timeout,
-                    http_client=http,
-                )
-                server.lanes.append([client, 0])
+            limits = self._http.Limits(max_connections=width, max_keepalive_connections=width)
+            clients = [
+                openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout, follow_redirects=True)
+                for _ in range(n)
+            ]
+            base, headers = _sdk_headers(self._api_key, server.url, clients[0])
+            headers["x-stainless-read-timeout"] = str(float(self.timeout))
+            for http in clients:
+                server.lanes.append([http, 0, base + "/chat/completions", base + "/completions", headers])
         return min(server.lanes, key=lambda lane: lane[1])
 
     async def _pick(self) -> _Server:
@@ -253,8 +268,8 @@ class OpenAIBackend:
     async def aclose(self) -> None:
         for server in self._servers:
             lanes, server.lanes = server.lanes, []
-            for client, _ in lanes:
-                await client.close()
+            for lane in lanes:
+                await lane[0].aclose()
 
     def _backoff(self, attempt: int) -> float:
         return self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
@@ -263,21 +278,17 @@ class OpenAIBackend:
         return [await self._one(r) for r in requests]
 
     async def _one(self, req: ChatRequest) -> Completion:
-        import openai
-
-        kwargs: dict[str, Any] = {
-            "model": self.model,
-            "temperature": req.temperature,
-            "max_tokens": req.max_tokens,
-        }
-        if req.prompt is not None:
-            path, kwargs["prompt"] = "/completions", req.prompt
+        body: dict[str, Any] = {"model": self.model, "temperature": req.temperature, "max_tokens": req.max_tokens}
+        chat = req.prompt is None
+        if chat:
+            body["messages"] = req.messages
         else:
-            path, kwargs["messages"] = "/chat/completions", req.messages
+            body["prompt"] = req.prompt
         if req.stop:
-            kwargs["stop"] = list(req.stop)
+            body["stop"] = list(req.stop)
         if self.send_seed:
-            kwargs["seed"] = req.seed
+            body["seed"] = req.seed
+        content = json.dumps(body).encode()
         last = ""
         server = self._servers[0]
         for attempt in range(self.max_retries + 1):
@@ -287,42 +298,23 @@ class OpenAIBackend:
             lane[1] += 1
             server.in_flight += 1
             server.requests += 1
-            failed = True  # a transport failure or 5xx: the server is taken out of a pool
             try:
-                content = await lane[0].post(path, body=kwargs, cast_to=bytes)
-                failed = False
-                server.answered += 1
-                server.failures_in_row = 0
-                return self._parse(content, attempt, server)
-            except openai.APIStatusError as exc:
-                status = exc.status_code
-                msg = _error_message(exc)
-                if status in (401, 403):
-                    raise BackendError(f"{self._where(server)}: authentication failed ({status}): {msg}") from None
-                if status == 404:
-                    raise BackendError(f"{self._where(server)}: model {self.model!r} not found (404): {msg}") from None
-                failed = status >= 500 or status == 408
-                if status != 429 and not failed:
-                    server.answered += 1  # the server works; this request is bad
-                    return Completion(
-                        error=f"HTTP {status}: {msg}", permanent=True, retries=attempt, extra={"server": server.name}
-                    )
-                last = f"HTTP {status}: {msg}"
-                wait = retry_after_seconds(exc.response.headers)
-                if status == 429:
-                    # The server's limit: pause only that server; its other requests wait in _pick.
-                    server.down_until = max(server.down_until, time.monotonic() + (wait or 0.0))
-                    server.rate_limited += 1
-                if wait is None:
-                    wait = self._backoff(attempt)
-            except openai.APITimeoutError:
-                last, wait = f"timeout after {self.timeout:g}s", self._backoff(attempt)
-            except openai.APIConnectionError as exc:
-                last, wait = f"connection error: {exc.__cause__ or exc}", self._backoff(attempt)
+                headers = {**lane[4], "x-stainless-retry-count": str(attempt)}
+                resp = await lane[0].post(lane[2] if chat else lane[3], content=content, headers=headers)
+                outcome = self._outcome(resp.status_code, resp.content, resp.headers, attempt, server)
+            except self._http.TimeoutException:
+                outcome = (f"timeout after {self.timeout:g}s", None, True)
+            except self._http.RequestError as exc:  # connection refused or reset, a protocol error, ...
+                outcome = (f"connection error: {exc}", None, True)
             finally:
                 lane[1] -= 1
                 server.in_flight -= 1
-            if failed:
+            if isinstance(outcome, Completion):
+                return outcome
+            last, wait, failed = outcome
+            if wait is None:
+                wait = self._backoff(attempt)
+            if failed:  # a transport failure or 5xx: the server is taken out of a pool
                 self._server_failed(server)
             if attempt < self.max_retries:
                 if self._others_up(server):
@@ -333,6 +325,33 @@ class OpenAIBackend:
             retries=self.max_retries,
             extra={"server": server.name},
         )
+
+    def _outcome(
+        self, status: int, content: bytes, headers: Any, attempt: int, server: _Server
+    ) -> Completion | tuple[str, float | None, bool]:
+        """What an HTTP reply means: a completion (a note, or a permanent failure), or (error, seconds the server
+        asks to wait or None, whether the server failed) for a reply worth retrying; raises on a bad key or model."""
+        if 200 <= status < 300:
+            server.answered += 1
+            server.failures_in_row = 0
+            return self._parse(content, attempt, server)
+        msg = _error_message(status, content)
+        if status in (401, 403):
+            raise BackendError(f"{self._where(server)}: authentication failed ({status}): {msg}")
+        if status == 404:
+            raise BackendError(f"{self._where(server)}: model {self.model!r} not found (404): {msg}")
+        failed = status >= 500 or status == 408
+        if status != 429 and not failed:
+            server.answered += 1  # the server works; this request is bad
+            return Completion(
+                error=f"HTTP {status}: {msg}", permanent=True, retries=attempt, extra={"server": server.name}
+            )
+        wait = retry_after_seconds(headers)
+        if status == 429:
+            # The server's limit: pause only that server; its other requests wait in _pick.
+            server.down_until = max(server.down_until, time.monotonic() + (wait or 0.0))
+            server.rate_limited += 1
+        return f"HTTP {status}: {msg}", wait, failed
 
     def _where(self, server: _Server) -> str:
         return server.url or "api.openai.com"
@@ -367,10 +386,14 @@ class OpenAIBackend:
         )
 
 
-def _error_message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
+def _error_message(status: int, content: bytes) -> str:
+    """The error's one line: the body's ``error.message`` (OpenAI's error shape), else the body as the SDK words it."""
+    text = content.decode("utf-8", errors="replace").strip()
+    body: Any = text
+    with contextlib.suppress(ValueError):
+        body = json.loads(text)
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict) and err.get("message"):
             return " ".join(str(err["message"]).split())[:300]
-    return " ".join(str(getattr(exc, "message", exc)).split())[:300]
+    return " ".join(f"Error code: {status} - {body}".split())[:300]
