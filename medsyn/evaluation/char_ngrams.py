@@ -26,7 +26,7 @@ from scipy import sparse
 MAX_N = 8  # characters a 64-bit key holds at a byte each
 _MAX_ALPHABET = 254  # byte values 1..255 less the one for "outside the alphabet"; 0 pads shorter n-grams
 _WHITE_SPACES = re.compile(r"\s\s+")  # scikit-learn's _VectorizerMixin._white_spaces: runs become one space
-_BATCH_CHARS = 2_000_000  # characters keyed at once: ~6 n-gram lengths x 8 bytes x this, about 100 MB
+_BATCH_CHARS = 500_000  # characters keyed at once: a few arrays of 6 n-gram lengths x 8 bytes x this, ~25 MB each
 
 
 class Packer:
@@ -186,8 +186,9 @@ def _csr(
         cols.append(c)
         data.append(n)
         firsts.append(first)
+    index = np.int32 if max(n_cols, int(indptr[-1][-1])) < 2**31 else np.int64  # scipy's and sklearn's choice
     m = sparse.csr_matrix(
-        (np.concatenate(data).astype(dtype), np.concatenate(cols), np.concatenate(indptr)),
+        (np.concatenate(data).astype(dtype), np.concatenate(cols).astype(index), np.concatenate(indptr).astype(index)),
         shape=(len(texts), n_cols),
     )
     m.has_sorted_indices = True

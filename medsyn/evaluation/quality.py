@@ -109,14 +109,27 @@ def overlap(
     >>> float(o.jaccard[0]), int(o.best[0])
     (1.0, 0)
     """
+    return _overlap(*_shingled(synthetic, reference, n), allowed=allowed, skip_self=skip_self)
+
+
+def _shingled(
+    synthetic: Sequence[str], reference: Sequence[str], n: int
+) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """Both sides' shingle matrices over one vocabulary."""
     vocab: dict[str, int] = {}
     s = _shingle_matrix(synthetic, vocab, n)
     r = _shingle_matrix(reference, vocab, n)
     s.resize((s.shape[0], len(vocab) or 1))
     r.resize((r.shape[0], len(vocab) or 1))
+    return s, r
+
+
+def _overlap(
+    s: sparse.csr_matrix, r: sparse.csr_matrix, *, allowed: np.ndarray | None = None, skip_self: bool = False
+) -> Overlap:
     size_s = np.asarray(s.sum(axis=1)).ravel()
     size_r = np.asarray(r.sum(axis=1)).ravel()
-    rows = len(synthetic)
+    rows = s.shape[0]
     best_j = np.zeros(rows)
     best_c = np.zeros(rows)
     best = np.full(rows, -1)
@@ -124,7 +137,7 @@ def overlap(
     # Blocks of synthetic rows against every reference note, reduced to each row's best pair before the next block:
     # notes sharing phrasing (a set compared with itself) overlap almost pairwise, and the whole product of 41k
     # notes is 1.7e9 pairs (tens of GB); a block holds at most _PAIRS_PER_BLOCK.
-    step = max(1, _PAIRS_PER_BLOCK // max(1, len(reference)))
+    step = max(1, _PAIRS_PER_BLOCK // max(1, r.shape[0]))
     for a in range(0, rows, step):
         b = min(rows, a + step)
         inter = (s[a:b] @ rt).toarray()
@@ -149,11 +162,10 @@ def linked_overlap(
     """``overlap`` where each synthetic note may be compared only with its one ``linked`` reference note (None:
     none), scoring those pairs alone: the same figures as ``overlap(..., allowed=...)`` with one allowed pair a
     row (float32 like it), without the whole synthetic x reference product."""
-    vocab: dict[str, int] = {}
-    s = _shingle_matrix(synthetic, vocab, n)
-    r = _shingle_matrix(reference, vocab, n)
-    s.resize((s.shape[0], len(vocab) or 1))
-    r.resize((r.shape[0], len(vocab) or 1))
+    return _linked_overlap(*_shingled(synthetic, reference, n), linked)
+
+
+def _linked_overlap(s: sparse.csr_matrix, r: sparse.csr_matrix, linked: Sequence[int | None]) -> Overlap:
     rows = np.array([i for i, j in enumerate(linked) if j is not None], dtype=np.int64)
     cols = np.array([j for j in linked if j is not None], dtype=np.int64)
     size_s = np.asarray(s.sum(axis=1)).ravel()
@@ -161,9 +173,9 @@ def linked_overlap(
     inter = np.asarray(s[rows].multiply(r[cols]).sum(axis=1), dtype=np.float32).ravel()
     union = size_s[rows] + size_r[cols] - inter
     jac = np.divide(inter, union, out=np.zeros_like(inter), where=inter > 0)
-    jaccard = np.zeros(len(synthetic))
-    containment = np.zeros(len(synthetic))
-    best = np.full(len(synthetic), -1)
+    jaccard = np.zeros(s.shape[0])
+    containment = np.zeros(s.shape[0])
+    best = np.full(s.shape[0], -1)
     jaccard[rows] = jac
     containment[rows] = inter / np.maximum(size_s[rows], 1)
     best[rows] = np.where(jac > 0, cols, -1)
@@ -280,7 +292,9 @@ class Quality:
 
 def code_fidelity(classifier: CodeClassifier, notes: NoteSet) -> tuple[float, float]:
     """(top-1, top-3) share of the notes whose own code the classifier ranks first / among its first three."""
-    ranked = classifier.top_k(notes.texts, 3)
+    texts = notes.texts
+    # a chunk at a time: the TF-IDF rows of 40k notes at once take gigabytes; the ranking is per note anyway
+    ranked = [r for a in range(0, len(texts), 5000) for r in classifier.top_k(texts[a : a + 5000], 3)]
     codes = notes.codes
     return (
         float(np.mean([r[0] == c for r, c in zip(ranked, codes, strict=True)])),
@@ -322,12 +336,13 @@ def assess(
 
     train_ids = {n.id: i for i, n in enumerate(train.notes)}
     linked = [train_ids.get(n.example_id) if n.example_id else None for n in synthetic.notes]
+    s, r = _shingled(syn, real, 3)  # once for the prompt-note, train and within-set overlaps
     if any(x is not None for x in linked):
-        prompt_overlap = linked_overlap(syn, real, linked)
+        prompt_overlap = _linked_overlap(s, r, linked)
         prompt_ref = "example_id"
     else:
         allowed = np.equal.outer(np.asarray(synthetic.codes, dtype=object), np.asarray(train.codes, dtype=object))
-        prompt_overlap = overlap(syn, real, allowed=allowed)
+        prompt_overlap = _overlap(s, r, allowed=allowed)
         prompt_ref = "closest same-code train note"
     real_norm = {normalised(t) for t in real}
     syn_norm = [normalised(t) for t in syn]
@@ -346,8 +361,8 @@ def assess(
         symptom_recall=scores.mean_recall(),
         prompt_reference=prompt_ref,
         prompt_overlap=prompt_overlap,
-        train_overlap=overlap(syn, real),
-        within_near=near_duplicates(shingle_sets(syn), NEAR_DUPLICATE),
+        train_overlap=_overlap(s, r),
+        within_near=near_duplicates(s, NEAR_DUPLICATE),
         exact_train=float(np.mean([t in real_norm for t in syn_norm])),
         exact_within=float(np.mean([counts[t] > 1 for t in syn_norm])),
         auc=auc,
