@@ -9,7 +9,7 @@ notes). Stages, each the CLI as users run it, in its own process (peak RSS from 
    (its own process, fixed latency 0.2 s) at concurrency 64: ideal = 64 / 0.2 = 320 attempts/s;
 2. ``audit verify``; 3. ``export --format parquet``; 4. ``eval quality`` (its distinguishability AUC on at most
    ``--auc-max`` 5,000 notes a class: a cross-validated classifier over all 41k would cost minutes and tell no
-   more); 5. one ``eval upsample`` point
+   more; ``--jobs N`` passes ``eval quality --jobs N``); 5. one ``eval upsample`` point
    (seed 0, all real train, synthetic = 0.5 of it, no synthetic-only run).
 
 Also reports how many of the paper's 219 codes the plan reaches (the authors' released sets give the 105 of their
