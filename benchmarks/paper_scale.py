@@ -9,7 +9,7 @@ notes). Stages, each the CLI as users run it, in its own process (peak RSS from 
    (its own process, fixed latency 0.2 s) at concurrency 64: ideal = 64 / 0.2 = 320 attempts/s;
 2. ``audit verify``; 3. ``export --format parquet``; 4. ``eval quality`` (its distinguishability AUC on at most
    ``--auc-max`` 5,000 notes a class: a cross-validated classifier over all 41k would cost minutes and tell no
-   more); 5. one ``eval upsample`` point
+   more; ``--jobs N`` passes ``eval quality --jobs N``); 5. one ``eval upsample`` point
    (seed 0, all real train, synthetic = 0.5 of it, no synthetic-only run).
 
 Also reports how many of the paper's 219 codes the plan reaches (the authors' released sets give the 105 of their
@@ -155,6 +155,7 @@ def main() -> None:
     ap.add_argument(
         "--auc-max", type=int, default=5000, help="eval quality --auc-max: notes per class in the AUC (0: all)"
     )
+    ap.add_argument("--jobs", type=int, default=1, help="eval quality --jobs: processes/threads (the same figures)")
     ap.add_argument("--stage-timeout", type=float, default=0, help="stop a stage after verify past this (s)")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "reports" / "scale")
@@ -185,6 +186,7 @@ def main() -> None:
         "latency_s": a.latency,
         "concurrency": a.concurrency,
         "auc_max": a.auc_max,
+        "quality_jobs": a.jobs,
         "ideal_attempts_per_s": round(a.concurrency / a.latency, 1),
         "base_store_mb": round(base_raw / 2**20, 1),
         "base_store_compacted_mb": round(base / 2**20, 1),
@@ -239,7 +241,18 @@ def main() -> None:
         "verify": (["audit", "verify", str(gen), "--store", str(store)], gen),
         "export": (["export", str(gen), "--out", str(exp), "--format", "parquet", "--store", str(store)], exp),
         "quality": (
-            ["eval", "quality", "--synthetic", str(gen), "--auc-max", str(a.auc_max), "--out", str(work / "quality")],
+            [
+                "eval",
+                "quality",
+                "--synthetic",
+                str(gen),
+                "--auc-max",
+                str(a.auc_max),
+                "--jobs",
+                str(a.jobs),
+                "--out",
+                str(work / "quality"),
+            ],
             work / "quality",
         ),
         "upsample": (

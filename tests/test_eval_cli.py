@@ -191,7 +191,8 @@ def test_cli_upsample_and_quality_write_reports(small: dict[str, Path], tmp_path
     }
 
     qout = tmp_path / "q"
-    res = _medsyn("quality", "--train", small["train"], "--synthetic", small["gpt4"], "--out", qout)
+    # --jobs 2: per-note scores in two processes (tests/test_quality_fast_paths.py: the same figures as one)
+    res = _medsyn("quality", "--train", small["train"], "--synthetic", small["gpt4"], "--jobs", "2", "--out", qout)
     assert res.returncode == 0, res.stderr
     qmd = (qout / "quality.md").read_text()
     assert "real-vs-synthetic AUC" in qmd and "distinct-2" in qmd
@@ -269,3 +270,8 @@ def test_cli_experiments_refuse_bad_values(small: dict[str, Path]) -> None:
     assert "n_codes: only" in res.stderr and "Traceback" not in res.stderr
     res = _medsyn("synthetic-only", "--classifier", "bert")
     assert res.returncode == 2 and "--classifier: expected one of tfidf, vectors" in res.stderr
+
+
+def test_cli_quality_jobs_must_be_positive(small: dict[str, Path]) -> None:
+    bad = _medsyn("quality", "--train", small["train"], "--synthetic", small["generated"], "--jobs", "0")
+    assert bad.returncode != 0 and "--jobs" in bad.stderr and "Traceback" not in bad.stderr

@@ -254,6 +254,9 @@ def quality(
     strict_codes: bool = typer.Option(False, help="Fail on a synthetic note whose code is not in train."),
     include_rejected: bool = typer.Option(False, help="Use generate notes that the filter rejected, too."),
     out: Path = typer.Option(Path("reports/quality"), parser=path_of("--out"), help="Report folder."),
+    jobs: int = typer.Option(
+        1, help="Processes for the per-note scores, threads for the classifiers (the same figures, sooner)."
+    ),
 ) -> None:
     """Diversity, length, symptom recall, copying and distinguishability of synthetic notes; writes out/quality.md."""
     import numpy as np
@@ -267,6 +270,8 @@ def quality(
 
     if auc_max < 0:
         raise InputError("--auc-max: expected 0 or a positive number")
+    if jobs < 1:
+        raise InputError(f"--jobs: expected 1 or more, got {jobs}")
     tr = read_notes(train or default_train())
     sets = _load_synthetic(
         list(synthetic or default_synthetic()), set(tr.codes), strict=strict_codes, include_rejected=include_rejected
@@ -280,12 +285,12 @@ def quality(
     results = []
     with Progress(console=console) as progress:
         task = progress.add_task("code-fidelity classifier (real train)", total=None)
-        clf = CodeClassifier().fit(tr.texts, tr.codes, seed=seed)
+        clf = CodeClassifier(jobs=jobs).fit(tr.texts, tr.codes, seed=seed)
         progress.remove_task(task)
         task = progress.add_task("note quality", total=len(sets))
         for s in sets:
             progress.update(task, description=f"note quality: {s.name}")
-            results.append(assess(s, tr, rng, auc_max_per_class=auc_max, classifier=clf))
+            results.append(assess(s, tr, rng, auc_max_per_class=auc_max, classifier=clf, jobs=jobs))
             progress.advance(task)
     path = write_quality_report(out, results, train=display_path(tr.path), notes=notes)
     for q in results:

@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.multiclass import OneVsRestClassifier
 
 from medsyn.errors import InputError
+from medsyn.evaluation import char_ngrams
 
 Solver = Literal["sgd", "lbfgs"]
 Kind = Literal["tfidf", "vectors"]
@@ -79,8 +80,10 @@ class CodeClassifier:
     [['J06']]
     """
 
-    def __init__(self, config: ClassifierConfig | None = None) -> None:
+    def __init__(self, config: ClassifierConfig | None = None, *, jobs: int = 1) -> None:
         self.config = config or ClassifierConfig()
+        # SGD fits its one-vs-rest classes in this many threads (seeds drawn per class first: the same model)
+        self.jobs = jobs
         self.classes_: np.ndarray = np.array([], dtype=object)
         self._vec: TfidfVectorizer | None = None
         self._model: SGDClassifier | OneVsRestClassifier | None = None
@@ -104,6 +107,7 @@ class CodeClassifier:
                 max_iter=cfg.epochs,
                 tol=None,
                 random_state=seed,
+                n_jobs=self.jobs,
             )
         else:
             self._model = OneVsRestClassifier(LogisticRegression(C=cfg.C, max_iter=100))
@@ -118,7 +122,7 @@ class CodeClassifier:
         """One score per (note, class) in ``classes_`` order; higher ranks first."""
         if self._vec is None or self._model is None:
             raise RuntimeError("fit the classifier first")
-        x = self._vec.transform(texts)
+        x = char_ngrams.tfidf(self._vec, texts)
         if isinstance(self._model, SGDClassifier):
             scores = np.asarray(self._model.decision_function(x))
             # With two codes sklearn returns one margin (for classes_[1]); rank both codes from it.

@@ -7,7 +7,8 @@
 * copying: word 3-shingle Jaccard and containment (:mod:`medsyn.textsim`) of every synthetic note against the real
   note it was prompted with (``example_id`` of ``medsyn generate`` output; for sets without it, the closest real
   note of the same code stands in) and against the whole train set. Computed exactly with a sparse shingle
-  matrix rather than estimated with MinHash: 2k x 5k pairs are cheap this way;
+  matrix rather than estimated with MinHash: 2k x 5k pairs are cheap this way. Near-duplicates within the set
+  (1.6e9 pairs at 41k notes) are found exactly by prefix filtering (:mod:`medsyn.evaluation.near_duplicates`);
 * distinguishability: cross-validated AUC of a char TF-IDF + logistic regression telling real train notes from
   synthetic ones on a balanced sample (0.5 = indistinguishable), next to the AUC of note length alone;
 * code fidelity: the share of notes that a classifier trained on the real train notes puts in their intended code
@@ -27,16 +28,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
 
+from medsyn.evaluation import char_ngrams
 from medsyn.evaluation.classifier import CodeClassifier
 from medsyn.evaluation.data import NoteSet
-from medsyn.generation.filter import FilterConfig
-from medsyn.generation.fluency import nonwords, note_vocabulary, novelty
-from medsyn.generation.mentions import symptom_recall
+from medsyn.evaluation.near_duplicates import near_duplicates
+from medsyn.evaluation.note_scores import score_notes
+from medsyn.generation.fluency import note_vocabulary
 from medsyn.textsim import normalised, shingles, tokens
 
 NEAR_DUPLICATE = 0.5  # word 3-shingle Jaccard at or above which a note counts as a near-copy
@@ -60,6 +63,11 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
 
 def word_lengths(texts: Sequence[str]) -> np.ndarray:
     return np.array([len(tokens(t)) for t in texts], dtype=int)
+
+
+def shingle_sets(texts: Sequence[str], n: int = 3) -> sparse.csr_matrix:
+    """0/1 matrix of the notes' word ``n``-shingles (one column per distinct shingle)."""
+    return _shingle_matrix(texts, {}, n)
 
 
 def _shingle_matrix(texts: Sequence[str], vocab: dict[str, int], n: int = 3) -> sparse.csr_matrix:
@@ -102,14 +110,27 @@ def overlap(
     >>> float(o.jaccard[0]), int(o.best[0])
     (1.0, 0)
     """
+    return _overlap(*_shingled(synthetic, reference, n), allowed=allowed, skip_self=skip_self)
+
+
+def _shingled(
+    synthetic: Sequence[str], reference: Sequence[str], n: int
+) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """Both sides' shingle matrices over one vocabulary."""
     vocab: dict[str, int] = {}
     s = _shingle_matrix(synthetic, vocab, n)
     r = _shingle_matrix(reference, vocab, n)
     s.resize((s.shape[0], len(vocab) or 1))
     r.resize((r.shape[0], len(vocab) or 1))
+    return s, r
+
+
+def _overlap(
+    s: sparse.csr_matrix, r: sparse.csr_matrix, *, allowed: np.ndarray | None = None, skip_self: bool = False
+) -> Overlap:
     size_s = np.asarray(s.sum(axis=1)).ravel()
     size_r = np.asarray(r.sum(axis=1)).ravel()
-    rows = len(synthetic)
+    rows = s.shape[0]
     best_j = np.zeros(rows)
     best_c = np.zeros(rows)
     best = np.full(rows, -1)
@@ -117,7 +138,7 @@ def overlap(
     # Blocks of synthetic rows against every reference note, reduced to each row's best pair before the next block:
     # notes sharing phrasing (a set compared with itself) overlap almost pairwise, and the whole product of 41k
     # notes is 1.7e9 pairs (tens of GB); a block holds at most _PAIRS_PER_BLOCK.
-    step = max(1, _PAIRS_PER_BLOCK // max(1, len(reference)))
+    step = max(1, _PAIRS_PER_BLOCK // max(1, r.shape[0]))
     for a in range(0, rows, step):
         b = min(rows, a + step)
         inter = (s[a:b] @ rt).toarray()
@@ -136,15 +157,47 @@ def overlap(
     return Overlap(best_j, best_c, best)
 
 
+def linked_overlap(
+    synthetic: Sequence[str], reference: Sequence[str], linked: Sequence[int | None], n: int = 3
+) -> Overlap:
+    """``overlap`` where each synthetic note may be compared only with its one ``linked`` reference note (None:
+    none), scoring those pairs alone: the same figures as ``overlap(..., allowed=...)`` with one allowed pair a
+    row (float32 like it), without the whole synthetic x reference product."""
+    return _linked_overlap(*_shingled(synthetic, reference, n), linked)
+
+
+def _linked_overlap(s: sparse.csr_matrix, r: sparse.csr_matrix, linked: Sequence[int | None]) -> Overlap:
+    rows = np.array([i for i, j in enumerate(linked) if j is not None], dtype=np.int64)
+    cols = np.array([j for j in linked if j is not None], dtype=np.int64)
+    size_s = np.asarray(s.sum(axis=1)).ravel()
+    size_r = np.asarray(r.sum(axis=1)).ravel()
+    inter = np.asarray(s[rows].multiply(r[cols]).sum(axis=1), dtype=np.float32).ravel()
+    union = size_s[rows] + size_r[cols] - inter
+    jac = np.divide(inter, union, out=np.zeros_like(inter), where=inter > 0)
+    jaccard = np.zeros(s.shape[0])
+    containment = np.zeros(s.shape[0])
+    best = np.full(s.shape[0], -1)
+    jaccard[rows] = jac
+    containment[rows] = inter / np.maximum(size_s[rows], 1)
+    best[rows] = np.where(jac > 0, cols, -1)
+    return Overlap(jaccard, containment, best)
+
+
 def distinguishability_auc(
-    real: Sequence[str], synthetic: Sequence[str], rng: np.random.Generator, *, folds: int = 5, max_per_class: int = 0
+    real: Sequence[str],
+    synthetic: Sequence[str],
+    rng: np.random.Generator,
+    *,
+    folds: int = 5,
+    max_per_class: int = 0,
+    jobs: int = 1,
 ) -> tuple[float, float]:
     """Mean and std over stratified folds of a char TF-IDF (2..5) + LR real-vs-synthetic classifier's ROC AUC.
 
     Both classes are cut to the smaller one's size (and to ``max_per_class`` when positive) so that AUC does not
     reward a size imbalance.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
@@ -159,17 +212,32 @@ def distinguishability_auc(
     si = rng.choice(len(synthetic), size=k, replace=False)
     texts = [real[i] for i in ri] + [synthetic[i] for i in si]
     y = np.r_[np.zeros(k, dtype=int), np.ones(k, dtype=int)]
-    aucs = []
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=int(rng.integers(2**31 - 1)))
-    for tr, te in cv.split(texts, y):
-        model = make_pipeline(
-            TfidfVectorizer(analyzer="char", ngram_range=(2, 5), min_df=2, sublinear_tf=True),
-            LogisticRegression(C=10, solver="liblinear"),
-        )
+
+    def vectorizer() -> TfidfVectorizer:
+        return TfidfVectorizer(analyzer="char", ngram_range=(2, 5), min_df=2, sublinear_tf=True)
+
+    # Every note's n-grams counted once for all folds, each fold's fit_transform/transform read from them (the
+    # same matrices, entry order included: tests/test_char_ngrams.py); scikit-learn cut each note again per fold.
+    every = char_ngrams.all_counts(vectorizer(), texts)
+
+    def fold(tr: np.ndarray, te: np.ndarray) -> float:
+        classifier = LogisticRegression(C=10, solver="liblinear")
+        if every is None:
+            model = make_pipeline(vectorizer(), classifier)
+            train, test = [texts[i] for i in tr], [texts[i] for i in te]
+        else:
+            model = make_pipeline(TfidfTransformer(sublinear_tf=True), classifier)
+            train, test = char_ngrams.fold_counts(every, tr, te, min_df=2)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.fit([texts[i] for i in tr], y[tr])
-        aucs.append(roc_auc_score(y[te], model.decision_function([texts[i] for i in te])))
+            model.fit(train, y[tr])
+        return float(roc_auc_score(y[te], model.decision_function(test)))
+
+    splits = list(cv.split(texts, y))
+    # liblinear fits without the GIL, so threads run folds side by side; each fold's figure is the same either way.
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        aucs = list(pool.map(lambda s: fold(*s), splits))
     return float(np.mean(aucs)), float(np.std(aucs, ddof=1))
 
 
@@ -196,7 +264,9 @@ class Quality:
     prompt_reference: str  # "example_id" or "closest same-code train note"
     prompt_overlap: Overlap
     train_overlap: Overlap
-    within_overlap: Overlap
+    within_near: np.ndarray
+    """Per note: whether another note of the set is a near-duplicate (J >= NEAR_DUPLICATE), found exactly by
+    :func:`medsyn.evaluation.near_duplicates.near_duplicates` (only pairs that can reach it are scored)."""
     exact_train: float
     exact_within: float
     auc: tuple[float, float]
@@ -213,13 +283,19 @@ class Quality:
     """The same share among the real train notes."""
 
     def near_rate(self, which: str, threshold: float = NEAR_DUPLICATE) -> float:
+        if which == "within":
+            if threshold != NEAR_DUPLICATE:
+                raise ValueError(f"within-set near-duplicates are found at J >= {NEAR_DUPLICATE} only")
+            return float(self.within_near.mean())
         o: Overlap = getattr(self, f"{which}_overlap")
         return float((o.jaccard >= threshold).mean())
 
 
 def code_fidelity(classifier: CodeClassifier, notes: NoteSet) -> tuple[float, float]:
     """(top-1, top-3) share of the notes whose own code the classifier ranks first / among its first three."""
-    ranked = classifier.top_k(notes.texts, 3)
+    texts = notes.texts
+    # a chunk at a time: the TF-IDF rows of 40k notes at once take gigabytes; the ranking is per note anyway
+    ranked = [r for a in range(0, len(texts), 5000) for r in classifier.top_k(texts[a : a + 5000], 3)]
     codes = notes.codes
     return (
         float(np.mean([r[0] == c for r, c in zip(ranked, codes, strict=True)])),
@@ -227,13 +303,10 @@ def code_fidelity(classifier: CodeClassifier, notes: NoteSet) -> tuple[float, fl
     )
 
 
-def fluency_shares(notes: NoteSet, vocabulary: frozenset[str]) -> tuple[float | None, float]:
+def fluency_shares(notes: NoteSet, vocabulary: frozenset[str], *, jobs: int = 1) -> tuple[float | None, float]:
     """(restatement share of the notes with a requested list, or None without any; non-word share)."""
-    limit = FilterConfig().max_restatement
-    requested = [n for n in notes.notes if n.requested]
-    restated = float(np.mean([novelty(n.text, n.requested) <= limit for n in requested])) if requested else None
-    with_nonword = float(np.mean([bool(nonwords(n.text, n.requested, vocabulary)) for n in notes.notes]))
-    return restated, with_nonword
+    scores = score_notes([(n.text, tuple(n.requested)) for n in notes.notes], vocabulary, recall=False, jobs=jobs)
+    return scores.restatement_share(), scores.nonword_share()
 
 
 def assess(
@@ -244,10 +317,12 @@ def assess(
     auc_folds: int = 5,
     auc_max_per_class: int = 0,
     classifier: CodeClassifier | None = None,
+    jobs: int = 1,
 ) -> Quality:
     """All quality and privacy figures of one synthetic set against the real train set.
 
-    ``classifier`` (fitted on ``train``) adds code fidelity; fit it once for several sets.
+    ``classifier`` (fitted on ``train``) adds code fidelity; fit it once for several sets. ``jobs`` > 1 scores
+    the notes' text over that many processes and the AUC's folds in that many threads: the same figures.
     """
     accept_rate = float(np.mean([n.accepted for n in synthetic.notes]))
     kept = NoteSet(synthetic.name, synthetic.path, synthetic.format, [n for n in synthetic.notes if n.accepted])
@@ -257,28 +332,25 @@ def assess(
     k = min(len(syn), len(real))
     real_sample = [real[i] for i in rng.choice(len(real), size=k, replace=False)]
     syn_sample = [syn[i] for i in rng.choice(len(syn), size=k, replace=False)]
-    requested = [n for n in synthetic.notes if n.requested]
-    recall = float(np.mean([symptom_recall(n.text, n.requested) for n in requested])) if requested else None
     vocabulary = note_vocabulary(real)
-    restated, with_nonword = fluency_shares(synthetic, vocabulary)
+    scores = score_notes([(n.text, tuple(n.requested)) for n in synthetic.notes], vocabulary, jobs=jobs)
 
     train_ids = {n.id: i for i, n in enumerate(train.notes)}
     linked = [train_ids.get(n.example_id) if n.example_id else None for n in synthetic.notes]
+    s, r = _shingled(syn, real, 3)  # once for the prompt-note, train and within-set overlaps
     if any(x is not None for x in linked):
-        allowed = np.zeros((len(syn), len(real)), dtype=bool)
-        for i, j in enumerate(linked):
-            if j is not None:
-                allowed[i, j] = True
+        prompt_overlap = _linked_overlap(s, r, linked)
         prompt_ref = "example_id"
     else:
         allowed = np.equal.outer(np.asarray(synthetic.codes, dtype=object), np.asarray(train.codes, dtype=object))
+        prompt_overlap = _overlap(s, r, allowed=allowed)
         prompt_ref = "closest same-code train note"
     real_norm = {normalised(t) for t in real}
     syn_norm = [normalised(t) for t in syn]
     counts: dict[str, int] = {}
     for t in syn_norm:
         counts[t] = counts.get(t, 0) + 1
-    auc = distinguishability_auc(real, syn, rng, folds=auc_folds, max_per_class=auc_max_per_class)
+    auc = distinguishability_auc(real, syn, rng, folds=auc_folds, max_per_class=auc_max_per_class, jobs=jobs)
     return Quality(
         name=synthetic.name,
         n=len(syn),
@@ -287,11 +359,11 @@ def assess(
         length_syn=word_lengths(syn),
         distinct_real={n: distinct_n(real_sample, n) for n in (1, 2, 3)},
         distinct_syn={n: distinct_n(syn_sample, n) for n in (1, 2, 3)},
-        symptom_recall=recall,
+        symptom_recall=scores.mean_recall(),
         prompt_reference=prompt_ref,
-        prompt_overlap=overlap(syn, real, allowed=allowed),
-        train_overlap=overlap(syn, real),
-        within_overlap=overlap(syn, syn, skip_self=True),
+        prompt_overlap=prompt_overlap,
+        train_overlap=_overlap(s, r),
+        within_near=near_duplicates(s, NEAR_DUPLICATE),
         exact_train=float(np.mean([t in real_norm for t in syn_norm])),
         exact_within=float(np.mean([counts[t] > 1 for t in syn_norm])),
         auc=auc,
@@ -299,7 +371,7 @@ def assess(
         fidelity=fidelity,
         # Only a set read with its rejected notes (eval quality --include-rejected) has an accept rate to show.
         accept_rate=accept_rate if accept_rate < 1.0 else None,
-        restatement_share=restated,
-        nonword_share=with_nonword,
-        nonword_share_real=fluency_shares(train, vocabulary)[1],
+        restatement_share=scores.restatement_share(),
+        nonword_share=scores.nonword_share(),
+        nonword_share_real=fluency_shares(train, vocabulary, jobs=jobs)[1],
     )
