@@ -22,9 +22,9 @@ from medsyn.server import querying, wire
 from medsyn.server.messages import Answer, HttpError
 
 # glibc's per-thread cache of freed small blocks, 7 per size by default. RocksDB's seeks allocate and free small
-# blocks by the thousand per query: profiled in a worker on the one-code sampling query, malloc and free were ~20% of
-# its CPU, and with this count malloc_consolidate (2%) went away and _int_malloc halved (3.4% -> 1.5%). The cache
-# lives inside the worker's address-space limit like any other memory.
+# blocks by the thousand per query: on the one-code sampling query malloc and free were ~20% of a worker's CPU, and
+# with this count malloc_consolidate (2%) went away and _int_malloc halved (3.4% -> 1.5%; docs/endpoint.md). The
+# cache lives inside the worker's address-space limit like any other memory.
 MALLOC_TUNABLES = "glibc.malloc.tcache_count=2000"
 
 
