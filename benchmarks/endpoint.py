@@ -62,6 +62,7 @@ def _client(url: str, query: str, seconds: float, out: mp.Queue) -> None:  # typ
 
 def measure(url: str, query: str, *, seconds: float, clients: int) -> float:
     """Requests per second over ``seconds`` with ``clients`` processes (no shared GIL with the server or each other)."""
+
     # Warm up with as many concurrent clients as the measurement uses: a server that starts query workers on demand
     # (medsyn serve) would otherwise pay their start and cold caches inside the measured window, Oxigraph's threads
     # would not. Both servers get the same warm-up.

@@ -15,6 +15,8 @@ import httpx
 import pytest
 from sparql_cases import FILLER, dataset_store
 
+from medsyn.server import workers as pool_module
+from medsyn.server.workers import MALLOC_TUNABLES
 from medsyn.testing.servers import RunningServer, medsyn_server
 
 TOKEN = "workers-token"
@@ -199,3 +201,32 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_workers_start_with_the_malloc_tunables_and_the_operators_own_win(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forkserver (so every worker) is started with glibc's larger free-block cache; a tunable the operator
+    names in GLIBC_TUNABLES is theirs. Read from /proc/PID/environ of the running workers (which shows a list of
+    tunables only up to its first ':': glibc splits the string where it lies; the merge is checked below)."""
+    with medsyn_server(store, extra_args=["--quiet"]) as ms, httpx.Client(timeout=60) as c:
+        workers = list(_health(c, ms)["queryWorkers"])  # type: ignore[call-overload]
+        assert workers and {_environ(pid).get("GLIBC_TUNABLES") for pid in workers} == {MALLOC_TUNABLES}
+        assert "GLIBC_TUNABLES" not in _environ(ms.process.pid)  # the server itself runs as it was started
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.tcache_count=3")
+    with medsyn_server(store, extra_args=["--quiet"]) as ms, httpx.Client(timeout=60) as c:
+        assert c.get(ms.query_url, params={"query": "ASK {}"}).json()["boolean"] is True
+        workers = list(_health(c, ms)["queryWorkers"])  # type: ignore[call-overload]
+        tunables = {_environ(pid).get("GLIBC_TUNABLES") for pid in workers}
+        assert tunables == {"glibc.malloc.tcache_count=3"}
+
+
+def test_the_operators_tunables_come_first_and_keep_their_own_values() -> None:
+    assert pool_module._tunables(None) == pool_module._tunables("") == MALLOC_TUNABLES
+    assert pool_module._tunables("glibc.malloc.mxfast=0") == "glibc.malloc.mxfast=0:" + MALLOC_TUNABLES
+    assert pool_module._tunables("glibc.malloc.tcache_count=3:x=1") == "glibc.malloc.tcache_count=3:x=1"
