@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from medsyn.atomic import atomic_dir, check_output
+from medsyn.collector import collector_paused
 from medsyn.errors import ExitCode, InputError, MedsynError, ParameterError
 from medsyn.evaluation.data import (
     attach_requested,
@@ -324,7 +325,7 @@ def export(
         raise InputError("give --privacy REPORT or --check-privacy, not both")
     priv: dict[str, Any] | bool | None = read_report(privacy) if privacy is not None else check_privacy or None
     # Held from the first read to the swap: a second export into the same folder is refused, not both "done".
-    with hold(lock_beside(Path(out)), f"output folder {out}"):
+    with hold(lock_beside(Path(out)), f"output folder {out}"), collector_paused():
         return _export(
             inputs,
             Path(out),
