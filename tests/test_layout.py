@@ -30,6 +30,7 @@ LAYERS = [
         "plugins",
         "component_options",
         "seeding",
+        "collector",
     },
     {"kg"},
     {"sampling", "curation", "server"},
