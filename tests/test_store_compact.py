@@ -62,3 +62,40 @@ def test_without_compaction_the_log_holds_the_run(tmp_path: Path) -> None:
         assert _wal_bytes(path) > 4096
     finally:
         store.close()
+
+
+class FlushCountingStore(OxigraphStore):
+    """A real on-disk store that counts its flushes."""
+
+    flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+def test_a_long_run_flushes_the_store_as_it_goes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RocksDB holds every write in memory until a flush: generate flushes every ``_STORE_FLUSH_NOTES`` notes of
+    provenance (a peak RSS that grew with the run, issue #24), and the notes are all there."""
+    import medsyn.generation.engine as engine
+
+    monkeypatch.setattr(engine, "_STORE_FLUSH_NOTES", 4)
+    monkeypatch.setattr(engine, "_PROV_BATCH", 4)
+    batches: list[int] = []  # the sizes of the batches written while the run went on (the last one is not)
+    write = engine._Engine._write_batch
+    monkeypatch.setattr(engine._Engine, "_write_batch", lambda self, b: batches.append(len(b)) or write(self, b))
+    store = FlushCountingStore(tmp_path / "store")
+    store.compact = lambda: None  # type: ignore[method-assign]  # count the run's own flushes only
+    try:
+        with FakeOpenAIServer(latency=0.0) as srv:
+            be = get_backend("openai", base_url=srv.base_url, concurrency=2)
+            summary = generate(demo_samples(40), tmp_path / "out", store=store, backend=be, config=GenerationConfig())
+        expected, pending = 0, 0
+        for n in batches:
+            pending += n
+            if pending >= 4:
+                expected, pending = expected + 1, 0
+        assert store.flushes == expected >= 1  # how many depends on how batches formed; the schedule does not
+        assert _notes(store) == summary.attempts - summary.failed
+    finally:
+        store.close()

@@ -68,6 +68,9 @@ T = TypeVar("T")
 _RUN_JSON_EVERY_S = 5.0
 _PROV_BATCH = 256
 _PROV_EVERY_S = 0.5
+_STORE_FLUSH_NOTES = 4096
+"""Notes whose provenance is written between two store flushes: RocksDB keeps every write in memory until a flush,
+so without one a run's peak RSS grew with its size (0.33 GB at 3k notes, 2.5 GB at 100k)."""
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -273,6 +276,7 @@ class _Engine:
         self._prov: list[dict[str, Any]] = []
         self._prov_t = time.monotonic()
         self._prov_writing: asyncio.Task[int] | None = None
+        self._unflushed = 0  # notes written to the store since its last flush
         self._appenders: tuple[JsonlAppender, ...] = ()
         self.lost = 0
         # A reply equal to one of these is a real note written back, never kept (records.attempt_record).
@@ -602,7 +606,16 @@ class _Engine:
             await self._provenance_written()
         if self._prov and (len(self._prov) >= _PROV_BATCH or time.monotonic() - self._prov_t > _PROV_EVERY_S):
             batch = self._provenance_batch()
-            self._prov_writing = asyncio.create_task(asyncio.to_thread(add_notes, self.store, self.run, batch))
+            self._prov_writing = asyncio.create_task(asyncio.to_thread(self._write_batch, batch))
+
+    def _write_batch(self, batch: list[dict[str, Any]]) -> int:
+        """One provenance batch (in the writer thread), and a store flush every ``_STORE_FLUSH_NOTES`` notes."""
+        n = add_notes(self.store, self.run, batch)
+        self._unflushed += n
+        if self._unflushed >= _STORE_FLUSH_NOTES:
+            self.store.flush()
+            self._unflushed = 0
+        return n
 
     async def _provenance_written(self) -> None:
         """Wait for the batch being written (its store error, if any, is raised here)."""

