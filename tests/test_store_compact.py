@@ -81,7 +81,7 @@ def test_a_long_run_flushes_the_store_as_it_goes(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(engine, "_STORE_FLUSH_NOTES", 4)
     monkeypatch.setattr(engine, "_PROV_BATCH", 4)
-    batches: list[int] = []  # the sizes of the batches written while the run went on (the last one is not)
+    batches: list[int] = []  # the sizes of the batches written, in order, the last one (at the end) included
     write = engine._Engine._write_batch
     monkeypatch.setattr(engine._Engine, "_write_batch", lambda self, b: batches.append(len(b)) or write(self, b))
     store = FlushCountingStore(tmp_path / "store")

@@ -609,7 +609,8 @@ class _Engine:
             self._prov_writing = asyncio.create_task(asyncio.to_thread(self._write_batch, batch))
 
     def _write_batch(self, batch: list[dict[str, Any]]) -> int:
-        """One provenance batch (in the writer thread), and a store flush every ``_STORE_FLUSH_NOTES`` notes."""
+        """One provenance batch, and a store flush every ``_STORE_FLUSH_NOTES`` notes: the one write path, run in
+        the writer thread during a run, inline for the last batch and for each shard of the Ray engine's driver."""
         n = add_notes(self.store, self.run, batch)
         self._unflushed += n
         if self._unflushed >= _STORE_FLUSH_NOTES:
@@ -643,9 +644,9 @@ class _Engine:
         self._write_run_json()
 
     def _flush_provenance(self) -> None:
+        """Write the queued provenance now (the end of a run; each finished shard of the Ray engine)."""
         if self._prov:
-            add_notes(self.store, self.run, self._provenance_batch())
-        self._prov_t = time.monotonic()
+            self._write_batch(self._provenance_batch())
 
     def _provenance_batch(self) -> list[dict[str, Any]]:
         """The queued records, taken off the queue once their lines are on disk (a note's line is on disk before
