@@ -163,9 +163,7 @@ class PromptTemplate:
         (:func:`_placeholders`), where LangChain's f-string format is ``str.format`` too, and its message objects
         cost ~0.3 ms a render, paid on every attempt of a run."""
         self.check_sample(sample)
-        return self._format(self.variables_for(sample, redact=redact))
-
-    def _format(self, values: dict[str, str]) -> list[dict[str, str]]:
+        values = self.variables_for(sample, redact=redact)
         return [{"role": role, "content": text.format(**values)} for role, text in self.messages]
 
 
