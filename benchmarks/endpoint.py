@@ -1,6 +1,6 @@
 """`medsyn serve` against the Oxigraph server in one run: query rate, a load run and a hostile run.
 
-    .venv/bin/python benchmarks/endpoint.py [--store DIR] [--seconds 8] [--clients 4] [--requests 10000]
+    .venv/bin/python benchmarks/endpoint.py [--store DIR] [--seconds 6] [--rounds 3] [--clients 4] [--requests 10000]
                                             [--skip-qps] [--skip-load] [--skip-hostile]
                                             [--hostile-timeout 2] [--hostile-fast-budget S]
 
@@ -290,7 +290,8 @@ def hostile_run(store: Path, log: Path, *, timeout_s: float, fast_budget_s: floa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", type=Path, help="an existing store (copied; default: build the real KG)")
-    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--seconds", type=float, default=6.0, help="per server and round")
+    ap.add_argument("--rounds", type=int, default=3, help="measurements per server, alternating which goes first")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--skip-qps", action="store_true")
@@ -329,21 +330,31 @@ def main() -> None:
                     load_run(name, srv, queries["code_symptoms(wikimed, M54.5)"], requests=args.requests, token="bench")
             if args.skip_qps:
                 queries = {}
-            print(f"clients: {args.clients} processes, {args.seconds:g} s per measurement, keep-alive, JSON results")
+            print(
+                f"clients: {args.clients} processes, {args.rounds} rounds of {args.seconds:g} s per server, "
+                "keep-alive, JSON results"
+            )
             ratios = []
             for name, query in queries.items():
                 answer = rows(ms.query_url, query)
                 if answer != rows(ox.query_url, query):
                     raise SystemExit(f"{name}: the two servers disagree")
-                # Alternate the order so neither server always runs on a warmer machine.
-                ox_qps = measure(ox.query_url, query, seconds=args.seconds, clients=args.clients)
-                ms_qps = measure(ms.query_url, query, seconds=args.seconds, clients=args.clients)
-                ox_qps = (ox_qps + measure(ox.query_url, query, seconds=args.seconds, clients=args.clients)) / 2
+                # This machine's speed drifts by a third between minutes (the same process measured 19.5 and 31 ms
+                # a query): rounds alternate which server goes first (A B, B A, ...) so neither always runs on the
+                # faster machine, and the ratio is of the rounds' totals, with the rounds' own spread beside it.
+                ox_all: list[float] = []
+                ms_all: list[float] = []
+                for r in range(args.rounds):
+                    order = ((ox_all, ox), (ms_all, ms)) if r % 2 == 0 else ((ms_all, ms), (ox_all, ox))
+                    for sink, srv in order:
+                        sink.append(measure(srv.query_url, query, seconds=args.seconds, clients=args.clients))
+                ox_qps, ms_qps = statistics.fmean(ox_all), statistics.fmean(ms_all)
                 ratio = ms_qps / ox_qps
                 ratios.append(ratio)
+                each = [m / o for m, o in zip(ms_all, ox_all, strict=True)]
                 print(
                     f"{name:32s} {len(answer):5d} rows  oxigraph {ox_qps:8.1f} q/s  medsyn serve {ms_qps:8.1f} q/s  "
-                    f"ratio {ratio:.2f}x"
+                    f"ratio {ratio:.2f}x (rounds {min(each):.2f}-{max(each):.2f}x)"
                 )
             if queries:
                 # Informational: a trivial query measures protocol overhead alone (Python HTTP vs Rust HTTP).

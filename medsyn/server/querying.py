@@ -83,8 +83,13 @@ def evaluate(store: _OxStore, req: QueryRequest, max_rows: int) -> Answer:
         elif isinstance(result, QuerySolutions):
             media = pick(req.accept, results.SOLUTION_TYPES)
             names = [v.value for v in result.variables]
-            rows, truncated = _collect(result, max_rows, tuple)
-            answer = Answer(200, results.write_solutions(names, rows, media), results.content_type(media))
+            body = results.native_json(result, max_rows) if media in results.JSON_TYPES else None
+            if body is None:
+                if media in results.JSON_TYPES:  # the native writer used the solutions up
+                    result = store.query(req.sparql, **options)
+                rows, truncated = _collect(result, max_rows, tuple)
+                body = results.write_solutions(names, rows, media)
+            answer = Answer(200, body, results.content_type(media))
         else:
             media = pick(req.accept, results.GRAPH_TYPES + QUAD_TYPES)
             triples, truncated = _collect(result, max_rows, lambda t: t)

@@ -27,7 +27,7 @@ from json.encoder import encode_basestring as _quote  # the C string escaper of 
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from pyoxigraph import BlankNode, Literal, NamedNode, RdfFormat, Triple, serialize
+from pyoxigraph import BlankNode, Literal, NamedNode, QueryResultsFormat, QuerySolutions, RdfFormat, Triple, serialize
 
 from medsyn.kg.vocab import PREFIXES
 
@@ -145,6 +145,78 @@ def write_boolean(value: bool, media_type: str) -> bytes:
             f"<boolean>{text}</boolean></sparql>"
         ).encode()
     return text.encode()  # CSV/TSV define no boolean form; Oxigraph answers the bare word too
+
+
+JSON_TYPES = ("application/sparql-results+json", "application/json")
+ROW_BYTES = 1024
+"""How many bytes a row may take on average before :func:`native_json` leaves a result to the capped writers."""
+
+
+class _OverBudget(Exception):
+    """Raised inside pyoxigraph's serializer to stop it (not an OSError: that would read as a store failure)."""
+
+
+class _CappedSink:
+    """A file-like target for pyoxigraph's writer that stops it past ``budget`` bytes."""
+
+    def __init__(self, budget: int) -> None:
+        self.buffer = bytearray()
+        self.budget = budget
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        if len(self.buffer) > self.budget:
+            raise _OverBudget
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def native_json(solutions: QuerySolutions, max_rows: int) -> bytes | None:
+    """The solutions in SPARQL JSON written by pyoxigraph, or None when they may hold more than ``max_rows`` rows or
+    more than ``max_rows * ROW_BYTES`` bytes. The writers here create a Python object per term: the sampling table
+    (3,343 rows) took 34 ms in them against 10 ms natively, a sixth of the query. pyoxigraph cannot stop at a row
+    count, so the rows are counted in what it wrote; on None the solutions are used up, and the caller evaluates
+    again and collects up to the cap.
+
+    >>> from pyoxigraph import Store
+    >>> native_json(Store().query("SELECT ?x WHERE { VALUES ?x { 1 2 } }"), 2)
+    b'{"head":{"vars":["x"]},"results":{"bindings":[{"x":{"type":"literal","value":"1","datatype":"http://www.w3.org/2001/XMLSchema#integer"}},{"x":{"type":"literal","value":"2","datatype":"http://www.w3.org/2001/XMLSchema#integer"}}]}}'
+    >>> native_json(Store().query("SELECT ?x WHERE { VALUES ?x { 1 2 3 } }"), 2) is None
+    True
+    """
+    names = [v.value for v in solutions.variables]
+    sink = _CappedSink(max_rows * ROW_BYTES)
+    try:
+        solutions.serialize(sink, format=QueryResultsFormat.JSON)
+    except _OverBudget:
+        return None
+    body = bytes(sink.buffer)
+    return body if json_rows_at_most(body, names) <= max_rows else None
+
+
+def json_rows_at_most(body: bytes, variables: Sequence[str]) -> int:
+    """An upper bound on the rows of a SPARQL JSON document as pyoxigraph writes it (compact, keys in this order),
+    from byte counts alone. Every row is an object: the ``{`` count less the document's own three bounds it (loosely:
+    each term is an object too, and strings may hold braces). When that is too loose: a row that binds something
+    begins ``},{"v":{"type":"`` after the row before it, and those bytes cannot start inside a string (a string holds
+    no bare ``"``, and after a closing quote comes ``}``, ``,`` or ``:``, never a variable name), so they count those
+    rows exactly; a row that binds nothing is ``{}``, and every ``{}`` is counted as one.
+
+    >>> json_rows_at_most(b'{"head":{"vars":["x"]},"results":{"bindings":[{},{}]}}', ["x"])
+    2
+    >>> x = b'{"x":{"type":"literal","value":"{}"}}'
+    >>> json_rows_at_most(b'{"head":{"vars":["x"]},"results":{"bindings":[' + x + b',' + x + b']}}', ["x"])
+    4
+    """
+    loose = body.count(b"{") - 3
+    if loose <= 0:
+        return max(loose, 0)
+    starts = sum(body.count(b'},{"' + v.encode() + b'":{"type":"') for v in variables)
+    opening = b'"results":{"bindings":[{"'  # the head before it holds variable names only
+    first = 1 if opening in body[: body.index(b'"results":') + len(opening)] else 0  # a first row that binds something
+    return min(loose, first + starts + body.count(b"{}"))
 
 
 def write_solutions(variables: Sequence[str], rows: Sequence[Solution], media_type: str) -> bytes:
