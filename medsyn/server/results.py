@@ -1,7 +1,9 @@
 """SPARQL query results on the wire: content negotiation and the result serializers of ``medsyn serve``.
 
-The server collects at most ``max_rows`` solutions (so it can stop a runaway query and signal truncation), which
-pyoxigraph's native writers cannot do on a partial result; these writers follow the W3C result formats instead.
+The server sends at most ``max_rows`` solutions (so it can stop a runaway query and signal truncation), which
+pyoxigraph's native writers cannot stop at. SPARQL JSON, what every MedSyn client asks for, is written natively and
+its rows counted afterwards (:func:`native_json`); a result that may pass the cap, and every other format, goes
+through the writers here, which follow the W3C result formats and take at most ``max_rows`` rows.
 
 >>> negotiate("text/csv;q=0.5, application/sparql-results+json", SOLUTION_TYPES)
 'application/sparql-results+json'
