@@ -66,6 +66,7 @@ _GRAPH_FORMATS = {
     "application/json": RdfFormat.JSON_LD,
     "application/rdf+xml": RdfFormat.RDF_XML,
 }
+JSON_TYPES = ("application/sparql-results+json", "application/json")  # the solution types written as SPARQL JSON
 # The charset is stated because CSV/TSV/N-Triples clients otherwise guess Latin-1 for Russian labels.
 CONTENT_TYPES = {
     "application/json": "application/sparql-results+json; charset=utf-8",
@@ -139,7 +140,7 @@ def write_graph(triples: Sequence[Triple], media_type: str) -> bytes:
 
 def write_boolean(value: bool, media_type: str) -> bytes:
     text = "true" if value else "false"
-    if media_type in ("application/sparql-results+json", "application/json"):
+    if media_type in JSON_TYPES:
         return b'{"head":{},"boolean":' + text.encode() + b"}"
     if media_type in ("application/sparql-results+xml", "application/xml", "text/xml"):
         return (
@@ -149,7 +150,6 @@ def write_boolean(value: bool, media_type: str) -> bytes:
     return text.encode()  # CSV/TSV define no boolean form; Oxigraph answers the bare word too
 
 
-JSON_TYPES = ("application/sparql-results+json", "application/json")
 ROW_BYTES = 1024
 """How many bytes a row may take on average before :func:`native_json` leaves a result to the capped writers."""
 
@@ -223,7 +223,7 @@ def json_rows_at_most(body: bytes, variables: Sequence[str]) -> int:
 
 def write_solutions(variables: Sequence[str], rows: Sequence[Solution], media_type: str) -> bytes:
     """Serialize SELECT solutions (each row a tuple aligned with ``variables``, None when unbound)."""
-    if media_type in ("application/sparql-results+json", "application/json"):
+    if media_type in JSON_TYPES:
         return _json(variables, rows)
     if media_type in ("application/sparql-results+xml", "application/xml", "text/xml"):
         return _xml(variables, rows)
