@@ -46,6 +46,7 @@ CASES = [
     "SELECT * WHERE { VALUES ?x { UNDEF UNDEF 1 UNDEF } }",  # rows that bind nothing
     "SELECT * WHERE { }",
     "SELECT ?x WHERE { ?x <urn:none> ?y }",  # no rows
+    "SELECT ?симптом ?o WHERE { ?симптом <urn:p> ?o }",  # a variable name outside ASCII
 ]
 
 
