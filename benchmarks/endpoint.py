@@ -1,7 +1,7 @@
 """`medsyn serve` against the Oxigraph server in one run: query rate, a load run and a hostile run.
 
     .venv/bin/python benchmarks/endpoint.py [--store DIR] [--seconds 6] [--rounds 3] [--clients 4] [--requests 10000]
-                                            [--skip-qps] [--skip-load] [--skip-hostile]
+                                            [--serve-args ARGS] [--skip-qps] [--skip-load] [--skip-hostile]
                                             [--hostile-timeout 2] [--hostile-fast-budget S]
 
 Without --store the real knowledge graph is built from the shared data (about 20 s). Both servers get an identical
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import shlex
 import shutil
 import socket
 import statistics
@@ -294,6 +295,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="measurements per server, alternating which goes first")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--requests", type=int, default=10_000)
+    ap.add_argument("--serve-args", default="", help="more `medsyn serve` options, e.g. '--workers 2 --fast-workers 2'")
     ap.add_argument("--skip-qps", action="store_true")
     ap.add_argument("--skip-load", action="store_true")
     ap.add_argument("--skip-hostile", action="store_true")
@@ -314,6 +316,7 @@ def main() -> None:
         shutil.copytree(base / "a", base / "b")  # a closed RocksDB directory copies as an identical store
         shutil.copytree(base / "a", base / "c")  # for the hostile run
 
+        serve_args = ["--quiet", *shlex.split(args.serve_args)]
         text = load_query("sampling/code_symptoms")
         queries = {
             "code_symptoms(wikimed)": bind_query(text, {"source": source_iri("wikimed")}),
@@ -322,7 +325,7 @@ def main() -> None:
             ),
         }
         with (
-            medsyn_server(base / "a", token="bench", extra_args=["--quiet"], log_path=base / "medsyn.log") as ms,
+            medsyn_server(base / "a", token="bench", extra_args=serve_args, log_path=base / "medsyn.log") as ms,
             oxigraph_server(base / "b", log_path=base / "oxigraph.log") as ox,
         ):
             if not args.skip_load:

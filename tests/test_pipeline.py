@@ -27,7 +27,8 @@ def test_demo_pipeline_plans_to_real_commands(repo_root: Path) -> None:
     commands = [args[: 2 if args[0] in {"kg", "audit", "eval"} else 1] for _, args in planned]
     assert commands == [["kg", "build"], ["weights"], ["generate"], ["audit", "verify"], ["eval", "quality"]]
     gen = dict(zip(planned[2][1][1::2], planned[2][1][2::2], strict=False))
-    assert (gen["--backend"], gen["--model"], gen["--template"]) == ("llamacpp", "gemma3", "paper_fewshot_ru")
+    assert (gen["--backend"], gen["--model"], gen["--template"]) == ("llamacpp", "gemma3", "fewshot_expand_ru")
+    assert gen["--candidates"] == "3"
 
 
 def test_local_lora_recipe_plans_to_real_commands(repo_root: Path) -> None:
