@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from pyoxigraph import BlankNode, Literal, NamedNode, Quad, QueryResultsFormat, Store
+from pyoxigraph import BlankNode, Literal, NamedNode, Quad, QueryResultsFormat, QuerySolutions, Store
 
 from medsyn.kg.protocol import TRUNCATED_HEADER
 from medsyn.kg.queries import load_query
@@ -34,9 +34,14 @@ def _tricky_store() -> Store:
     return s
 
 
-def _python_json(store: Store, sparql: str) -> dict[str, object]:
-    result = store.query(sparql)
-    names = [v.value for v in result.variables]
+def _names(solutions: QuerySolutions) -> list[str]:
+    return [v.value for v in solutions.variables]
+
+
+def _python_json(store: Store, sparql: str, *, union: bool = False) -> dict[str, object]:
+    """The answer as the Python writers give it."""
+    result = store.query(sparql, use_default_graph_as_union=union)
+    names = _names(result)
     return dict(json.loads(results.write_solutions(names, [tuple(r) for r in result], JSON)))
 
 
@@ -53,7 +58,8 @@ CASES = [
 @pytest.mark.parametrize("sparql", CASES)
 def test_native_json_says_what_the_python_writer_says(sparql: str) -> None:
     store = _tricky_store()
-    body = results.native_json(store.query(sparql), 1000)
+    solutions = store.query(sparql)
+    body = results.native_json(solutions, _names(solutions), 1000)
     assert body is not None
     assert json.loads(body) == _python_json(store, sparql)
 
@@ -62,11 +68,10 @@ def test_native_json_says_what_the_python_writer_says(sparql: str) -> None:
 def test_the_row_bound_is_never_below_the_rows_and_exact_without_braces_in_strings(sparql: str) -> None:
     store = _tricky_store()
     solutions = store.query(sparql)
-    names = [v.value for v in solutions.variables]
     body = solutions.serialize(format=QueryResultsFormat.JSON)
     assert body is not None
     rows = len(json.loads(body)["results"]["bindings"])
-    bound = results.json_rows_at_most(body, names)
+    bound = results.json_rows_at_most(body, _names(solutions))
     assert bound >= rows
     plain = Store()
     for i in range(7):
@@ -74,9 +79,7 @@ def test_the_row_bound_is_never_below_the_rows_and_exact_without_braces_in_strin
     solutions = plain.query(sparql)
     body = solutions.serialize(format=QueryResultsFormat.JSON)
     assert body is not None
-    assert results.json_rows_at_most(body, [v.value for v in solutions.variables]) == len(
-        json.loads(body)["results"]["bindings"]
-    )
+    assert results.json_rows_at_most(body, _names(solutions)) == len(json.loads(body)["results"]["bindings"])
 
 
 @pytest.mark.parametrize("cap", [1, 3, len(TRICKY), len(TRICKY) + 1, 100])
@@ -97,7 +100,8 @@ def test_answers_keep_the_row_cap_whichever_writer_wrote_them(cap: int) -> None:
 def test_a_result_past_the_byte_budget_goes_to_the_capped_writers(monkeypatch: pytest.MonkeyPatch) -> None:
     store = _tricky_store()
     monkeypatch.setattr(results, "ROW_BYTES", 1)  # every row is larger than that
-    assert results.native_json(store.query("SELECT * WHERE { ?s ?p ?o }"), 100) is None
+    solutions = store.query("SELECT * WHERE { ?s ?p ?o }")
+    assert results.native_json(solutions, _names(solutions), 100) is None
     answer = evaluate(store, QueryRequest(sparql="SELECT * WHERE { ?s ?p ?o }", accept=JSON, union=False), 100)
     assert answer.status == 200 and isinstance(answer.body, bytes)
     assert json.loads(answer.body) == _python_json(store, "SELECT * WHERE { ?s ?p ?o }")
@@ -112,8 +116,7 @@ def test_the_sampling_tables_come_back_as_the_python_writer_wrote_them(kg_store_
     ):
         answer = evaluate(store, QueryRequest(sparql=sparql, accept=JSON, union=True), 100_000)
         assert isinstance(answer.body, bytes)
-        names = [v.value for v in store.query(sparql, use_default_graph_as_union=True).variables]
-        rows = [tuple(r) for r in store.query(sparql, use_default_graph_as_union=True)]
-        assert len(rows) > 10
-        assert json.loads(answer.body) == json.loads(results.write_solutions(names, rows, JSON))
+        expected = _python_json(store, sparql, union=True)
+        assert len(expected["results"]["bindings"]) > 10  # type: ignore[index]
+        assert json.loads(answer.body) == expected
         assert TRUNCATED_HEADER not in answer.headers

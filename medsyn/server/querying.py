@@ -83,9 +83,10 @@ def evaluate(store: _OxStore, req: QueryRequest, max_rows: int) -> Answer:
         elif isinstance(result, QuerySolutions):
             media = pick(req.accept, results.SOLUTION_TYPES)
             names = [v.value for v in result.variables]
-            body = results.native_json(result, max_rows) if media in results.JSON_TYPES else None
+            native = media in results.JSON_TYPES
+            body = results.native_json(result, names, max_rows) if native else None
             if body is None:
-                if media in results.JSON_TYPES:  # the native writer used the solutions up
+                if native:  # the native writer used the solutions up
                     result = store.query(req.sparql, **options)
                 rows, truncated = _collect(result, max_rows, tuple)
                 body = results.write_solutions(names, rows, media)
