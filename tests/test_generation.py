@@ -109,6 +109,56 @@ def test_rejected_notes_go_to_failures_and_give_up_after_max_attempts(server: Fa
     assert sorted((f["sample_id"], f["attempt"]) for f in fails) == sorted((x.id, a) for x in samples for a in (0, 1))
 
 
+def _with_real_notes(store: OxigraphStore, shared_data: Path, n: int) -> list[str]:
+    """The first ``n`` real RuMedTop3 train notes as the graph's example notes; their texts."""
+    from pyoxigraph import Literal, Quad
+
+    train = (shared_data / "rumedbench/RuMedTop3/train_v1.jsonl").read_text(encoding="utf-8").split("\n")[:n]
+    g, texts = graph_iri("source", "rumedtop3"), []
+    for row in map(json.loads, train):
+        note = example_note_iri(row["idx"])
+        store.add_quads(
+            [
+                Quad(note, RDF_TYPE, ms("ExampleNote"), g),
+                Quad(note, ms("noteId"), Literal(row["idx"]), g),
+                Quad(note, ms("text"), Literal(row["symptoms"]), g),
+                Quad(note, ms("code"), code_iri(row["code"]), g),
+                Quad(code_iri(row["code"]), ms("category"), Literal(row["code"][:3]), g),
+            ]
+        )
+        texts.append(row["symptoms"])
+    return texts
+
+
+def test_the_phrasing_check_judges_replies_against_the_graphs_real_notes(
+    server: FakeOpenAIServer, shared_data: Path, tmp_path: Path
+) -> None:
+    """With --max-unseen-phrases the run scores each reply's word pairs against the real notes in the graph and
+    records the share; without it nothing is measured and the run's identity is what it was before the check."""
+    from medsyn.generation.fluency import known_phrases, unseen_phrases
+
+    store = OxigraphStore.in_memory()
+    real = _with_real_notes(store, shared_data, 200)
+    samples = demo_samples(3)
+    strict = FilterConfig(min_recall=0.0, max_unseen_phrases=0.0)
+    s = run(server, samples, tmp_path / "on", store=store, max_attempts=1, filter=strict)
+    assert s.accepted == 0 and s.rejected == 3
+    fails = lines(tmp_path / "on" / FAILURES_FILE)
+    known = known_phrases(real)
+    for f in fails:
+        assert f["reason"].startswith("unfamiliar phrasing")
+        share = f["scores"]["unseen_phrases"]
+        assert share > 0 and share == pytest.approx(unseen_phrases(f["response"], known), abs=1e-4)
+    run_doc = json.loads((tmp_path / "on" / RUN_FILE).read_text())
+    assert run_doc["identity"]["filter"]["max_unseen_phrases"] == 0.0
+    off = run(
+        server, samples, tmp_path / "off", store=store, max_attempts=1, filter=replace(strict, max_unseen_phrases=-1)
+    )
+    assert off.accepted == 3
+    assert all("unseen_phrases" not in n["scores"] for n in lines(tmp_path / "off" / NOTES_FILE))
+    assert "max_unseen_phrases" not in json.loads((tmp_path / "off" / RUN_FILE).read_text())["identity"]["filter"]
+
+
 def test_a_reply_that_copies_a_real_note_is_not_kept(
     server: FakeOpenAIServer, shared_data: Path, tmp_path: Path
 ) -> None:
@@ -252,6 +302,8 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
     assert r.stderr.strip().startswith("error:") and "samples file not found" in r.stderr
     r = _cli("--n", "3", "--samples", "x", "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "exactly one of" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("--n", "3", "--max-unseen-phrases", "2", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "--max-unseen-phrases must be at most 1" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_kill_9_then_same_command_resumes_to_exactly_n(tmp_path: Path) -> None:

@@ -11,12 +11,14 @@ import pytest
 from pyoxigraph import Literal, Quad
 
 from medsyn.errors import InputError
+from medsyn.generation.mentions import mentioned_symptoms
 from medsyn.kg.store import OxigraphStore
 from medsyn.kg.vocab import RDF_TYPE, association_iri, code_iri, graph_iri, ms, rdfs, source_iri, symptom_iri
 from medsyn.testing.commands import MEDSYN
 from medsyn.training.instructions import (
     CONTINUE_INSTRUCTIONS,
     INSTRUCTIONS,
+    STATED,
     BuildOptions,
     build_dataset,
     build_instructions,
@@ -103,6 +105,33 @@ def test_deterministic_and_seeded(tmp_path: Path, real: dict[str, Path]) -> None
     only, _ = build_instructions(notes[:50], symptoms, options=BuildOptions(seed=1, example_share=0))
     full, _ = build_instructions(notes, symptoms, options=BuildOptions(seed=1, example_share=0))
     assert [r.to_json() for r in only] == [r.to_json() for r in full[: len(only)]]
+
+
+def test_stated_symptoms_are_what_the_answer_note_says(real: dict[str, Path]) -> None:
+    """Issue 22.3(c): the write task built from real notes with the symptoms they state, so a model learns to expand
+    a list into the note that said it. Every listed symptom is one the matcher finds in the answer; notes that state
+    none of their category's graph symptoms give no write record; drawn mode is unchanged."""
+    notes = read_notes(real["train"])[:300]
+    symptoms = symptoms_from_json(real["map"])
+    stated = BuildOptions(seed=3, symptoms="stated", tasks=("write",))
+    records, skipped = build_instructions(notes, symptoms, options=stated)
+    assert records and skipped["write_no_symptoms"] > 0
+    assert len(records) + skipped["write_no_symptoms"] == len(notes)
+    for r in records:
+        listed = r.extra["symptoms"]
+        category = {s for v in symptoms[r.code].values() for s in v}
+        assert 1 <= len(listed) <= 5 and set(listed) <= category
+        assert sorted(mentioned_symptoms(r.output, listed)) == sorted(listed)
+        assert r.instruction in STATED["write"] and r.input.endswith("; ".join(listed))
+    # The list is in a seeded order, not the matcher's sorted one, wherever there is more than one.
+    several = [r.extra["symptoms"] for r in records if len(r.extra["symptoms"]) > 2]
+    assert any(x != sorted(x) for x in several)
+    drawn_a, _ = build_instructions(notes, symptoms, options=BuildOptions(seed=3))
+    drawn_b, _ = build_instructions(notes, symptoms, options=BuildOptions(seed=3, symptoms="drawn"))
+    assert [r.to_json() for r in drawn_a] == [r.to_json() for r in drawn_b]
+    assert all(r.instruction in {i for v in INSTRUCTIONS.values() for i in v} for r in drawn_a)
+    with pytest.raises(InputError, match="--symptoms must be one of drawn, stated"):
+        BuildOptions(symptoms="said")
 
 
 def test_dev_notes_are_dropped_and_generated_mixed_in(real: dict[str, Path]) -> None:
@@ -194,3 +223,15 @@ def test_cli_ift(tmp_path: Path, real: dict[str, Path]) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error:") and f"{bad}:2: invalid JSON" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+    out = tmp_path / "stated.jsonl"
+    done = subprocess.run(
+        [*MEDSYN, "ift", "--out", str(out), "--train", str(train), "--symptoms", "stated", "--tasks", "write"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    card = json.loads(card_paths(out)[0].read_text())
+    assert set(card["by_task"]) == {"write"} and card["options"]["symptoms"] == "stated"
+    assert card["instructions"] == STATED and card["records"] + card["skipped"]["write_no_symptoms"] == 60

@@ -12,19 +12,21 @@ import numpy as np
 import pytest
 
 from medsyn.errors import InputError
-from medsyn.evaluation.data import default_requested, read_requested
+from medsyn.evaluation.data import default_requested, default_train, read_notes, read_requested
 from medsyn.evaluation.note_labels import (
     LABELS,
     OLD_FILTER,
+    OthersHold,
     acceptance,
     read_labels,
+    real_phrase_counts,
     real_vocabulary,
     table_scores,
 )
 from medsyn.generation.filter import FilterConfig, Scores, decide, score_note
-from medsyn.generation.fluency import nonwords, note_vocabulary, novelty
+from medsyn.generation.fluency import known_phrases, nonwords, note_vocabulary, novelty, phrases, unseen_phrases
 from medsyn.generation.run_folder import failure_reasons
-from medsyn.textsim import tokens
+from medsyn.textsim import tokens, words
 
 TABLE = Path(__file__).parent / "data" / "note_labels.tsv"
 
@@ -39,7 +41,7 @@ def test_the_labelled_table_loads_with_every_label() -> None:
     rows = read_labels(TABLE)
     assert len(rows) >= 200
     assert {r.label for r in rows} == set(LABELS)
-    assert {r.source for r in rows} == {"own", "gpt4", "real"}
+    assert {r.source for r in rows} == {"own", "own_rejected", "gpt4", "real"}
     # Real notes were never prompted; every generated note names what it was asked for.
     assert all(bool(r.requested) == (r.source != "real") for r in rows)
     assert all(r.why for r in rows if r.label != "plausible")
@@ -183,3 +185,59 @@ def test_the_quality_report_shows_restatement_and_nonword_shares(tmp_path: Path)
     report = write_quality_report(tmp_path, [q], train="train", notes=[]).read_text(encoding="utf-8")
     assert "restatement share" in report and "66.67%" in report
     assert "non-word share" in report and "16.67%" in report
+
+
+# ------------------------------------------------------------------------------------------ phrasing (word salad)
+PHRASING = 0.6
+
+
+def test_word_pairs_stay_inside_a_clause() -> None:
+    assert phrases("Боль в горле, кашель 3 дня. Т 37,5") == {"боль в", "в горле", "кашель #", "# дня", "т #"}
+    known = known_phrases(["Боль в горле, кашель.", "Кашель с мокротой."])
+    assert unseen_phrases("Кашель, боль в горле.", known) == 0.0
+    assert unseen_phrases("Боль в ресницах.", known) == 0.5
+    assert unseen_phrases("Кашель.", known) == 0.0  # no pair, nothing unfamiliar: the length check judges it
+
+
+def test_a_planted_word_salad_of_real_words_is_unfamiliar_and_real_notes_are_not() -> None:
+    """The real notes' own words shuffled: every word is known to the dictionary and the vocabulary, so only the
+    phrasing check can see it. Real notes are scored against the other real notes (their own pairs left out)."""
+    counts = real_phrase_counts()
+    rng = random.Random(5)
+    notes = [t for t in rng.sample(read_notes(default_train()).texts, 300) if len(words(t)) >= 6]
+    salads = []
+    for t in notes:
+        w = words(t)
+        rng.shuffle(w)
+        salads.append(" ".join(w))
+    real = [unseen_phrases(t, OthersHold(counts, frozenset(phrases(t)))) for t in notes]
+    salad = [unseen_phrases(t, counts) for t in salads]
+    assert sum(x > PHRASING for x in salad) >= 0.85 * len(salad)
+    assert sum(x > PHRASING for x in real) <= 0.06 * len(real)
+
+
+def test_the_phrasing_check_takes_nonsense_out_of_our_accepted_notes(table: tuple[list, list[Scores]]) -> None:
+    rows, _ = table
+    own = [r for r in rows if r.source == "own"]
+    scores = table_scores(own, real_vocabulary(), real_phrase_counts())
+    today = acceptance(own, scores, FilterConfig())
+    checked = acceptance(own, scores, FilterConfig(max_unseen_phrases=PHRASING))
+    assert checked.precision > today.precision
+    assert checked.accepted["nonsense"] <= 0.7 * today.accepted["nonsense"]
+    assert checked.accepted["plausible"] >= today.accepted["plausible"] - 1
+    assert "unfamiliar" in checked.reasons
+
+
+def test_the_phrasing_check_is_off_unless_asked_and_keeps_old_identities() -> None:
+    salad = score_note("Сон болит, боли в ресницах, почечная боль в ногах.", ["бессонница"], None, phrases=frozenset())
+    assert salad.unseen_phrases == 1.0
+    assert decide(salad, FilterConfig(min_recall=0.0))[0] is True
+    why = decide(salad, FilterConfig(min_recall=0.0, max_unseen_phrases=0.6))[1]
+    assert why.startswith("unfamiliar phrasing (1.00")
+    assert "max_unseen_phrases" not in FilterConfig().describe()
+    assert FilterConfig(max_unseen_phrases=0.6).describe()["max_unseen_phrases"] == 0.6
+    # Not measured without the real notes' pairs: no score, no verdict.
+    plain = score_note("Сон болит.", [], None)
+    assert plain.unseen_phrases is None and "unseen_phrases" not in plain.to_dict()
+    with pytest.raises(InputError, match="max-unseen-phrases"):
+        FilterConfig(max_unseen_phrases=1.5)

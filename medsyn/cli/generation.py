@@ -167,6 +167,13 @@ RestatementOpt = Annotated[
 NonwordOpt = Annotated[
     float, typer.Option("--max-nonword-rate", help="Maximum share of words no dictionary knows; -1: off.")
 ]
+PhrasesOpt = Annotated[
+    float,
+    typer.Option(
+        "--max-unseen-phrases",
+        help="Maximum share of word pairs no real note of the graph holds (word salad); -1: off (the default).",
+    ),
+]
 PiiOpt = Annotated[
     bool, typer.Option("--reject-pii", help="Reject notes holding personal data (names, dates, phone numbers).")
 ]
@@ -251,6 +258,7 @@ def generate_command(
     max_repetition: RepetitionOpt = 0.3,
     max_restatement: RestatementOpt = 0.35,
     max_nonword_rate: NonwordOpt = 0.05,
+    max_unseen_phrases: PhrasesOpt = -1.0,
     reject_pii: PiiOpt = False,
     template: TemplateOpt = None,
     temperature: TemperatureOpt = 1.0,
@@ -281,7 +289,7 @@ def generate_command(
     stops = tuple(x.replace("\\n", "\n").replace("\\t", "\t") for x in stop if x) if stop is not None else None
     limits = FilterConfig(min_recall=min_recall, max_similarity=max_similarity, max_repetition=max_repetition,
                           max_restatement=max_restatement, max_nonword_rate=max_nonword_rate,
-                          reject_pii=reject_pii)  # fmt: skip
+                          max_unseen_phrases=max_unseen_phrases, reject_pii=reject_pii)  # fmt: skip
     config = GenerationConfig(
         template=template or default_template(backend) or DEFAULT_TEMPLATE,
         seed=seed, temperature=temperature, max_tokens=max_tokens, max_attempts=max_attempts,

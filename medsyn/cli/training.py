@@ -31,6 +31,12 @@ def ift(
     seed: int = typer.Option(0, "--seed"),
     eval_fraction: float = typer.Option(0.05, "--eval-fraction", help="Share of notes held out for eval loss."),
     example_share: float = typer.Option(0.5, "--example-share", help="Share of write records with an example."),
+    symptoms: str = typer.Option(
+        "drawn",
+        "--symptoms",
+        help="Write records list symptoms 'drawn' from a code of the category (the paper) or 'stated' by the note.",
+    ),
+    tasks: str = typer.Option("write,continue", "--tasks", help="Comma-separated tasks: write, continue."),
     tokenizer: str | None = typer.Option(None, "--tokenizer", help="Base spec (smollm2|DIR) for token lengths."),
     canaries: int = typer.Option(
         0, "--canaries", help="Plant K seeded canary notes with secrets (manifest: OUT stem + .canaries.json)."
@@ -46,6 +52,8 @@ def ift(
         seed=seed,
         eval_fraction=eval_fraction,
         example_share=example_share,
+        symptoms=symptoms,
+        tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
         canaries=canaries,
         canary_repeats=canary_repeats,
     )

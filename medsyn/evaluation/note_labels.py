@@ -12,14 +12,14 @@ other checks only (length, repetition, non-words).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
 from medsyn.errors import InputError
 from medsyn.generation.filter import FilterConfig, Scores, decide, score_note
-from medsyn.generation.fluency import note_vocabulary
+from medsyn.generation.fluency import note_vocabulary, phrases
 
 LABELS = ("list", "nonsense", "plausible", "wrong_code")
 COLUMNS = ("source", "id", "code", "requested", "note", "label", "why")
@@ -81,11 +81,48 @@ def real_vocabulary() -> frozenset[str]:
     return note_vocabulary(read_notes(default_train()).texts)
 
 
-def table_scores(rows: Sequence[LabelledNote], vocabulary: frozenset[str]) -> list[Scores]:
-    """The filter's scores of each row (no example note: similarity 0); recall 1 where nothing was requested."""
+@cache
+def real_phrase_counts() -> Counter[str]:
+    """In how many real RuMedTop3 train notes (the graph's notes) each word pair occurs
+    (:func:`~medsyn.generation.fluency.phrases`)."""
+    from medsyn.evaluation.data import default_train, read_notes
+
+    counts: Counter[str] = Counter()
+    for text in read_notes(default_train()).texts:
+        counts.update(phrases(text))
+    return counts
+
+
+@dataclass(frozen=True)
+class OthersHold:
+    """The word pairs some real note other than ``own``'s holds: a real note scored against the rest of the
+    corpus, as a generated note is scored against all of it.
+
+    >>> from collections import Counter
+    >>> known = OthersHold(Counter({"боль в": 2, "в ресницах": 1}), frozenset({"в ресницах"}))
+    >>> "боль в" in known, "в ресницах" in known
+    (True, False)
+    """
+
+    counts: Counter[str]
+    own: frozenset[str]
+
+    def __contains__(self, pair: object) -> bool:
+        return self.counts.get(pair, 0) - (pair in self.own) > 0  # type: ignore[call-overload]
+
+
+def table_scores(
+    rows: Sequence[LabelledNote], vocabulary: frozenset[str], phrase_counts: Counter[str] | None = None
+) -> list[Scores]:
+    """The filter's scores of each row (no example note: similarity 0); recall 1 where nothing was requested. With
+    ``phrase_counts`` (:func:`real_phrase_counts`) the unfamiliar-phrasing share too, a real row's own pairs left
+    out of the counts (it is one of the notes counted)."""
     out = []
     for r in rows:
-        s = score_note(r.note, r.requested, None, vocabulary=vocabulary)
+        known: Container[str] | None = None
+        if phrase_counts is not None:
+            known = OthersHold(phrase_counts, frozenset(phrases(r.note))) if r.source == "real" else phrase_counts
+        s = score_note(r.note, r.requested, None, vocabulary=vocabulary, phrases=known)
         out.append(s if r.requested else replace(s, recall=1.0))
     return out
 

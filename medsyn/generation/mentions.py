@@ -166,7 +166,7 @@ def analyse(word: str) -> _Word:
     return _Word(lemmas, predicate, parses[0].tag.POS)
 
 
-def _sentences(text: str) -> list[list[str]]:
+def sentences(text: str) -> list[list[str]]:
     """Lower-cased tokens, split into sentences; commas stay in as tokens, other marks are dropped."""
     out: list[list[str]] = [[]]
     for t in _TOKEN.findall(text.lower().replace("ё", "е")):
@@ -238,7 +238,7 @@ class _Sentence:
 
 def _index(text: str) -> list[_Sentence]:
     out = []
-    for tokens in _sentences(text):
+    for tokens in sentences(text):
         neg = _negated(tokens)
         positions: dict[str, list[int]] = {}
         anywhere: dict[str, list[int]] = {}
@@ -270,7 +270,7 @@ class _Symptom:
 def symptom_words(symptom: str) -> _Symptom:
     """A symptom's required content words: function words, generic words and adverbs other than sides dropped
     (all kept when nothing else is left)."""
-    every = [t for s in _sentences(symptom) for t in s if t != ","]
+    every = [t for s in sentences(symptom) for t in s if t != ","]
     words = [t for t in every if t not in STOPWORDS and len(t) > 1]
     analysed = [analyse(t) for t in words]
     required = [w for w in analysed if w.lemmas & _SIDES or not (w.lemmas & _OPTIONAL or w.pos == "ADVB")]

@@ -7,7 +7,7 @@ parsed (:mod:`medsyn.generation.replies`) and judged (:mod:`medsyn.generation.fi
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Container, Mapping
 from typing import Any
 
 from medsyn.generation.backends import Backend, ChatRequest, Completion
@@ -37,13 +37,15 @@ def attempt_record(
     comp: Completion,
     real_copies: Mapping[str, str] | None = None,
     vocabulary: Collection[str] = (),
+    phrases: Container[str] | None = None,
 ) -> dict[str, Any]:
     """The record of attempt ``attempt`` on ``sample``: ``accepted``/``rejected`` with scores when a note came back,
     else the failure's ``status`` and ``reason``.
 
     ``real_copies`` maps the :func:`~medsyn.textsim.normalised` text of every real note of the graph to its id: a
     reply equal to one is a failed attempt of status ``copy``, its text left out of the record.
-    ``vocabulary``: stems the filter takes as known beyond the dictionary (:func:`.fluency.note_vocabulary`)."""
+    ``vocabulary``: stems the filter takes as known beyond the dictionary (:func:`.fluency.note_vocabulary`);
+    ``phrases``: the real notes' word pairs (:func:`.fluency.known_phrases`), for the filter's phrasing check."""
     ended = now_iso()
     rec: dict[str, Any] = {
         "id": nid,
@@ -87,7 +89,7 @@ def attempt_record(
         if comp.permanent:
             rec["permanent"] = True
         return rec
-    return _with_reply(rec, comp, sample, template, filter_config, real_copies, vocabulary)
+    return _with_reply(rec, comp, sample, template, filter_config, real_copies, vocabulary, phrases)
 
 
 def _with_reply(
@@ -98,6 +100,7 @@ def _with_reply(
     filter_config: FilterConfig,
     real_copies: Mapping[str, str] | None,
     vocabulary: Collection[str],
+    phrases: Container[str] | None,
 ) -> dict[str, Any]:
     """``rec`` completed from a completion that came back without an error: the reply, and its scores if any."""
     reply = parse_reply(comp.text, finish_reason=comp.finish_reason, refusal=comp.refusal)
@@ -112,7 +115,9 @@ def _with_reply(
         rec.update(response=None, status=COPY, reason=f"copies a real note word for word ({copied}; not kept)")
         return rec
     shown = [t for _, t in sample_examples(sample)[: template.shots or 1]]
-    scores = score_note(reply.text, sample.symptoms, shown, vocabulary=vocabulary, pii=filter_config.reject_pii)
+    scores = score_note(
+        reply.text, sample.symptoms, shown, vocabulary=vocabulary, phrases=phrases, pii=filter_config.reject_pii
+    )
     ok, why = decide(scores, filter_config)
     rec.update(
         scores=scores.to_dict(),

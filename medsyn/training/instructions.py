@@ -3,7 +3,10 @@
 Tasks, each with several paraphrased instructions:
 
 * ``write`` - write a note from a code's symptoms (symptoms joined by "; ", plus an example note of the same
-  code for part of the records); the answer is a real train note of that code.
+  code for part of the records); the answer is a real train note of that code. The symptoms are ``drawn`` (2-5 of
+  one code's graph symptoms, the paper's way: the note need not say them) or ``stated`` (the graph symptoms of the
+  note's category that the note itself states, found by the filter's lemma matcher, at most ``max_symptoms``): a
+  model trained on stated symptoms learns to expand a list into the note that said it, not to ignore the list.
 * ``continue`` - continue a note from its beginning; the answer is the rest of the note.
 
 Every record is rendered as ``### Задание: {instruction}\\n### Вход: {input}\\n### Ответ: `` followed by the answer.
@@ -50,6 +53,18 @@ WRITE_WITH_EXAMPLE_INSTRUCTIONS = [
     "Используя пример записи как образец, напиши краткую запись о жалобах другого пациента с указанными симптомами.",
     "Напиши новую медицинскую запись в стиле примера. Упомяни только заданные симптомы и не добавляй комментариев.",
 ]
+# With stated symptoms the answer holds the listed symptoms and more: the instruction asks for exactly that.
+STATED_INSTRUCTIONS = [
+    "Напиши жалобы пациента для медицинской карты. В записи должны быть эти симптомы и подробности, которых нет в "
+    "списке.",
+    "Составь запись врача о жалобах пациента, в которой есть перечисленные симптомы.",
+]
+STATED_WITH_EXAMPLE_INSTRUCTIONS = [
+    "Вот пример медицинской записи и симптомы другого пациента с тем же заболеванием. Напиши его жалобы так, как их "
+    "записал бы врач: с этими симптомами и подробностями, которых нет в списке.",
+    "Следуя стилю примера, напиши жалобы другого пациента с тем же диагнозом; упомяни перечисленные симптомы.",
+]
+SYMPTOM_MODES = ("drawn", "stated")
 CONTINUE_INSTRUCTIONS = [
     "Продолжи медицинскую запись о жалобах пациента.",
     "Допиши запись врача, начало которой дано ниже.",
@@ -58,6 +73,7 @@ CONTINUE_INSTRUCTIONS = [
     "Продолжи описание жалоб и анамнеза пациента с того места, где оно оборвалось.",
 ]
 INSTRUCTIONS = {"write": WRITE_INSTRUCTIONS + WRITE_WITH_EXAMPLE_INSTRUCTIONS, "continue": CONTINUE_INSTRUCTIONS}
+STATED = {"write": STATED_INSTRUCTIONS + STATED_WITH_EXAMPLE_INSTRUCTIONS, "continue": CONTINUE_INSTRUCTIONS}
 TASKS = ("write", "continue")
 
 
@@ -208,6 +224,9 @@ class BuildOptions:
     """Share of ``write`` records whose input also holds an example note of the same code."""
     min_symptoms: int = 2
     max_symptoms: int = 5
+    symptoms: str = "drawn"
+    """Which symptoms a ``write`` record lists (:data:`SYMPTOM_MODES`): ``drawn`` from a code of the note's
+    category, or ``stated`` by the note itself."""
     min_continue_words: int = 8
     tasks: tuple[str, ...] = TASKS
     canaries: int = 0
@@ -222,6 +241,8 @@ class BuildOptions:
             raise InputError(f"example_share: expected a value in [0, 1], got {self.example_share}")
         if not 1 <= self.min_symptoms <= self.max_symptoms:
             raise InputError("min_symptoms/max_symptoms: expected 1 <= min <= max")
+        if self.symptoms not in SYMPTOM_MODES:
+            raise InputError(f"--symptoms must be one of {', '.join(SYMPTOM_MODES)}, got {self.symptoms!r}")
         unknown = set(self.tasks) - set(TASKS)
         if unknown or not self.tasks:
             raise InputError(f"tasks: expected some of {', '.join(TASKS)}, got {', '.join(self.tasks) or 'none'}")
@@ -248,8 +269,13 @@ def _record(task: str, note: Note, split: str, seed: int, instruction: str, inp:
 def _write_record(
     note: Note, split: str, symptoms: SymptomMap, pool: list[Note], opts: BuildOptions, rng: np.random.Generator
 ) -> InstructionRecord | None:
+    stated = opts.symptoms == "stated"
     if note.symptoms:
         chosen = list(note.symptoms)
+    elif stated:
+        chosen = _stated(note, symptoms, opts, rng)
+        if not chosen:
+            return None
     else:
         codes = sorted(symptoms.get(note.category, {}))
         if not codes:
@@ -262,10 +288,11 @@ def _write_record(
     use_example, pick = rng.random() < opts.example_share, rng.random()  # always drawn: later draws stay put
     example = others[int(pick * len(others))] if others and use_example else None
     if example is not None:
-        instruction = WRITE_WITH_EXAMPLE_INSTRUCTIONS[int(rng.integers(len(WRITE_WITH_EXAMPLE_INSTRUCTIONS)))]
+        choices = STATED_WITH_EXAMPLE_INSTRUCTIONS if stated else WRITE_WITH_EXAMPLE_INSTRUCTIONS
         inp = f"Пример: {example.text}\nСимптомы: {inp}"
     else:
-        instruction = WRITE_INSTRUCTIONS[int(rng.integers(len(WRITE_INSTRUCTIONS)))]
+        choices = STATED_INSTRUCTIONS if stated else WRITE_INSTRUCTIONS
+    instruction = choices[int(rng.integers(len(choices)))]
     return _record(
         "write",
         note,
@@ -277,6 +304,17 @@ def _write_record(
         example_id=example.id if example else None,
         extra={"symptoms": chosen},
     )
+
+
+def _stated(note: Note, symptoms: SymptomMap, opts: BuildOptions, rng: np.random.Generator) -> list[str]:
+    """Up to ``max_symptoms`` of the category's graph symptoms that the note states, in a seeded order (the
+    matcher returns them sorted, and a sorted list would teach the order, not the note)."""
+    from medsyn.generation.mentions import mentioned_symptoms
+
+    labels = sorted({s for per_code in symptoms.get(note.category, {}).values() for s in per_code})
+    said = mentioned_symptoms(note.text, labels)
+    order = rng.permutation(len(said))
+    return [said[i] for i in order[: opts.max_symptoms]]
 
 
 def _continue_record(note: Note, split: str, opts: BuildOptions, rng: np.random.Generator) -> InstructionRecord | None:
@@ -605,7 +643,13 @@ def build_dataset(
         records,
         count=count,
         unit=f"tokens ({tokenizer_name or 'tokenizer'})" if tokenizer is not None else "words",
-        extra={"seed": opts.seed, "options": asdict(opts), "sources": sources, "skipped": skipped},
+        extra={
+            "seed": opts.seed,
+            "options": asdict(opts),
+            "sources": sources,
+            "skipped": skipped,
+            "instructions": STATED if opts.symptoms == "stated" else INSTRUCTIONS,
+        },
     )
     step(BUILD_STEPS[4])
     if canary_manifest is not None:

@@ -24,8 +24,8 @@ a llama.cpp server (``--backend openai --base-url``) with the same engine settin
 between ``max_input_tokens`` and the context is generated.
 
 Sampling is seeded per request (``ChatRequest.seed``), so the same prompt and seed give the same note.
-LoRA adapters trained by ``medsyn finetune`` are PEFT folders, which llama.cpp does not read: use ``--backend local``
-for them (or merge the adapter and convert the merged model to GGUF).
+A LoRA adapter trained by ``medsyn finetune`` on a GGUF base (``--adapter DIR``) is converted once to a GGUF LoRA file
+(:mod:`medsyn.training.gguf_lora`) and applied by llama.cpp, so a fine-tuned model generates at llama.cpp's speed.
 """
 
 from __future__ import annotations
@@ -47,12 +47,24 @@ PROMPT_CACHE_MIB = 0
 
 
 def engine_params(
-    xllamacpp: Any, path: Path, *, max_input_tokens: int, max_tokens: int, parallel: int, threads: int
+    xllamacpp: Any,
+    path: Path,
+    *,
+    max_input_tokens: int,
+    max_tokens: int,
+    parallel: int,
+    threads: int,
+    lora: Path | None = None,
 ) -> Any:
-    """llama.cpp's engine settings for ``path``: one home for the in-process backend and the test's real server
-    (:mod:`medsyn.testing.llama_server`), so both run the same engine."""
+    """llama.cpp's engine settings for ``path`` (with the GGUF LoRA file ``lora`` applied at scale 1): one home for
+    the in-process backend and the test's real server (:mod:`medsyn.testing.llama_server`), so both run the same
+    engine."""
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
+    if lora is not None:
+        info = xllamacpp.CommonAdapterLoraInfo()
+        info.path, info.scale = str(lora), 1.0
+        params.lora_adapters = [info]
     # One slot's context holds the prompt and the reply; the server splits n_ctx over its slots.
     params.n_ctx = (max_input_tokens + max_tokens) * parallel
     params.n_parallel = parallel
@@ -71,7 +83,7 @@ class LlamaCppBackend:
     """A GGUF model run by llama.cpp in this process.
 
     model: a .gguf file or a packaged model name (gemma3).
-    adapter: not read by llama.cpp (PEFT folders); given, it is refused with a pointer to the local backend.
+    adapter: a ``medsyn finetune`` adapter folder trained on this GGUF base (converted to a GGUF LoRA file once).
     threads: CPU threads per decode step (on a busy 2-core machine 1 is fastest).
     parallel: requests decoded at once (llama.cpp slots, continuous batching).
     max_input_tokens: longer prompts are recorded as failures before any token is generated.
@@ -99,8 +111,6 @@ class LlamaCppBackend:
         stop: Sequence[str] | None = ("\n\n",),
         check_prompt: bool = True,
     ) -> None:
-        if adapter is not None:
-            raise InputError("the llamacpp backend does not read PEFT adapters; use --backend local with --adapter")
         if threads < 1:
             raise InputError(f"threads must be >= 1, got {threads}")
         if parallel < 1:
@@ -111,7 +121,16 @@ class LlamaCppBackend:
 
         self.spec = model or DEFAULT_MODEL
         self.model = base_name(self.spec)
+        self.adapter = Path(adapter) if adapter is not None else None
         self.adapter_hash: str | None = None
+        self._lora: Path | None = None
+        if self.adapter is not None:
+            from medsyn.training.gguf_lora import gguf_adapter
+            from medsyn.training.models import adapter_hash
+
+            # Converted before any request: a wrong adapter is a one-line error, not a failed run.
+            self._lora = gguf_adapter(self.adapter, self.spec)
+            self.adapter_hash = adapter_hash(self.adapter)
         self.threads = threads
         self.parallel = parallel
         self.max_concurrency = parallel
@@ -125,6 +144,7 @@ class LlamaCppBackend:
         return {
             "backend": self.name,
             "model": self.model,
+            **({"adapter": str(self.adapter), "adapter_hash": self.adapter_hash} if self.adapter else {}),
             "engine": _engine_version(),
             "threads": self.threads,
             "parallel": self.parallel,
@@ -148,7 +168,7 @@ class LlamaCppBackend:
                 raise InputError("the llamacpp backend needs the xllamacpp package (pip install xllamacpp)") from None
             params = engine_params(
                 xllamacpp, path, max_input_tokens=self.max_input_tokens, max_tokens=self.max_tokens,
-                parallel=self.parallel, threads=self.threads,
+                parallel=self.parallel, threads=self.threads, lora=self._lora,
             )  # fmt: skip
             params.endpoint_metrics = True  # read in-process by engine_counts()
             params.endpoint_slots = False
