@@ -89,16 +89,20 @@ def filters(rows: Sequence[LabelledNote], scores: Sequence[Scores]) -> None:
     }
     for subset, keep in (("all 240 rows", lambda r: True), ("generated rows (own + GPT-4)", lambda r: r.requested)):
         idx = [i for i, r in enumerate(rows) if keep(r)]
-        rs, ss = [rows[i] for i in idx], [scores[i] for i in idx]
-        out = []
-        for name, cfg in configs.items():
-            a = acceptance(rs, ss, cfg)
-            out.append(
-                [name, f"{a.precision:.3f}", f"{a.recall:.3f}", *[f"{a.accepted[k]} / {a.total[k]}" for k in LABELS]]
-            )
-        print(f"{subset}:\n")
-        print(markdown_table(["filter", "precision", "recall", *[f"accepted {k}" for k in LABELS]], out))
-        print()
+        _acceptance_table(subset, [rows[i] for i in idx], [scores[i] for i in idx], configs)
+
+
+def _acceptance_table(
+    title: str, rows: Sequence[LabelledNote], scores: Sequence[Scores], configs: dict[str, FilterConfig]
+) -> None:
+    out = []
+    for name, cfg in configs.items():
+        a = acceptance(rows, scores, cfg)
+        counts = [f"{a.accepted[k]} / {a.total[k]}" for k in LABELS]
+        out.append([name, f"{a.precision:.3f}", f"{a.recall:.3f}", *counts])
+    print(f"{title}:\n")
+    print(markdown_table(["filter", "precision", "recall", *[f"accepted {k}" for k in LABELS]], out))
+    print()
 
 
 def _share(flags: Sequence[bool]) -> str:
@@ -140,16 +144,7 @@ def phrasing(rows: Sequence[LabelledNote], scores: Sequence[Scores]) -> None:
     }
     for source in OWN_MODEL:
         rs = [r for r, _ in own if r.source == source]
-        ss = [s for r, s in own if r.source == source]
-        table = []
-        for name, cfg in configs.items():
-            a = acceptance(rs, ss, cfg)
-            table.append(
-                [name, f"{a.precision:.3f}", f"{a.recall:.3f}", *[f"{a.accepted[k]} / {a.total[k]}" for k in LABELS]]
-            )
-        print(f"{source} ({len(rs)} rows):\n")
-        print(markdown_table(["filter", "precision", "recall", *[f"accepted {k}" for k in LABELS]], table))
-        print()
+        _acceptance_table(f"{source} ({len(rs)} rows)", rs, [s for r, s in own if r.source == source], configs)
 
 
 def whole_sets(vocabulary: frozenset[str]) -> None:

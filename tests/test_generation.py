@@ -157,6 +157,9 @@ def test_the_phrasing_check_judges_replies_against_the_graphs_real_notes(
     assert off.accepted == 3
     assert all("unseen_phrases" not in n["scores"] for n in lines(tmp_path / "off" / NOTES_FILE))
     assert "max_unseen_phrases" not in json.loads((tmp_path / "off" / RUN_FILE).read_text())["identity"]["filter"]
+    # Without real notes every pair would be unfamiliar: the run is refused rather than rejecting every note.
+    with pytest.raises(InputError, match="needs real notes in the graph"):
+        run(server, samples, tmp_path / "empty", max_attempts=1, filter=strict)
 
 
 def test_a_reply_that_copies_a_real_note_is_not_kept(

@@ -134,6 +134,21 @@ def test_stated_symptoms_are_what_the_answer_note_says(real: dict[str, Path]) ->
         BuildOptions(symptoms="said")
 
 
+@pytest.mark.parametrize(
+    ("template", "instruction"),
+    [("ift_ru", "WRITE_WITH_EXAMPLE_INSTRUCTIONS"), ("ift_stated_ru", "STATED_WITH_EXAMPLE_INSTRUCTIONS")],
+)
+def test_the_generation_templates_prompt_as_the_records_were_trained(template: str, instruction: str) -> None:
+    """An adapter is prompted with the exact text of its training records (issue 22.3(c)): the packaged templates
+    for the two write modes render what ``ift`` writes for a record with an example."""
+    from medsyn.generation.prompts import load_template
+    from medsyn.training import instructions
+
+    (message,) = load_template(template).messages
+    first = getattr(instructions, instruction)[0]
+    assert message[1] == build_prompt(first, "Пример: {example}\nСимптомы: {symptoms}")
+
+
 def test_dev_notes_are_dropped_and_generated_mixed_in(real: dict[str, Path]) -> None:
     notes = read_notes(real["train"])[:100]
     generated = read_notes(real["generated"], source="generated")[:40]

@@ -288,6 +288,8 @@ class _Engine:
         self.vocabulary = note_vocabulary(text for _, text in notes)
         # Only a run that checks phrasing pays for the pairs (about a second for 4,690 notes).
         self.phrases = known_phrases(t for _, t in notes) if config.filter.checks_phrases else None
+        if self.phrases is not None and not notes:
+            raise InputError("--max-unseen-phrases needs real notes in the graph to compare with; the store has none")
 
     # ---------------------------------------------------------------- run identity and run.json
     def _identity(self) -> dict[str, Any]:

@@ -75,8 +75,8 @@ class FilterConfig:
     the labelled table any count threshold rejected more plausible notes than nonsense ones."""
     max_unseen_phrases: float = -1.0
     """Reject a note more than this share of whose word pairs no real note of the graph holds; negative (the
-    default) turns the check off. 0.6 is what 95 % of the real notes stay within, each measured against the others
-    (docs/generation.md)."""
+    default) turns the check off. At 0.6 it rejects 3.6 % of the real notes, each measured against the others
+    (docs/generation.md, "Word salad")."""
     reject_pii: bool = False
     """Reject a note holding personal data (``generate --reject-pii``)."""
 
@@ -192,7 +192,7 @@ def decide(scores: Scores, config: FilterConfig) -> tuple[bool, str]:
         return False, f"non-word ({shown}; {len(scores.nonwords)} of {scores.words} words > {config.max_nonword_rate})"
     unseen = scores.unseen_phrases
     if config.checks_phrases and unseen is not None and unseen > config.max_unseen_phrases:
-        why = f"{scores.unseen_phrases:.2f} of its word pairs in no real note > {config.max_unseen_phrases}"
+        why = f"{unseen:.2f} of its word pairs in no real note > {config.max_unseen_phrases}"
         return False, f"unfamiliar phrasing ({why})"
     if config.reject_pii and scores.pii:
         return False, f"personal data ({', '.join(scores.pii)})"

@@ -1,0 +1,106 @@
+"""Judge kept candidates (scripts/lever_candidates.py) under filter settings exactly as `generate` would
+(`engine.RecordContext`: each candidate's record, the best of the first N by the run's own ranking), then count
+what a reader's labels say of each setting's accepted notes (docs/generation.md, "Word salad").
+
+    python scripts/lever_judge.py --samples samples.jsonl --store STORE --candidates 'cands/*.jsonl' \\
+        --labels docs/reports/levers/reading/labels.tsv
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import json
+from collections import Counter
+from pathlib import Path
+
+from medsyn.evaluation.report import markdown_table
+from medsyn.generation.backends import Completion
+from medsyn.generation.config import GenerationConfig
+from medsyn.generation.engine import RecordContext, attempt_requests, with_examples
+from medsyn.generation.filter import FilterConfig
+from medsyn.generation.fluency import known_phrases, note_vocabulary
+from medsyn.kg.notes import real_notes
+from medsyn.kg.opener import open_store
+from medsyn.sampling.samples import read_samples
+from medsyn.textsim import normalised
+
+CONFIG = {"seed": 7, "temperature": 0.7, "max_tokens": 160, "max_attempts": 1}
+SETTINGS = {
+    "today": FilterConfig(),
+    "today + phrasing > 0.6": FilterConfig(max_unseen_phrases=0.6),
+    "recall off": FilterConfig(min_recall=0.0),
+    "recall off + phrasing > 0.6": FilterConfig(min_recall=0.0, max_unseen_phrases=0.6),
+    "recall off + phrasing > 0.5": FilterConfig(min_recall=0.0, max_unseen_phrases=0.5),
+    "recall off + phrasing > 0.4": FilterConfig(min_recall=0.0, max_unseen_phrases=0.4),
+    "recall >= 0.25 + phrasing > 0.6": FilterConfig(min_recall=0.25, max_unseen_phrases=0.6),
+}
+
+
+def _key(text: str) -> str:
+    return text.strip().replace("\n", " / ")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--samples", required=True)
+    p.add_argument("--store", required=True)
+    p.add_argument("--candidates", required=True, help="glob of the kept-candidate files")
+    p.add_argument("--labels", help="a reader's labels (TSV with note and label columns)")
+    p.add_argument("--best-of", default="1,3,5")
+    p.add_argument("--template", default="fewshot_expand_ru")
+    a = p.parse_args()
+    kept = {}
+    for f in sorted(glob.glob(a.candidates)):
+        for line in Path(f).read_text(encoding="utf-8").splitlines():
+            if line.endswith("}"):
+                d = json.loads(line)
+                kept[d["sample_id"]] = d
+    base = GenerationConfig(**CONFIG, template=a.template)  # type: ignore[arg-type]
+    store = open_store(Path(a.store))
+    try:
+        sampling = {"samples_file": str(Path(a.samples).resolve())}
+        samples = [s for s in with_examples(read_samples(Path(a.samples)), store, base, sampling) if s.id in kept]
+        notes = real_notes(store)
+    finally:
+        store.close()
+    labels: dict[str, str] = {}
+    if a.labels:
+        lines = Path(a.labels).read_text(encoding="utf-8").splitlines()
+        head = lines[0].split("\t")
+        for line in lines[1:]:
+            row = dict(zip(head, line.split("\t"), strict=True))
+            labels[row["note"]] = row["label"]
+    copies = {normalised(t): i for i, t in notes}
+    vocabulary, phrases = note_vocabulary(t for _, t in notes), known_phrases(t for _, t in notes)
+    template = base.load_template()
+    seconds = sum(d["seconds"] for d in kept.values()) / max(len(d["completions"]) for d in kept.values())
+    out = []
+    for n in (int(x) for x in a.best_of.split(",")):
+        cfg = dataclasses.replace(base, candidates=n)
+        for name, flt in SETTINGS.items():
+            judge = RecordContext("dump", "llamacpp", "gemma3", template, flt, "graph", copies, vocabulary,
+                                  phrases if flt.checks_phrases else None)  # fmt: skip
+            counts: Counter[str] = Counter()
+            for s in samples:
+                nid, reqs = attempt_requests(cfg, template, "dump", s, 0)
+                comps = [
+                    Completion(text=c["text"], finish_reason=c["finish_reason"]) for c in kept[s.id]["completions"][:n]
+                ]
+                rec = judge.record(s, 0, nid, reqs, "-", comps)
+                if rec["accepted"]:
+                    counts[labels.get(_key(rec["response"]), "unread")] += 1
+            accepted = sum(counts.values())
+            plausible = counts["plausible"]
+            out.append([f"{name}, best of {n}", str(accepted), str(plausible), str(counts["nonsense"]),
+                        f"{counts['list']} / {counts['wrong_code']}", str(counts["unread"]),
+                        f"{plausible / accepted:.2f}" if accepted else "–",
+                        f"{seconds * n / plausible:.0f}" if plausible else "–"])  # fmt: skip
+    head = ["setting", "accepted", "plausible", "nonsense", "list / wrong code", "unread", "precision", "s / plausible"]
+    print(f"{len(samples)} samples\n")
+    print(markdown_table(head, out))
+
+
+if __name__ == "__main__":
+    main()
