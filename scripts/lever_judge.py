@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import glob
 import json
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def main() -> None:
     p.add_argument("--labels", help="a reader's labels (TSV with note and label columns)")
     p.add_argument("--best-of", default="1,3,5")
     p.add_argument("--template", default="fewshot_expand_ru")
+    p.add_argument("--unread-out", help="write the accepted notes the labels lack here (TSV, shuffled), to read")
     a = p.parse_args()
     kept = {}
     for f in sorted(glob.glob(a.candidates)):
@@ -77,6 +79,7 @@ def main() -> None:
     template = base.load_template()
     seconds = sum(d["seconds"] for d in kept.values()) / max(len(d["completions"]) for d in kept.values())
     out = []
+    unread: dict[str, tuple[str, str, list[str]]] = {}
     for n in (int(x) for x in a.best_of.split(",")):
         cfg = dataclasses.replace(base, candidates=n)
         for name, flt in SETTINGS.items():
@@ -90,7 +93,11 @@ def main() -> None:
                 ]
                 rec = judge.record(s, 0, nid, reqs, "-", comps)
                 if rec["accepted"]:
-                    counts[labels.get(_key(rec["response"]), "unread")] += 1
+                    key = _key(rec["response"])
+                    counts[labels.get(key, "unread")] += 1
+                    if key not in labels:
+                        requested = " | ".join(rec["symptoms"])
+                        unread.setdefault(key, (rec["code"], requested, []))[2].append(f"{name}, best of {n}")
             accepted = sum(counts.values())
             plausible = counts["plausible"]
             out.append([f"{name}, best of {n}", str(accepted), str(plausible), str(counts["nonsense"]),
@@ -98,6 +105,12 @@ def main() -> None:
                         f"{plausible / accepted:.2f}" if accepted else "–",
                         f"{seconds * n / plausible:.0f}" if plausible else "–"])  # fmt: skip
     head = ["setting", "accepted", "plausible", "nonsense", "list / wrong code", "unread", "precision", "s / plausible"]
+    if a.unread_out:
+        rows = sorted(unread.items())
+        random.Random(1).shuffle(rows)
+        lines = ["n\tcode\trequested\tnote\tlabel\taccepted_by"]
+        lines += [f"{i}\t{c}\t{r}\t{t}\t\t{'; '.join(by)}" for i, (t, (c, r, by)) in enumerate(rows, 1)]
+        Path(a.unread_out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"{len(samples)} samples\n")
     print(markdown_table(head, out))
 

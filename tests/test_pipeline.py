@@ -31,6 +31,19 @@ def test_demo_pipeline_plans_to_real_commands(repo_root: Path) -> None:
     assert gen["--candidates"] == "3"
 
 
+def test_stated_lora_recipe_trains_an_epoch_and_serves_the_adapter_through_llama_cpp(repo_root: Path) -> None:
+    steps = load_pipeline(repo_root / "pipelines" / "stated-lora.toml")
+    planned = plan_pipeline(_root(), steps, source="stated-lora.toml")
+    commands = [" ".join(args[: 2 if args[0] in {"kg", "eval"} else 1]) for _, args in planned]
+    assert commands == ["kg build", "ift", "sample", "finetune", "generate", "generate", "eval quality"]
+    ift, tune = (dict(zip(planned[i][1][1::2], planned[i][1][2::2], strict=False)) for i in (1, 3))
+    assert (ift["--symptoms"], ift["--tasks"]) == ("stated", "write")
+    assert tune["--epochs"] == "1.0" and tune["--base"] == "gemma3"
+    before, after = (dict(zip(planned[i][1][1::2], planned[i][1][2::2], strict=False)) for i in (4, 5))
+    assert after.pop("--adapter") == tune["--out"] and after.pop("--out") != before.pop("--out")
+    assert before == after and after["--backend"] == "llamacpp" and after["--template"] == "ift_stated_ru"
+
+
 def test_local_lora_recipe_plans_to_real_commands(repo_root: Path) -> None:
     steps = load_pipeline(repo_root / "pipelines" / "local-lora.toml")
     planned = plan_pipeline(_root(), steps, source="local-lora.toml")
