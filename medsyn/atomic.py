@@ -22,6 +22,11 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def file_mode() -> int:
+    """The mode a new file gets from ``open`` (0666 minus the umask): for files first made 0600 by ``mkstemp``."""
+    return 0o666 & ~_UMASK
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to a temp file beside ``path``, fsync it, then rename it over ``path``."""
     p = Path(path)
@@ -32,7 +37,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise StoreError(f"cannot write {p}: {exc.strerror or exc}") from None
     try:
         # mkstemp creates 0600 files; a report or dataset should get the usual permissions (0666 minus umask).
-        os.fchmod(fd, 0o666 & ~_UMASK)
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

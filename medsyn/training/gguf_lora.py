@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from medsyn.atomic import fsync_dir, fsync_file
+from medsyn.atomic import file_mode, fsync_dir, fsync_file
 from medsyn.errors import InputError
 from medsyn.jsonl import read_json_object
 
@@ -105,6 +105,7 @@ def write_gguf_lora(adapter_dir: str | Path, out: str | Path, *, arch: str) -> P
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+        os.chmod(tmp, file_mode())  # mkstemp made it 0600; a converted adapter is as readable as its folder
         fsync_file(tmp)
         os.replace(tmp, target)
         fsync_dir(target.parent)
