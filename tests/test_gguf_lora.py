@@ -114,6 +114,11 @@ def test_adapters_llama_cpp_cannot_apply_are_refused(tmp_path: Path) -> None:
         get_backend("llamacpp", model=GEMMA3, adapter=other)
     with pytest.raises(InputError, match="cannot convert LoRA tensor"):
         gguf_tensor_name("base_model.model.model.embed_tokens.lora_embedding_A")
+    dora = _adapter(tmp_path / "dora", b_scale=1.0)
+    config = json.loads((dora / "adapter_config.json").read_text())
+    (dora / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
+    with pytest.raises(InputError, match="use_dora"):
+        write_gguf_lora(dora, tmp_path / "d.gguf", arch="gemma3")
     with pytest.raises(InputError, match="not supported"):
         write_gguf_lora(_adapter(tmp_path / "llama", b_scale=1.0), tmp_path / "x.gguf", arch="llama")
     done = subprocess.run(

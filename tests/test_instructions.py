@@ -114,7 +114,7 @@ def test_stated_symptoms_are_what_the_answer_note_says(real: dict[str, Path]) ->
     notes = read_notes(real["train"])[:300]
     symptoms = symptoms_from_json(real["map"])
     stated = BuildOptions(seed=3, symptoms="stated", tasks=("write",))
-    records, skipped = build_instructions(notes, symptoms, options=stated)
+    records, skipped = build_instructions(notes, symptoms, options=stated, matcher=mentioned_symptoms)
     assert records and skipped["write_no_symptoms"] > 0
     assert len(records) + skipped["write_no_symptoms"] == len(notes)
     for r in records:
@@ -132,6 +132,8 @@ def test_stated_symptoms_are_what_the_answer_note_says(real: dict[str, Path]) ->
     assert all(r.instruction in {i for v in INSTRUCTIONS.values() for i in v} for r in drawn_a)
     with pytest.raises(InputError, match="--symptoms must be one of drawn, stated"):
         BuildOptions(symptoms="said")
+    with pytest.raises(InputError, match="stated symptoms need a matcher"):
+        build_instructions(notes, symptoms, options=stated)
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,7 @@ def ift(
 
         kg = open_store(store, endpoint=endpoint, read_only=True)
     from medsyn.cli.progress import steps
+    from medsyn.generation.mentions import mentioned_symptoms
     from medsyn.training.instructions import BUILD_STEPS
 
     try:
@@ -84,6 +85,7 @@ def ift(
                 tokenizer=tok,
                 tokenizer_name=tokenizer,
                 on_step=step,
+                matcher=mentioned_symptoms if symptoms == "stated" else None,
             )
     finally:
         if kg is not None:

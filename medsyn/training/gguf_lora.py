@@ -85,6 +85,10 @@ def write_gguf_lora(adapter_dir: str | Path, out: str | Path, *, arch: str) -> P
         alpha = float(config["lora_alpha"])
     except (KeyError, TypeError, ValueError):
         raise InputError("adapter config has no numeric lora_alpha", path=d / "adapter_config.json") from None
+    # llama.cpp scales by alpha / rank: rank-stabilised or weight-decomposed adapters would be applied wrongly.
+    for flag in ("use_rslora", "use_dora"):
+        if config.get(flag):
+            raise InputError(f"adapter uses {flag}, which llama.cpp's LoRA does not apply", path=d)
     tensors: dict[str, Any] = {gguf_tensor_name(k): v for k, v in load_file(str(weights)).items()}
     for name in tensors:
         pair = name[:-1] + ("b" if name.endswith("a") else "a")

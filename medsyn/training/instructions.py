@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from medsyn.errors import InputError
 from medsyn.jsonl import read_json_object, read_jsonl
 from medsyn.training import canaries as cn
 from medsyn.training.canaries import Canary, stream
+
+if TYPE_CHECKING:
+    from medsyn.sampling.draw import Matcher
 
 PROMPT_TEMPLATE = "### Задание: {instruction}\n### Вход: {input}\n### Ответ: "
 
@@ -267,13 +270,19 @@ def _record(task: str, note: Note, split: str, seed: int, instruction: str, inp:
 
 
 def _write_record(
-    note: Note, split: str, symptoms: SymptomMap, pool: list[Note], opts: BuildOptions, rng: np.random.Generator
+    note: Note,
+    split: str,
+    symptoms: SymptomMap,
+    pool: list[Note],
+    opts: BuildOptions,
+    rng: np.random.Generator,
+    matcher: Matcher | None,
 ) -> InstructionRecord | None:
     stated = opts.symptoms == "stated"
     if note.symptoms:
         chosen = list(note.symptoms)
-    elif stated:
-        chosen = _stated(note, symptoms, opts, rng)
+    elif stated and matcher is not None:
+        chosen = _stated(note, symptoms, opts, rng, matcher)
         if not chosen:
             return None
     else:
@@ -306,13 +315,13 @@ def _write_record(
     )
 
 
-def _stated(note: Note, symptoms: SymptomMap, opts: BuildOptions, rng: np.random.Generator) -> list[str]:
+def _stated(
+    note: Note, symptoms: SymptomMap, opts: BuildOptions, rng: np.random.Generator, matcher: Matcher
+) -> list[str]:
     """Up to ``max_symptoms`` of the category's graph symptoms that the note states, in a seeded order (the
     matcher returns them sorted, and a sorted list would teach the order, not the note)."""
-    from medsyn.generation.mentions import mentioned_symptoms
-
     labels = sorted({s for per_code in symptoms.get(note.category, {}).values() for s in per_code})
-    said = mentioned_symptoms(note.text, labels)
+    said = matcher(note.text, labels)
     order = rng.permutation(len(said))
     return [said[i] for i in order[: opts.max_symptoms]]
 
@@ -333,12 +342,17 @@ def build_instructions(
     options: BuildOptions | None = None,
     generated: list[Note] | None = None,
     dev_notes: Iterable[Note] = (),
+    matcher: Matcher | None = None,
 ) -> tuple[list[InstructionRecord], dict[str, int]]:
     """Records of both tasks for every usable note, in input order, plus counts of what was left out.
 
     Deterministic for the same inputs and ``options.seed``: each note draws from its own seeded generator.
+    ``matcher`` finds the symptoms a note states (``options.symptoms == "stated"``): the generation layer's lemma
+    matcher, :func:`medsyn.generation.mentions.mentioned_symptoms`, passed in because training sits below it.
     """
     opts = options or BuildOptions()
+    if opts.symptoms == "stated" and matcher is None:
+        raise InputError("stated symptoms need a matcher (medsyn.generation.mentions.mentioned_symptoms)")
     dev = list(dev_notes)
     dev_ids, dev_texts = {n.id for n in dev}, {n.text for n in dev}
     skipped: Counter[str] = Counter()
@@ -362,7 +376,7 @@ def build_instructions(
         split = "train" if n.source != "rumedtop3" else split_of(n.id, seed=opts.seed, eval_fraction=opts.eval_fraction)
         rng = np.random.default_rng([opts.seed, _stable_int(n.source, n.id) % (1 << 63)])
         if "write" in opts.tasks:
-            rec = _write_record(n, split, symptoms, pools[(split, n.category)], opts, rng)
+            rec = _write_record(n, split, symptoms, pools[(split, n.category)], opts, rng, matcher)
             records.append(rec) if rec else skipped.update(["write_no_symptoms"])
         if "continue" in opts.tasks:
             rec = _continue_record(n, split, opts, rng)
@@ -592,8 +606,10 @@ def build_dataset(
     tokenizer: Any = None,
     tokenizer_name: str | None = None,
     on_step: Callable[[str], None] | None = None,
+    matcher: Matcher | None = None,
 ) -> dict[str, Any]:
-    """Build the instruction JSONL at ``out`` and its card; return the card.
+    """Build the instruction JSONL at ``out`` and its card; return the card (``matcher``: see
+    :func:`build_instructions`).
 
     Symptoms come from ``store`` (SPARQL) when given, else from the JSON ``symptom_map``. The dev file, when it
     exists, is read only to drop any note that also occurs there. Lengths are in tokens when ``tokenizer`` is given.
@@ -623,7 +639,9 @@ def build_dataset(
     if generated:
         sources["generated"] = {"path": str(generated), "sha256": file_sha256(generated)}
     step(BUILD_STEPS[2])
-    records, skipped = build_instructions(notes, symptoms, options=opts, generated=mixed, dev_notes=dev_notes)
+    records, skipped = build_instructions(
+        notes, symptoms, options=opts, generated=mixed, dev_notes=dev_notes, matcher=matcher
+    )
     canary_manifest = None
     if opts.canaries:
         planted = cn.make_canaries(
