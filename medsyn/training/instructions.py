@@ -657,17 +657,12 @@ def build_dataset(
         def count(text: str) -> int:
             return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    ins = STATED if opts.symptoms == "stated" else INSTRUCTIONS
     card = dataset_card(
         records,
         count=count,
         unit=f"tokens ({tokenizer_name or 'tokenizer'})" if tokenizer is not None else "words",
-        extra={
-            "seed": opts.seed,
-            "options": asdict(opts),
-            "sources": sources,
-            "skipped": skipped,
-            "instructions": STATED if opts.symptoms == "stated" else INSTRUCTIONS,
-        },
+        extra={"seed": opts.seed, "options": asdict(opts), "sources": sources, "skipped": skipped, "instructions": ins},
     )
     step(BUILD_STEPS[4])
     if canary_manifest is not None:
