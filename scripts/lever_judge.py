@@ -16,6 +16,8 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from lever_candidates import CONFIG  # the requests the candidates were kept for: one home, or the replay drifts
+
 from medsyn.evaluation.report import markdown_table
 from medsyn.generation.backends import Completion
 from medsyn.generation.config import GenerationConfig
@@ -27,7 +29,6 @@ from medsyn.kg.opener import open_store
 from medsyn.sampling.samples import read_samples
 from medsyn.textsim import normalised
 
-CONFIG = {"seed": 7, "temperature": 0.7, "max_tokens": 160, "max_attempts": 1}
 SETTINGS = {
     "today": FilterConfig(),
     "today + phrasing > 0.6": FilterConfig(max_unseen_phrases=0.6),

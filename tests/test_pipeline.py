@@ -21,12 +21,18 @@ def _root():  # type: ignore[no-untyped-def]
     return typer.main.get_command(app)
 
 
+def _options(planned: list, i: int) -> dict[str, str]:
+    """Step ``i``'s command-line options as {flag: value} (flags without a value are not among them)."""
+    args = planned[i][1]
+    return dict(zip(args[1::2], args[2::2], strict=False))
+
+
 def test_demo_pipeline_plans_to_real_commands(repo_root: Path) -> None:
     steps = load_pipeline(repo_root / "pipelines" / "demo.toml")
     planned = plan_pipeline(_root(), steps, source="demo.toml")
     commands = [args[: 2 if args[0] in {"kg", "audit", "eval"} else 1] for _, args in planned]
     assert commands == [["kg", "build"], ["weights"], ["generate"], ["audit", "verify"], ["eval", "quality"]]
-    gen = dict(zip(planned[2][1][1::2], planned[2][1][2::2], strict=False))
+    gen = _options(planned, 2)
     assert (gen["--backend"], gen["--model"], gen["--template"]) == ("llamacpp", "gemma3", "fewshot_expand_ru")
     assert gen["--candidates"] == "3"
 
@@ -36,10 +42,10 @@ def test_stated_lora_recipe_trains_an_epoch_and_serves_the_adapter_through_llama
     planned = plan_pipeline(_root(), steps, source="stated-lora.toml")
     commands = [" ".join(args[: 2 if args[0] in {"kg", "eval"} else 1]) for _, args in planned]
     assert commands == ["kg build", "ift", "sample", "finetune", "generate", "generate", "eval quality"]
-    ift, tune = (dict(zip(planned[i][1][1::2], planned[i][1][2::2], strict=False)) for i in (1, 3))
+    ift, tune = _options(planned, 1), _options(planned, 3)
     assert (ift["--symptoms"], ift["--tasks"]) == ("stated", "write")
     assert tune["--epochs"] == "1.0" and tune["--base"] == "gemma3"
-    before, after = (dict(zip(planned[i][1][1::2], planned[i][1][2::2], strict=False)) for i in (4, 5))
+    before, after = _options(planned, 4), _options(planned, 5)
     assert after.pop("--adapter") == tune["--out"] and after.pop("--out") != before.pop("--out")
     assert before == after and after["--backend"] == "llamacpp" and after["--template"] == "ift_stated_ru"
 
@@ -49,7 +55,7 @@ def test_local_lora_recipe_plans_to_real_commands(repo_root: Path) -> None:
     planned = plan_pipeline(_root(), steps, source="local-lora.toml")
     commands = [" ".join(args[: 2 if args[0] in {"kg", "eval"} else 1]) for _, args in planned]
     assert commands == ["kg build", "ift", "sample", "finetune", "generate", "generate", "eval quality"]
-    before, after = (dict(zip(planned[i][1][1::2], planned[i][1][2::2], strict=False)) for i in (4, 5))
+    before, after = _options(planned, 4), _options(planned, 5)
     # Before and after differ only in the adapter: same samples, model, prompt and seed.
     assert "--adapter" not in before and after.pop("--adapter") == "runs/local-lora/adapter"
     assert {k: v for k, v in before.items() if k != "--out"} == {k: v for k, v in after.items() if k != "--out"}

@@ -276,13 +276,14 @@ def _write_record(
     pool: list[Note],
     opts: BuildOptions,
     rng: np.random.Generator,
-    matcher: Matcher | None,
+    stated_by: Matcher | None,
 ) -> InstructionRecord | None:
-    stated = opts.symptoms == "stated"
+    """A write record; ``stated_by``: the matcher that lists the symptoms the note states (None: drawn symptoms)."""
+    stated = stated_by is not None
     if note.symptoms:
         chosen = list(note.symptoms)
-    elif stated and matcher is not None:
-        chosen = _stated(note, symptoms, opts, rng, matcher)
+    elif stated_by is not None:
+        chosen = _stated(note, symptoms, opts, rng, stated_by)
         if not chosen:
             return None
     else:
@@ -351,7 +352,8 @@ def build_instructions(
     matcher, :func:`medsyn.generation.mentions.mentioned_symptoms`, passed in because training sits below it.
     """
     opts = options or BuildOptions()
-    if opts.symptoms == "stated" and matcher is None:
+    stated_by = matcher if opts.symptoms == "stated" else None
+    if opts.symptoms == "stated" and stated_by is None:
         raise InputError("stated symptoms need a matcher (medsyn.generation.mentions.mentioned_symptoms)")
     dev = list(dev_notes)
     dev_ids, dev_texts = {n.id for n in dev}, {n.text for n in dev}
@@ -376,7 +378,7 @@ def build_instructions(
         split = "train" if n.source != "rumedtop3" else split_of(n.id, seed=opts.seed, eval_fraction=opts.eval_fraction)
         rng = np.random.default_rng([opts.seed, _stable_int(n.source, n.id) % (1 << 63)])
         if "write" in opts.tasks:
-            rec = _write_record(n, split, symptoms, pools[(split, n.category)], opts, rng, matcher)
+            rec = _write_record(n, split, symptoms, pools[(split, n.category)], opts, rng, stated_by)
             records.append(rec) if rec else skipped.update(["write_no_symptoms"])
         if "continue" in opts.tasks:
             rec = _continue_record(n, split, opts, rng)
