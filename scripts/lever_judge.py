@@ -15,6 +15,7 @@ import json
 import random
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from lever_candidates import CONFIG  # the requests the candidates were kept for: one home, or the replay drifts
 
@@ -44,6 +45,21 @@ def _key(text: str) -> str:
     return text.strip().replace("\n", " / ")
 
 
+def _judged(
+    judge: RecordContext, s: Any, nid: str, reqs: Any, comps: list[Completion], sequential: bool
+) -> tuple[dict[str, Any], int]:
+    """The kept record of one sample and the candidates it cost. Taken one at a time, each candidate stands for a
+    further attempt and the first accepted one is kept; otherwise the run's ranking picks among all of them."""
+    if not sequential:
+        return judge.record(s, 0, nid, reqs, "-", comps), len(comps)
+    rec: dict[str, Any] = {}
+    for tried, comp in enumerate(comps, 1):
+        rec = judge.record(s, 0, nid, reqs, "-", [comp])
+        if rec["accepted"]:
+            return rec, tried
+    return rec, len(comps)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--samples", required=True)
@@ -51,6 +67,8 @@ def main() -> None:
     p.add_argument("--candidates", required=True, help="glob of the kept-candidate files")
     p.add_argument("--labels", help="a reader's labels (TSV with note and label columns)")
     p.add_argument("--best-of", default="1,3,5")
+    p.add_argument("--first-of", default="", help="also: the first accepted of N candidates taken one at a time "
+                   "(what `generate --candidates 1 --max-attempts N` does), e.g. 3")  # fmt: skip
     p.add_argument("--template", default="fewshot_expand_ru")
     p.add_argument("--unread-out", help="write the accepted notes the labels lack here (TSV, shuffled), to read")
     a = p.parse_args()
@@ -81,30 +99,35 @@ def main() -> None:
     seconds = sum(d["seconds"] for d in kept.values()) / max(len(d["completions"]) for d in kept.values())
     out = []
     unread: dict[str, tuple[str, str, list[str]]] = {}
-    for n in (int(x) for x in a.best_of.split(",")):
-        cfg = dataclasses.replace(base, candidates=n)
+    one = dataclasses.replace(base, candidates=1)
+    policies = [(f"best of {n}", n, False) for n in (int(x) for x in a.best_of.split(","))]
+    policies += [(f"first of {n}", n, True) for n in (int(x) for x in a.first_of.split(",") if x)]
+    for policy, n, sequential in policies:
+        cfg = one if sequential else dataclasses.replace(base, candidates=n)
         for name, flt in SETTINGS.items():
             judge = RecordContext("dump", "llamacpp", "gemma3", template, flt, "graph", copies, vocabulary,
                                   phrases if flt.checks_phrases else None)  # fmt: skip
             counts: Counter[str] = Counter()
+            generated = 0  # candidates the policy asks the model for: the cost
             for s in samples:
                 nid, reqs = attempt_requests(cfg, template, "dump", s, 0)
                 comps = [
                     Completion(text=c["text"], finish_reason=c["finish_reason"]) for c in kept[s.id]["completions"][:n]
                 ]
-                rec = judge.record(s, 0, nid, reqs, "-", comps)
+                rec, used = _judged(judge, s, nid, reqs, comps, sequential)
+                generated += used
                 if rec["accepted"]:
                     key = _key(rec["response"])
                     counts[labels.get(key, "unread")] += 1
                     if key not in labels:
                         requested = " | ".join(rec["symptoms"])
-                        unread.setdefault(key, (rec["code"], requested, []))[2].append(f"{name}, best of {n}")
+                        unread.setdefault(key, (rec["code"], requested, []))[2].append(f"{name}, {policy}")
             accepted = sum(counts.values())
             plausible = counts["plausible"]
-            out.append([f"{name}, best of {n}", str(accepted), str(plausible), str(counts["nonsense"]),
+            out.append([f"{name}, {policy}", str(accepted), str(plausible), str(counts["nonsense"]),
                         f"{counts['list']} / {counts['wrong_code']}", str(counts["unread"]),
                         f"{plausible / accepted:.2f}" if accepted else "–",
-                        f"{seconds * n / plausible:.0f}" if plausible else "–"])  # fmt: skip
+                        f"{seconds * generated / len(samples) / plausible:.0f}" if plausible else "–"])  # fmt: skip
     head = ["setting", "accepted", "plausible", "nonsense", "list / wrong code", "unread", "precision", "s / plausible"]
     if a.unread_out:
         rows = sorted(unread.items())

@@ -28,7 +28,7 @@ from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, RUN_FILE
 from medsyn.kg.notes import real_notes
 from medsyn.kg.store import OxigraphStore
 from medsyn.sampling.draw import draw_samples
-from medsyn.sharing.folder import read_export_records
+from medsyn.sharing.folder import SCORE_KEYS, read_export_records
 from medsyn.testing.commands import MEDSYN
 from medsyn.testing.openai_server import FakeOpenAIServer
 
@@ -120,6 +120,9 @@ def test_export_jsonl_with_card(runs: dict, tmp_path: Path) -> None:
         assert x["example_ids"] == n["example_ids"] and x["run_id"] == n["run_id"]
         assert x["license"] == "apache-2.0" and x["non_commercial"] is False and "wikimed" in x["sources"]
         assert "prompt" not in x
+        # Every score the run's filter judged the note by travels with it, the newer checks' too.
+        assert {k: x["scores"][k] for k in SCORE_KEYS} == {k: n["scores"].get(k) for k in SCORE_KEYS}
+        assert x["scores"]["novelty"] is not None and x["scores"]["nonwords"] == n["scores"]["nonwords"]
     assert real_texts_in((out / "data" / "train.jsonl").read_text("utf-8"), runs["real"]) == []
     card = (out / "README.md").read_text(encoding="utf-8")
     front = yaml.safe_load(card.split("---\n")[1])
@@ -168,6 +171,7 @@ def test_export_parquet_loads_with_datasets(runs: dict, tmp_path: Path) -> None:
     assert got["n"] == got["card_n"] == len(notes)  # the card's configs point datasets at the data file
     assert {"idx", "code", "symptoms", "split", "requested_symptoms", "license", "scores"} <= set(got["cols"])
     assert isinstance(got["row"]["requested_symptoms"], list) and 0 <= got["row"]["scores"]["recall"] <= 1
+    assert isinstance(got["row"]["scores"]["novelty"], float) and isinstance(got["row"]["scores"]["nonwords"], list)
     assert read_export_records(out) == read_export_records(out)  # the library reads it back too
     assert {x["idx"] for x in read_export_records(out)} == {n["id"] for n in notes}
 

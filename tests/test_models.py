@@ -197,3 +197,21 @@ def test_pick_device_rejects_unknown_or_absent_devices() -> None:
         pick_device("gpu")
     with pytest.raises(InputError, match=r"--device cuda:99: no such CUDA GPU"):
         pick_device("cuda:99")
+
+
+def test_loading_a_model_through_the_package_starts_no_hub_telemetry() -> None:
+    """huggingface_hub reads HF_HUB_DISABLE_TELEMETRY once at import; the package sets it before any transformers
+    import of its own, and leaves a user's explicit choice alone."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import medsyn.training.models, transformers, huggingface_hub.constants as c; print(c.HF_HUB_DISABLE_TELEMETRY)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_HUB_DISABLE_TELEMETRY")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+    env["HF_HUB_DISABLE_TELEMETRY"] = "0"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

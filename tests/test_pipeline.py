@@ -34,7 +34,7 @@ def test_demo_pipeline_plans_to_real_commands(repo_root: Path) -> None:
     assert commands == [["kg", "build"], ["weights"], ["generate"], ["audit", "verify"], ["eval", "quality"]]
     gen = _options(planned, 2)
     assert (gen["--backend"], gen["--model"], gen["--template"]) == ("llamacpp", "gemma3", "fewshot_expand_ru")
-    assert gen["--candidates"] == "3"
+    assert (gen["--candidates"], gen["--min-recall"], gen["--max-unseen-phrases"]) == ("1", "0.0", "0.6")
 
 
 def test_stated_lora_recipe_trains_an_epoch_and_serves_the_adapter_through_llama_cpp(repo_root: Path) -> None:

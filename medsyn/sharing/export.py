@@ -258,6 +258,15 @@ def _recorded_runs(store: Store) -> set[str]:
 # ------------------------------------------------------------------------------------------------ records
 
 
+def _scores(scores: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The filter's scores of a record in the export's fixed shape (None where its run did not measure one)."""
+    if not scores:
+        return None
+    out: dict[str, Any] = {k: (float(scores[k]) if scores.get(k) is not None else None) for k in SCORE_KEYS}
+    out["nonwords"] = [str(w) for w in scores["nonwords"]] if scores.get("nonwords") is not None else None
+    return out
+
+
 def _record(src: Source, rec: Mapping[str, Any], sources: list[dict[str, Any]]) -> dict[str, Any]:
     scores = rec.get("scores") or {}
     nc = any(s["non_commercial"] for s in sources)
@@ -277,7 +286,7 @@ def _record(src: Source, rec: Mapping[str, Any], sources: list[dict[str, Any]]) 
         "template_hash": rec.get("template_hash"),
         "run_id": rec.get("run_id"),
         "kg_version": rec.get("kg_version") or run.get("graph_version"),
-        "scores": {k: (float(scores[k]) if k in scores else None) for k in SCORE_KEYS} if scores else None,
+        "scores": _scores(scores),
         "example_ids": [
             str(i) for i in rec.get("example_ids") or ([rec["example_id"]] if rec.get("example_id") else [])
         ],

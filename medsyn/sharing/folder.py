@@ -29,7 +29,8 @@ DATA_DIR = "data"
 NEAR_COPY_JACCARD = 0.8
 NEAR_COPY_N = 5
 SPLIT = "train"
-SCORE_KEYS = ("recall", "similarity", "words", "repetition")
+SCORE_KEYS = ("recall", "similarity", "words", "repetition", "novelty", "unseen_phrases")
+"""The filter's numeric scores a record keeps (None where its run did not measure one), beside ``nonwords``."""
 FIELDS: dict[str, str] = {
     "idx": "note id (a generate note id, or the authors' idx)",
     "code": "3-character ICD-10 category (the RuMedTop3 label)",
@@ -44,7 +45,8 @@ FIELDS: dict[str, str] = {
     "template_hash": "prompt template content hash",
     "run_id": "medsyn generate run id",
     "kg_version": "graph version the sample was drawn from",
-    "scores": "quality-filter scores (recall, similarity, words, repetition)",
+    "scores": "quality-filter scores (recall, similarity, words, repetition, novelty, unseen_phrases; nonwords: "
+    "the words no dictionary knew); null where the run did not measure one",
     "example_ids": "ids of the real example notes shown in the prompt (their text is not here)",
     "sources": "knowledge sources the note drew on",
     "license": "licence of the record (its most restrictive source)",
@@ -78,7 +80,7 @@ def _arrow_schema() -> Any:
             ("template_hash", s),
             ("run_id", s),
             ("kg_version", s),
-            ("scores", pa.struct([(k, pa.float64()) for k in SCORE_KEYS])),
+            ("scores", pa.struct([(k, pa.float64()) for k in SCORE_KEYS] + [("nonwords", pa.list_(s))])),
             ("example_ids", pa.list_(s)),
             ("sources", pa.list_(s)),
             ("license", s),

@@ -118,15 +118,20 @@ def write_gguf_lora(adapter_dir: str | Path, out: str | Path, *, arch: str) -> P
     return target
 
 
-def gguf_adapter(adapter_dir: str | Path, base: str) -> Path:
-    """The GGUF LoRA file of a finished adapter trained on ``base`` (a GGUF base spec), converted once and cached."""
+def gguf_adapter(adapter_dir: str | Path, base: str, *, digest: str | None = None) -> Path:
+    """The GGUF LoRA file of a finished adapter trained on ``base`` (a GGUF base spec), converted once and cached.
+
+    ``digest``: the adapter's :func:`~medsyn.training.models.adapter_hash` when the caller has it already (hashing
+    reads every weight file).
+    """
     from medsyn.training.models import adapter_hash, check_adapter_base, gguf_path, models_dir
 
     check_adapter_base(adapter_dir, base)
     base_file = gguf_path(base)
     if base_file is None:
         raise InputError(f"{base}: llama.cpp needs a GGUF base model to apply an adapter to")
-    target = models_dir() / f"lora-{adapter_hash(adapter_dir).removeprefix('sha256:')[:24]}.gguf"
+    digest = digest or adapter_hash(adapter_dir)
+    target = models_dir() / f"lora-{digest.removeprefix('sha256:')[:24]}.gguf"
     if target.is_file() and target.stat().st_size > 0:
         return target
     return write_gguf_lora(adapter_dir, target, arch=gguf_architecture(base_file))

@@ -129,8 +129,8 @@ class LlamaCppBackend:
             from medsyn.training.models import adapter_hash
 
             # Converted before any request: a wrong adapter is a one-line error, not a failed run.
-            self._lora = gguf_adapter(self.adapter, self.spec)
             self.adapter_hash = adapter_hash(self.adapter)
+            self._lora = gguf_adapter(self.adapter, self.spec, digest=self.adapter_hash)
         self.threads = threads
         self.parallel = parallel
         self.max_concurrency = parallel
