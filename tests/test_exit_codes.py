@@ -55,12 +55,22 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(store_dir: Path, tmp_path: Path
         args = ["generate", "--samples", str(tmp_path / "s.jsonl"), "--base-url", srv.base_url, "--no-progress"]
         args += ["--store", str(store_dir), "--out", str(tmp_path / "run")]
         env = {**os.environ, "OPENAI_API_KEY": "", "COLUMNS": "200"}
-        proc = subprocess.Popen([MEDSYN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        # As a terminal starts it: SIGINT neither ignored nor blocked, whatever this test process inherited (both pass
+        # through exec, and a process that ignores SIGINT rightly goes on running: the run then outlives the test).
+        as_in_a_terminal = (
+            "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+            "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); os.execv(sys.argv[1], sys.argv[1:])"
+        )
+        cmd = [sys.executable, "-c", as_in_a_terminal, MEDSYN, *args]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         for _ in range(1200):  # until both requests wait on the server: the command is mid-run
             if srv.stats()["in_flight"] == 2 or proc.poll() is not None:
                 break
             time.sleep(0.05)
         assert srv.stats()["in_flight"] == 2
+        status = dict(line.split(":\t", 1) for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines())
+        for mask in ("SigIgn", "SigBlk"):
+            assert not int(status[mask], 16) & (1 << (signal.SIGINT - 1)), f"{mask}: {status[mask]}"
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=120)
     assert proc.returncode == ExitCode.INTERRUPTED, err
