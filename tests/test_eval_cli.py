@@ -189,6 +189,12 @@ def test_cli_upsample_and_quality_write_reports(small: dict[str, Path], tmp_path
         for name in ("gpt4", "generated")
         for mix in ("real 0.5 + syn 1", "real 1 + syn 1", "synthetic only")
     }
+    # The report's table holds the same rows as text_adds.json (it once printed its header alone).
+    section = md.split("## What the text adds over the graph")[1].split("\n## ")[0]
+    table = [line.split(" | ") for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [(c[0].lstrip("| "), c[1], c[4]) for c in table] == [
+        (r["set"], r["mix"], f"{r['text_adds'][0]:+.2f} ± {r['text_adds'][1]:.2f}") for r in adds["sets"]
+    ]
 
     qout = tmp_path / "q"
     # --jobs 2: per-note scores in two processes (tests/test_quality_fast_paths.py: the same figures as one)

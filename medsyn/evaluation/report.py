@@ -172,12 +172,13 @@ def _text_adds_section(results: Sequence[RunResult], summaries: Sequence[Summary
     if not rows:
         return lines
     rare = set(ctx.rare)
-    per_seed = []
+    seeds: dict[tuple[str, str], str] = {}
     for s in rows:
         runs = [r for r in results if r.set_name == s.set_name and r.point == s.point]
         twins = [r for r in results if r.control_of == s.set_name and r.point == s.point]
-        per_seed.append(" / ".join(f"{a:+.2f} ({b:+.2f})" for a, b in text_adds(runs, twins, rare)))
-    return [*lines, text_adds_table(text_adds_rows(rows), per_seed), ""]
+        seeds[s.set_name, s.point.label] = " / ".join(f"{a:+.2f} ({b:+.2f})" for a, b in text_adds(runs, twins, rare))
+    table = text_adds_rows(summaries)  # all of them: a set's row needs its control's summary
+    return [*lines, text_adds_table(table, [seeds[r["set"], r["mix"]] for r in table]), ""]
 
 
 def text_adds_table(rows: Sequence[dict[str, Any]], per_seed: Sequence[str] | None = None) -> str:
