@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -202,10 +205,6 @@ def test_pick_device_rejects_unknown_or_absent_devices() -> None:
 def test_loading_a_model_through_the_package_starts_no_hub_telemetry() -> None:
     """huggingface_hub reads HF_HUB_DISABLE_TELEMETRY once at import; the package sets it before any transformers
     import of its own, and leaves a user's explicit choice alone."""
-    import os
-    import subprocess
-    import sys
-
     code = (
         "import medsyn.training.models, transformers, huggingface_hub.constants as c; print(c.HF_HUB_DISABLE_TELEMETRY)"
     )

@@ -268,7 +268,6 @@ def _scores(scores: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _record(src: Source, rec: Mapping[str, Any], sources: list[dict[str, Any]]) -> dict[str, Any]:
-    scores = rec.get("scores") or {}
     nc = any(s["non_commercial"] for s in sources)
     run = src.run
     params = run.get("identity") or {}
@@ -286,7 +285,7 @@ def _record(src: Source, rec: Mapping[str, Any], sources: list[dict[str, Any]]) 
         "template_hash": rec.get("template_hash"),
         "run_id": rec.get("run_id"),
         "kg_version": rec.get("kg_version") or run.get("graph_version"),
-        "scores": _scores(scores),
+        "scores": _scores(rec.get("scores") or {}),
         "example_ids": [
             str(i) for i in rec.get("example_ids") or ([rec["example_id"]] if rec.get("example_id") else [])
         ],
