@@ -25,6 +25,7 @@ from medsyn.generation.config import GenerationConfig
 from medsyn.generation.engine import generate
 from medsyn.generation.prompts import example_marker, sample_examples
 from medsyn.generation.run_folder import FAILURES_FILE, NOTES_FILE, RUN_FILE
+from medsyn.kg.importers.registry import source_spec
 from medsyn.kg.notes import real_notes
 from medsyn.kg.store import OxigraphStore
 from medsyn.sampling.draw import draw_samples
@@ -133,6 +134,10 @@ def test_export_jsonl_with_card(runs: dict, tmp_path: Path) -> None:
     for code, k in codes.items():
         assert f"| {code} | {k} |" in card
     assert "medsyn generate --n 8" in card  # the command from run.json
+    # Every source the graph declares is listed once with the licence its registry line gives, read by one query.
+    for name in ("wikimed", "rumedtop3"):
+        spec = source_spec(name)
+        assert card.count(f"(`{name}`) | {spec.license} | {'yes' if spec.non_commercial else 'no'} |") == 1, name
     assert "paper_fewshot_ru" in card and "min_recall" in card and "CC BY-NC-SA" not in card.split("##")[0]
     assert (out / "notes_per_code.png").stat().st_size > 1000
     assert "## Usefulness: what the text adds over the graph" in card and "No evaluation was attached" in card

@@ -270,7 +270,7 @@ def _licences_section(report: ExportReport) -> list[str]:
     sources = [
         [
             f"{s.get('label') or s['source']} (`{s['source']}`)",
-            s.get("license", "?"),
+            s.get("license") or "?",
             "yes" if s.get("non_commercial") else "no",
         ]
         for s in report.graph_sources

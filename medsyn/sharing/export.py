@@ -478,15 +478,6 @@ def _assert_no_real_text(records: Sequence[Mapping[str, Any]], real_norm: set[st
 
 
 def _graph_sources(store: Store) -> list[dict[str, Any]]:
-    """The knowledge sources declared in the graph: name, label, licence, non-commercial flag."""
-    by: dict[str, dict[str, Any]] = {}
-    for r in run_named(store, "curation/knowledge_sources"):
-        s = by.setdefault(str(r["s"].value), {"source": str(r["s"].value).rsplit("/", 1)[-1]})
-        p, o = str(r["p"].value), r["o"].value
-        if p.endswith("#label") or p.endswith("/label"):
-            s["label"] = o
-        elif p.endswith("/license"):
-            s["license"] = o
-        elif p.endswith("#nonCommercial"):
-            s["non_commercial"] = o == "true"
-    return sorted(by.values(), key=lambda s: s["source"])
+    """The knowledge sources the graph knows: name, label, licence, non-commercial flag, in IRI order."""
+    facts = _source_facts(store)
+    return [f for iri in sorted(facts) for f in facts[iri]]
