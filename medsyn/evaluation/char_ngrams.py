@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from medsyn.evaluation.csr_rows import row_positions
+
 MAX_N = 8  # characters a 64-bit key holds at a byte each
 _MAX_ALPHABET = 254  # byte values 1..255 less the one for "outside the alphabet"; 0 pads shorter n-grams
 _WHITE_SPACES = re.compile(r"\s\s+")  # scikit-learn's _VectorizerMixin._white_spaces: runs become one space
@@ -260,9 +262,7 @@ def fold_counts(every: AllCounts, train: np.ndarray, test: np.ndarray, min_df: i
     a row's columns by where each n-gram first occurs in the whole training corpus (its vocabulary's insertion
     order), and a solver summing in another order lands a few ulps away."""
     m = every.matrix
-    starts, ends = m.indptr[train], m.indptr[train + 1]
-    lengths = ends - starts
-    at = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+    at, lengths = row_positions(m.indptr, train)
     rows = np.repeat(np.arange(len(train)), lengths)
     cols = m.indices[at]
     df = np.bincount(cols, minlength=m.shape[1])

@@ -18,6 +18,8 @@ import math
 import numpy as np
 from scipy import sparse
 
+from medsyn.evaluation.csr_rows import row_positions
+
 _CHUNK = 512  # candidates scored at once before looking for a hit (most notes of a templated set hit in the first)
 
 
@@ -91,7 +93,7 @@ def _probe(u: sparse.csr_matrix, sizes: np.ndarray, near: np.ndarray, threshold:
             cand = cand[seen[cand] != i]
             seen[cand] = i
             cand = cand[(sizes[cand] >= threshold * s - 1e-9) & (sizes[cand] * threshold <= s + 1e-9)]
-            if len(cand) and _first_hit(u, sizes, cand, mine, s, threshold, near):
+            if len(cand) and _first_hit(u, cand, mine, s, threshold, near):
                 near[i] = True
                 break
         mine[own] = 0.0
@@ -99,7 +101,6 @@ def _probe(u: sparse.csr_matrix, sizes: np.ndarray, near: np.ndarray, threshold:
 
 def _first_hit(
     u: sparse.csr_matrix,
-    sizes: np.ndarray,
     cand: np.ndarray,
     mine: np.ndarray,
     size: int,
@@ -110,8 +111,7 @@ def _first_hit(
     those at or above the threshold, and says whether there was one."""
     for a in range(0, len(cand), _CHUNK):
         c = cand[a : a + _CHUNK]
-        lengths = sizes[c]
-        at = np.repeat(u.indptr[c] - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+        at, lengths = row_positions(u.indptr, c)
         inter = np.add.reduceat(mine[u.indices[at]], np.r_[0, np.cumsum(lengths)[:-1]])
         # float32 as in ``overlap``, whose figures these must equal
         jac = inter / (np.float32(size) + lengths.astype(np.float32) - inter)
