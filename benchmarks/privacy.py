@@ -1,7 +1,7 @@
 """The cost of ``eval privacy`` on a large set: membership inference and the personal-data scan on N notes.
 
 No 41k-note synthetic set ships with the project, so the set is the authors' three sets and ours
-(docs/reports/local/notes.jsonl) repeated to N notes, each copy marked with its number so no two texts are equal.
+(docs/reports/local-v1/notes.jsonl) repeated to N notes, each copy marked with its number so no two texts are equal.
 The goal (issue 25): 41k notes within 5 minutes. Judged on process CPU time (on a shared machine the wall time
 also counts the time other processes held the cores); both are printed, with the load average.
 
@@ -32,7 +32,7 @@ GOAL_S = 300.0
 
 
 def enlarged(n: int) -> NoteSet:
-    base = [x for p in [*default_synthetic(), ROOT / "docs/reports/local/notes.jsonl"] for x in read_notes(p).notes]
+    base = [x for p in [*default_synthetic(), ROOT / "docs/reports/local-v1/notes.jsonl"] for x in read_notes(p).notes]
     notes = [
         replace(base[i % len(base)], id=f"{i}", text=f"{base[i % len(base)].text} ({i // len(base)})") for i in range(n)
     ]

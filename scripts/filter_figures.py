@@ -46,7 +46,7 @@ from medsyn.generation.fluency import phrases, unseen_phrases
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "tests" / "data" / "note_labels.tsv"
-OWN = ROOT / "docs" / "reports" / "local" / "notes.jsonl"
+OWN = ROOT / "docs" / "reports" / "local-v1" / "notes.jsonl"
 FIRST = ("own", "gpt4", "real")  # the 240 rows the restatement and non-word thresholds were chosen on
 OWN_MODEL = ("own", "own_rejected")
 PHRASE_GRID = (0.4, 0.45, 0.5, 0.55, 0.6, 0.7)

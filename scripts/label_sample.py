@@ -2,7 +2,7 @@
 
     python scripts/label_sample.py > note_labels.unlabelled.tsv
 
-120 of our own accepted notes (docs/reports/local/notes.jsonl), 60 of the authors' GPT-4 notes (with the symptom
+120 of our own accepted notes (docs/reports/local-v1/notes.jsonl), 60 of the authors' GPT-4 notes (with the symptom
 lists that prompted them, paired by rank: ``attach_requested``) and 60 real RuMedTop3 train notes (no list). The
 label and why columns are left empty for the annotator. A newline inside a note is written as the two characters
 ``\\n`` and a tab as a space, so each note stays one TSV row (``medsyn.evaluation.note_labels.read_labels`` undoes it).
@@ -25,7 +25,7 @@ from medsyn.evaluation.data import (
 
 SEED = 22
 COUNTS = {"own": 120, "gpt4": 60, "real": 60}
-OWN = Path(__file__).resolve().parent.parent / "docs" / "reports" / "local" / "notes.jsonl"
+OWN = Path(__file__).resolve().parent.parent / "docs" / "reports" / "local-v1" / "notes.jsonl"
 COLUMNS = ("source", "id", "code", "requested", "note", "label", "why")
 
 
