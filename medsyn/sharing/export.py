@@ -208,10 +208,13 @@ def read_source(path: str | Path) -> Source:
     return Source(p, "rumedtop3", name, records, attempts=len(records))
 
 
-def note_sources(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
+def note_sources(
+    store: Store, run_id: str, facts: Mapping[str, list[dict[str, Any]]]
+) -> dict[str, list[dict[str, Any]]]:
     """Note id -> the knowledge sources it drew on (name, label, licence, non-commercial flag), one entry per row of
-    the source's licence facts, sources in IRI order. A source contributes when it links a sampled symptom to the
-    sampled code or to a sub-code of it, or when it holds an example note (as ``audit sources`` counts)."""
+    the source's licence facts (``facts``, from :func:`_source_facts`, read once an export), sources in IRI order.
+    A source contributes when it links a sampled symptom to the sampled code or to a sub-code of it, or when it
+    holds an example note (as ``audit sources`` counts)."""
     links: dict[str, list[tuple[str, str | None, str]]] = {}
     for r in run_named(store, "export/association_sources"):
         cat = str(r["category"].value) if "category" in r else None
@@ -224,7 +227,6 @@ def note_sources(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
             continue
         code = str(r["code"].value)
         found.update(src for disease, cat, src in links.get(str(r["symptom"].value), ()) if code in (disease, cat))
-    facts = _source_facts(store) if used else {}
     return {
         nid: [f for src in sorted(srcs) for f in facts.get(src, [_source_fact(src, None, None, False)])]
         for nid, srcs in sorted(used.items())
@@ -375,7 +377,8 @@ def _export(
     privacy: dict[str, Any] | bool | None = None,
 ) -> ExportReport:
     sources = [read_source(p) for p in inputs]
-    records, duplicates = _collect(sources, store)
+    facts = _source_facts(store)  # the records' sources and the card's table, one read for the whole export
+    records, duplicates = _collect(sources, store, facts)
     if not records:
         raise InputError("no accepted note in the inputs: nothing to export")
 
@@ -411,7 +414,7 @@ def _export(
     report = ExportReport(
         Path(out), fmt, sources, records, len(real), exact, near, dropped, flagged, duplicates, on_near_copy
     )
-    report.graph_sources = _graph_sources(store)
+    report.graph_sources = [f for iri in sorted(facts) for f in facts[iri]]
     report.symptom_labels_real = labels
     report.command = shlex.join(command) if command else None
     report.evaluation = evaluation
@@ -433,7 +436,9 @@ def _export(
     return report
 
 
-def _collect(sources: Sequence[Source], store: Store) -> tuple[list[dict[str, Any]], int]:
+def _collect(
+    sources: Sequence[Source], store: Store, facts: Mapping[str, list[dict[str, Any]]]
+) -> tuple[list[dict[str, Any]], int]:
     """The records of every input, each note id once, and how many repeated ids were skipped."""
     known = _recorded_runs(store)
     records: list[dict[str, Any]] = []
@@ -447,7 +452,7 @@ def _collect(sources: Sequence[Source], store: Store) -> tuple[list[dict[str, An
                     f"run {src.name} has no provenance in this store; pass the --store it was generated with",
                     path=src.path,
                 )
-            per_note = note_sources(store, src.name)
+            per_note = note_sources(store, src.name, facts)
         for rec in src.records:
             if str(rec["id"]) in seen:
                 duplicates += 1
@@ -475,9 +480,3 @@ def _assert_no_real_text(records: Sequence[Mapping[str, Any]], real_norm: set[st
                 if isinstance(v, str) and len(v) > 20 and normalised(v) in real_norm:
                     raise NearCopyError(f"record {r['idx']}: field {key!r} holds a real note; export refused")
     return labels
-
-
-def _graph_sources(store: Store) -> list[dict[str, Any]]:
-    """The knowledge sources the graph knows: name, label, licence, non-commercial flag, in IRI order."""
-    facts = _source_facts(store)
-    return [f for iri in sorted(facts) for f in facts[iri]]
