@@ -51,6 +51,7 @@ def test_export_collects_its_records_with_the_collector_paused(
 
     monkeypatch.setattr(export_module, "_collect", spy)
     monkeypatch.setattr(export_module, "read_source", lambda p: p)
+    monkeypatch.setattr(export_module, "_source_facts", lambda store: {})  # read before collecting; no store here
     with pytest.raises(SystemExit):
         export_module.export([tmp_path / "run"], tmp_path / "out", store=None)  # type: ignore[arg-type]
     assert seen == [False] and gc.isenabled()
